@@ -1,0 +1,101 @@
+#pragma once
+// Execution contexts, one per device. Ops take the context of their device as the first
+// argument; the backend is chosen once, when the user creates the context.
+//  - CpuContext: an Eigen thread pool and ThreadPoolDevice (thread count settable).
+//  - CudaContext: device, stream and library handles. Only the stream exists yet; cuBLAS(Lt),
+//    cuDNN handles and the workspace arrive with the CUDA backend (they stay null until then).
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <thread>
+
+#include "irepa/core/device.hpp"
+#include "irepa/core/eigen.hpp"
+#include "irepa/core/error.hpp"
+
+namespace irepa {
+
+class CpuContext {
+ public:
+  using device_type = Cpu;
+
+  /// threads <= 0: one per hardware thread.
+  explicit CpuContext(int threads = 0) { set_threads(threads); }
+  CpuContext(const CpuContext&) = delete;
+  CpuContext& operator=(const CpuContext&) = delete;
+
+  /// Rebuilds the pool with n threads (n <= 0: one per hardware thread).
+  void set_threads(int n) {
+    if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    device_.reset();
+    pool_ = std::make_unique<Eigen::ThreadPool>(n);
+    device_ = std::make_unique<Eigen::ThreadPoolDevice>(pool_.get(), n);
+    threads_ = n;
+  }
+  int threads() const { return threads_; }
+  const Eigen::ThreadPoolDevice& device() const { return *device_; }
+  static constexpr std::string_view name() { return "cpu"; }
+  void synchronize() const {}
+
+  /// Runs f(begin, end) over [0, n) in blocks; cost_per_item is a rough flop count per item
+  /// that Eigen uses to pick the block size (cheap items are not split across threads).
+  template <class F>
+  void parallel_for(std::int64_t n, double cost_per_item, F&& f) const {
+    if (n <= 0) return;
+    if (threads_ == 1 || static_cast<double>(n) * cost_per_item < 20000.0) {
+      f(std::int64_t{0}, n);
+      return;
+    }
+    device_->parallelFor(static_cast<Eigen::Index>(n), Eigen::TensorOpCost(8, 8, cost_per_item),
+                         [&f](Eigen::Index b, Eigen::Index e) { f(static_cast<std::int64_t>(b), static_cast<std::int64_t>(e)); });
+  }
+
+ private:
+  std::unique_ptr<Eigen::ThreadPool> pool_;
+  std::unique_ptr<Eigen::ThreadPoolDevice> device_;
+  int threads_ = 1;
+};
+
+class CudaContext {
+ public:
+  using device_type = Cuda;
+
+  explicit CudaContext(int device = 0) : device_(device) {
+#if defined(IREPA_WITH_CUDA)
+    check(cudaSetDevice(device), "cudaSetDevice");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+#else
+    fail("CudaContext: irepa was built without CUDA (configure with IREPA_ENABLE_CUDA=ON; "
+         "CUDA code is compiled by nvcc and linked with irepa::cuda)");
+#endif
+  }
+  CudaContext(const CudaContext&) = delete;
+  CudaContext& operator=(const CudaContext&) = delete;
+  ~CudaContext() {
+#if defined(IREPA_WITH_CUDA)
+    if (stream_) cudaStreamDestroy(stream_);
+#endif
+  }
+
+  int device() const { return device_; }
+  static constexpr std::string_view name() { return "cuda"; }
+#if defined(IREPA_WITH_CUDA)
+  cudaStream_t stream() const { return stream_; }
+  void synchronize() const { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+  static void check(cudaError_t e, std::string_view call) {
+    if (e != cudaSuccess) fail("{}: {} ({})", call, cudaGetErrorString(e), cudaGetErrorName(e));
+  }
+#else
+  void synchronize() const {}
+#endif
+
+ private:
+  int device_ = 0;
+#if defined(IREPA_WITH_CUDA)
+  cudaStream_t stream_ = nullptr;
+#endif
+};
+
+}  // namespace irepa

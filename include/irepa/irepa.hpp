@@ -1,0 +1,25 @@
+#pragma once
+// Umbrella header for users: everything irepa provides. Library code includes the granular
+// headers instead (each compiles on its own).
+
+#include "irepa/core/arena.hpp"
+#include "irepa/core/concepts.hpp"
+#include "irepa/core/context.hpp"
+#include "irepa/core/device.hpp"
+#include "irepa/core/dtype.hpp"
+#include "irepa/core/error.hpp"
+#include "irepa/core/rng.hpp"
+#include "irepa/core/shape.hpp"
+#include "irepa/core/tensor.hpp"
+#include "irepa/io/safetensors.hpp"
+#include "irepa/ops/activation.hpp"
+#include "irepa/ops/attention.hpp"
+#include "irepa/ops/conv.hpp"
+#include "irepa/ops/embedding.hpp"
+#include "irepa/ops/linear.hpp"
+#include "irepa/ops/modulate.hpp"
+#include "irepa/ops/norm.hpp"
+#include "irepa/ops/reduce.hpp"
+#include "irepa/ops/rope.hpp"
+#include "irepa/check/gradient_check.hpp"
+#include "irepa/version.hpp"

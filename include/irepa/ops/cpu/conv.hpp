@@ -1,0 +1,201 @@
+#pragma once
+// Convolutions on the CPU, as im2col + GEMM.
+//  - conv2d_same: k x k, stride 1, zero padding k/2 (odd k), on channels-last maps
+//    x [B, H, W, Cin] (a token grid [B, T, D] viewed as [B, H, W, D]); w [Cout, Cin, k, k].
+//  - patchify: kernel = stride = p on channels-first images x [B, C, H, W] -> tokens [B, T, D],
+//    T = (H/p)(W/p) row-major; w [D, C, p, p].
+// Weights keep PyTorch's layout; k = 1 is the 1x1 convolution.
+
+#include <cstring>
+#include <vector>
+
+#include "irepa/ops/cpu/gemm.hpp"
+
+namespace irepa::ops {
+
+namespace detail {
+
+inline void check_conv_same(std::string_view op, const Shape& x, const Shape& w, const Shape& b, const Shape& y) {
+  IREPA_CHECK(w.rank() == 4 && w[2] == w[3] && w[2] % 2 == 1,
+              "{}: weight has shape {}, expected [Cout, Cin, k, k] with odd k", op, w.str());
+  IREPA_CHECK(x.rank() == 4 && x[3] == w[1], "{}: input has shape {}, expected [B, H, W, {}]", op, x.str(), w[1]);
+  IREPA_CHECK(b.numel() == 0 || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
+  check_shape(op, "output", y, Shape{x[0], x[1], x[2], w[0]});
+}
+
+/// im2col for a same-padded k x k window, column order (ki, kj, c) so each tap is one
+/// contiguous copy of Cin channels. col [B*H*W, k*k*Cin].
+template <class T>
+void im2col_same(const CpuContext& ctx, const T* x, std::int64_t B, std::int64_t H, std::int64_t W, std::int64_t C, int k,
+                 T* col) {
+  const int p = k / 2;
+  const std::int64_t rowlen = static_cast<std::int64_t>(k) * k * C;
+  ctx.parallel_for(B * H * W, static_cast<double>(rowlen), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t b = r / (H * W), h = (r / W) % H, w = r % W;
+      T* dst = col + r * rowlen;
+      for (int i = 0; i < k; ++i)
+        for (int j = 0; j < k; ++j, dst += C) {
+          const std::int64_t hh = h + i - p, ww = w + j - p;
+          if (hh < 0 || hh >= H || ww < 0 || ww >= W)
+            std::fill_n(dst, C, T(0));
+          else
+            std::memcpy(dst, x + ((b * H + hh) * W + ww) * C, static_cast<std::size_t>(C) * sizeof(T));
+        }
+    }
+  });
+}
+
+/// Inverse of im2col_same: dx (assigned) = sum of the column entries that read each pixel.
+/// Parallel over output pixels (gather), so no two threads write one element.
+template <class T>
+void col2im_same(const CpuContext& ctx, const T* col, std::int64_t B, std::int64_t H, std::int64_t W, std::int64_t C, int k,
+                 T* dx) {
+  const int p = k / 2;
+  const std::int64_t rowlen = static_cast<std::int64_t>(k) * k * C;
+  ctx.parallel_for(B * H * W, static_cast<double>(rowlen), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t b = r / (H * W), h = (r / W) % H, w = r % W;
+      T* dst = dx + r * C;
+      std::fill_n(dst, C, T(0));
+      // Output pixel (h - i + p, w - j + p) read this pixel through tap (i, j).
+      for (int i = 0; i < k; ++i)
+        for (int j = 0; j < k; ++j) {
+          const std::int64_t ho = h - i + p, wo = w - j + p;
+          if (ho < 0 || ho >= H || wo < 0 || wo >= W) continue;
+          const T* src = col + ((b * H + ho) * W + wo) * rowlen + (static_cast<std::int64_t>(i) * k + j) * C;
+          for (std::int64_t c = 0; c < C; ++c) dst[c] += src[c];
+        }
+    }
+  });
+}
+
+/// [Cout, Cin, k, k] <-> [Cout, k, k, Cin] (the im2col column order).
+template <class T>
+void weight_to_taps(const T* w, std::int64_t Co, std::int64_t Ci, int k, T* out) {
+  for (std::int64_t o = 0; o < Co; ++o)
+    for (std::int64_t c = 0; c < Ci; ++c)
+      for (int t = 0; t < k * k; ++t) out[(o * k * k + t) * Ci + c] = w[(o * Ci + c) * k * k + t];
+}
+template <class T>
+void add_taps_to_weight(const T* taps, std::int64_t Co, std::int64_t Ci, int k, T* w) {
+  for (std::int64_t o = 0; o < Co; ++o)
+    for (std::int64_t c = 0; c < Ci; ++c)
+      for (int t = 0; t < k * k; ++t) w[(o * Ci + c) * k * k + t] += taps[(o * k * k + t) * Ci + c];
+}
+
+}  // namespace detail
+
+/// y = conv(x, w) + b, same padding, stride 1.  x [B, H, W, Cin], w [Cout, Cin, k, k], b [Cout] or empty,
+/// y [B, H, W, Cout].
+template <class T>
+void conv2d_same_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorView<T> y) {
+  detail::check_conv_same("conv2d_same_forward", x.shape(), w.shape(), b.shape(), y.shape());
+  check_contiguous("conv2d_same_forward", x, w, b, y);
+  const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0);
+  const int k = static_cast<int>(w.size(2));
+  const std::int64_t K = static_cast<std::int64_t>(k) * k * Ci, N = B * H * W;
+  Tensor<T> col(Shape{N, K}), wt(Shape{Co, K});  // [N, k*k*Cin], [Cout, k*k*Cin]
+  detail::im2col_same(ctx, x.data(), B, H, W, Ci, k, col.data());
+  detail::weight_to_taps(w.data(), Co, Ci, k, wt.data());
+  auto ym = cpu::as_matrix(y.data(), N, Co);
+  cpu::gemm<T>(ctx, col.cview().matrix(), cpu::Trans::N, wt.cview().matrix(), cpu::Trans::T, ym, false);
+  if (b.numel()) {
+    const std::array<Eigen::Index, 2> bshape{1, Co}, bcast{N, 1};
+    ym.device(ctx.device()) += b.flat().reshape(bshape).broadcast(bcast);
+  }
+}
+
+/// dx assigned (skipped when empty); dw += ...; db += ... (when non-empty).
+template <class T>
+void conv2d_same_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> dy, TensorView<T> dx, TensorView<T> dw,
+                          TensorView<T> db) {
+  detail::check_conv_same("conv2d_same_backward", x.shape(), w.shape(), db.shape(), dy.shape());
+  check_shape("conv2d_same_backward", "dw", dw.shape(), w.shape());
+  check_contiguous("conv2d_same_backward", x, w, dy, dx, dw, db);
+  const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0);
+  const int k = static_cast<int>(w.size(2));
+  const std::int64_t K = static_cast<std::int64_t>(k) * k * Ci, N = B * H * W;
+  auto dym = cpu::as_matrix(dy.data(), N, Co);
+  Tensor<T> col(Shape{N, K}), taps(Shape{Co, K});
+  detail::im2col_same(ctx, x.data(), B, H, W, Ci, k, col.data());
+  cpu::gemm<T>(ctx, dym, cpu::Trans::T, col.cview().matrix(), cpu::Trans::N, taps.matrix(), false);
+  detail::add_taps_to_weight(taps.data(), Co, Ci, k, dw.data());
+  if (db.numel()) cpu::add_row_sum<T>(ctx, dym, db.flat());
+  if (dx.numel()) {
+    check_shape("conv2d_same_backward", "dx", dx.shape(), x.shape());
+    detail::weight_to_taps(w.data(), Co, Ci, k, taps.data());
+    cpu::gemm<T>(ctx, dym, cpu::Trans::N, taps.cview().matrix(), cpu::Trans::N, col.matrix(), false);  // dcol
+    detail::col2im_same(ctx, col.data(), B, H, W, Ci, k, dx.data());
+  }
+}
+
+namespace detail {
+inline void check_patchify(std::string_view op, const Shape& x, const Shape& w, const Shape& b, const Shape& y) {
+  IREPA_CHECK(w.rank() == 4 && w[2] == w[3] && w[2] > 0, "{}: weight has shape {}, expected [D, C, p, p]", op, w.str());
+  const std::int64_t p = w[2];
+  IREPA_CHECK(x.rank() == 4 && x[1] == w[1] && x[2] % p == 0 && x[3] % p == 0,
+              "{}: input has shape {}, expected [B, {}, H, W] with H and W multiples of {}", op, x.str(), w[1], p);
+  IREPA_CHECK(b.numel() == 0 || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
+  check_shape(op, "output", y, Shape{x[0], (x[2] / p) * (x[3] / p), w[0]});
+}
+/// Gathers (scatter = false) or scatters (true) between the image and col [B*T, C*p*p], order (c, i, j).
+template <class T>
+void patch_columns(const CpuContext& ctx, T* img, std::int64_t B, std::int64_t C, std::int64_t H, std::int64_t W,
+                   std::int64_t p, T* col, bool scatter) {
+  const std::int64_t gh = H / p, gw = W / p, K = C * p * p;
+  ctx.parallel_for(B * gh * gw, static_cast<double>(K), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t b = r / (gh * gw), ph = (r / gw) % gh, pw = r % gw;
+      T* cr = col + r * K;
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t i = 0; i < p; ++i) {
+          T* px = img + ((b * C + c) * H + ph * p + i) * W + pw * p;
+          T* cc = cr + (c * p + i) * p;
+          if (scatter)
+            std::memcpy(px, cc, static_cast<std::size_t>(p) * sizeof(T));
+          else
+            std::memcpy(cc, px, static_cast<std::size_t>(p) * sizeof(T));
+        }
+    }
+  });
+}
+}  // namespace detail
+
+/// Patch embedding: y[b, t, :] = W * patch(b, t) + b.  x [B, C, H, W], w [D, C, p, p], y [B, (H/p)(W/p), D].
+template <class T>
+void patchify_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorView<T> y) {
+  detail::check_patchify("patchify_forward", x.shape(), w.shape(), b.shape(), y.shape());
+  check_contiguous("patchify_forward", x, w, b, y);
+  const std::int64_t B = x.size(0), C = x.size(1), p = w.size(2), D = w.size(0), N = y.size(0) * y.size(1);
+  Tensor<T> col(Shape{N, C * p * p});
+  detail::patch_columns(ctx, const_cast<T*>(x.data()), B, C, x.size(2), x.size(3), p, col.data(), false);
+  auto ym = cpu::as_matrix(y.data(), N, D);
+  cpu::gemm<T>(ctx, col.cview().matrix(), cpu::Trans::N, cpu::as_matrix(w.data(), D, C * p * p), cpu::Trans::T, ym, false);
+  if (b.numel()) {
+    const std::array<Eigen::Index, 2> bshape{1, D}, bcast{N, 1};
+    ym.device(ctx.device()) += b.flat().reshape(bshape).broadcast(bcast);
+  }
+}
+
+/// dx assigned (every pixel belongs to exactly one patch; skipped when empty); dw, db accumulated.
+template <class T>
+void patchify_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> dy, TensorView<T> dx, TensorView<T> dw,
+                       TensorView<T> db) {
+  detail::check_patchify("patchify_backward", x.shape(), w.shape(), db.shape(), dy.shape());
+  check_shape("patchify_backward", "dw", dw.shape(), w.shape());
+  check_contiguous("patchify_backward", x, w, dy, dx, dw, db);
+  const std::int64_t B = x.size(0), C = x.size(1), p = w.size(2), D = w.size(0), N = dy.size(0) * dy.size(1);
+  auto dym = cpu::as_matrix(dy.data(), N, D);
+  Tensor<T> col(Shape{N, C * p * p});
+  detail::patch_columns(ctx, const_cast<T*>(x.data()), B, C, x.size(2), x.size(3), p, col.data(), false);
+  cpu::gemm<T>(ctx, dym, cpu::Trans::T, col.cview().matrix(), cpu::Trans::N, cpu::as_matrix(dw.data(), D, C * p * p), true);
+  if (db.numel()) cpu::add_row_sum<T>(ctx, dym, db.flat());
+  if (dx.numel()) {
+    check_shape("patchify_backward", "dx", dx.shape(), x.shape());
+    cpu::gemm<T>(ctx, dym, cpu::Trans::N, cpu::as_matrix(w.data(), D, C * p * p), cpu::Trans::N, col.matrix(), false);
+    detail::patch_columns(ctx, dx.data(), B, C, x.size(2), x.size(3), p, col.data(), true);
+  }
+}
+
+}  // namespace irepa::ops

@@ -1,0 +1,70 @@
+#pragma once
+// adaLN modulation on the CPU: y = x * (1 + scale) + shift, with per-image shift and scale
+// broadcast over tokens. x, y [B, T, D]; shift, scale [B, D].
+
+#include "irepa/core/context.hpp"
+#include "irepa/core/tensor.hpp"
+
+namespace irepa::ops {
+
+namespace detail {
+inline void check_modulate(std::string_view op, const Shape& x, const Shape& shift, const Shape& scale, const Shape& y) {
+  IREPA_CHECK(x.rank() == 3, "{}: input has shape {}, expected [B, T, D]", op, x.str());
+  check_shape(op, "shift", shift, Shape{x[0], x[2]});
+  check_shape(op, "scale", scale, Shape{x[0], x[2]});
+  check_shape(op, "output", y, x);
+}
+}  // namespace detail
+
+template <class T>
+void modulate_forward(const CpuContext& ctx, In<T> x, In<T> shift, In<T> scale, TensorView<T> y) {
+  detail::check_modulate("modulate_forward", x.shape(), shift.shape(), scale.shape(), y.shape());
+  check_contiguous("modulate_forward", x, shift, scale, y);
+  const std::int64_t B = x.size(0), N = x.size(1), D = x.size(2);
+  ctx.parallel_for(B * N, 2.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const T* sh = shift.data() + (r / N) * D;
+      const T* sc = scale.data() + (r / N) * D;
+      const T* xr = x.data() + r * D;
+      T* yr = y.data() + r * D;
+      for (std::int64_t i = 0; i < D; ++i) yr[i] = xr[i] * (T(1) + sc[i]) + sh[i];
+    }
+  });
+}
+
+/// dx = dy * (1 + scale); dshift = sum_T dy; dscale = sum_T dy * x. All three assigned
+/// (dx may be empty to skip it).
+template <class T>
+void modulate_backward(const CpuContext& ctx, In<T> x, In<T> scale, In<T> dy, TensorView<T> dx, TensorView<T> dshift,
+                       TensorView<T> dscale) {
+  detail::check_modulate("modulate_backward", x.shape(), dshift.shape(), scale.shape(), dy.shape());
+  check_shape("modulate_backward", "dscale", dscale.shape(), scale.shape());
+  check_contiguous("modulate_backward", x, scale, dy, dx, dshift, dscale);
+  const std::int64_t B = x.size(0), N = x.size(1), D = x.size(2);
+  if (dx.numel()) check_shape("modulate_backward", "dx", dx.shape(), x.shape());
+  // One task per (image, channel block): sums over tokens stay in one thread.
+  ctx.parallel_for(B, 3.0 * static_cast<double>(N * D), [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      T* dsh = dshift.data() + b * D;
+      T* dsc = dscale.data() + b * D;
+      const T* sc = scale.data() + b * D;
+      std::fill_n(dsh, D, T(0));
+      std::fill_n(dsc, D, T(0));
+      for (std::int64_t n = 0; n < N; ++n) {
+        const std::int64_t r = b * N + n;
+        const T* g = dy.data() + r * D;
+        const T* xr = x.data() + r * D;
+        for (std::int64_t i = 0; i < D; ++i) {
+          dsh[i] += g[i];
+          dsc[i] += g[i] * xr[i];
+        }
+        if (dx.numel()) {
+          T* dxr = dx.data() + r * D;
+          for (std::int64_t i = 0; i < D; ++i) dxr[i] = g[i] * (T(1) + sc[i]);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace irepa::ops

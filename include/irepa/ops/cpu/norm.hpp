@@ -1,0 +1,133 @@
+#pragma once
+// Row normalisations on the CPU, over the last dimension D.
+//  - LayerNorm without affine (SiT): y = (x - mean) * rstd, rstd = 1 / sqrt(var + eps), biased var.
+//  - RMSNorm with weight (JiT, q/k norm): y = w * x * r, r = 1 / sqrt(mean(x^2) + eps).
+// The row kernels are shared with attention's per-head q/k RMSNorm.
+
+#include <cmath>
+
+#include "irepa/core/context.hpp"
+#include "irepa/core/tensor.hpp"
+
+namespace irepa::ops {
+
+namespace detail {
+
+template <class T>
+T layer_norm_row(const T* x, std::int64_t D, T eps, T* y) {
+  T mean = 0;
+  for (std::int64_t i = 0; i < D; ++i) mean += x[i];
+  mean /= static_cast<T>(D);
+  T var = 0;
+  for (std::int64_t i = 0; i < D; ++i) var += (x[i] - mean) * (x[i] - mean);
+  var /= static_cast<T>(D);
+  const T rstd = T(1) / std::sqrt(var + eps);
+  for (std::int64_t i = 0; i < D; ++i) y[i] = (x[i] - mean) * rstd;
+  return rstd;
+}
+/// dx = rstd * (dy - mean(dy) - y * mean(dy * y)), y the normalised row.
+template <class T>
+void layer_norm_row_backward(const T* y, T rstd, const T* dy, std::int64_t D, T* dx) {
+  T m1 = 0, m2 = 0;
+  for (std::int64_t i = 0; i < D; ++i) {
+    m1 += dy[i];
+    m2 += dy[i] * y[i];
+  }
+  m1 /= static_cast<T>(D);
+  m2 /= static_cast<T>(D);
+  for (std::int64_t i = 0; i < D; ++i) dx[i] = rstd * (dy[i] - m1 - y[i] * m2);
+}
+
+/// y = w * x * r; returns r. w may be null (no weight).
+template <class T>
+T rms_norm_row(const T* x, const T* w, std::int64_t D, T eps, T* y) {
+  T ss = 0;
+  for (std::int64_t i = 0; i < D; ++i) ss += x[i] * x[i];
+  const T r = T(1) / std::sqrt(ss / static_cast<T>(D) + eps);
+  for (std::int64_t i = 0; i < D; ++i) y[i] = (w ? w[i] : T(1)) * x[i] * r;
+  return r;
+}
+/// With g = dy * w and xh = x * r: dx = r * (g - xh * mean(g * xh)); dw_row[i] = dy[i] * xh[i]
+/// (written, not added: callers reduce rows so threads never share a dw element).
+template <class T>
+void rms_norm_row_backward(const T* x, const T* w, T r, const T* dy, std::int64_t D, T* dx, T* dw_row) {
+  T m = 0;
+  for (std::int64_t i = 0; i < D; ++i) m += dy[i] * (w ? w[i] : T(1)) * x[i] * r;
+  m /= static_cast<T>(D);
+  for (std::int64_t i = 0; i < D; ++i) {
+    const T xh = x[i] * r;
+    if (dw_row) dw_row[i] = dy[i] * xh;
+    dx[i] = r * (dy[i] * (w ? w[i] : T(1)) - xh * m);
+  }
+}
+
+/// Adds the column sums of rows [N, D] to out [D], in parallel over columns.
+template <class T>
+void add_column_sums(const CpuContext& ctx, const T* rows, std::int64_t N, std::int64_t D, T* out) {
+  ctx.parallel_for(D, static_cast<double>(N), [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t c = c0; c < c1; ++c) out[c] += rows[n * D + c];
+  });
+}
+
+}  // namespace detail
+
+/// y = LayerNorm(x) without affine parameters. x, y [..., D]; rstd [rows] (saved for backward).
+template <class T>
+void layer_norm_forward(const CpuContext& ctx, In<T> x, T eps, TensorView<T> y, TensorView<T> rstd) {
+  check_shape("layer_norm_forward", "output", y.shape(), x.shape());
+  check_shape("layer_norm_forward", "rstd", rstd.shape(), Shape{x.shape().rows()});
+  check_contiguous("layer_norm_forward", x, y, rstd);
+  const std::int64_t D = x.shape().last();
+  ctx.parallel_for(x.shape().rows(), 5.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) rstd[r] = detail::layer_norm_row(x.data() + r * D, D, eps, y.data() + r * D);
+  });
+}
+
+/// dx (assigned) from the forward's output y and rstd.
+template <class T>
+void layer_norm_backward(const CpuContext& ctx, In<T> y, In<T> rstd, In<T> dy, TensorView<T> dx) {
+  check_shape("layer_norm_backward", "dy", dy.shape(), y.shape());
+  check_shape("layer_norm_backward", "dx", dx.shape(), y.shape());
+  check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{y.shape().rows()});
+  check_contiguous("layer_norm_backward", y, rstd, dy, dx);
+  const std::int64_t D = y.shape().last();
+  ctx.parallel_for(y.shape().rows(), 6.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r)
+      detail::layer_norm_row_backward(y.data() + r * D, rstd.data()[r], dy.data() + r * D, D, dx.data() + r * D);
+  });
+}
+
+/// y = w * x / sqrt(mean(x^2) + eps).  x, y [..., D]; w [D]; r [rows] (saved for backward).
+template <class T>
+void rms_norm_forward(const CpuContext& ctx, In<T> x, In<T> w, T eps, TensorView<T> y, TensorView<T> r) {
+  const std::int64_t D = x.shape().last();
+  check_shape("rms_norm_forward", "weight", w.shape(), Shape{D});
+  check_shape("rms_norm_forward", "output", y.shape(), x.shape());
+  check_shape("rms_norm_forward", "r", r.shape(), Shape{x.shape().rows()});
+  check_contiguous("rms_norm_forward", x, w, y, r);
+  ctx.parallel_for(x.shape().rows(), 4.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t i = r0; i < r1; ++i) r[i] = detail::rms_norm_row(x.data() + i * D, w.data(), D, eps, y.data() + i * D);
+  });
+}
+
+/// dx assigned; dw accumulated.
+template <class T>
+void rms_norm_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> r, In<T> dy, TensorView<T> dx, TensorView<T> dw) {
+  const std::int64_t D = x.shape().last(), N = x.shape().rows();
+  check_shape("rms_norm_backward", "weight", w.shape(), Shape{D});
+  check_shape("rms_norm_backward", "dw", dw.shape(), Shape{D});
+  check_shape("rms_norm_backward", "dy", dy.shape(), x.shape());
+  check_shape("rms_norm_backward", "dx", dx.shape(), x.shape());
+  check_shape("rms_norm_backward", "r", r.shape(), Shape{N});
+  check_contiguous("rms_norm_backward", x, w, r, dy, dx, dw);
+  Tensor<T> dw_rows(Shape{N, D});  // per-row contributions, reduced below
+  ctx.parallel_for(N, 6.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t i = r0; i < r1; ++i)
+      detail::rms_norm_row_backward(x.data() + i * D, w.data(), r.data()[i], dy.data() + i * D, D, dx.data() + i * D,
+                                    dw_rows.data() + i * D);
+  });
+  detail::add_column_sums(ctx, dw_rows.data(), N, D, dw.data());
+}
+
+}  // namespace irepa::ops

@@ -1,0 +1,6 @@
+#pragma once
+// adaLN modulation y = x (1 + scale) + shift with per-image shift and scale.
+// The op family's backends: ops/cpu/modulate.hpp (CpuContext overloads); the CUDA overloads
+// (CudaContext) will live in ops/cuda/modulate.cuh and are compiled by nvcc only.
+
+#include "irepa/ops/cpu/modulate.hpp"
