@@ -42,7 +42,9 @@ class TensorView {
   int rank() const { return shape_.rank(); }
   std::int64_t size(int i) const { return shape_[i]; }
   std::int64_t stride(int i) const { return strides_[static_cast<std::size_t>(i < 0 ? i + rank() : i)]; }
-  std::int64_t numel() const { return shape_.numel(); }
+  /// Element count; a default-constructed (null) view has none, which is how ops take
+  /// optional arguments ("no bias").
+  std::int64_t numel() const { return data_ ? shape_.numel() : 0; }
   bool empty() const { return numel() == 0; }
 
   bool is_contiguous() const {

@@ -15,11 +15,11 @@ namespace irepa::ops {
 
 namespace detail {
 
-inline void check_conv_same(std::string_view op, const Shape& x, const Shape& w, const Shape& b, const Shape& y) {
+inline void check_conv_same(std::string_view op, const Shape& x, const Shape& w, bool has_bias, const Shape& b, const Shape& y) {
   IREPA_CHECK(w.rank() == 4 && w[2] == w[3] && w[2] % 2 == 1,
               "{}: weight has shape {}, expected [Cout, Cin, k, k] with odd k", op, w.str());
   IREPA_CHECK(x.rank() == 4 && x[3] == w[1], "{}: input has shape {}, expected [B, H, W, {}]", op, x.str(), w[1]);
-  IREPA_CHECK(b.numel() == 0 || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
+  IREPA_CHECK(!has_bias || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
   check_shape(op, "output", y, Shape{x[0], x[1], x[2], w[0]});
 }
 
@@ -90,7 +90,7 @@ void add_taps_to_weight(const T* taps, std::int64_t Co, std::int64_t Ci, int k, 
 /// y [B, H, W, Cout].
 template <class T>
 void conv2d_same_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorView<T> y) {
-  detail::check_conv_same("conv2d_same_forward", x.shape(), w.shape(), b.shape(), y.shape());
+  detail::check_conv_same("conv2d_same_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), y.shape());
   check_contiguous("conv2d_same_forward", x, w, b, y);
   const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0);
   const int k = static_cast<int>(w.size(2));
@@ -110,7 +110,7 @@ void conv2d_same_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, Tenso
 template <class T>
 void conv2d_same_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> dy, TensorView<T> dx, TensorView<T> dw,
                           TensorView<T> db) {
-  detail::check_conv_same("conv2d_same_backward", x.shape(), w.shape(), db.shape(), dy.shape());
+  detail::check_conv_same("conv2d_same_backward", x.shape(), w.shape(), db.numel() > 0, db.shape(), dy.shape());
   check_shape("conv2d_same_backward", "dw", dw.shape(), w.shape());
   check_contiguous("conv2d_same_backward", x, w, dy, dx, dw, db);
   const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0);
@@ -131,12 +131,12 @@ void conv2d_same_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> dy, Ten
 }
 
 namespace detail {
-inline void check_patchify(std::string_view op, const Shape& x, const Shape& w, const Shape& b, const Shape& y) {
+inline void check_patchify(std::string_view op, const Shape& x, const Shape& w, bool has_bias, const Shape& b, const Shape& y) {
   IREPA_CHECK(w.rank() == 4 && w[2] == w[3] && w[2] > 0, "{}: weight has shape {}, expected [D, C, p, p]", op, w.str());
   const std::int64_t p = w[2];
   IREPA_CHECK(x.rank() == 4 && x[1] == w[1] && x[2] % p == 0 && x[3] % p == 0,
               "{}: input has shape {}, expected [B, {}, H, W] with H and W multiples of {}", op, x.str(), w[1], p);
-  IREPA_CHECK(b.numel() == 0 || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
+  IREPA_CHECK(!has_bias || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
   check_shape(op, "output", y, Shape{x[0], (x[2] / p) * (x[3] / p), w[0]});
 }
 /// Gathers (scatter = false) or scatters (true) between the image and col [B*T, C*p*p], order (c, i, j).
@@ -165,7 +165,7 @@ void patch_columns(const CpuContext& ctx, T* img, std::int64_t B, std::int64_t C
 /// Patch embedding: y[b, t, :] = W * patch(b, t) + b.  x [B, C, H, W], w [D, C, p, p], y [B, (H/p)(W/p), D].
 template <class T>
 void patchify_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorView<T> y) {
-  detail::check_patchify("patchify_forward", x.shape(), w.shape(), b.shape(), y.shape());
+  detail::check_patchify("patchify_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), y.shape());
   check_contiguous("patchify_forward", x, w, b, y);
   const std::int64_t B = x.size(0), C = x.size(1), p = w.size(2), D = w.size(0), N = y.size(0) * y.size(1);
   Tensor<T> col(Shape{N, C * p * p});
@@ -182,7 +182,7 @@ void patchify_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorVi
 template <class T>
 void patchify_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> dy, TensorView<T> dx, TensorView<T> dw,
                        TensorView<T> db) {
-  detail::check_patchify("patchify_backward", x.shape(), w.shape(), db.shape(), dy.shape());
+  detail::check_patchify("patchify_backward", x.shape(), w.shape(), db.numel() > 0, db.shape(), dy.shape());
   check_shape("patchify_backward", "dw", dw.shape(), w.shape());
   check_contiguous("patchify_backward", x, w, dy, dx, dw, db);
   const std::int64_t B = x.size(0), C = x.size(1), p = w.size(2), D = w.size(0), N = dy.size(0) * dy.size(1);

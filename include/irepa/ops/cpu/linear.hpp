@@ -7,11 +7,11 @@ namespace irepa::ops {
 
 namespace detail {
 template <class T>
-void check_linear(std::string_view op, const Shape& x, const Shape& w, const Shape& b, const Shape& y) {
+void check_linear(std::string_view op, const Shape& x, const Shape& w, bool has_bias, const Shape& b, const Shape& y) {
   IREPA_CHECK(w.rank() == 2, "{}: weight has shape {}, expected [out, in]", op, w.str());
   IREPA_CHECK(x.rank() >= 1 && x.last() == w[1], "{}: input has shape {}, expected [..., {}] for weight {}", op, x.str(),
               w[1], w.str());
-  IREPA_CHECK(b.numel() == 0 || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
+  IREPA_CHECK(!has_bias || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
   Shape want = x;
   want[-1] = w[0];
   check_shape(op, "output", y, want);
@@ -21,7 +21,7 @@ void check_linear(std::string_view op, const Shape& x, const Shape& w, const Sha
 /// y = x W^T + b.   x [N.., I], w [O, I], b [O] (empty view: no bias), y [N.., O].
 template <class T>
 void linear_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorView<T> y) {
-  detail::check_linear<T>("linear_forward", x.shape(), w.shape(), b.shape(), y.shape());
+  detail::check_linear<T>("linear_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), y.shape());
   const std::int64_t n = x.shape().rows(), in = w.size(1), out = w.size(0);
   auto ym = y.matrix();
   cpu::gemm<T>(ctx, x.matrix(), cpu::Trans::N, w.matrix(), cpu::Trans::T, ym, false);
@@ -36,7 +36,7 @@ void linear_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorView
 template <class T>
 void linear_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> dy, TensorView<T> dx,
                      TensorView<T> dw, TensorView<T> db) {
-  detail::check_linear<T>("linear_backward", x.shape(), w.shape(), db.shape(), dy.shape());
+  detail::check_linear<T>("linear_backward", x.shape(), w.shape(), db.numel() > 0, db.shape(), dy.shape());
   check_shape("linear_backward", "dw", dw.shape(), w.shape());
   if (dx.numel()) {
     check_shape("linear_backward", "dx", dx.shape(), x.shape());
