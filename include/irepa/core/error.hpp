@@ -16,10 +16,19 @@ class Error : public std::runtime_error {
 };
 
 /// Throws irepa::Error with an fmt-formatted message.
+#if defined(__CUDACC__)
+// nvcc's front end cannot evaluate fmt's consteval format-string checks, so CUDA translation
+// units format at run time (the same messages are checked at compile time in g++ builds).
+template <class... Args>
+[[noreturn]] inline void fail(std::string_view f, const Args&... args) {
+  throw Error(fmt::vformat(f, fmt::make_format_args(args...)));
+}
+#else
 template <class... Args>
 [[noreturn]] inline void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));
 }
+#endif
 
 }  // namespace irepa
 
