@@ -2,8 +2,8 @@
 // Activations on the CPU: GELU (tanh approximation, as timm's GELU(approximate="tanh")),
 // SiLU, and SwiGLU (silu(x1) * x2 with x = [x1 | x2] split on the last dimension).
 
+#include <algorithm>
 #include <cmath>
-#include <numbers>
 
 #include "irepa/core/context.hpp"
 #include "irepa/core/tensor.hpp"
@@ -12,43 +12,70 @@ namespace irepa::ops {
 
 namespace detail {
 
+// Each activation is written once over Eigen arrays, so the same code is vectorised (Eigen's
+// packet exp / tanh for float) and usable on a single element.
 template <class T>
 struct GeluTanh {
-  static constexpr T k0 = static_cast<T>(0.7978845608028654);  // sqrt(2 / pi)
-  static constexpr T k1 = static_cast<T>(0.044715);
-  static T f(T x) { return T(0.5) * x * (T(1) + std::tanh(k0 * (x + k1 * x * x * x))); }
-  static T df(T x) {
-    const T th = std::tanh(k0 * (x + k1 * x * x * x));
-    return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * k0 * (T(1) + T(3) * k1 * x * x);
+  template <class A>
+  static auto f(const A& x) {
+    const T k0 = T(0.7978845608028654), k1 = T(0.044715);  // sqrt(2 / pi)
+    return (T(0.5) * x * (T(1) + (k0 * (x + k1 * x.cube())).tanh())).eval();
+  }
+  template <class A>
+  static auto df(const A& x) {
+    const T k0 = T(0.7978845608028654), k1 = T(0.044715);
+    const auto th = (k0 * (x + k1 * x.cube())).tanh().eval();
+    return (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th.square()) * k0 * (T(1) + T(3) * k1 * x.square())).eval();
   }
 };
 template <class T>
 struct Silu {
-  static T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
-  static T f(T x) { return x * sigmoid(x); }
-  static T df(T x) {
-    const T s = sigmoid(x);
-    return s * (T(1) + x * (T(1) - s));
+  template <class A>
+  static auto sigmoid(const A& x) {
+    return (T(1) + (-x).exp()).inverse().eval();
+  }
+  template <class A>
+  static auto f(const A& x) {
+    return (x * sigmoid(x)).eval();
+  }
+  template <class A>
+  static auto df(const A& x) {
+    const auto s = sigmoid(x);
+    return (s * (T(1) + x * (T(1) - s))).eval();
   }
 };
 
-/// y[i] = F::f(x[i]) over a flat range, in parallel.
+template <class T>
+using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using CArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+/// Runs f(begin, len) over [0, n) in chunks of at most 4096 elements, in parallel.
+template <class F>
+void chunked(const CpuContext& ctx, std::int64_t n, double cost, F&& f) {
+  constexpr std::int64_t chunk = 4096;
+  ctx.parallel_for((n + chunk - 1) / chunk, cost * chunk, [&](std::int64_t c0, std::int64_t c1) {
+    for (std::int64_t c = c0; c < c1; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
+  });
+}
+
+/// y = F::f(x), elementwise.
 template <class F, class T>
 void map_forward(const CpuContext& ctx, std::string_view op, ConstView<T> x, TensorView<T> y) {
   check_shape(op, "output", y.shape(), x.shape());
   check_contiguous(op, x, y);
-  ctx.parallel_for(x.numel(), 20.0, [&](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) y.data()[i] = F::f(x.data()[i]);
+  chunked(ctx, x.numel(), 20.0, [&](std::int64_t i, std::int64_t n) {
+    ArrayMap<T>(y.data() + i, n) = F::f(CArrayMap<T>(x.data() + i, n));
   });
 }
-/// dx[i] = dy[i] * F::df(x[i]).
+/// dx = dy * F::df(x), elementwise.
 template <class F, class T>
 void map_backward(const CpuContext& ctx, std::string_view op, ConstView<T> x, ConstView<T> dy, TensorView<T> dx) {
   check_shape(op, "dy", dy.shape(), x.shape());
   check_shape(op, "dx", dx.shape(), x.shape());
   check_contiguous(op, x, dy, dx);
-  ctx.parallel_for(x.numel(), 25.0, [&](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) dx.data()[i] = dy.data()[i] * F::df(x.data()[i]);
+  chunked(ctx, x.numel(), 25.0, [&](std::int64_t i, std::int64_t n) {
+    ArrayMap<T>(dx.data() + i, n) = CArrayMap<T>(dy.data() + i, n) * F::df(CArrayMap<T>(x.data() + i, n));
   });
 }
 
@@ -87,8 +114,8 @@ void swiglu_forward(const CpuContext& ctx, In<T> x, TensorView<T> y) {
   ctx.parallel_for(ys.rows(), 25.0 * static_cast<double>(H), [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) {
       const T* a = x.data() + r * 2 * H;
-      T* o = y.data() + r * H;
-      for (std::int64_t i = 0; i < H; ++i) o[i] = detail::Silu<T>::f(a[i]) * a[H + i];
+      detail::ArrayMap<T>(y.data() + r * H, H) =
+          detail::Silu<T>::f(detail::CArrayMap<T>(a, H)) * detail::CArrayMap<T>(a + H, H);
     }
   });
 }
@@ -103,13 +130,10 @@ void swiglu_backward(const CpuContext& ctx, In<T> x, In<T> dy, TensorView<T> dx)
   const std::int64_t H = ys.last();
   ctx.parallel_for(ys.rows(), 40.0 * static_cast<double>(H), [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) {
-      const T* a = x.data() + r * 2 * H;
-      const T* g = dy.data() + r * H;
-      T* d = dx.data() + r * 2 * H;
-      for (std::int64_t i = 0; i < H; ++i) {
-        d[i] = g[i] * a[H + i] * detail::Silu<T>::df(a[i]);
-        d[H + i] = g[i] * detail::Silu<T>::f(a[i]);
-      }
+      const detail::CArrayMap<T> x1(x.data() + r * 2 * H, H), x2(x.data() + r * 2 * H + H, H), g(dy.data() + r * H, H);
+      const auto s = detail::Silu<T>::sigmoid(x1);
+      detail::ArrayMap<T>(dx.data() + r * 2 * H, H) = g * x2 * (s * (T(1) + x1 * (T(1) - s)));
+      detail::ArrayMap<T>(dx.data() + r * 2 * H + H, H) = g * x1 * s;
     }
   });
 }

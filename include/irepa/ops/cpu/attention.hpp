@@ -6,6 +6,7 @@
 // Work is parallel over (image, head); each (b, h) uses Eigen's GEMM on [T, hd] matrices.
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "irepa/core/context.hpp"
@@ -111,10 +112,13 @@ AttentionCache<T> attention_forward(const CpuContext& ctx, In<T> qkv, const Atte
       detail::CMatMap<T> Q(c.q.data() + off, N, hd), K(c.k.data() + off, N, hd), V(c.v.data() + off, N, hd);
       detail::MatMap<T> P(c.probs.data() + i * N * N, N, N);
       P.noalias() = (Q * K.transpose()) * scale;
+      // exp(l - max) < eps^2 is set to 0: it is far below what T resolves in the row sum
+      // (>= 1), and such tiny probabilities feed subnormals into the GEMMs, which crawl.
+      const T lo = T(2) * std::log(std::numeric_limits<T>::epsilon());
       for (std::int64_t r = 0; r < N; ++r) {
         auto row = P.row(r);
-        const T m = row.maxCoeff();
-        row = (row.array() - m).exp();
+        const auto d = (row.array() - row.maxCoeff()).eval();
+        row = (d > lo).select(d.max(lo).exp(), T(0)).matrix();  // max: exp never sees -inf-ish input
         row /= row.sum();
       }
       detail::RowMat<T> O = P * V;  // [N, hd]
