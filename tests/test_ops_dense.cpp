@@ -104,17 +104,17 @@ TEST_CASE("conv2d same (3x3, 5x5, 1x1): forward matches loops, gradients check",
   CpuContext ctx(2);
   const int k = GENERATE(1, 3, 5);
   INFO("kernel " << k);
-  auto x = test::randn<double>({2, 5, 3, 7});  // [B, H, W, Cin], H != W
-  auto w = test::randn<double>({6, 7, k, k});
-  auto b = test::randn<double>({6});
-  Tensor<double> y(Shape{2, 5, 3, 6});
+  auto x = test::randn<double>({3, 5, 6, 7});  // [B, H, W, Cin], H != W
+  auto w = test::randn<double>({11, 7, k, k});
+  auto b = test::randn<double>({11});
+  Tensor<double> y(Shape{3, 5, 6, 11});
   ops::conv2d_same_forward<double>(ctx, x, w, b, y.view());
   CHECK(test::rel_error(y, conv_reference(x, w, b)) < 1e-13);
 
   Tensor<double> dx(x.shape()), dw(w.shape()), db(b.shape());
   auto r = check::gradient_check(
       [&] {
-        Tensor<double> out(Shape{2, 5, 3, 6});
+        Tensor<double> out(Shape{3, 5, 6, 11});
         ops::conv2d_same_forward<double>(ctx, x, w, b, out.view());
         return out;
       },
@@ -123,24 +123,24 @@ TEST_CASE("conv2d same (3x3, 5x5, 1x1): forward matches loops, gradients check",
       },
       {input("x", x.view(), dx.view()), param("weight", w.view(), dw.view()), param("bias", b.view(), db.view())});
   REQUIRE_GRADCHECK(r);
-  REQUIRE_IREPA_ERROR(ops::conv2d_same_forward<double>(ctx, x, test::randn<double>({6, 7, 2, 2}), b, y.view()), "odd k");
+  REQUIRE_IREPA_ERROR(ops::conv2d_same_forward<double>(ctx, x, test::randn<double>({11, 7, 2, 2}), b, y.view()), "odd k");
 }
 
 TEST_CASE("patchify: forward matches loops, gradients check", "[ops][conv]") {
   CpuContext ctx(2);
   const int p = GENERATE(2, 3);
   INFO("patch " << p);
-  const std::int64_t B = 2, C = 3, H = 2 * p, W = 3 * p, D = 5;
+  const std::int64_t B = 3, C = 3, H = 3 * p, W = 5 * p, D = 7;
   auto x = test::randn<double>({B, C, H, W});
   auto w = test::randn<double>({D, C, p, p});
   auto b = test::randn<double>({D});
-  Tensor<double> y(Shape{B, 6, D});
+  Tensor<double> y(Shape{B, 15, D});
   ops::patchify_forward<double>(ctx, x, w, b, y.view());
   double err = 0;
   for (std::int64_t n = 0; n < B; ++n)
-    for (std::int64_t t = 0; t < 6; ++t)
+    for (std::int64_t t = 0; t < 15; ++t)
       for (std::int64_t d = 0; d < D; ++d) {
-        const auto gh = t / 3, gw = t % 3;
+        const auto gh = t / 5, gw = t % 5;
         double s = b[d];
         for (std::int64_t c = 0; c < C; ++c)
           for (std::int64_t i = 0; i < p; ++i)
@@ -152,7 +152,7 @@ TEST_CASE("patchify: forward matches loops, gradients check", "[ops][conv]") {
   Tensor<double> dx(x.shape()), dw(w.shape()), db(b.shape());
   auto r = check::gradient_check(
       [&] {
-        Tensor<double> out(Shape{B, 6, D});
+        Tensor<double> out(Shape{B, 15, D});
         ops::patchify_forward<double>(ctx, x, w, b, out.view());
         return out;
       },
