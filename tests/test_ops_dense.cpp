@@ -10,12 +10,6 @@ using namespace irepa;
 using check::input;
 using check::param;
 
-#define REQUIRE_GRADCHECK(r) \
-  do {                       \
-    INFO((r).report());      \
-    REQUIRE((r).ok());       \
-  } while (0)
-
 TEST_CASE("linear: forward matches loops, gradients check", "[ops][linear]") {
   CpuContext ctx(2);
   auto x = test::randn<double>({3, 5, 7});

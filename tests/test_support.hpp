@@ -76,3 +76,10 @@ inline bool have_golden() {
     }                                                                          \
     REQUIRE(thrown_);                                                          \
   } while (0)
+
+/// REQUIRE that a gradient check passed, printing its per-tensor report otherwise.
+#define REQUIRE_GRADCHECK(r) \
+  do {                       \
+    INFO((r).report());      \
+    REQUIRE((r).ok());       \
+  } while (0)

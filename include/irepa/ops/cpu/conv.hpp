@@ -100,10 +100,7 @@ void conv2d_same_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, Tenso
   detail::weight_to_taps(w.data(), Co, Ci, k, wt.data());
   auto ym = cpu::as_matrix(y.data(), N, Co);
   cpu::gemm<T>(ctx, col.cview().matrix(), cpu::Trans::N, wt.cview().matrix(), cpu::Trans::T, ym, false);
-  if (b.numel()) {
-    const std::array<Eigen::Index, 2> bshape{1, Co}, bcast{N, 1};
-    ym.device(ctx.device()) += b.flat().reshape(bshape).broadcast(bcast);
-  }
+  cpu::add_bias_rows<T>(ctx, ym, b);
 }
 
 /// dx assigned (skipped when empty); dw += ...; db += ... (when non-empty).
@@ -172,10 +169,7 @@ void patchify_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorVi
   detail::patch_columns(ctx, const_cast<T*>(x.data()), B, C, x.size(2), x.size(3), p, col.data(), false);
   auto ym = cpu::as_matrix(y.data(), N, D);
   cpu::gemm<T>(ctx, col.cview().matrix(), cpu::Trans::N, cpu::as_matrix(w.data(), D, C * p * p), cpu::Trans::T, ym, false);
-  if (b.numel()) {
-    const std::array<Eigen::Index, 2> bshape{1, D}, bcast{N, 1};
-    ym.device(ctx.device()) += b.flat().reshape(bshape).broadcast(bcast);
-  }
+  cpu::add_bias_rows<T>(ctx, ym, b);
 }
 
 /// dx assigned (every pixel belongs to exactly one patch; skipped when empty); dw, db accumulated.

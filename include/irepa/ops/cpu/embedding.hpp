@@ -12,6 +12,14 @@
 
 namespace irepa::ops {
 
+namespace detail {
+inline void check_indices(std::string_view op, ConstView<std::int64_t> idx, std::int64_t rows) {
+  for (std::int64_t b = 0; b < idx.size(0); ++b)
+    IREPA_CHECK(idx[b] >= 0 && idx[b] < rows, "{}: index {} at position {} is outside the table's {} rows", op, idx[b], b,
+                rows);
+}
+}  // namespace detail
+
 template <class T>
 void embedding_forward(const CpuContext& ctx, In<T> table, In<std::int64_t> idx, TensorView<T> out) {
   IREPA_CHECK(table.rank() == 2, "embedding_forward: table has shape {}, expected [N, D]", table.shape().str());
@@ -19,9 +27,7 @@ void embedding_forward(const CpuContext& ctx, In<T> table, In<std::int64_t> idx,
   check_shape("embedding_forward", "output", out.shape(), Shape{idx.size(0), table.size(1)});
   check_contiguous("embedding_forward", table, idx, out);
   const std::int64_t N = table.size(0), D = table.size(1);
-  for (std::int64_t b = 0; b < idx.size(0); ++b)
-    IREPA_CHECK(idx[b] >= 0 && idx[b] < N, "embedding_forward: index {} at position {} is outside the table's {} rows",
-                idx[b], b, N);
+  detail::check_indices("embedding_forward", idx, N);
   ctx.parallel_for(idx.size(0), static_cast<double>(D), [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t b = b0; b < b1; ++b) std::copy_n(table.data() + idx[b] * D, D, out.data() + b * D);
   });
@@ -34,10 +40,8 @@ void embedding_backward(const CpuContext& ctx, In<std::int64_t> idx, In<T> dy, T
   check_shape("embedding_backward", "dy", dy.shape(), Shape{idx.size(0), dtable.size(1)});
   check_contiguous("embedding_backward", idx, dy, dtable);
   const std::int64_t N = dtable.size(0), D = dtable.size(1);
+  detail::check_indices("embedding_backward", idx, N);
   // Parallel over channels: rows may repeat, channels never collide.
-  for (std::int64_t b = 0; b < idx.size(0); ++b)
-    IREPA_CHECK(idx[b] >= 0 && idx[b] < N, "embedding_backward: index {} at position {} is outside the table's {} rows",
-                idx[b], b, N);
   ctx.parallel_for(D, static_cast<double>(idx.size(0)), [&](std::int64_t c0, std::int64_t c1) {
     for (std::int64_t b = 0; b < idx.size(0); ++b)
       for (std::int64_t c = c0; c < c1; ++c) dtable.data()[idx[b] * D + c] += dy.data()[b * D + c];

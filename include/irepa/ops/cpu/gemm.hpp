@@ -34,6 +34,14 @@ EigenMap<T, 2> as_matrix(T* p, std::int64_t rows, std::int64_t cols) {
   return EigenMap<T, 2>(p, rows, cols);
 }
 
+/// Adds the bias b [O] to every row of y [N, O] (no-op for an empty b).
+template <class T>
+void add_bias_rows(const CpuContext& ctx, EigenMap<T, 2> y, ConstView<T> b) {
+  if (b.numel() == 0) return;
+  const std::array<Eigen::Index, 2> bshape{1, y.dimension(1)}, bcast{y.dimension(0), 1};
+  y.device(ctx.device()) += b.flat().reshape(bshape).broadcast(bcast);
+}
+
 /// Adds sum over rows of dy [N, O] to db [O].
 template <class T>
 void add_row_sum(const CpuContext& ctx, EigenMap<const T, 2> dy, EigenMap<T, 1> db) {

@@ -22,14 +22,9 @@ void check_linear(std::string_view op, const Shape& x, const Shape& w, bool has_
 template <class T>
 void linear_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, TensorView<T> y) {
   detail::check_linear<T>("linear_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), y.shape());
-  const std::int64_t n = x.shape().rows(), in = w.size(1), out = w.size(0);
   auto ym = y.matrix();
   cpu::gemm<T>(ctx, x.matrix(), cpu::Trans::N, w.matrix(), cpu::Trans::T, ym, false);
-  if (b.numel()) {
-    const std::array<Eigen::Index, 2> bshape{1, out}, bcast{n, 1};
-    ym.device(ctx.device()) += b.flat().reshape(bshape).broadcast(bcast);
-  }
-  (void)in;
+  cpu::add_bias_rows<T>(ctx, ym, b);
 }
 
 /// dx = dy W (assigned; skipped when dx is empty); dw += dy^T x; db += sum_rows dy (when non-empty).
