@@ -6,6 +6,8 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "irepa/core/arena.hpp"
+#include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "test_support.hpp"
 
@@ -202,4 +204,62 @@ TEST_CASE("the golden files read with their metadata and tensors", "[io][safeten
   io::SafeTensorsFile sm((test::golden_dir() / "spatial_metrics_16x16.safetensors").string());
   CHECK(sm.info("inputs/features").dtype == DType::F32);
   CHECK(sm.info("inputs/masks").dtype == DType::U8);
+}
+
+namespace {
+template <class S>
+struct TwoLayersT {
+  using scalar_type = S;
+  using device_type = Cpu;
+  Param<S> w1{Shape{4, 3}}, b1{Shape{4}}, w2{Shape{2, 4}};
+  template <class V>
+  void visit_params(V&& v, std::string_view prefix) {
+    v(join_name(prefix, "fc1.weight"), w1);
+    v(join_name(prefix, "fc1.bias"), b1);
+    v(join_name(prefix, "fc2.weight"), w2);
+  }
+};
+using TwoLayers = TwoLayersT<float>;
+}  // namespace
+
+TEST_CASE("parameter arenas save and load by name, and mismatches are named", "[io][params]") {
+  TempDir dir;
+  const auto path = (dir.path / "model.safetensors").string();
+  TwoLayers a;
+  ParamArena<float> pa(a);
+  test::rng().normal(pa.values());
+  io::SafeTensorsWriter w;
+  io::add_params(w, pa, "model.");
+  w.add("model_extra_not_under_prefix", test::randn<float>({2}));
+  w.write(path);
+
+  TwoLayers b;
+  ParamArena<float> pb(b);
+  io::SafeTensorsFile f(path);
+  io::load_params(f, pb, "model.");
+  for (std::int64_t i = 0; i < pa.numel(); ++i) REQUIRE(pb.values()[i] == pa.values()[i]);
+  CHECK(b.w2.value(1, 3) == a.w2.value(1, 3));
+
+  SECTION("double model from a float file converts") {
+    TwoLayersT<double> d;
+    ParamArena<double> pd(d);
+    io::load_params(f, pd, "model.");
+    CHECK(d.b1.value[2] == static_cast<double>(a.b1.value[2]));
+  }
+  SECTION("missing, unexpected and mis-shaped tensors are all named; nothing is overwritten") {
+    const auto bad = (dir.path / "bad.safetensors").string();
+    io::SafeTensorsWriter wb;
+    wb.add("model.fc1.weight", test::randn<float>({3, 4}));  // transposed
+    wb.add("model.fc1.bias", test::randn<float>({4}));
+    wb.add("model.fc3.weight", test::randn<float>({2, 4}));  // unexpected
+    wb.write(bad);                                            // fc2.weight missing
+    TwoLayers c;
+    ParamArena<float> pc(c);
+    pc.values().fill(7.0f);
+    REQUIRE_IREPA_ERROR(io::load_params(io::SafeTensorsFile(bad), pc, "model."), "'model.fc1.weight' has shape [3, 4], expected [4, 3]",
+                        "missing 'model.fc2.weight' [2, 4]", "unexpected 'model.fc3.weight'", "bad.safetensors");
+    for (std::int64_t i = 0; i < pc.numel(); ++i) REQUIRE(pc.values()[i] == 7.0f);
+    // Tolerating extra tensors still refuses the missing and mis-shaped ones.
+    REQUIRE_IREPA_ERROR(io::load_params(io::SafeTensorsFile(bad), pc, "model.", {.allow_unexpected = true}), "missing");
+  }
 }

@@ -11,6 +11,7 @@
 #include "irepa/core/rng.hpp"
 #include "irepa/core/shape.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/ops/activation.hpp"
 #include "irepa/ops/attention.hpp"
