@@ -1,6 +1,7 @@
 // Philox 4x32-10: published known-answer vectors, distributions, counter semantics.
 
 #include <cmath>
+#include <numbers>
 
 #include "irepa/core/rng.hpp"
 #include "test_support.hpp"
@@ -98,4 +99,42 @@ TEST_CASE("randint covers [lo, hi) uniformly", "[rng]") {
   }
   for (int c : counts) CHECK(std::abs(c - 10000) < 500);
   REQUIRE_IREPA_ERROR(g.randint(r.view(), 5, 5), "randint", "[5, 5)");
+}
+
+TEST_CASE("the deterministic log and sincos behind the normals are accurate", "[rng]") {
+  // Against the C library over the ranges Box-Muller uses: u1 in (0, 1], u2 in [0, 1).
+  double worst_logf = 0, worst_logd = 0, worst_sf = 0, worst_sd = 0;
+  Philox g(test::rng().seed(), 11);
+  Tensor<double> u(Shape{200000});
+  g.uniform(u.view());
+  for (std::int64_t i = 0; i < u.numel(); ++i) {
+    const double ud = 1.0 - u[i];                                        // (0, 1]
+    const float uf = 1.0f - static_cast<float>(std::ldexp(std::floor(std::ldexp(u[i], 24)), -24));
+    worst_logd = std::max(worst_logd, std::abs(detail::det::log(ud) - std::log(ud)) / std::max(1e-300, std::abs(std::log(ud))));
+    if (uf < 1.0f)
+      worst_logf = std::max(worst_logf, std::abs(static_cast<double>(detail::det::log(uf)) - std::log(static_cast<double>(uf))) /
+                                            std::abs(std::log(static_cast<double>(uf))));
+    double s, c;
+    detail::det::sincos_2pi(u[i], s, c);
+    const double th = 2 * std::numbers::pi * u[i];
+    worst_sd = std::max({worst_sd, std::abs(s - std::sin(th)), std::abs(c - std::cos(th))});
+    float sf, cf;
+    const float uff = static_cast<float>(std::ldexp(std::floor(std::ldexp(u[i], 24)), -24));
+    detail::det::sincos_2pi(uff, sf, cf);
+    const double thf = 2 * std::numbers::pi * static_cast<double>(uff);
+    worst_sf = std::max({worst_sf, std::abs(sf - std::sin(thf)), std::abs(cf - std::cos(thf))});
+  }
+  // Edge values: the smallest u1 (largest radius) and exact quadrant boundaries.
+  CHECK(std::abs(detail::det::log(0x1p-24f) - std::log(0x1p-24)) < 1e-5);
+  CHECK(detail::det::log(1.0) == 0.0);
+  float s0, c0;
+  detail::det::sincos_2pi(0.25f, s0, c0);
+  CHECK(std::abs(s0 - 1.0f) < 1e-7f);
+  CHECK(std::abs(c0) < 1e-7f);
+  INFO("log rel error float " << worst_logf << " double " << worst_logd << "; sincos abs error float " << worst_sf << " double "
+                              << worst_sd);
+  CHECK(worst_logf < 5e-7);
+  CHECK(worst_logd < 1e-15);
+  CHECK(worst_sf < 5e-7);
+  CHECK(worst_sd < 1e-15);
 }

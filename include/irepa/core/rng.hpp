@@ -4,12 +4,12 @@
 // state, and a resumed run continues bit-identically. Counter layout:
 //   words 0,1: block index within the stream (64 bit)    words 2,3: stream id (64 bit)
 // A block yields four 32-bit words. Uniform floats take 24 bits of one word, doubles 53 bits
-// of two words; normals use Box-Muller on pairs of uniforms (4 float / 2 double normals per block).
+// of two words; normals use Box-Muller on pairs of uniforms (4 float / 2 double normals per block),
+// computed with our own correctly-rounded-step log / sin / cos so that host and device agree bit for bit.
 
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <numbers>
 #include <type_traits>
 
 #include "irepa/core/error.hpp"
@@ -75,6 +75,171 @@ IREPA_HOST_DEVICE inline double u64_to_unit_double(std::uint32_t hi, std::uint32
   return static_cast<double>(x) * 0x1p-53;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Box-Muller with bit-identical results on host and device. Library log / sin / cos differ by
+// an ulp between glibc and CUDA, so the normals use our own: every operation is a correctly
+// rounded IEEE add, multiply, divide, square root or fused multiply-add (the __f*_rn / __d*_rn
+// intrinsics on the device, which nvcc never contracts; polynomials are Horner chains of fma,
+// so a host compiler's contraction has nothing to fuse). Accuracy: a few ulp.
+namespace detail::det {
+
+IREPA_HOST_DEVICE inline float add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+IREPA_HOST_DEVICE inline double add(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+IREPA_HOST_DEVICE inline float mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+IREPA_HOST_DEVICE inline double mul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+IREPA_HOST_DEVICE inline float div(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+IREPA_HOST_DEVICE inline double div(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+IREPA_HOST_DEVICE inline float sqrt(float a) {
+#if defined(__CUDA_ARCH__)
+  return __fsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+IREPA_HOST_DEVICE inline double sqrt(double a) {
+#if defined(__CUDA_ARCH__)
+  return __dsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+IREPA_HOST_DEVICE inline float fma(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+IREPA_HOST_DEVICE inline double fma(double a, double b, double c) {
+#if defined(__CUDA_ARCH__)
+  return __fma_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+/// Horner: c[0] + z (c[1] + z (c[2] + ...)).
+template <class T, int N>
+IREPA_HOST_DEVICE inline T horner(const T (&c)[N], T z) {
+  T q = c[N - 1];
+  for (int k = N - 2; k >= 0; --k) q = fma(q, z, c[k]);
+  return q;
+}
+
+/// Natural log of a positive normal x: x = m 2^e with m in (1/sqrt2, sqrt2],
+/// log m = 2 s (1 + z/3 + z^2/5 + ...), s = (m - 1) / (m + 1), z = s^2 <= 0.0295.
+template <class T>
+IREPA_HOST_DEVICE inline T log(T x) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr int mant = sizeof(T) == 4 ? 23 : 52;
+  constexpr int bias = sizeof(T) == 4 ? 127 : 1023;
+  U bits;
+  __builtin_memcpy(&bits, &x, sizeof(T));
+  int e = static_cast<int>(bits >> mant) - bias;
+  bits = (bits & ((U(1) << mant) - 1)) | (static_cast<U>(bias) << mant);  // m in [1, 2)
+  T m;
+  __builtin_memcpy(&m, &bits, sizeof(T));
+  if (m > T(1.4142135623730951)) {
+    m = mul(m, T(0.5));
+    ++e;
+  }
+  const T s = div(add(m, T(-1)), add(m, T(1)));
+  const T z = mul(s, s);
+  T q;
+  if constexpr (sizeof(T) == 4) {
+    constexpr float c[] = {1.0f, 1.0f / 3, 1.0f / 5, 1.0f / 7, 1.0f / 9, 1.0f / 11};
+    q = horner(c, z);
+  } else {
+    constexpr double c[] = {1.0, 1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17, 1.0 / 19, 1.0 / 21};
+    q = horner(c, z);
+  }
+  const T logm = mul(mul(T(2), s), q);
+  // e * ln2 in two pieces (hi has few mantissa bits, so e * hi is exact).
+  const T ln2_hi = sizeof(T) == 4 ? T(0.693145751953125) : T(6.93147180369123816490e-01);
+  const T ln2_lo = sizeof(T) == 4 ? T(1.428606765330187e-06) : T(1.90821492927058770002e-10);
+  return fma(static_cast<T>(e), ln2_hi, fma(static_cast<T>(e), ln2_lo, logm));
+}
+
+/// sin and cos of 2 pi u for u in [0, 1): 4u = q + r exactly (quadrant q), the angle
+/// pi/4 + a with a = (r - 1/2) pi/2 in [-pi/4, pi/4) goes through Taylor polynomials.
+template <class T>
+IREPA_HOST_DEVICE inline void sincos_2pi(T u, T& sin_out, T& cos_out) {
+  const T v = mul(u, T(4));
+  const int q = static_cast<int>(v);  // v >= 0: truncation is floor
+  const T a = mul(add(v, static_cast<T>(-q - 0.5)), T(1.5707963267948966));
+  const T z = mul(a, a);
+  T sa, ca;
+  if constexpr (sizeof(T) == 4) {
+    constexpr float cs[] = {1.0f, -1.0f / 6, 1.0f / 120, -1.0f / 5040, 1.0f / 362880};
+    constexpr float cc[] = {1.0f, -1.0f / 2, 1.0f / 24, -1.0f / 720, 1.0f / 40320, -1.0f / 3628800};
+    sa = mul(a, horner(cs, z));
+    ca = horner(cc, z);
+  } else {
+    constexpr double cs[] = {1.0, -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880, -1.0 / 39916800,
+                             1.0 / 6227020800.0, -1.0 / 1307674368000.0, 1.0 / 355687428096000.0};
+    constexpr double cc[] = {1.0, -1.0 / 2, 1.0 / 24, -1.0 / 720, 1.0 / 40320, -1.0 / 3628800,
+                             1.0 / 479001600.0, -1.0 / 87178291200.0, 1.0 / 20922789888000.0, -1.0 / 6402373705728000.0};
+    sa = mul(a, horner(cs, z));
+    ca = horner(cc, z);
+  }
+  const T r2 = T(0.70710678118654752);  // sin and cos of pi/4
+  const T s = mul(add(ca, sa), r2), c = mul(add(ca, -sa), r2);
+  switch (q & 3) {
+    case 0: sin_out = s; cos_out = c; break;
+    case 1: sin_out = c; cos_out = -s; break;
+    case 2: sin_out = -s; cos_out = -c; break;
+    default: sin_out = -c; cos_out = s; break;
+  }
+}
+
+/// Box-Muller: two standard normals from u1 in (0, 1] and u2 in [0, 1).
+template <class T>
+IREPA_HOST_DEVICE inline void box_muller(T u1, T u2, T& z0, T& z1) {
+  const T rad = sqrt(mul(T(-2), log(u1)));
+  T s, c;
+  sincos_2pi(u2, s, c);
+  z0 = mul(rad, c);
+  z1 = mul(rad, s);
+}
+
+}  // namespace detail::det
+
 /// Numbers per Philox block: 4 for float, 2 for double (uniform and normal alike).
 template <class T>
 inline constexpr int philox_per_block = sizeof(T) == 4 ? 4 : 2;
@@ -91,27 +256,17 @@ IREPA_HOST_DEVICE inline void philox_block(const std::uint32_t key[2], std::uint
     if constexpr (Kind == 0) {
       for (int l = 0; l < 4; ++l) out[l] = u32_to_unit_float(r[l]);
     } else {
-      for (int p = 0; p < 2; ++p) {
-        // Box-Muller; u1 in (0, 1] so log(u1) is finite.
-        const float u1 = 1.0f - u32_to_unit_float(r[2 * p]);
-        const float u2 = u32_to_unit_float(r[2 * p + 1]);
-        const float rad = std::sqrt(-2.0f * std::log(u1));
-        const float th = 2.0f * std::numbers::pi_v<float> * u2;
-        out[2 * p] = rad * std::cos(th);
-        out[2 * p + 1] = rad * std::sin(th);
-      }
+      // u1 in (0, 1] so log(u1) is finite.
+      for (int p = 0; p < 2; ++p)
+        detail::det::box_muller(1.0f - u32_to_unit_float(r[2 * p]), u32_to_unit_float(r[2 * p + 1]), out[2 * p],
+                                out[2 * p + 1]);
     }
   } else {
     if constexpr (Kind == 0) {
       out[0] = u64_to_unit_double(r[0], r[1]);
       out[1] = u64_to_unit_double(r[2], r[3]);
     } else {
-      const double u1 = 1.0 - u64_to_unit_double(r[0], r[1]);
-      const double u2 = u64_to_unit_double(r[2], r[3]);
-      const double rad = std::sqrt(-2.0 * std::log(u1));
-      const double th = 2.0 * std::numbers::pi * u2;
-      out[0] = rad * std::cos(th);
-      out[1] = rad * std::sin(th);
+      detail::det::box_muller(1.0 - u64_to_unit_double(r[0], r[1]), u64_to_unit_double(r[2], r[3]), out[0], out[1]);
     }
   }
 }
