@@ -83,76 +83,25 @@ IREPA_HOST_DEVICE inline double u64_to_unit_double(std::uint32_t hi, std::uint32
 // so a host compiler's contraction has nothing to fuse). Accuracy: a few ulp.
 namespace detail::det {
 
-IREPA_HOST_DEVICE inline float add(float a, float b) {
+// Float and double steps; on the device, the *_rn intrinsic of the type.
 #if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
+#define IREPA_DET_STEP(float_call, double_call, host_expr) \
+  if constexpr (sizeof(T) == 4) return float_call;         \
+  else return double_call;
 #else
-  return a + b;
+#define IREPA_DET_STEP(float_call, double_call, host_expr) return host_expr;
 #endif
-}
-IREPA_HOST_DEVICE inline double add(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-IREPA_HOST_DEVICE inline float mul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-IREPA_HOST_DEVICE inline double mul(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-IREPA_HOST_DEVICE inline float div(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-IREPA_HOST_DEVICE inline double div(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-IREPA_HOST_DEVICE inline float sqrt(float a) {
-#if defined(__CUDA_ARCH__)
-  return __fsqrt_rn(a);
-#else
-  return std::sqrt(a);
-#endif
-}
-IREPA_HOST_DEVICE inline double sqrt(double a) {
-#if defined(__CUDA_ARCH__)
-  return __dsqrt_rn(a);
-#else
-  return std::sqrt(a);
-#endif
-}
-IREPA_HOST_DEVICE inline float fma(float a, float b, float c) {
-#if defined(__CUDA_ARCH__)
-  return __fmaf_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-IREPA_HOST_DEVICE inline double fma(double a, double b, double c) {
-#if defined(__CUDA_ARCH__)
-  return __fma_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
+template <class T>
+IREPA_HOST_DEVICE inline T add(T a, T b) { IREPA_DET_STEP(__fadd_rn(a, b), __dadd_rn(a, b), a + b) }
+template <class T>
+IREPA_HOST_DEVICE inline T mul(T a, T b) { IREPA_DET_STEP(__fmul_rn(a, b), __dmul_rn(a, b), a * b) }
+template <class T>
+IREPA_HOST_DEVICE inline T div(T a, T b) { IREPA_DET_STEP(__fdiv_rn(a, b), __ddiv_rn(a, b), a / b) }
+template <class T>
+IREPA_HOST_DEVICE inline T sqrt(T a) { IREPA_DET_STEP(__fsqrt_rn(a), __dsqrt_rn(a), std::sqrt(a)) }
+template <class T>
+IREPA_HOST_DEVICE inline T fma(T a, T b, T c) { IREPA_DET_STEP(__fmaf_rn(a, b, c), __fma_rn(a, b, c), std::fma(a, b, c)) }
+#undef IREPA_DET_STEP
 
 /// Horner: c[0] + z (c[1] + z (c[2] + ...)).
 template <class T, int N>
