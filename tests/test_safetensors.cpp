@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <unistd.h>
 
@@ -169,14 +170,20 @@ TEST_CASE("safetensors errors name the problem", "[io][safetensors]") {
   SECTION("missing file") {
     REQUIRE_IREPA_ERROR(io::SafeTensorsFile{(dir.path / "nope.safetensors").string()}, "cannot open", "nope.safetensors");
   }
-  SECTION("a failed write leaves the old file intact") {
+  SECTION("failed writes throw, name the file, and leave the folder as it was") {
     io::SafeTensorsWriter w2;
     w2.add("z", test::randn<float>({3}));
-    REQUIRE_THROWS_AS(w2.write((dir.path / "no_such_dir" / "x.safetensors").string()), Error);
-    io::SafeTensorsWriter bad;
-    REQUIRE_IREPA_ERROR(bad.add("a", Tensor<std::int64_t>(Shape{1}, 300)); bad.add_as<std::int64_t>("u", Tensor<std::int64_t>(Shape{1}, 300).cview(), DType::U8),
-                        "does not fit U8");
+    REQUIRE_IREPA_ERROR(w2.write((dir.path / "no_such_dir" / "x.safetensors").string()), "cannot create", "no_such_dir");
+    // The target is a folder: the temporary is written, the rename fails, the temporary is removed.
+    fs::create_directory(dir.path / "a_folder");
+    REQUIRE_IREPA_ERROR(w2.write((dir.path / "a_folder").string()), "cannot rename", "a_folder");
+    std::vector<std::string> left;
+    for (const auto& e : fs::directory_iterator(dir.path)) left.push_back(e.path().filename().string());
+    std::sort(left.begin(), left.end());
+    CHECK(left == std::vector<std::string>{"a_folder", "good.safetensors"});
     CHECK(read_file(good) == bytes);
+    io::SafeTensorsWriter bad;
+    REQUIRE_IREPA_ERROR(bad.add_as<std::int64_t>("u", Tensor<std::int64_t>(Shape{1}, 300).cview(), DType::U8), "does not fit U8");
   }
 }
 
