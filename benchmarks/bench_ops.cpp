@@ -21,6 +21,7 @@
 #include "irepa/core/context.hpp"
 #include "irepa/core/rng.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/metrics/spatial.hpp"
 #include "irepa/ops/activation.hpp"
 #include "irepa/ops/attention.hpp"
 #include "irepa/ops/conv.hpp"
@@ -38,6 +39,7 @@ using namespace irepa;
 struct Config {
   std::int64_t batch = 4, tokens = 256, width = 768, heads = 12, mlp_ratio = 4, patch = 2, in_channels = 4, kernel = 3;
   std::int64_t z_dim = 768;
+  std::int64_t metric_dim = 1536, metric_batch = 16;  // spatial metrics: encoder width, images per call
   std::string dtype = "float";
   std::string backend = "cpu";
   int threads = 0;
@@ -241,6 +243,20 @@ void register_all(const Config& c, const std::string& dtype) {
       [=, &ctx] { ops::embedding_backward<T>(ctx, *idx, *shift, dtable->view()); });
   auto t = hold(Tensor<T>(Shape{B}, T(0.3)));
   auto tf = hold(Tensor<T>(Shape{B, 256}));
+  // Spatial metrics (LDS, CDS, SRSS, RMSC) of encoder features [metric_batch, T, metric_dim].
+  if (g * g == N) {
+    auto feats = hold(random<T>({c.metric_batch, N, c.metric_dim}, 23));
+    auto masks = hold(Tensor<std::uint8_t>(Shape{c.metric_batch, N}));
+    for (std::int64_t i = 0; i < masks->numel(); ++i) (*masks)[i] = static_cast<std::uint8_t>((i * 7919) % 5 < 2);
+    auto grid = hold(metrics::GridDistances(g, g, metrics::required_radius({})));
+    const std::string name = "spatial_metrics/B" + std::to_string(c.metric_batch) + "_T" + std::to_string(N) + "_D" +
+                             std::to_string(c.metric_dim) + "/" + dtype + "/" + c.backend;
+    const double images = static_cast<double>(c.metric_batch);
+    benchmark::RegisterBenchmark(name.c_str(), [=, &ctx](benchmark::State& st) {
+      for (auto _ : st) benchmark::DoNotOptimize(metrics::spatial_metrics<T>(ctx, *feats, *grid, *masks));
+      st.counters["images/s"] = benchmark::Counter(images, benchmark::Counter::kIsIterationInvariantRate);
+    })->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
   add("timestep_features_fwd", c, dtype, 0, static_cast<double>(B * 256) * s,
       [=, &ctx] { ops::timestep_features_forward<T>(ctx, *t, 256, tf->view()); });
 }
@@ -262,6 +278,8 @@ int main(int argc, char** argv) {
   app.add_option("--in-channels", c.in_channels, "input channels of the patch embedding")->check(CLI::PositiveNumber);
   app.add_option("--kernel", c.kernel, "projector conv kernel (odd)")->check(CLI::PositiveNumber);
   app.add_option("--z-dim", c.z_dim, "projector output width (target encoder dim)")->check(CLI::PositiveNumber);
+  app.add_option("--metric-dim", c.metric_dim, "spatial metrics: feature width")->check(CLI::PositiveNumber);
+  app.add_option("--metric-batch", c.metric_batch, "spatial metrics: images per call")->check(CLI::PositiveNumber);
   app.add_option("--dtype", c.dtype, "float, double or all")->check(CLI::IsMember({"float", "double", "all"}));
   app.add_option("--backend", c.backend, "cpu (cuda arrives with the CUDA backend)")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--threads", c.threads, "CPU threads (0: all hardware threads)");

@@ -13,6 +13,7 @@
 #include "irepa/core/tensor.hpp"
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
+#include "irepa/metrics/spatial.hpp"
 #include "irepa/ops/activation.hpp"
 #include "irepa/ops/attention.hpp"
 #include "irepa/ops/conv.hpp"
