@@ -1,0 +1,229 @@
+// irepa-metrics: the four spatial metrics (LDS, CDS, SRSS, RMSC) of each encoder's patch tokens,
+// and, given each encoder's gFID, how well each metric predicts it.
+//
+//   irepa-metrics --features dinov2-b=feats/dinov2.npy --features mae-l=feats/mae.safetensors
+//                 --masks masks.npy --gfid gfid.csv --out results/
+//
+// Features: [N, T, D] per encoder, .npy (memory-mapped) or .safetensors (tensor "features" or
+// the file's only tensor); all encoders must hold the same N images in the same order. Masks:
+// [N, T] foreground masks (nonzero = foreground), .npy or .safetensors, aligned with the images;
+// without masks SRSS is NaN. Work goes in batches of --batch images.
+// Writes OUT/metrics.csv and OUT/metrics.md (mean of each metric per encoder, SRSS skipping
+// images without a valid anchor). With --gfid (CSV with header "encoder,gfid" and optionally a
+// "linear_probe" column), also OUT/correlations.csv and .md: Pearson, Spearman and Kendall of
+// each metric (and linear-probe accuracy) with gFID across the encoders listed in both.
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include <irepa/io/npy.hpp>
+#include <irepa/io/safetensors.hpp>
+#include <irepa/metrics/correlation.hpp>
+#include <irepa/metrics/spatial.hpp>
+
+namespace {
+
+using namespace irepa;
+namespace fs = std::filesystem;
+
+/// An [N, ...] array on disk, read a batch of rows at a time.
+class RowSource {
+ public:
+  explicit RowSource(const std::string& path) : path_(path) {
+    if (fs::path(path).extension() == ".npy") {
+      npy_.emplace(path);
+      shape_ = npy_->shape();
+    } else if (fs::path(path).extension() == ".safetensors") {
+      st_.emplace(path);
+      if (st_->contains("features"))
+        name_ = "features";
+      else if (st_->contains("masks"))
+        name_ = "masks";
+      else if (st_->names().size() == 1)
+        name_ = st_->names()[0];
+      else
+        fail("irepa-metrics: '{}' holds {} tensors and none is named 'features' or 'masks'", path, st_->names().size());
+      shape_ = st_->info(name_).shape;
+    } else {
+      fail("irepa-metrics: '{}': expected a .npy or .safetensors file", path);
+    }
+  }
+  const Shape& shape() const { return shape_; }
+  template <class T>
+  Tensor<T> rows(std::int64_t begin, std::int64_t count) const {
+    if (npy_) return npy_->load_rows<T>(begin, count);
+    // safetensors: the mapping is read in full for the rows asked (row-major), then sliced.
+    auto all = st_->load<T>(name_);
+    Shape s = shape_;
+    s[0] = count;
+    return Tensor<T>::copy_of(all.cview().slice(0, begin, count));
+  }
+
+ private:
+  std::string path_, name_;
+  std::optional<io::NpyFile> npy_;
+  std::optional<io::SafeTensorsFile> st_;
+  Shape shape_;
+};
+
+struct EncoderResult {
+  double lds, cds, srss, rmsc;
+  std::int64_t images, srss_valid;
+};
+
+std::string fmt_num(double v) { return std::isnan(v) ? "nan" : fmt::format("{:.6f}", v); }
+
+std::map<std::string, std::map<std::string, double>> read_csv(const std::string& path) {
+  std::ifstream in(path);
+  IREPA_CHECK(in.good(), "irepa-metrics: cannot open '{}'", path);
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> cols;
+  for (std::stringstream ss(line); std::getline(ss, line, ',');) cols.push_back(line);
+  IREPA_CHECK(cols.size() >= 2 && cols[0] == "encoder" && cols[1] == "gfid",
+              "irepa-metrics: '{}' must start with the header 'encoder,gfid[,linear_probe]'", path);
+  std::map<std::string, std::map<std::string, double>> out;
+  int lineno = 1;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    std::vector<std::string> f;
+    for (std::stringstream ss(line); std::getline(ss, line, ',');) f.push_back(line);
+    IREPA_CHECK(f.size() == cols.size(), "irepa-metrics: '{}' line {} has {} fields, expected {}", path, lineno, f.size(),
+                cols.size());
+    for (std::size_t c = 1; c < cols.size(); ++c) {
+      try {
+        out[f[0]][cols[c]] = std::stod(f[c]);
+      } catch (const std::exception&) {
+        fail("irepa-metrics: '{}' line {}: '{}' is not a number", path, lineno, f[c]);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> feature_args;
+  std::string masks_path, gfid_path, out_dir = "metrics_out", grid_arg;
+  std::int64_t batch = 256;
+  int threads = 0;
+  metrics::SpatialMetricOptions o;
+  CLI::App app{"irepa-metrics: spatial metrics (LDS, CDS, SRSS, RMSC) per encoder, and their correlation with gFID"};
+  app.add_option("--features", feature_args, "NAME=PATH of [N, T, D] features (.npy or .safetensors); repeat per encoder")
+      ->required();
+  app.add_option("--masks", masks_path, "[N, T] foreground masks (.npy or .safetensors), aligned with the images");
+  app.add_option("--gfid", gfid_path, "CSV 'encoder,gfid[,linear_probe]' for the correlation table");
+  app.add_option("--out", out_dir, "output folder");
+  app.add_option("--grid", grid_arg, "token grid HxW (default: square, sqrt(T) x sqrt(T))");
+  app.add_option("--batch", batch, "images per batch")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "CPU threads (0: all)");
+  app.add_option("--lds-far", o.lds_far, "LDS: far pairs have distance >= this")->check(CLI::PositiveNumber);
+  app.add_option("--cds-dmax", o.cds_dmax, "CDS: fit over distances 1..dmax")->check(CLI::PositiveNumber);
+  app.add_option("--srss-near", o.srss_near_max, "SRSS: positives at distance 1..near")->check(CLI::PositiveNumber);
+  app.add_option("--srss-far", o.srss_far, "SRSS: negatives at distance >= far")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    CpuContext ctx(threads);
+    std::optional<RowSource> masks;
+    if (!masks_path.empty()) masks.emplace(masks_path);
+    std::vector<std::pair<std::string, EncoderResult>> results;
+    for (const auto& arg : feature_args) {
+      const auto eq = arg.find('=');
+      IREPA_CHECK(eq != std::string::npos && eq > 0, "irepa-metrics: --features '{}' is not NAME=PATH", arg);
+      const std::string name = arg.substr(0, eq);
+      RowSource feats(arg.substr(eq + 1));
+      IREPA_CHECK(feats.shape().rank() == 3, "irepa-metrics: {} features have shape {}, expected [N, T, D]", name,
+                  feats.shape().str());
+      const std::int64_t N = feats.shape()[0], T = feats.shape()[1];
+      std::int64_t gh = 0, gw = 0;
+      if (grid_arg.empty()) {
+        gh = gw = static_cast<std::int64_t>(std::lround(std::sqrt(static_cast<double>(T))));
+        IREPA_CHECK(gh * gw == T, "irepa-metrics: {} has T = {} tokens, not a square; give --grid HxW", name, T);
+      } else {
+        IREPA_CHECK(std::sscanf(grid_arg.c_str(), "%ldx%ld", &gh, &gw) == 2 && gh * gw == T,
+                    "irepa-metrics: --grid {} does not hold the {} tokens of {}", grid_arg, T, name);
+      }
+      if (masks)
+        IREPA_CHECK(masks->shape() == Shape({N, T}), "irepa-metrics: masks have shape {}, expected [{}, {}] to match {}",
+                    masks->shape().str(), N, T, name);
+      metrics::GridDistances grid(gh, gw, metrics::required_radius(o));
+      std::vector<double> lds, cds, srss, rmsc;
+      for (std::int64_t b = 0; b < N; b += batch) {
+        const std::int64_t n = std::min(batch, N - b);
+        auto x = feats.rows<float>(b, n);
+        Tensor<std::uint8_t> m;
+        if (masks) m = masks->rows<std::uint8_t>(b, n);
+        const auto r = metrics::spatial_metrics<float>(ctx, x, grid, m.cview(), o);
+        lds.insert(lds.end(), r.lds.begin(), r.lds.end());
+        cds.insert(cds.end(), r.cds.begin(), r.cds.end());
+        srss.insert(srss.end(), r.srss.begin(), r.srss.end());
+        rmsc.insert(rmsc.end(), r.rmsc.begin(), r.rmsc.end());
+        std::fprintf(stderr, "\r%s: %lld / %lld images", name.c_str(), static_cast<long long>(b + n), static_cast<long long>(N));
+      }
+      std::fprintf(stderr, "\n");
+      std::int64_t valid = 0;
+      for (double v : srss) valid += !std::isnan(v);
+      using M = metrics::SpatialMetricsResult;
+      results.push_back({name, {M::mean(lds), M::mean(cds), M::mean(srss), M::mean(rmsc), N, valid}});
+    }
+
+    fs::create_directories(out_dir);
+    std::ofstream csv(fs::path(out_dir) / "metrics.csv"), md(fs::path(out_dir) / "metrics.md");
+    csv << "encoder,images,lds,cds,srss,srss_valid_images,rmsc\n";
+    md << "| encoder | images | LDS | CDS | SRSS | SRSS valid | RMSC |\n|---|---|---|---|---|---|---|\n";
+    for (const auto& [name, r] : results) {
+      csv << name << ',' << r.images << ',' << fmt_num(r.lds) << ',' << fmt_num(r.cds) << ',' << fmt_num(r.srss) << ','
+          << r.srss_valid << ',' << fmt_num(r.rmsc) << '\n';
+      md << "| " << name << " | " << r.images << " | " << fmt_num(r.lds) << " | " << fmt_num(r.cds) << " | "
+         << fmt_num(r.srss) << " | " << r.srss_valid << " | " << fmt_num(r.rmsc) << " |\n";
+    }
+    std::printf("wrote %s and %s\n", (fs::path(out_dir) / "metrics.csv").c_str(), (fs::path(out_dir) / "metrics.md").c_str());
+
+    if (!gfid_path.empty()) {
+      const auto table = read_csv(gfid_path);
+      std::vector<std::string> names;
+      std::vector<double> gfid;
+      std::map<std::string, std::vector<double>> cols;
+      for (const auto& [name, r] : results) {
+        auto it = table.find(name);
+        if (it == table.end()) {
+          std::fprintf(stderr, "irepa-metrics: %s has no gFID in %s; left out of the correlations\n", name.c_str(),
+                       gfid_path.c_str());
+          continue;
+        }
+        names.push_back(name);
+        gfid.push_back(it->second.at("gfid"));
+        cols["LDS"].push_back(r.lds);
+        cols["CDS"].push_back(r.cds);
+        cols["SRSS"].push_back(r.srss);
+        cols["RMSC"].push_back(r.rmsc);
+        if (it->second.contains("linear_probe")) cols["linear probe"].push_back(it->second.at("linear_probe"));
+      }
+      IREPA_CHECK(names.size() >= 3, "irepa-metrics: only {} encoders have a gFID; correlations need at least 3", names.size());
+      std::ofstream ccsv(fs::path(out_dir) / "correlations.csv"), cmd(fs::path(out_dir) / "correlations.md");
+      ccsv << "metric,pearson,spearman,kendall,encoders\n";
+      cmd << "| metric vs gFID | Pearson r | Spearman rho | Kendall tau | encoders |\n|---|---|---|---|---|\n";
+      for (const auto& [metric, v] : cols) {
+        if (v.size() != gfid.size()) continue;  // linear probe given for only some encoders
+        const double p = metrics::pearson(v, gfid), s = metrics::spearman(v, gfid), k = metrics::kendall_tau_b(v, gfid);
+        ccsv << metric << ',' << fmt_num(p) << ',' << fmt_num(s) << ',' << fmt_num(k) << ',' << v.size() << '\n';
+        cmd << "| " << metric << " | " << fmt_num(p) << " | " << fmt_num(s) << " | " << fmt_num(k) << " | " << v.size() << " |\n";
+      }
+      std::printf("wrote %s and %s\n", (fs::path(out_dir) / "correlations.csv").c_str(),
+                  (fs::path(out_dir) / "correlations.md").c_str());
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,109 @@
+// irepa-metrics end to end: encoders whose features have more or less spatial structure, a
+// gFID table that falls as the structure grows, and the tables the tool writes.
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include "irepa/io/npy.hpp"
+#include "irepa/io/safetensors.hpp"
+#include "irepa/metrics/spatial.hpp"
+#include "test_support.hpp"
+
+using namespace irepa;
+namespace fs = std::filesystem;
+
+namespace {
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+/// Features on an 8x8 grid: a smooth field of strength s plus unit noise.
+Tensor<float> features(std::int64_t N, double s) {
+  auto x = test::randn<float>({N, 64, 12});
+  for (std::int64_t n = 0; n < N; ++n)
+    for (std::int64_t t = 0; t < 64; ++t)
+      for (std::int64_t d = 0; d < 12; ++d) x(n, t, d) += static_cast<float>(s * std::sin(0.5 * static_cast<double>(t / 8 + (t % 8) * (d % 3)) + d));
+  return x;
+}
+}  // namespace
+
+TEST_CASE("irepa-metrics writes per-encoder metrics and their correlation with gFID", "[metrics][tool]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_metrics_tool_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::int64_t N = 10;
+  const std::vector<std::pair<std::string, double>> encoders{{"flat", 0.0}, {"weak", 0.7}, {"mid", 1.5}, {"strong", 3.0}};
+  std::string args;
+  std::vector<double> lds_expected;
+  CpuContext ctx(2);
+  Tensor<std::uint8_t> masks(Shape{N, 64});
+  for (std::int64_t i = 0; i < masks.numel(); ++i) masks[i] = (i % 64) / 8 >= 2 && (i % 64) / 8 < 6;
+  io::write_npy<std::uint8_t>((dir / "masks.npy").string(), masks);
+  for (const auto& [name, s] : encoders) {
+    auto x = features(N, s);
+    if (name == "mid") {  // one encoder from safetensors, the rest from .npy
+      io::SafeTensorsWriter w;
+      w.add("features", x);
+      w.write((dir / (name + ".safetensors")).string());
+      args += " --features " + name + "=" + (dir / (name + ".safetensors")).string();
+    } else {
+      io::write_npy<float>((dir / (name + ".npy")).string(), x);
+      args += " --features " + name + "=" + (dir / (name + ".npy")).string();
+    }
+    auto r = metrics::spatial_metrics<float>(ctx, x, metrics::GridDistances(8, 8, 8), masks);
+    lds_expected.push_back(metrics::SpatialMetricsResult::mean(r.lds));
+  }
+  {
+    std::ofstream g(dir / "gfid.csv");
+    g << "encoder,gfid,linear_probe\nflat,30,70\nweak,20,60\nmid,12,75\nstrong,8,65\nnot_measured,5,50\n";
+  }
+  const std::string cmd = std::string(IREPA_METRICS_TOOL) + args + " --masks " + (dir / "masks.npy").string() +
+                          " --gfid " + (dir / "gfid.csv").string() + " --batch 3 --out " + (dir / "out").string() + " 2>/dev/null";
+  INFO(cmd);
+  REQUIRE(std::system(cmd.c_str()) == 0);
+
+  const std::string table = slurp(dir / "out" / "metrics.csv");
+  INFO(table);
+  std::istringstream in(table);
+  std::string line;
+  std::getline(in, line);
+  CHECK(line == "encoder,images,lds,cds,srss,srss_valid_images,rmsc");
+  for (std::size_t e = 0; e < encoders.size(); ++e) {
+    REQUIRE(std::getline(in, line));
+    CHECK(line.rfind(encoders[e].first + ",10,", 0) == 0);
+    const double lds = std::stod(line.substr(line.find(",10,") + 4));
+    CHECK(std::abs(lds - lds_expected[e]) < 1e-5);  // batches of 3 give the same means
+  }
+  CHECK(lds_expected.front() < lds_expected.back());
+  const std::string corr = slurp(dir / "out" / "correlations.csv");
+  INFO(corr);
+  // gFID falls as the structure grows: LDS and gFID are perfectly anti-ordered.
+  CHECK(corr.find("LDS,") != std::string::npos);
+  std::istringstream cin(corr);
+  bool saw_lds = false, saw_probe = false;
+  while (std::getline(cin, line)) {
+    if (line.rfind("LDS,", 0) == 0) {
+      saw_lds = true;
+      std::vector<double> v;
+      std::istringstream f(line.substr(4));
+      for (std::string s; std::getline(f, s, ',');) v.push_back(std::stod(s));
+      CHECK(v[0] < -0.8);                      // Pearson
+      CHECK(v[1] == Approx(-1.0));             // Spearman
+      CHECK(v[2] == Approx(-1.0));             // Kendall
+      CHECK(v[3] == 4);                        // encoders (not_measured has no features)
+    }
+    saw_probe = saw_probe || line.rfind("linear probe,", 0) == 0;
+  }
+  CHECK(saw_lds);
+  CHECK(saw_probe);
+  CHECK(fs::exists(dir / "out" / "metrics.md"));
+  CHECK(fs::exists(dir / "out" / "correlations.md"));
+
+  // Bad input is an error naming it.
+  CHECK(std::system((std::string(IREPA_METRICS_TOOL) + " --features broken=" + (dir / "gfid.csv").string() + " --out " +
+                     (dir / "out2").string() + " 2>/dev/null")
+                        .c_str()) != 0);
+  fs::remove_all(dir);
+}
