@@ -11,7 +11,10 @@
 // Writes OUT/metrics.csv and OUT/metrics.md (mean of each metric per encoder, SRSS skipping
 // images without a valid anchor). With --gfid (CSV with header "encoder,gfid" and optionally a
 // "linear_probe" column), also OUT/correlations.csv and .md: Pearson, Spearman and Kendall of
-// each metric (and linear-probe accuracy) with gFID across the encoders listed in both.
+// each metric (and linear-probe accuracy) with gFID across the encoders listed in both, and
+// OUT/correlations.png: one scatter plot per metric against gFID with the fitted line.
+// With --viz I: OUT/spatialnorm_<encoder>.png, the cosine-similarity maps of a few reference
+// tokens of image I, raw and after spatial z-score normalisation (alpha --zscore-alpha).
 
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -22,7 +25,10 @@
 #include <optional>
 #include <sstream>
 
+#include <plplot/plplot.h>
+
 #include <irepa/io/npy.hpp>
+#include <irepa/ops/reduce.hpp>
 #include <irepa/io/safetensors.hpp>
 #include <irepa/metrics/correlation.hpp>
 #include <irepa/metrics/spatial.hpp>
@@ -108,6 +114,81 @@ std::map<std::string, std::map<std::string, double>> read_csv(const std::string&
   return out;
 }
 
+/// Opens a PNG page (plplot's cairo driver) of the given size split into nx x ny panels.
+void begin_png(const std::string& path, int width, int height, int nx, int ny) {
+  plsdev("pngcairo");
+  plsfnam(path.c_str());
+  plspage(0, 0, width, height, 0, 0);
+  plscolbg(255, 255, 255);
+  plscol0(1, 0, 0, 0);     // black axes and text on white
+  plscol0(2, 200, 30, 30);  // red fitted lines
+  plssub(nx, ny);
+  plinit();
+}
+
+/// One panel: encoders as points (labelled), the least-squares line, Pearson r in the title.
+void scatter_panel(const std::string& metric, const std::vector<double>& x, const std::vector<double>& y,
+                   const std::vector<std::string>& names) {
+  const auto [xmin, xmax] = std::minmax_element(x.begin(), x.end());
+  const auto [ymin, ymax] = std::minmax_element(y.begin(), y.end());
+  const double px = 0.08 * std::max(*xmax - *xmin, 1e-9), py = 0.08 * std::max(*ymax - *ymin, 1e-9);
+  pladv(0);
+  plvsta();
+  plwind(*xmin - px, *xmax + px, *ymin - py, *ymax + py);
+  plcol0(1);
+  plbox("bcnst", 0, 0, "bcnstv", 0, 0);
+  pllab(metric.c_str(), "gFID", fmt::format("{} vs gFID: Pearson r = {:.3f}", metric, metrics::pearson(x, y)).c_str());
+  plcol0(9);  // blue points
+  plpoin(static_cast<PLINT>(x.size()), x.data(), y.data(), 17);
+  plcol0(1);
+  plschr(0, 0.6);
+  for (std::size_t i = 0; i < x.size(); ++i) plptex(x[i], y[i] + 0.3 * py, 1, 0, 0.5, names[i].c_str());
+  plschr(0, 1.0);
+  const auto line = metrics::fit_line(x, y);
+  const double lx[2] = {*xmin - px, *xmax + px}, ly[2] = {line.slope * lx[0] + line.intercept, line.slope * lx[1] + line.intercept};
+  plcol0(2);  // red fitted line
+  plline(2, lx, ly);
+}
+
+/// Heat map of a [h, w] grid in [-1, 1] (cosine similarity), with the reference token marked.
+void map_panel(const std::vector<double>& v, std::int64_t h, std::int64_t w, std::int64_t ref, const std::string& title) {
+  pladv(0);
+  plvpas(0.08, 0.92, 0.08, 0.85, 1.0);
+  plwind(0, static_cast<double>(w), 0, static_cast<double>(h));
+  // One filled square per token (plot y grows upwards, so grid row 0 is drawn at the top).
+  for (std::int64_t r = 0; r < h; ++r)
+    for (std::int64_t c = 0; c < w; ++c) {
+      const double x0 = static_cast<double>(c), y0 = static_cast<double>(h - 1 - r);
+      PLFLT xs[4] = {x0, x0 + 1, x0 + 1, x0}, ys[4] = {y0, y0, y0 + 1, y0 + 1};
+      plcol1(std::clamp((v[static_cast<std::size_t>(r * w + c)] + 1.0) / 2.0, 0.0, 1.0));
+      plfill(4, xs, ys);
+    }
+  plcol0(1);
+  plbox("bc", 0, 0, "bc", 0, 0);
+  const double mx = static_cast<double>(ref % w) + 0.5, my = static_cast<double>(h - ref / w) - 0.5;
+  plpoin(1, &mx, &my, 5);
+  plschr(0, 0.7);
+  plmtex("t", 1.0, 0.5, 0.5, title.c_str());
+  plschr(0, 1.0);
+}
+
+/// Cosine similarity of token `ref` with every token of x [T, D].
+std::vector<double> cosine_map(const Tensor<double>& x, std::int64_t ref) {
+  const std::int64_t T = x.size(0), D = x.size(1);
+  std::vector<double> out(static_cast<std::size_t>(T));
+  double nr = 0;
+  for (std::int64_t d = 0; d < D; ++d) nr += x(ref, d) * x(ref, d);
+  for (std::int64_t t = 0; t < T; ++t) {
+    double dot = 0, nt = 0;
+    for (std::int64_t d = 0; d < D; ++d) {
+      dot += x(t, d) * x(ref, d);
+      nt += x(t, d) * x(t, d);
+    }
+    out[static_cast<std::size_t>(t)] = dot / std::max(std::sqrt(nr * nt), 1e-12);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +197,8 @@ int main(int argc, char** argv) {
   std::int64_t batch = 256;
   int threads = 0;
   metrics::SpatialMetricOptions o;
+  std::int64_t viz_image = -1;
+  double zscore_alpha = 0.6;
   CLI::App app{"irepa-metrics: spatial metrics (LDS, CDS, SRSS, RMSC) per encoder, and their correlation with gFID"};
   app.add_option("--features", feature_args, "NAME=PATH of [N, T, D] features (.npy or .safetensors); repeat per encoder")
       ->required();
@@ -129,6 +212,8 @@ int main(int argc, char** argv) {
   app.add_option("--cds-dmax", o.cds_dmax, "CDS: fit over distances 1..dmax")->check(CLI::PositiveNumber);
   app.add_option("--srss-near", o.srss_near_max, "SRSS: positives at distance 1..near")->check(CLI::PositiveNumber);
   app.add_option("--srss-far", o.srss_far, "SRSS: negatives at distance >= far")->check(CLI::PositiveNumber);
+  app.add_option("--viz", viz_image, "image index: write spatialnorm_<encoder>.png (raw vs z-scored similarity maps)");
+  app.add_option("--zscore-alpha", zscore_alpha, "spatial z-score: z <- (z - alpha mean_T z) / (std_T z + 1e-6)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -170,6 +255,31 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "\r%s: %lld / %lld images", name.c_str(), static_cast<long long>(b + n), static_cast<long long>(N));
       }
       std::fprintf(stderr, "\n");
+      if (viz_image >= 0) {
+        IREPA_CHECK(viz_image < N, "irepa-metrics: --viz {} but {} has {} images", viz_image, name, N);
+        auto x = feats.rows<double>(viz_image, 1);  // [1, T, D]
+        const std::int64_t D = x.size(2);
+        Tensor<double> mean(Shape{1, D}), sd(Shape{1, D}), z(Shape{T, D});
+        ops::token_mean_std_forward<double>(ctx, x, mean.view(), sd.view());
+        for (std::int64_t t = 0; t < T; ++t)
+          for (std::int64_t d = 0; d < D; ++d) z(t, d) = (x(0, t, d) - zscore_alpha * mean(0, d)) / (sd(0, d) + 1e-6);
+        const auto raw = Tensor<double>::copy_of(x.cview().reshape({T, D}));
+        // Reference tokens spread over the grid (quarter points and the centre).
+        const std::vector<std::int64_t> refs{(gh / 4) * gw + gw / 4, (gh / 2) * gw + gw / 2, (3 * gh / 4) * gw + 3 * gw / 4,
+                                             (gh / 4) * gw + 3 * gw / 4};
+        const std::string png = (fs::path(out_dir) / ("spatialnorm_" + name + ".png")).string();
+        fs::create_directories(out_dir);
+        begin_png(png, 560, 270 * static_cast<int>(refs.size()), 2, static_cast<int>(refs.size()));
+        plscmap1n(256);
+        const PLFLT pos[3] = {0, 0.5, 1}, r[3] = {0.23, 0.87, 0.70}, g[3] = {0.30, 0.87, 0.02}, b[3] = {0.75, 0.87, 0.15};
+        plscmap1l(1, 3, pos, r, g, b, nullptr);  // blue - white - red, like the paper's figures
+        for (auto ref : refs) {
+          map_panel(cosine_map(raw, ref), gh, gw, ref, fmt::format("{}: token ({}, {}), raw", name, ref / gw, ref % gw));
+          map_panel(cosine_map(z, ref), gh, gw, ref, fmt::format("z-scored, alpha {}", zscore_alpha));
+        }
+        plend();
+        std::printf("wrote %s\n", png.c_str());
+      }
       std::int64_t valid = 0;
       for (double v : srss) valid += !std::isnan(v);
       using M = metrics::SpatialMetricsResult;
@@ -218,8 +328,16 @@ int main(int argc, char** argv) {
         ccsv << metric << ',' << fmt_num(p) << ',' << fmt_num(s) << ',' << fmt_num(k) << ',' << v.size() << '\n';
         cmd << "| " << metric << " | " << fmt_num(p) << " | " << fmt_num(s) << " | " << fmt_num(k) << " | " << v.size() << " |\n";
       }
-      std::printf("wrote %s and %s\n", (fs::path(out_dir) / "correlations.csv").c_str(),
-                  (fs::path(out_dir) / "correlations.md").c_str());
+      std::vector<std::pair<std::string, const std::vector<double>*>> panels;
+      for (const auto& [metric, v] : cols)
+        if (v.size() == gfid.size()) panels.emplace_back(metric, &v);
+      const int nx = 2, ny = static_cast<int>((panels.size() + 1) / 2);
+      const std::string png = (fs::path(out_dir) / "correlations.png").string();
+      begin_png(png, 1000, 420 * ny, nx, ny);
+      for (const auto& [metric, v] : panels) scatter_panel(metric, *v, gfid, names);
+      plend();
+      std::printf("wrote %s, %s and %s\n", (fs::path(out_dir) / "correlations.csv").c_str(),
+                  (fs::path(out_dir) / "correlations.md").c_str(), png.c_str());
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "%s\n", e.what());

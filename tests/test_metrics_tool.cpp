@@ -60,7 +60,7 @@ TEST_CASE("irepa-metrics writes per-encoder metrics and their correlation with g
     g << "encoder,gfid,linear_probe\nflat,30,70\nweak,20,60\nmid,12,75\nstrong,8,65\nnot_measured,5,50\n";
   }
   const std::string cmd = std::string(IREPA_METRICS_TOOL) + args + " --masks " + (dir / "masks.npy").string() +
-                          " --gfid " + (dir / "gfid.csv").string() + " --batch 3 --out " + (dir / "out").string() + " 2>/dev/null";
+                          " --gfid " + (dir / "gfid.csv").string() + " --batch 3 --viz 2 --out " + (dir / "out").string() + " 2>/dev/null";
   INFO(cmd);
   REQUIRE(std::system(cmd.c_str()) == 0);
 
@@ -100,6 +100,13 @@ TEST_CASE("irepa-metrics writes per-encoder metrics and their correlation with g
   CHECK(saw_probe);
   CHECK(fs::exists(dir / "out" / "metrics.md"));
   CHECK(fs::exists(dir / "out" / "correlations.md"));
+  // The figures are PNG files of some substance (their pictures were looked at by hand).
+  for (const char* png : {"correlations.png", "spatialnorm_strong.png", "spatialnorm_flat.png"}) {
+    INFO(png);
+    const std::string bytes = slurp(dir / "out" / png);
+    CHECK(bytes.size() > 5000);
+    CHECK(bytes.compare(1, 3, "PNG") == 0);
+  }
 
   // Bad input is an error naming it.
   CHECK(std::system((std::string(IREPA_METRICS_TOOL) + " --features broken=" + (dir / "gfid.csv").string() + " --out " +
