@@ -64,11 +64,26 @@ class RowSource {
   template <class T>
   Tensor<T> rows(std::int64_t begin, std::int64_t count) const {
     if (npy_) return npy_->load_rows<T>(begin, count);
-    // safetensors: the mapping is read in full for the rows asked (row-major), then sliced.
-    auto all = st_->load<T>(name_);
+    // safetensors: convert just these rows from the mapped bytes.
+    IREPA_CHECK(begin >= 0 && count >= 0 && begin + count <= shape_[0], "irepa-metrics: rows [{}, {}) outside {} of '{}'", begin,
+                begin + count, shape_.str(), path_);
+    const auto& info = st_->info(name_);
+    const std::int64_t row = shape_.numel() / std::max<std::int64_t>(shape_[0], 1);
+    const std::size_t es = dtype_size(info.dtype);
+    const std::byte* p = st_->bytes(name_).data() + static_cast<std::size_t>(begin * row) * es;
     Shape s = shape_;
     s[0] = count;
-    return Tensor<T>::copy_of(all.cview().slice(0, begin, count));
+    Tensor<T> out(s);
+    constexpr bool want_float = std::is_floating_point_v<T>;
+    IREPA_CHECK(want_float == io::detail::is_float(info.dtype), "irepa-metrics: '{}' holds {}, expected {}", path_,
+                dtype_name(info.dtype), want_float ? "floats" : "integers");
+    for (std::int64_t i = 0; i < out.numel(); ++i, p += es) {
+      if constexpr (want_float)
+        out[i] = static_cast<T>(io::detail::load_as_double(info.dtype, p));
+      else
+        out[i] = static_cast<T>(io::detail::load_as_int(info.dtype, p));
+    }
+    return out;
   }
 
  private:
