@@ -5,7 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
-#include <regex>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -101,9 +101,20 @@ class NpyFile {
     }
     IREPA_CHECK(hstart + hlen <= size_, "npy: '{}' is truncated: header of {} bytes, file of {}", path_, hlen, size_);
     const std::string h(reinterpret_cast<const char*>(map_ + hstart), hlen);
-    std::smatch m;
-    IREPA_CHECK(std::regex_search(h, m, std::regex(R"('descr'\s*:\s*'([^']*)')")), "npy: '{}' header has no descr: {}", path_, h);
-    const std::string d = m[1];
+    // The header is a Python dict literal; the value after each key is all we need.
+    auto value_after = [&](const char* key) -> std::string_view {
+      const auto k = h.find(key);
+      IREPA_CHECK(k != std::string::npos, "npy: '{}' header has no {}: {}", path_, key, h);
+      auto v = h.find(':', k);
+      IREPA_CHECK(v != std::string::npos, "npy: '{}' header is malformed after {}: {}", path_, key, h);
+      ++v;
+      while (v < h.size() && h[v] == ' ') ++v;
+      return std::string_view(h).substr(v);
+    };
+    std::string_view dv = value_after("'descr'");
+    IREPA_CHECK(!dv.empty() && (dv[0] == '\'' || dv[0] == '"') && dv.find(dv[0], 1) != std::string_view::npos,
+                "npy: '{}' descr is not a string: {}", path_, h);
+    const std::string d(dv.substr(1, dv.find(dv[0], 1) - 1));
     if (d == "<f8") dtype_ = DType::F64;
     else if (d == "<f4") dtype_ = DType::F32;
     else if (d == "<f2") dtype_ = DType::F16;
@@ -112,13 +123,22 @@ class NpyFile {
     else if (d == "<i8") dtype_ = DType::I64;
     else if (d == "<i4") dtype_ = DType::I32;
     else fail("npy: '{}' has dtype '{}', expected one of <f8 <f4 <f2 |u1 |b1 <i8 <i4", path_, d);
-    IREPA_CHECK(std::regex_search(h, std::regex(R"('fortran_order'\s*:\s*False)")),
+    IREPA_CHECK(value_after("'fortran_order'").substr(0, 5) == "False",
                 "npy: '{}' is in Fortran order; save it in C order (np.ascontiguousarray)", path_);
-    IREPA_CHECK(std::regex_search(h, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))")), "npy: '{}' header has no shape: {}", path_, h);
+    std::string_view sv = value_after("'shape'");
+    IREPA_CHECK(!sv.empty() && sv[0] == '(' && sv.find(')') != std::string_view::npos, "npy: '{}' shape is not a tuple: {}", path_, h);
+    sv = sv.substr(1, sv.find(')') - 1);
     std::vector<std::int64_t> dims;
-    const std::string sh = m[1];
-    const std::regex number(R"(\d+)");
-    for (std::sregex_iterator it(sh.begin(), sh.end(), number), e; it != e; ++it) dims.push_back(std::stoll(it->str()));
+    for (std::size_t i = 0; i < sv.size();) {
+      if (sv[i] < '0' || sv[i] > '9') {
+        IREPA_CHECK(sv[i] == ',' || sv[i] == ' ' || sv[i] == 'L', "npy: '{}' shape has '{}': {}", path_, sv[i], h);
+        ++i;
+        continue;
+      }
+      std::int64_t n = 0;
+      for (; i < sv.size() && sv[i] >= '0' && sv[i] <= '9'; ++i) n = n * 10 + (sv[i] - '0');
+      dims.push_back(n);
+    }
     shape_ = Shape(std::span<const std::int64_t>(dims));
     data_ = map_ + hstart + hlen;
     const auto want = static_cast<std::size_t>(shape_.numel()) * dtype_size(dtype_);
