@@ -9,39 +9,19 @@
 #include <string>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "irepa/core/dtype.hpp"
 #include "irepa/core/error.hpp"
 #include "irepa/core/shape.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/io/mapped_file.hpp"
 
 namespace irepa::io {
 
 class NpyFile {
  public:
-  explicit NpyFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) fail("npy: cannot open '{}': {}", path, std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) fail("npy: cannot stat '{}': {}", path, std::strerror(errno));
-    size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ > 0) {
-      void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
-      if (m == MAP_FAILED) fail("npy: cannot map '{}': {}", path, std::strerror(errno));
-      map_ = static_cast<const std::byte*>(m);
-    }
-    parse();
-  }
-  NpyFile(const NpyFile&) = delete;
-  NpyFile& operator=(const NpyFile&) = delete;
-  ~NpyFile() {
-    if (map_) ::munmap(const_cast<std::byte*>(map_), size_);
-    if (fd_ >= 0) ::close(fd_);
-  }
+  explicit NpyFile(const std::string& path) : path_(path), file_(path, "npy") { parse(); }
 
   const std::string& path() const { return path_; }
   DType dtype() const { return dtype_; }
@@ -84,6 +64,8 @@ class NpyFile {
 
  private:
   void parse() {
+    const std::byte* map_ = file_.data();
+    const std::size_t size_ = file_.size();
     IREPA_CHECK(size_ >= 10 && std::memcmp(map_, "\x93NUMPY", 6) == 0, "npy: '{}' is not a .npy file (bad magic)", path_);
     const int major = std::to_integer<int>(map_[6]);
     std::size_t hlen = 0, hstart = 0;
@@ -147,9 +129,7 @@ class NpyFile {
   }
 
   std::string path_;
-  int fd_ = -1;
-  const std::byte* map_ = nullptr;
-  std::size_t size_ = 0;
+  MappedFile file_;
   const std::byte* data_ = nullptr;
   DType dtype_ = DType::F32;
   Shape shape_;

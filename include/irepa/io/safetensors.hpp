@@ -22,9 +22,6 @@
 #include <utility>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -32,6 +29,7 @@
 #include "irepa/core/dtype.hpp"
 #include "irepa/core/error.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/io/mapped_file.hpp"
 
 namespace irepa::io {
 
@@ -73,38 +71,11 @@ inline bool is_float(DType d) { return d == DType::F64 || d == DType::F32 || d =
 class SafeTensorsFile {
  public:
   /// Maps the file and validates its header; throws irepa::Error on any inconsistency.
-  explicit SafeTensorsFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) fail("safetensors: cannot open '{}': {}", path, std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) fail("safetensors: cannot stat '{}': {}", path, std::strerror(errno));
-    size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ > 0) {
-      void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
-      if (m == MAP_FAILED) fail("safetensors: cannot map '{}': {}", path, std::strerror(errno));
-      map_ = static_cast<const std::byte*>(m);
-    }
-    parse();
-  }
-  SafeTensorsFile(SafeTensorsFile&& o) noexcept { *this = std::move(o); }
-  SafeTensorsFile& operator=(SafeTensorsFile&& o) noexcept {
-    if (this != &o) {
-      release();
-      path_ = std::move(o.path_);
-      fd_ = std::exchange(o.fd_, -1);
-      map_ = std::exchange(o.map_, nullptr);
-      size_ = std::exchange(o.size_, 0);
-      data_ = std::exchange(o.data_, nullptr);
-      data_size_ = o.data_size_;
-      tensors_ = std::move(o.tensors_);
-      order_ = std::move(o.order_);
-      metadata_ = std::move(o.metadata_);
-    }
-    return *this;
-  }
+  explicit SafeTensorsFile(const std::string& path) : path_(path), file_(path, "safetensors") { parse(); }
+  SafeTensorsFile(SafeTensorsFile&&) noexcept = default;  // views into the mapping stay valid
+  SafeTensorsFile& operator=(SafeTensorsFile&&) noexcept = default;
   SafeTensorsFile(const SafeTensorsFile&) = delete;
   SafeTensorsFile& operator=(const SafeTensorsFile&) = delete;
-  ~SafeTensorsFile() { release(); }
 
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -201,6 +172,8 @@ class SafeTensorsFile {
   }
 
   void parse() {
+    const std::byte* map_ = file_.data();
+    const std::size_t size_ = file_.size();
     IREPA_CHECK(size_ >= 8, "safetensors: '{}' is truncated: {} bytes, expected at least 8 (header length)", path_, size_);
     std::uint64_t n = 0;
     std::memcpy(&n, map_, 8);
@@ -277,17 +250,8 @@ class SafeTensorsFile {
     for (const auto* t : by_offset) order_.push_back(t->name);
   }
 
-  void release() noexcept {
-    if (map_) ::munmap(const_cast<std::byte*>(map_), size_);
-    if (fd_ >= 0) ::close(fd_);
-    map_ = nullptr;
-    fd_ = -1;
-  }
-
   std::string path_;
-  int fd_ = -1;
-  const std::byte* map_ = nullptr;
-  std::size_t size_ = 0;
+  MappedFile file_;
   const std::byte* data_ = nullptr;
   std::size_t data_size_ = 0;
   std::map<std::string, TensorInfo> tensors_;
