@@ -2,15 +2,23 @@
 // rebuilds what each describes from its metadata `config`, runs our code, prints the worst
 // relative error per tensor group, and exits non-zero when any is above tolerance.
 //
-// Models understood so far: `spatial_metrics`. The SiT, JiT, sampler and encoder issues add
-// theirs; a file of another kind is reported as not understood (exit 2), never skipped.
+// Models understood so far: `spatial_metrics` and `SiT` (any depth, width, heads, patch, kernel
+// size, number of encoders, path; run in double, or in float with --float). The JiT, sampler and
+// encoder issues add theirs; a file of another kind is reported as not understood (exit 2),
+// never skipped.
+//
+//   irepa-golden-check [--float] [--all] FILE...
+//     --float  run the models in float (tolerance 1e-4) instead of double (1e-9)
+//     --all    print every tensor, not only the worst of each group
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include <irepa/check/golden.hpp>
 #include <irepa/io/safetensors.hpp>
 #include <irepa/metrics/spatial.hpp>
 
@@ -69,38 +77,95 @@ std::vector<Row> check_spatial_metrics(const io::SafeTensorsFile& f, const nlohm
   return rows;
 }
 
+/// grads/blocks.3.attn.qkv.weight -> grads/blocks.*; outputs/zs_tilde.1 -> outputs/zs_tilde.*
+std::string group_of(const std::string& name) {
+  std::string g;
+  std::size_t i = 0;
+  while (i < name.size()) {
+    std::size_t j = name.find('.', i);
+    std::string part = name.substr(i, j == std::string::npos ? std::string::npos : j - i);
+    const bool number = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+    g += number ? "*" : part;
+    if (j == std::string::npos || number) break;
+    g += '.';
+    i = j + 1;
+  }
+  return g;
+}
+
+std::vector<Row> check_sit(const io::SafeTensorsFile& f, bool use_float, bool all) {
+  const auto rows = use_float ? golden::check_sit<float>(f, 1e-4) : golden::check_sit<double>(f, 1e-9);
+  std::vector<Row> out;
+  for (const auto& r : rows) {
+    const std::string g = all ? r.name : group_of(r.name);
+    auto it = std::find_if(out.begin(), out.end(), [&](const Row& o) { return o.group == g; });
+    if (it == out.end())
+      out.push_back({g, r.rel, r.tol});
+    else if (!(r.rel <= it->rel))
+      it->rel = r.rel;  // keeps NaN
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help") {
-    std::printf("usage: %s FILE.safetensors...\n  checks our implementation against golden files (models: spatial_metrics)\n", argv[0]);
-    return argc < 2 ? 2 : 0;
+  bool use_float = false, all = false;
+  std::vector<std::string> files;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: %s [--float] [--all] FILE.safetensors...\n"
+          "  checks our implementation against golden files (models: SiT, spatial_metrics)\n"
+          "  --float  run models in float (tolerance 1e-4) instead of double (1e-9)\n"
+          "  --all    print every tensor instead of the worst of each group\n"
+          "exit status: 0 all within tolerance, 1 some above, 2 a file could not be checked\n",
+          argv[0]);
+      return 0;
+    }
+    if (a == "--float")
+      use_float = true;
+    else if (a == "--all")
+      all = true;
+    else if (a.rfind("--", 0) == 0) {
+      std::fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], a.c_str());
+      return 2;
+    } else
+      files.push_back(a);
+  }
+  if (files.empty()) {
+    std::fprintf(stderr, "usage: %s [--float] [--all] FILE.safetensors... (see --help)\n", argv[0]);
+    return 2;
   }
   int status = 0;
-  for (int i = 1; i < argc; ++i) {
+  for (const std::string& file : files) {
+    const char* path = file.c_str();
     try {
-      io::SafeTensorsFile f(argv[i]);
+      io::SafeTensorsFile f(path);
       const auto model = f.metadata("model");
       const auto config = f.metadata("config");
-      IREPA_CHECK(model && config, "golden-check: '{}' has no model/config metadata (not a golden file)", argv[i]);
+      IREPA_CHECK(model && config, "golden-check: '{}' has no model/config metadata (not a golden file)", path);
       std::vector<Row> rows;
       if (*model == "spatial_metrics") {
         rows = check_spatial_metrics(f, nlohmann::json::parse(*config));
+      } else if (*model == "SiT") {
+        rows = check_sit(f, use_float, all);
       } else {
-        std::printf("%s: model '%s' is not understood by this build yet\n", argv[i], model->c_str());
+        std::printf("%s: model '%s' is not understood by this build yet\n", path, model->c_str());
         status = std::max(status, 2);
         continue;
       }
       bool ok = true;
-      std::printf("%s (%s)\n", argv[i], model->c_str());
+      std::printf("%s (%s)\n", path, model->c_str());
       for (const auto& r : rows) {
         const bool pass = r.rel <= r.tol;
         ok = ok && pass;
-        std::printf("  %-24s rel %.3e  (tol %.0e) %s\n", r.group.c_str(), r.rel, r.tol, pass ? "ok" : "FAIL");
+        std::printf("  %-44s rel %.3e  (tol %.0e) %s\n", r.group.c_str(), r.rel, r.tol, pass ? "ok" : "FAIL");
       }
       if (!ok) status = std::max(status, 1);
     } catch (const std::exception& e) {
-      std::printf("%s: error: %s\n", argv[i], e.what());
+      std::printf("%s: error: %s\n", path, e.what());
       status = std::max(status, 2);
     }
   }

@@ -99,7 +99,7 @@ struct ProjectorSpec {
   std::int64_t in_dim = 0;        // D: the transformer width
   std::int64_t out_dim = 0;       // z_dim of the target encoder
   std::int64_t hidden_dim = 2048; // MLP projectors
-  int kernel_size = 3;            // convolutional projectors
+  int kernel_size = 0;            // convolutional projectors; 0: the projector's own default
 };
 
 /// A projector policy P: maps hidden tokens [B, T, D] to predicted target tokens [B, T, Z].

@@ -21,29 +21,43 @@ void add_params(SafeTensorsWriter& w, const ParamArena<T>& arena, std::string_vi
   });
 }
 
+/// A named non-parameter tensor (a buffer such as SiT's pos_embed) saved and loaded with the
+/// parameters.
+template <class T>
+struct NamedView {
+  std::string name;
+  TensorView<T> view;
+};
+
 struct LoadParamsOptions {
   bool allow_unexpected = false;  // tolerate tensors under the prefix that the arena does not have
 };
 
-/// Reads every parameter of the arena from prefix + name, converting from the stored float dtype.
-/// Throws irepa::Error listing all missing / mis-shaped (and, unless allowed, unexpected)
-/// tensors; on error the arena is unchanged.
+/// Reads every parameter of the arena (and every buffer) from prefix + name, converting from the
+/// stored float dtype. Throws irepa::Error listing all missing / mis-shaped (and, unless allowed,
+/// unexpected) tensors; on error nothing is changed.
 template <class T>
 void load_params(const SafeTensorsFile& f, const ParamArena<T>& arena, std::string_view prefix = {},
-                 LoadParamsOptions opt = {}) {
+                 LoadParamsOptions opt = {}, const std::vector<NamedView<T>>& buffers = {}) {
   std::vector<std::string> problems;
-  arena.for_each([&](std::string_view name, TensorView<T> v, TensorView<T>) {
+  auto check = [&](std::string_view name, const Shape& shape) {
     const std::string key = std::string(prefix) + std::string(name);
     if (!f.contains(key))
-      problems.push_back("missing '" + key + "' " + v.shape().str());
-    else if (!(f.info(key).shape == v.shape()))
-      problems.push_back("'" + key + "' has shape " + f.info(key).shape.str() + ", expected " + v.shape().str());
-  });
+      problems.push_back("missing '" + key + "' " + shape.str());
+    else if (!(f.info(key).shape == shape))
+      problems.push_back("'" + key + "' has shape " + f.info(key).shape.str() + ", expected " + shape.str());
+    else if (!detail::is_float(f.info(key).dtype))
+      problems.push_back("'" + key + "' has dtype " + std::string(dtype_name(f.info(key).dtype)) + ", expected a float type");
+  };
+  arena.for_each([&](std::string_view name, TensorView<T> v, TensorView<T>) { check(name, v.shape()); });
+  for (const auto& b : buffers) check(b.name, b.view.shape());
   if (!opt.allow_unexpected) {
     for (const auto& key : f.names()) {
       if (key.compare(0, prefix.size(), prefix) != 0) continue;
-      if (!arena.contains(std::string_view(key).substr(prefix.size())))
-        problems.push_back("unexpected '" + key + "' " + f.info(key).shape.str());
+      const std::string_view rest = std::string_view(key).substr(prefix.size());
+      bool known = arena.contains(rest);
+      for (const auto& b : buffers) known = known || b.name == rest;
+      if (!known) problems.push_back("unexpected '" + key + "' " + f.info(key).shape.str());
     }
   }
   if (!problems.empty()) {
@@ -56,6 +70,7 @@ void load_params(const SafeTensorsFile& f, const ParamArena<T>& arena, std::stri
   arena.for_each([&](std::string_view name, TensorView<T> v, TensorView<T>) {
     f.load_into<T>(std::string(prefix) + std::string(name), v);
   });
+  for (const auto& b : buffers) f.load_into<T>(std::string(prefix) + b.name, b.view);
 }
 
 }  // namespace irepa::io

@@ -1,6 +1,7 @@
 #pragma once
-// adaLN modulation on the CPU: y = x * (1 + scale) + shift, with per-image shift and scale
-// broadcast over tokens. x, y [B, T, D]; shift, scale [B, D].
+// adaLN on the CPU, per-image vectors broadcast over tokens. x, y [B, T, D]; shift, scale, gate [B, D].
+//  - modulate:        y = x * (1 + scale) + shift
+//  - gated residual:  out = x + gate * y  (adaLN-Zero's residual branch)
 
 #include "irepa/core/context.hpp"
 #include "irepa/core/tensor.hpp"
@@ -61,6 +62,49 @@ void modulate_backward(const CpuContext& ctx, In<T> x, In<T> scale, In<T> dy, Te
         if (dx.numel()) {
           T* dxr = dx.data() + r * D;
           for (std::int64_t i = 0; i < D; ++i) dxr[i] = g[i] * (T(1) + sc[i]);
+        }
+      }
+    }
+  });
+}
+
+/// out = x + gate * y. out may alias x (the residual stream updated in place).
+template <class T>
+void gated_residual_forward(const CpuContext& ctx, In<T> x, In<T> gate, In<T> y, TensorView<T> out) {
+  detail::check_modulate("gated_residual_forward", x.shape(), gate.shape(), gate.shape(), out.shape());
+  check_shape("gated_residual_forward", "branch", y.shape(), x.shape());
+  check_contiguous("gated_residual_forward", x, gate, y, out);
+  const std::int64_t B = x.size(0), N = x.size(1), D = x.size(2);
+  ctx.parallel_for(B * N, 2.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const T* g = gate.data() + (r / N) * D;
+      const T* xr = x.data() + r * D;
+      const T* yr = y.data() + r * D;
+      T* o = out.data() + r * D;
+      for (std::int64_t i = 0; i < D; ++i) o[i] = xr[i] + g[i] * yr[i];
+    }
+  });
+}
+
+/// The branch's part of the backward (d out / d x is the identity, left to the caller):
+/// dy = gate * dout and dgate = sum_T dout * y, both assigned.
+template <class T>
+void gated_residual_backward(const CpuContext& ctx, In<T> gate, In<T> y, In<T> dout, TensorView<T> dy,
+                             TensorView<T> dgate) {
+  detail::check_modulate("gated_residual_backward", y.shape(), gate.shape(), dgate.shape(), dout.shape());
+  check_shape("gated_residual_backward", "dy", dy.shape(), y.shape());
+  check_contiguous("gated_residual_backward", gate, y, dout, dy, dgate);
+  const std::int64_t B = y.size(0), N = y.size(1), D = y.size(2);
+  ctx.parallel_for(B, 3.0 * static_cast<double>(N * D), [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const T* g = gate.data() + b * D;
+      T* dg = dgate.data() + b * D;
+      std::fill_n(dg, D, T(0));
+      for (std::int64_t n = 0; n < N; ++n) {
+        const std::int64_t r = (b * N + n) * D;
+        for (std::int64_t i = 0; i < D; ++i) {
+          dg[i] += dout.data()[r + i] * y.data()[r + i];
+          dy.data()[r + i] = g[i] * dout.data()[r + i];
         }
       }
     }

@@ -1,0 +1,292 @@
+#pragma once
+// SiT, the latent diffusion transformer of the reference, with an alignment head:
+//
+//   irepa::SiT<irepa::B, 2, irepa::iREPAHead<irepa::Conv3x3, irepa::SpatialNorm>> model(cfg);
+//
+// Members are named as the reference's modules, and visit_params yields the reference's
+// state_dict names (x_embedder.proj.weight, blocks.3.attn.qkv.weight, projectors.0.*, ...), so
+// converted reference checkpoints load as they are. The model owns one flat parameter arena
+// (params()); pos_embed is a buffer, not a parameter (saved and loaded, never trained).
+//
+// forward(ctx, x, t, y) returns the cache backward consumes: every block's activations, the
+// projected tokens after block encoder_depth (one tensor per target encoder) and the output.
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "irepa/align/head.hpp"
+#include "irepa/core/arena.hpp"
+#include "irepa/io/params.hpp"
+#include "irepa/models/sizes.hpp"
+#include "irepa/nn/adaln.hpp"
+#include "irepa/nn/embedders.hpp"
+
+namespace irepa {
+
+/// Run-time settings of a SiT. Sizes set here must agree with the template's fixed sizes
+/// (0 = take the template's); with Dynamic / DynamicPatch they are required.
+struct SiTConfig {
+  std::int64_t input_size = 32;   // latent height = width
+  std::int64_t in_channels = 4;
+  std::int64_t num_classes = 1000;
+  double class_dropout_prob = 0.1;  // > 0 adds the null class row (index num_classes)
+  std::int64_t encoder_depth = 8;   // projectors read the tokens after this block (1-based)
+  std::vector<std::int64_t> z_dims = {768};  // one projector per target encoder (may be empty)
+  std::int64_t projector_dim = 2048;         // MLP projectors' hidden width
+  int kernel_size = 0;                       // conv projectors (0: the projector's default)
+  double mlp_ratio = 4.0;
+  bool qk_norm = false;  // the reference cannot enable it; kept for configs that name it
+  // Dynamic sizes.
+  std::int64_t depth = 0, hidden_size = 0, num_heads = 0, patch_size = 0;
+};
+
+namespace detail {
+inline std::int64_t resolve_size(const char* what, int fixed, std::int64_t configured) {
+  if (fixed > 0) {
+    IREPA_CHECK(configured == 0 || configured == fixed, "SiT: the configuration asks for {} = {}, the model type fixes {}",
+                what, configured, fixed);
+    return fixed;
+  }
+  IREPA_CHECK(configured > 0, "SiT: {} must be positive for a Dynamic size (got {})", what, configured);
+  return configured;
+}
+}  // namespace detail
+
+template <class Size, int Patch, class Head, class T = float>
+  requires SizeTag<Size> && AlignmentHead<Head> && (Patch >= 0)
+struct SiT {
+  using scalar_type = T;
+  using device_type = Cpu;
+  using head_type = Head;
+  using ProjectorLayer = typename Head::projector::template layer<T>;
+
+  SiTConfig config;
+  Head head;
+  std::int64_t depth = 0, hidden = 0, heads = 0, patch = 0;
+  TokenGrid grid;  // tokens: grid.h * grid.w, row-major
+
+  nn::PatchEmbed<T> x_embedder;
+  nn::TimestepEmbedder<T> t_embedder;
+  nn::LabelEmbedder<T> y_embedder;
+  Tensor<T> pos_embed;  // [1, T, D] fixed 2-D sin-cos buffer
+  std::vector<nn::SiTBlock<T>> blocks;
+  std::vector<ProjectorLayer> projectors;
+  nn::FinalLayer<T> final_layer;
+
+  explicit SiT(const SiTConfig& cfg, Head h = {}) : config(cfg), head(std::move(h)) {
+    depth = detail::resolve_size("depth", Size::depth, cfg.depth);
+    hidden = detail::resolve_size("hidden_size", Size::hidden, cfg.hidden_size);
+    heads = detail::resolve_size("num_heads", Size::heads, cfg.num_heads);
+    patch = detail::resolve_size("patch_size", Patch, cfg.patch_size);
+    IREPA_CHECK(!cfg.qk_norm, "SiT: qk_norm is not supported (the reference cannot enable it either)");
+    IREPA_CHECK(cfg.input_size > 0 && cfg.input_size % patch == 0, "SiT: input size {} is not a positive multiple of patch {}",
+                cfg.input_size, patch);
+    IREPA_CHECK(cfg.in_channels > 0 && cfg.num_classes > 0, "SiT: in_channels {} and num_classes {} must be positive",
+                cfg.in_channels, cfg.num_classes);
+    IREPA_CHECK(hidden % heads == 0, "SiT: width {} is not divisible by {} heads", hidden, heads);
+    IREPA_CHECK(hidden % 4 == 0, "SiT: width {} must be a multiple of 4 (2-D sin-cos position table)", hidden);
+    IREPA_CHECK(cfg.z_dims.empty() || (cfg.encoder_depth >= 1 && cfg.encoder_depth <= depth),
+                "SiT: encoder_depth {} must be in [1, {}] (the block whose output is aligned)", cfg.encoder_depth, depth);
+    grid = TokenGrid{cfg.input_size / patch, cfg.input_size / patch};
+
+    x_embedder = nn::PatchEmbed<T>(cfg.in_channels, hidden, patch);
+    t_embedder = nn::TimestepEmbedder<T>(hidden);
+    y_embedder = nn::LabelEmbedder<T>(cfg.num_classes, hidden, cfg.class_dropout_prob > 0);
+    pos_embed = Tensor<T>(Shape{1, grid.tokens(), hidden});
+    reset_pos_embed();
+    blocks.reserve(static_cast<std::size_t>(depth));
+    for (std::int64_t i = 0; i < depth; ++i) blocks.emplace_back(hidden, heads, cfg.mlp_ratio);
+    projectors.reserve(cfg.z_dims.size());
+    for (std::int64_t z : cfg.z_dims) {
+      IREPA_CHECK(z > 0, "SiT: target encoder width {} must be positive", z);
+      projectors.emplace_back(ProjectorSpec{.in_dim = hidden, .out_dim = z, .hidden_dim = cfg.projector_dim,
+                                            .kernel_size = cfg.kernel_size});
+    }
+    final_layer = nn::FinalLayer<T>(hidden, patch, cfg.in_channels);
+    arena_ = ParamArena<T>(*this);
+  }
+
+  SiT(SiT&&) noexcept = default;
+  SiT& operator=(SiT&&) noexcept = default;
+
+  /// The flat parameter arena (values and gradients), in state_dict order.
+  const ParamArena<T>& params() const { return arena_; }
+  std::int64_t num_params() const { return arena_.numel(); }
+  std::int64_t out_channels() const { return config.in_channels; }
+
+  template <class V>
+  void visit_params(V&& v, std::string_view prefix) {
+    x_embedder.visit_params(v, join_name(prefix, "x_embedder"));
+    t_embedder.visit_params(v, join_name(prefix, "t_embedder"));
+    y_embedder.visit_params(v, join_name(prefix, "y_embedder"));
+    for (std::size_t i = 0; i < blocks.size(); ++i) blocks[i].visit_params(v, join_name(prefix, "blocks." + std::to_string(i)));
+    for (std::size_t i = 0; i < projectors.size(); ++i)
+      projectors[i].visit_params(v, join_name(prefix, "projectors." + std::to_string(i)));
+    final_layer.visit_params(v, join_name(prefix, "final_layer"));
+  }
+  /// Non-trainable state saved with the parameters.
+  std::vector<io::NamedView<T>> buffers() const { return {{"pos_embed", pos_embed.view()}}; }
+
+  /// The reference's initialisation, drawn from Philox(seed): xavier-uniform Linears with zero
+  /// biases, N(0, 0.02) label table and time-MLP weights, zero adaLN and output layers;
+  /// projectors by their own init (or N(0, 0.02) weights and zero biases without one).
+  void init(std::uint64_t seed) {
+    Philox rng(seed, /*stream=*/0x5174);
+    x_embedder.init(rng);
+    t_embedder.init(rng);
+    y_embedder.init(rng);
+    for (auto& b : blocks) b.init(rng);
+    for (auto& p : projectors) {
+      if constexpr (requires { p.init(rng); }) {
+        p.init(rng);
+      } else {
+        p.visit_params([&](const std::string& name, Param<T>& q) {
+          if (q.shape.rank() >= 2)
+            nn::normal_init(rng, q.value, 0.02);
+          else
+            nn::zeros(q.value);
+          (void)name;
+        }, std::string_view{});
+      }
+    }
+    final_layer.init(rng);
+    reset_pos_embed();
+  }
+
+  struct Cache {
+    Tensor<T> x;                     // [B, C, H, W] model input (copied)
+    Tensor<std::int64_t> y;          // [B] labels as used (after any dropout)
+    typename nn::TimestepEmbedder<T>::Cache temb;
+    Tensor<T> c, s;                  // [B, D] conditioning and SiLU(conditioning)
+    Tensor<T> h0;                    // [B, T, D] embedded tokens + position
+    std::vector<typename nn::SiTBlock<T>::Cache> blocks;
+    std::vector<typename ProjectorLayer::Cache> projectors;  // empty when not aligned
+    typename nn::FinalLayer<T>::Cache final;
+    Tensor<T> out;                   // [B, C, H, W]
+
+    ConstView<T> output() const { return out.cview(); }
+    /// Projected tokens [B, T, z_dim] for target encoder i.
+    ConstView<T> projected(std::size_t i) const { return projectors.at(i).output(); }
+    /// Hidden tokens [B, T, D] after block i (1-based, as encoder_depth).
+    ConstView<T> hidden_after(std::size_t i) const { return blocks.at(i - 1).output(); }
+  };
+
+  /// x [B, C, H, W], t [B], y [B] (int64; num_classes is the null class). With align = false the
+  /// projectors are skipped (sampling).
+  Cache forward(const CpuContext& ctx, ConstView<T> x, ConstView<T> t, ConstView<std::int64_t> y, bool align = true) const {
+    IREPA_CHECK(x.rank() == 4 && x.size(1) == config.in_channels && x.size(2) == config.input_size &&
+                    x.size(3) == config.input_size,
+                "SiT: input has shape {}, expected [B, {}, {}, {}]", x.shape().str(), config.in_channels, config.input_size,
+                config.input_size);
+    const std::int64_t B = x.size(0);
+    check_shape("SiT", "t", t.shape(), Shape{B});
+    check_shape("SiT", "labels", y.shape(), Shape{B});
+    Cache c;
+    c.x = Tensor<T>::copy_of(x);
+    c.y = Tensor<std::int64_t>::copy_of(y);
+
+    c.temb = t_embedder.forward(ctx, t);
+    c.c = Tensor<T>(Shape{B, hidden});
+    y_embedder.forward(ctx, c.y, c.c.view());
+    nn::detail::add_into<T>(ctx, c.c.view(), c.temb.output());
+    c.s = Tensor<T>(c.c.shape());
+    ops::silu_forward<T>(ctx, c.c, c.s.view());
+
+    const Shape tok{B, grid.tokens(), hidden};
+    c.h0 = Tensor<T>(tok);
+    x_embedder.forward(ctx, c.x, c.h0.view());
+    {
+      const std::array<Eigen::Index, 3> bcast{B, 1, 1};
+      c.h0.template eigen<3>().device(ctx.device()) += pos_embed.cview().template eigen<3>().broadcast(bcast);
+    }
+
+    c.blocks.reserve(blocks.size());
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      ConstView<T> in = i == 0 ? c.h0.cview() : c.blocks[i - 1].output();
+      c.blocks.push_back(blocks[i].forward(ctx, in, c.s));
+      if (align && static_cast<std::int64_t>(i + 1) == config.encoder_depth) {
+        c.projectors.reserve(projectors.size());
+        for (const auto& p : projectors) c.projectors.push_back(p.forward(ctx, c.blocks[i].output(), grid));
+      }
+    }
+    ConstView<T> last = blocks.empty() ? c.h0.cview() : c.blocks.back().output();
+    c.final = final_layer.forward(ctx, last, c.s);
+    c.out = Tensor<T>(x.shape());
+    unpatchify(c.final.output(), c.out.view(), /*inverse=*/false);
+    return c;
+  }
+
+  /// dout [B, C, H, W]; dzs[i] [B, T, z_dim_i] the gradients of the projected tokens (empty span:
+  /// no alignment gradient). Parameter gradients accumulate into params().grads().
+  void backward(const CpuContext& ctx, const Cache& c, ConstView<T> dout, std::span<const ConstView<T>> dzs = {}) const {
+    check_shape("SiT::backward", "dout", dout.shape(), c.out.shape());
+    IREPA_CHECK(dzs.empty() || (dzs.size() == projectors.size() && c.projectors.size() == projectors.size()),
+                "SiT::backward: {} projected-token gradients for {} projectors ({} run in forward)", dzs.size(),
+                projectors.size(), c.projectors.size());
+    const std::int64_t B = c.x.size(0);
+    const Shape tok{B, grid.tokens(), hidden};
+    Tensor<T> dy(c.final.output().shape());
+    unpatchify(dout, dy.view(), /*inverse=*/true);
+
+    Tensor<T> ds(Shape{B, hidden}), dx(tok), dxin(tok), dp(tok);
+    ds.fill(T(0));
+    final_layer.backward(ctx, c.final, dy, dx.view(), ds.view());
+    for (std::size_t i = blocks.size(); i-- > 0;) {
+      if (!dzs.empty() && static_cast<std::int64_t>(i + 1) == config.encoder_depth) {
+        for (std::size_t j = 0; j < projectors.size(); ++j) {
+          check_shape("SiT::backward", "projected-token gradient", dzs[j].shape(), c.projectors[j].output().shape());
+          projectors[j].backward(ctx, c.projectors[j], dzs[j], dp.view());
+          nn::detail::add_into<T>(ctx, dx.view(), dp);
+        }
+      }
+      blocks[i].backward(ctx, c.blocks[i], dx, dxin.view(), ds.view());
+      std::swap(dx, dxin);
+    }
+    x_embedder.backward(ctx, c.x, dx);
+    Tensor<T> dc(ds.shape());
+    ops::silu_backward<T>(ctx, c.c, ds, dc.view());
+    t_embedder.backward(ctx, c.temb, dc);
+    y_embedder.backward(ctx, c.y, dc);
+  }
+
+  /// Saves parameters and buffers under prefix + state_dict name.
+  void save(io::SafeTensorsWriter& w, std::string_view prefix = {}) const {
+    io::add_params(w, arena_, prefix);
+    for (const auto& b : buffers()) w.add<T>(std::string(prefix) + b.name, b.view);
+  }
+  /// Loads parameters and buffers from prefix + state_dict name: every missing, unexpected or
+  /// mis-shaped tensor is named in one error, and nothing is changed then.
+  void load(const io::SafeTensorsFile& f, std::string_view prefix = {}, io::LoadParamsOptions opt = {}) {
+    io::load_params(f, arena_, prefix, opt, buffers());
+  }
+
+ private:
+  void reset_pos_embed() {
+    const Tensor<T> table = ops::sincos_2d_table<T>(grid.h, grid.w, hidden);  // [T, D]
+    std::copy_n(table.data(), table.numel(), pos_embed.data());
+  }
+
+  /// [B, h w, p p C] (token, then (i, j, c)) <-> [B, C, h p, w p]; inverse gathers the other way.
+  void unpatchify(ConstView<T> src, TensorView<T> dst, bool inverse) const {
+    const std::int64_t B = inverse ? src.size(0) : dst.size(0), C = config.in_channels, p = patch, gh = grid.h, gw = grid.w;
+    const std::int64_t H = gh * p, W = gw * p;
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t r = 0; r < gh; ++r)
+        for (std::int64_t q = 0; q < gw; ++q)
+          for (std::int64_t i = 0; i < p; ++i)
+            for (std::int64_t j = 0; j < p; ++j)
+              for (std::int64_t ch = 0; ch < C; ++ch) {
+                const std::int64_t tk = ((b * gh + r) * gw + q) * (p * p * C) + (i * p + j) * C + ch;
+                const std::int64_t px = ((b * C + ch) * H + r * p + i) * W + q * p + j;
+                if (inverse)
+                  dst.data()[tk] = src.data()[px];
+                else
+                  dst.data()[px] = src.data()[tk];
+              }
+  }
+
+  ParamArena<T> arena_;  // last: built from the members above
+};
+
+}  // namespace irepa
