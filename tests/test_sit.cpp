@@ -41,3 +41,381 @@ TEST_CASE("SiT matches every golden file in float to 1e-4", "[sit][golden]") {
   if (!have_golden()) return;
   for (const char* stem : kSiTFiles) check_golden_file<float>(stem, 1e-4);
 }
+
+namespace {
+
+/// A small model of odd shapes, drawn fresh: depth 2, width 24, 2 heads, 3x3 token grid of
+/// 2x2 patches over 3 channels, 5 classes, two target encoders.
+SiTConfig small_config() {
+  SiTConfig c;
+  c.input_size = 6;
+  c.in_channels = 3;
+  c.num_classes = 5;
+  c.encoder_depth = 1;
+  c.z_dims = {7, 5};
+  c.projector_dim = 16;
+  c.depth = 2;
+  c.hidden_size = 24;
+  c.num_heads = 2;
+  c.patch_size = 2;
+  return c;
+}
+
+/// Every parameter drawn at random so that no layer is zero (adaLN-Zero would hide bugs):
+/// weights N(0, gain / sqrt(fan_in)) keep activations O(1), vectors N(0, 0.1).
+template <class Model>
+void randomize(Model& m, double gain = 1.0) {
+  using T = typename Model::scalar_type;
+  m.params().for_each([&](std::string_view, TensorView<T> v, TensorView<T>) {
+    const double fan_in = v.rank() >= 2 ? static_cast<double>(v.numel() / v.size(0)) : 0.0;
+    test::rng().normal(v, T(0), static_cast<T>(fan_in > 0 ? gain / std::sqrt(fan_in) : 0.1));
+  });
+}
+
+template <class T>
+struct RandomBatch {
+  Tensor<T> x, t, noise;
+  Tensor<std::int64_t> y;
+  std::vector<Tensor<T>> zs;
+  SiTBatch<T> batch() const {
+    SiTBatch<T> b{x, y, {}};
+    for (const auto& z : zs) b.zs.push_back(z);
+    return b;
+  }
+};
+
+template <class Model>
+RandomBatch<typename Model::scalar_type> random_batch(const Model& m, std::int64_t B) {
+  using T = typename Model::scalar_type;
+  const auto& c = m.config;
+  RandomBatch<T> r;
+  r.x = test::randn<T>(Shape{B, c.in_channels, c.input_size, c.input_size});
+  r.noise = test::randn<T>(r.x.shape());
+  r.t = test::rand_uniform<T>(Shape{B}, T(0.05), T(0.95));
+  r.y = Tensor<std::int64_t>(Shape{B});
+  test::rng().randint(r.y.view(), 0, m.y_embedder.table.shape[0]);  // the null class included, when there is one
+  for (auto z : c.z_dims) r.zs.push_back(test::randn<T>(Shape{B, m.grid.tokens(), z}));
+  return r;
+}
+
+template <class Head>
+void gradient_check_whole_model(Head head, SiTConfig cfg, PathType path) {
+  using Model = SiT<Dynamic, DynamicPatch, Head, double>;
+  Model m(cfg, head);
+  randomize(m);
+  const auto data = random_batch(m, 3);
+  SiTObjective obj;
+  obj.path = path;
+  obj.proj_coeff = 0.7;
+  std::vector<check::GradTarget> targets;
+  m.params().for_each([&](std::string_view name, TensorView<double> v, TensorView<double> g) {
+    targets.push_back(check::param(std::string(name), v, g));
+  });
+  check::GradCheckOptions opt;
+  opt.max_elements = 6;  // a random subset of each tensor: every parameter tensor is visited
+  const auto report = check::gradient_check(
+      [&] {
+        Tensor<double> out(Shape{1});
+        out[0] = sit_loss(CpuContext{}, m, obj, data.batch(), data.t, data.noise, false).total;
+        return out;
+      },
+      [&](const std::vector<Tensor<double>>& g) {
+        SiTObjective o = obj;
+        o.grad_scale = g[0][0];
+        sit_loss(CpuContext{}, m, o, data.batch(), data.t, data.noise, true);
+      },
+      targets, opt);
+  INFO(report.report());
+  REQUIRE(report.ok());
+}
+
+}  // namespace
+
+TEST_CASE("SiT: whole-model gradients of the total loss on fresh random shapes", "[sit][gradcheck]") {
+  SECTION("iREPA: conv 3x3 projector, spatial z-score, linear path") {
+    auto cfg = small_config();
+    cfg.kernel_size = 3;
+    gradient_check_whole_model(iREPAHead<Conv3x3, SpatialNorm>{SpatialNorm{.alpha = 0.8}}, cfg, PathType::Linear);
+  }
+  SECTION("REPA: MLP projector, aligned after the last block, cosine path") {
+    auto cfg = small_config();
+    cfg.encoder_depth = 2;
+    gradient_check_whole_model(REPAHead{}, cfg, PathType::Cosine);
+  }
+  SECTION("conv 5x5 chosen at run time, one encoder, no null class") {
+    auto cfg = small_config();
+    cfg.kernel_size = 5;
+    cfg.z_dims = {9};
+    cfg.class_dropout_prob = 0;
+    gradient_check_whole_model(iREPAHead<ConvProjector<0>, NoNorm>{}, cfg, PathType::Linear);
+  }
+}
+
+TEST_CASE("SiT: a fixed size gives the same numbers as Dynamic with the same values", "[sit]") {
+  SiTConfig fixed_cfg;
+  fixed_cfg.input_size = 8;
+  fixed_cfg.num_classes = 10;
+  fixed_cfg.encoder_depth = 4;
+  fixed_cfg.z_dims = {32};
+  fixed_cfg.kernel_size = 3;
+  SiTConfig dyn_cfg = fixed_cfg;
+  dyn_cfg.depth = S::depth;
+  dyn_cfg.hidden_size = S::hidden;
+  dyn_cfg.num_heads = S::heads;
+  dyn_cfg.patch_size = 2;
+
+  SiT<S, 2, iREPAHead<Conv3x3, SpatialNorm>> fixed(fixed_cfg);
+  SiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>> dyn(dyn_cfg);
+  REQUIRE(fixed.depth == 12);
+  REQUIRE(fixed.hidden == 384);
+  REQUIRE(fixed.params().numel() == dyn.params().numel());
+  randomize(fixed);
+  dyn.params().values().copy_from(fixed.params().values());
+
+  const auto data = random_batch(fixed, 2);
+  SiTObjective obj;
+  obj.proj_coeff = 1.0;
+  const auto a = sit_loss(CpuContext{}, fixed, obj, data.batch(), data.t, data.noise);
+  const auto b = sit_loss(CpuContext{}, dyn, obj, data.batch(), data.t, data.noise);
+  CHECK(a.total == b.total);
+  CHECK(test::rel_error(a.cache.output(), b.cache.output()) == 0.0);
+  CHECK(test::rel_error(fixed.params().grads(), dyn.params().grads()) == 0.0);
+  CHECK(a.total > 0);  // a real loss, not a degenerate zero
+}
+
+TEST_CASE("SiT: parameter names are the reference's state_dict names", "[sit]") {
+  SiTConfig cfg;
+  cfg.input_size = 8;
+  cfg.encoder_depth = 2;
+  cfg.z_dims = {16, 8};
+  cfg.projector_dim = 32;
+  SiT<S, 2, REPAHead> m(cfg);
+  for (const char* name : {"x_embedder.proj.weight", "x_embedder.proj.bias", "t_embedder.mlp.0.weight", "t_embedder.mlp.2.bias",
+                           "y_embedder.embedding_table.weight", "blocks.0.attn.qkv.weight", "blocks.11.attn.proj.bias",
+                           "blocks.3.mlp.fc1.weight", "blocks.3.mlp.fc2.bias", "blocks.3.adaLN_modulation.1.weight",
+                           "projectors.0.projection_layer.0.weight", "projectors.1.projection_layer.4.bias",
+                           "final_layer.linear.weight", "final_layer.adaLN_modulation.1.bias"})
+    CHECK(m.params().contains(name));
+  CHECK_FALSE(m.params().contains("pos_embed"));  // a buffer, never trained
+  CHECK(m.params().value("y_embedder.embedding_table.weight").shape() == Shape{1001, 384});
+  CHECK(m.params().value("projectors.1.projection_layer.4.weight").shape() == Shape{8, 32});
+  SiT<S, 2, iREPAHead<Conv3x3, SpatialNorm>> c(cfg);
+  CHECK(c.params().value("projectors.0.projection_layer.weight").shape() == Shape{16, 384, 3, 3});
+}
+
+TEST_CASE("SiT: initialisation follows the reference", "[sit]") {
+  auto cfg = small_config();
+  cfg.hidden_size = 64;
+  cfg.num_heads = 4;
+  SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, double> m(cfg), m2(cfg), m3(cfg);
+  const std::uint64_t seed = test::rng().seed() ^ 0x9e3779b97f4a7c15ULL;
+  m.init(seed);
+  m2.init(seed);
+  m3.init(seed + 1);
+  CHECK(test::rel_error(m.params().values(), m2.params().values()) == 0.0);
+  CHECK(test::rel_error(m.params().values(), m3.params().values()) > 0.5);
+
+  auto max_abs = [](TensorView<double> v) {
+    double a = 0;
+    for (std::int64_t i = 0; i < v.numel(); ++i) a = std::max(a, std::abs(v[i]));
+    return a;
+  };
+  auto stdev = [](TensorView<double> v) {
+    double s = 0, ss = 0;
+    for (std::int64_t i = 0; i < v.numel(); ++i) s += v[i], ss += v[i] * v[i];
+    const double n = static_cast<double>(v.numel());
+    return std::sqrt(ss / n - (s / n) * (s / n));
+  };
+  const auto& p = m.params();
+  m.params().for_each([&](std::string_view name, TensorView<double> v, TensorView<double>) {
+    INFO(name);
+    const std::string n(name);
+    if (n.find("adaLN_modulation") != std::string::npos || n.rfind("final_layer.linear", 0) == 0)
+      CHECK(max_abs(v) == 0.0);
+    else if (n.ends_with(".bias") && n.rfind("projectors.", 0) != 0)
+      CHECK(max_abs(v) == 0.0);
+  });
+  // xavier-uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)); std a / sqrt(3)
+  const double a_qkv = std::sqrt(6.0 / (64 + 192));
+  CHECK(max_abs(p.value("blocks.1.attn.qkv.weight")) <= a_qkv);
+  CHECK(stdev(p.value("blocks.1.attn.qkv.weight")) == Approx(a_qkv / std::sqrt(3.0)).epsilon(0.05));
+  const double a_patch = std::sqrt(6.0 / (3 * 2 * 2 + 64));
+  CHECK(max_abs(p.value("x_embedder.proj.weight")) <= a_patch);
+  CHECK(stdev(p.value("y_embedder.embedding_table.weight")) == Approx(0.02).epsilon(0.25));
+  CHECK(stdev(p.value("t_embedder.mlp.0.weight")) == Approx(0.02).epsilon(0.05));
+  // nn.Conv2d's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
+  const double b_conv = 1.0 / std::sqrt(64.0 * 9.0);
+  CHECK(max_abs(p.value("projectors.0.projection_layer.weight")) <= b_conv);
+  CHECK(max_abs(p.value("projectors.0.projection_layer.bias")) > 0.0);
+  CHECK(stdev(p.value("projectors.0.projection_layer.weight")) == Approx(b_conv / std::sqrt(3.0)).epsilon(0.05));
+  // pos_embed: the fixed 2-D table, column in the first half
+  const auto table = ops::sincos_2d_table<double>(3, 3, 64);
+  CHECK(test::rel_error(m.pos_embed.cview().reshape(table.shape()), table) == 0.0);
+}
+
+TEST_CASE("SiT: save and load through safetensors, and the errors of a wrong file", "[sit][io]") {
+  using Model = SiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>, float>;
+  auto cfg = small_config();
+  Model a(cfg), b(cfg);
+  randomize(a);
+  const auto dir = std::filesystem::temp_directory_path() / ("irepa_test_sit_" + std::to_string(test::rng().seed()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "model.safetensors").string();
+  {
+    io::SafeTensorsWriter w;
+    a.save(w, "model.");
+    w.write(path);
+  }
+  b.load(io::SafeTensorsFile(path), "model.");
+  CHECK(test::rel_error(b.params().values(), a.params().values()) == 0.0);
+  CHECK(test::rel_error(b.pos_embed.cview(), a.pos_embed.cview()) == 0.0);
+
+  // A file from a model of another shape: every difference is named, nothing is loaded.
+  Model c(cfg);
+  randomize(c);
+  auto other = cfg;
+  other.z_dims = {7};
+  other.depth = 3;
+  other.kernel_size = 5;
+  Model d(other);
+  {
+    io::SafeTensorsWriter w;
+    d.save(w);
+    w.add<float>("extra.weight", test::randn<float>(Shape{2}).cview());
+    w.write(path);
+  }
+  const Tensor<float> before = Tensor<float>::copy_of(c.params().values());
+  REQUIRE_IREPA_ERROR(c.load(io::SafeTensorsFile(path)), "missing 'projectors.1.projection_layer.weight'",
+                      "unexpected 'blocks.2.attn.qkv.weight'", "unexpected 'extra.weight'",
+                      "'projectors.0.projection_layer.weight' has shape [7, 24, 5, 5], expected [7, 24, 3, 3]");
+  CHECK(test::rel_error(c.params().values(), before) == 0.0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("SiT: wrong configurations and inputs are errors that say what was expected", "[sit][errors]") {
+  auto cfg = small_config();
+  SECTION("a fixed size contradicted by the configuration") {
+    SiTConfig c;
+    c.hidden_size = 768;
+    REQUIRE_IREPA_ERROR((SiT<S, 2, REPAHead>(c)), "hidden_size = 768", "fixes 384");
+  }
+  SECTION("Dynamic without its sizes") {
+    auto c = cfg;
+    c.num_heads = 0;
+    REQUIRE_IREPA_ERROR((SiT<Dynamic, DynamicPatch, REPAHead, double>(c)), "num_heads must be positive");
+  }
+  SECTION("encoder depth outside the model") {
+    auto c = cfg;
+    c.encoder_depth = 3;
+    REQUIRE_IREPA_ERROR((SiT<Dynamic, DynamicPatch, REPAHead, double>(c)), "encoder_depth 3", "[1, 2]");
+  }
+  SECTION("a conv kernel the type does not have") {
+    auto c = cfg;
+    c.kernel_size = 5;
+    REQUIRE_IREPA_ERROR((SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, NoNorm>, double>(c)), "kernel size 5", "fixes 3");
+  }
+  SECTION("an unknown projector or normalizer name") {
+    REQUIRE_IREPA_ERROR(with_head(HeadChoice{.projection = "attention"}, [](auto) { return 0; }), "'attention'",
+                        "mlp, linear or conv");
+    REQUIRE_IREPA_ERROR(with_head(HeadChoice{.projection = "conv", .spnorm = "l2"}, [](auto) { return 0; }), "'l2'",
+                        "none or zscore");
+  }
+  SECTION("inputs of the wrong shape, labels outside the table, missing targets") {
+    SiT<Dynamic, DynamicPatch, REPAHead, double> m(cfg);
+    randomize(m);
+    auto data = random_batch(m, 2);
+    const auto wrong = test::randn<double>(Shape{2, 3, 8, 8});
+    REQUIRE_IREPA_ERROR(m.forward(CpuContext{}, wrong, data.t, data.y), "[2, 3, 8, 8]", "expected [B, 3, 6, 6]");
+    data.y[1] = 6;
+    REQUIRE_IREPA_ERROR(sit_loss(CpuContext{}, m, SiTObjective{}, data.batch(), data.t, data.noise), "index 6",
+                        "6 rows");
+    data.y[1] = 0;
+    auto b = data.batch();
+    b.zs.pop_back();
+    REQUIRE_IREPA_ERROR(sit_loss(CpuContext{}, m, SiTObjective{}, b, data.t, data.noise), "1 target feature tensors",
+                        "2 projectors");
+  }
+  SECTION("a NaN loss") {
+    SiT<Dynamic, DynamicPatch, REPAHead, double> m(cfg);
+    randomize(m);
+    auto data = random_batch(m, 2);
+    data.x[5] = std::numeric_limits<double>::quiet_NaN();
+    REQUIRE_IREPA_ERROR(sit_loss(CpuContext{}, m, SiTObjective{}, data.batch(), data.t, data.noise), "not finite");
+  }
+}
+
+namespace {
+
+std::filesystem::path extra_golden_dir() { return IREPA_TEST_DATA_DIR "/golden"; }
+
+/// Rewrites a golden file with edit(name, tensor) applied to each float tensor; returns the copy's path.
+template <class Edit>
+std::string edited_copy(const std::filesystem::path& src, const std::string& stem, Edit&& edit,
+                        const std::map<std::string, std::string>& meta_override = {}) {
+  io::SafeTensorsFile f(src.string());
+  io::SafeTensorsWriter w;
+  for (const auto& [k, v] : f.metadata()) w.set_metadata(k, meta_override.contains(k) ? meta_override.at(k) : v);
+  for (const auto& name : f.names()) {
+    if (f.info(name).dtype == DType::I64) {
+      w.add<std::int64_t>(name, f.load<std::int64_t>(name));
+      continue;
+    }
+    Tensor<double> t = f.load<double>(name);
+    if (edit(name, t)) w.add<double>(name, t);
+  }
+  const auto out = std::filesystem::temp_directory_path() / (stem + "_" + std::to_string(test::rng().seed()) + ".safetensors");
+  w.write(out.string());
+  return out.string();
+}
+
+}  // namespace
+
+TEST_CASE("SiT matches golden files of other shapes (patch 4, conv 5x5, 3 encoders, 1 head, none)", "[sit][golden]") {
+  std::size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(extra_golden_dir())) {
+    if (e.path().extension() != ".safetensors") continue;
+    ++files;
+    INFO(e.path().filename().string());
+    io::SafeTensorsFile f(e.path().string());
+    for (const auto& r : golden::check_sit<double>(f, 1e-9)) {
+      INFO(r.name << " rel " << r.rel);
+      CHECK(r.ok());
+    }
+    for (const auto& r : golden::check_sit<float>(f, 1e-4)) {
+      INFO(r.name << " rel " << r.rel << " (float)");
+      CHECK(r.ok());
+    }
+  }
+  REQUIRE(files == 3);
+}
+
+TEST_CASE("The golden checker notices a wrong number, a missing gradient and an unknown config key", "[sit][golden]") {
+  const auto src = extra_golden_dir() / "sit_extra_one_head_mlp_last_block.safetensors";
+  SECTION("one gradient element off by 1e-6 relative") {
+    const auto path = edited_copy(src, "perturbed", [](const std::string& name, Tensor<double>& t) {
+      if (name == "grads/blocks.1.mlp.fc1.weight") t[7] += 1e-6 * std::abs(t[7]) + 1e-7;
+      return true;
+    });
+    const auto rows = golden::check_sit<double>(io::SafeTensorsFile(path), 1e-9);
+    for (const auto& r : rows) {
+      INFO(r.name << " rel " << r.rel);
+      CHECK(r.ok() == (r.name != "grads/blocks.1.mlp.fc1.weight"));
+    }
+    std::filesystem::remove(path);
+  }
+  SECTION("a parameter's gradient missing from the file") {
+    const auto path = edited_copy(src, "nograd", [](const std::string& name, Tensor<double>&) {
+      return name != "grads/t_embedder.mlp.2.bias";
+    });
+    REQUIRE_IREPA_ERROR(golden::check_sit<double>(io::SafeTensorsFile(path), 1e-9), "no gradient for parameter 't_embedder.mlp.2.bias'");
+    std::filesystem::remove(path);
+  }
+  SECTION("a config key this build does not know") {
+    auto cfg = golden::config_of(io::SafeTensorsFile(src.string()));
+    cfg["attention_window"] = 4;
+    const auto path = edited_copy(src, "newkey", [](const std::string&, Tensor<double>&) { return true; },
+                                  {{"config", cfg.dump()}});
+    REQUIRE_IREPA_ERROR(golden::check_sit<double>(io::SafeTensorsFile(path), 1e-9), "'attention_window' is not known");
+    std::filesystem::remove(path);
+  }
+}

@@ -5,7 +5,7 @@
 //   alignment    per encoder: loss(projected tokens, normalizer(z)); averaged over encoders
 //   total        denoising + proj_coeff * alignment
 // sit_loss runs forward and (unless told not to) backward, accumulating every parameter
-// gradient into model.params().grads().
+// gradient into model.params().grads() (times obj.grad_scale).
 
 #include <span>
 #include <vector>
@@ -20,7 +20,7 @@ struct SiTObjective {
   PathType path = PathType::Linear;
   TimeSampling weighting = TimeSampling::Uniform;
   double proj_coeff = 0.5;
-  double label_dropout = 0.1;  // used when the labels are dropped here (sit_loss with an RNG)
+  double grad_scale = 1.0;      // backward computes d(grad_scale * total): 1/n to accumulate n micro-batches
 };
 
 /// One batch: clean latents, labels and the frozen targets, one [B, T, z_dim] per encoder.
@@ -85,7 +85,7 @@ SiTStep<Model> sit_loss(const CpuContext& ctx, const Model& model, const SiTObje
     for (std::int64_t i = b * per; i < (b + 1) * per; ++i) {
       const T e = out.data()[i] - st.target[i];
       acc += static_cast<double>(e) * static_cast<double>(e);
-      dout[i] = T(2) * e / static_cast<T>(B * per);
+      dout[i] = static_cast<T>(2 * obj.grad_scale / static_cast<double>(B * per)) * e;
     }
     st.denoising_per_sample[b] = static_cast<T>(acc / static_cast<double>(per));
     sum += acc / static_cast<double>(per);
@@ -106,7 +106,8 @@ SiTStep<Model> sit_loss(const CpuContext& ctx, const Model& model, const SiTObje
     st.alignment += v / static_cast<double>(J);
     if (backward) {
       dz.emplace_back(zhat.shape());
-      model.head.loss.backward(ctx, lc, static_cast<T>(obj.proj_coeff / static_cast<double>(J)), dz.back().view());
+      model.head.loss.backward(ctx, lc, static_cast<T>(obj.grad_scale * obj.proj_coeff / static_cast<double>(J)),
+                               dz.back().view());
     }
   }
   st.total = st.denoising + obj.proj_coeff * st.alignment;
