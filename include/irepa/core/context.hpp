@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string_view>
 #include <thread>
@@ -22,7 +23,10 @@ class CpuContext {
   using device_type = Cpu;
 
   /// threads <= 0: one per hardware thread.
-  explicit CpuContext(int threads = 0) { set_threads(threads); }
+  explicit CpuContext(int threads = 0) {
+    warn_if_slow_build();
+    set_threads(threads);
+  }
   CpuContext(const CpuContext&) = delete;
   CpuContext& operator=(const CpuContext&) = delete;
 
@@ -53,6 +57,20 @@ class CpuContext {
   }
 
  private:
+  /// Never degrade silently: a build without AVX2/FMA on a CPU that has them says so, once.
+  static void warn_if_slow_build() {
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(__AVX2__) && (defined(__GNUC__) || defined(__clang__))
+    static const bool once = [] {
+      if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        std::fprintf(stderr,
+                     "irepa: this program was compiled without AVX2/FMA, which this CPU has: CPU matrix products run "
+                     "about 4x slower. Compile with -march=native (or -march=x86-64-v3).\n");
+      return true;
+    }();
+    (void)once;
+#endif
+  }
+
   std::unique_ptr<Eigen::ThreadPool> pool_;
   std::unique_ptr<Eigen::ThreadPoolDevice> device_;
   int threads_ = 1;

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""PyTorch timing of the same SiT training step irepa-bench-sit measures, for side-by-side runs.
+
+Uses the float64-checked model of scripts/golden/make_sit_golden.py (the reference's ops:
+F.linear, F.layer_norm, softmax attention, tanh-GELU, conv projector), here in float32, with
+autograd for the backward pass. Prints one line per measurement: name, seconds per step, img/s.
+
+  /usr/bin/python3 benchmarks/reference/sit_step_torch.py --model B/2 --batch 4 --threads 2
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "golden"))
+import make_sit_golden as ref  # noqa: E402
+
+SIZES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="B/2")
+    ap.add_argument("--head", default="irepa", choices=["irepa", "repa"])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--input-size", type=int, default=32)
+    ap.add_argument("--z-dim", type=int, default=768)
+    ap.add_argument("--encoder-depth", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=3)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.set_default_dtype(torch.float32)
+    size, patch = a.model.split("/")
+    depth, hidden, heads = SIZES[size]
+    c = dict(input_size=a.input_size, patch_size=int(patch), in_channels=4, hidden_size=hidden, depth=depth,
+             num_heads=heads, num_classes=1000, encoder_depth=a.encoder_depth, z_dims=[a.z_dim], projector_dim=2048,
+             projection_layer_type="conv" if a.head == "irepa" else "mlp", kernel_size=3, qk_norm=False,
+             spnorm_method="zscore" if a.head == "irepa" else "none", zscore_alpha=0.6, proj_coeff=1.0,
+             path_type="linear", batch=a.batch)
+    g = torch.Generator().manual_seed(0)
+    P = {k: (torch.randn(s, generator=g) * 0.02).requires_grad_() for k, s in ref.param_shapes(c).items()}
+    grid = a.input_size // int(patch)
+    P["pos_embed"] = ref.sincos_2d(grid, hidden).float()
+    B = a.batch
+    x = torch.randn(B, 4, a.input_size, a.input_size, generator=g)
+    noise, t = torch.randn(x.shape, generator=g), torch.rand(B, generator=g)
+    y = torch.randint(0, 1000, (B,), generator=g)
+    z = torch.randn(B, grid * grid, a.z_dim, generator=g)
+
+    def step():
+        for v in P.values():
+            v.grad = None
+        r = ref.objective(P, c, x, noise, t, y, [z])
+        r["total_loss"].backward()
+
+    def forward():
+        with torch.no_grad():
+            ref.sit_forward(P, c, x, t, y)
+
+    name = f"torch-{torch.__version__} SiT-{a.model}/{a.head}/B{B}/float/threads{torch.get_num_threads()}"
+    for what, fn in (("forward", forward), ("train_step", step)):
+        fn()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            fn()
+        dt = (time.perf_counter() - t0) / a.steps
+        print(f"{name}/{what}  {dt:.3f} s  {B / dt:.3f} img/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
