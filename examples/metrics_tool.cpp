@@ -6,8 +6,12 @@
 //
 // Features: [N, T, D] per encoder, .npy (memory-mapped) or .safetensors (tensor "features" or
 // the file's only tensor); all encoders must hold the same N images in the same order. Masks:
-// [N, T] foreground masks (nonzero = foreground), .npy or .safetensors, aligned with the images;
-// without masks SRSS is NaN. Work goes in batches of --batch images.
+// [N, T] foreground masks (nonzero = foreground), .npy or .safetensors, aligned with the images,
+// or a folder of PNG masks (one per image, in file-name order), prepared as the reference does:
+// resized to 256x256 with Pillow's default filter, foreground = value > 0, max-pooled in 16x16
+// cells, and only images with >= 64 foreground and >= 64 background cells kept -- the metrics of
+// every encoder then use exactly those images, each with its own mask. Without masks SRSS is
+// NaN. Work goes in batches of --batch images.
 // Writes OUT/metrics.csv and OUT/metrics.md (mean of each metric per encoder, SRSS skipping
 // images without a valid anchor). With --gfid (CSV with header "encoder,gfid" and optionally a
 // "linear_probe" column), also OUT/correlations.csv and .md: Pearson, Spearman and Kendall of
@@ -28,6 +32,7 @@
 #include <plplot/plplot.h>
 
 #include <irepa/io/npy.hpp>
+#include <irepa/metrics/masks.hpp>
 #include <irepa/ops/reduce.hpp>
 #include <irepa/io/safetensors.hpp>
 #include <irepa/metrics/correlation.hpp>
@@ -61,6 +66,22 @@ class RowSource {
     }
   }
   const Shape& shape() const { return shape_; }
+  /// The rows idx[0], idx[1], ... stacked (contiguous runs read at once).
+  template <class T>
+  Tensor<T> gather(const std::vector<std::int64_t>& idx) const {
+    Shape s = shape_;
+    s[0] = static_cast<std::int64_t>(idx.size());
+    Tensor<T> out(s);
+    const std::int64_t row = shape_.numel() / std::max<std::int64_t>(shape_[0], 1);
+    for (std::size_t i = 0; i < idx.size();) {
+      std::size_t j = i + 1;
+      while (j < idx.size() && idx[j] == idx[j - 1] + 1) ++j;
+      const auto part = rows<T>(idx[i], static_cast<std::int64_t>(j - i));
+      std::copy_n(part.data(), part.numel(), out.data() + static_cast<std::int64_t>(i) * row);
+      i = j;
+    }
+    return out;
+  }
   template <class T>
   Tensor<T> rows(std::int64_t begin, std::int64_t count) const {
     if (npy_) return npy_->load_rows<T>(begin, count);
@@ -217,7 +238,16 @@ int main(int argc, char** argv) {
   CLI::App app{"irepa-metrics: spatial metrics (LDS, CDS, SRSS, RMSC) per encoder, and their correlation with gFID"};
   app.add_option("--features", feature_args, "NAME=PATH of [N, T, D] features (.npy or .safetensors); repeat per encoder")
       ->required();
-  app.add_option("--masks", masks_path, "[N, T] foreground masks (.npy or .safetensors), aligned with the images");
+  metrics::MaskOptions mask_opt;
+  app.add_option("--masks", masks_path,
+                 "[N, T] foreground masks (.npy or .safetensors) aligned with the images, or a folder of PNG masks (one per "
+                 "image, name order)");
+  app.add_option("--mask-resolution", mask_opt.resolution, "PNG masks: resize to this square size first")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--mask-pool", mask_opt.pool, "PNG masks: max-pool cell size (grid = resolution / pool)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--mask-min-count", mask_opt.min_count, "PNG masks: keep images with at least this many fg and bg cells")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--gfid", gfid_path, "CSV 'encoder,gfid[,linear_probe]' for the correlation table");
   app.add_option("--out", out_dir, "output folder");
   app.add_option("--grid", grid_arg, "token grid HxW (default: square, sqrt(T) x sqrt(T))");
@@ -234,7 +264,16 @@ int main(int argc, char** argv) {
   try {
     CpuContext ctx(threads);
     std::optional<RowSource> masks;
-    if (!masks_path.empty()) masks.emplace(masks_path);
+    std::optional<metrics::GridMasks> png_masks;
+    if (!masks_path.empty() && fs::is_directory(masks_path)) {
+      png_masks = metrics::load_png_masks(masks_path, mask_opt);
+      std::fprintf(stderr, "masks: kept %zu of %zu images (>= %lld foreground and background cells of %lld)\n",
+                   png_masks->kept.size(), png_masks->files.size(), static_cast<long long>(mask_opt.min_count),
+                   static_cast<long long>(png_masks->masks.size(1)));
+      IREPA_CHECK(!png_masks->kept.empty(), "irepa-metrics: no mask in '{}' passes the foreground/background filter", masks_path);
+    } else if (!masks_path.empty()) {
+      masks.emplace(masks_path);
+    }
     std::vector<std::pair<std::string, EncoderResult>> results;
     for (const auto& arg : feature_args) {
       const auto eq = arg.find('=');
@@ -255,19 +294,33 @@ int main(int argc, char** argv) {
       if (masks)
         IREPA_CHECK(masks->shape() == Shape({N, T}), "irepa-metrics: masks have shape {}, expected [{}, {}] to match {}",
                     masks->shape().str(), N, T, name);
+      std::vector<std::int64_t> images;  // the images measured: all, or those whose PNG mask was kept
+      if (png_masks) {
+        IREPA_CHECK(static_cast<std::int64_t>(png_masks->files.size()) == N,
+                    "irepa-metrics: {} PNG masks for the {} images of {} (one mask per image, in name order)",
+                    png_masks->files.size(), N, name);
+        IREPA_CHECK(png_masks->masks.size(1) == T, "irepa-metrics: PNG masks give {} grid cells, {} has {} tokens",
+                    png_masks->masks.size(1), name, T);
+        images = png_masks->kept;
+      } else {
+        for (std::int64_t i = 0; i < N; ++i) images.push_back(i);
+      }
+      const auto n_images = static_cast<std::int64_t>(images.size());
       metrics::GridDistances grid(gh, gw, metrics::required_radius(o));
       std::vector<double> lds, cds, srss, rmsc;
-      for (std::int64_t b = 0; b < N; b += batch) {
-        const std::int64_t n = std::min(batch, N - b);
-        auto x = feats.rows<float>(b, n);
+      for (std::int64_t b = 0; b < n_images; b += batch) {
+        const std::int64_t n = std::min(batch, n_images - b);
+        const std::vector<std::int64_t> idx(images.begin() + b, images.begin() + b + n);
+        auto x = feats.gather<float>(idx);
         Tensor<std::uint8_t> m;
-        if (masks) m = masks->rows<std::uint8_t>(b, n);
+        if (masks) m = masks->gather<std::uint8_t>(idx);
+        if (png_masks) m = Tensor<std::uint8_t>::copy_of(png_masks->masks.cview().slice(0, b, n));
         const auto r = metrics::spatial_metrics<float>(ctx, x, grid, m.cview(), o);
         lds.insert(lds.end(), r.lds.begin(), r.lds.end());
         cds.insert(cds.end(), r.cds.begin(), r.cds.end());
         srss.insert(srss.end(), r.srss.begin(), r.srss.end());
         rmsc.insert(rmsc.end(), r.rmsc.begin(), r.rmsc.end());
-        std::fprintf(stderr, "\r%s: %lld / %lld images", name.c_str(), static_cast<long long>(b + n), static_cast<long long>(N));
+        std::fprintf(stderr, "\r%s: %lld / %lld images", name.c_str(), static_cast<long long>(b + n), static_cast<long long>(n_images));
       }
       std::fprintf(stderr, "\n");
       if (viz_image >= 0) {
@@ -298,7 +351,7 @@ int main(int argc, char** argv) {
       std::int64_t valid = 0;
       for (double v : srss) valid += !std::isnan(v);
       using M = metrics::SpatialMetricsResult;
-      results.push_back({name, {M::mean(lds), M::mean(cds), M::mean(srss), M::mean(rmsc), N, valid}});
+      results.push_back({name, {M::mean(lds), M::mean(cds), M::mean(srss), M::mean(rmsc), n_images, valid}});
     }
 
     fs::create_directories(out_dir);

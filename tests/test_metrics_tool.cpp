@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "irepa/io/npy.hpp"
+#include "irepa/io/png.hpp"
+#include "irepa/metrics/masks.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/metrics/spatial.hpp"
 #include "test_support.hpp"
@@ -112,5 +114,59 @@ TEST_CASE("irepa-metrics writes per-encoder metrics and their correlation with g
   CHECK(std::system((std::string(IREPA_METRICS_TOOL) + " --features broken=" + (dir / "gfid.csv").string() + " --out " +
                      (dir / "out2").string() + " 2>/dev/null")
                         .c_str()) != 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-metrics with a folder of PNG masks keeps each mask with its own image", "[metrics][tool][masks]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_metrics_png_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "masks");
+  // 6 images on the 16x16 grid of 256x256 masks; images 1 and 4 have too little foreground and
+  // are dropped, so a tool that sliced the first 4 feature rows would pair masks with the wrong images.
+  const std::int64_t N = 6, T = 256, D = 8;
+  auto x = test::randn<float>({N, T, D});
+  for (std::int64_t n = 0; n < N; ++n)  // foreground tokens share a direction per image: SRSS is informative
+    for (std::int64_t t = 0; t < T; ++t)
+      if ((t / 16) >= 2 + n && (t / 16) < 12) x(n, t, n % D) += 4.0f;
+  for (std::int64_t n = 0; n < N; ++n) {
+    Tensor<std::uint8_t> m(Shape{300, 280});  // resized to 256x256 by the tool, bicubic
+    m.fill(0);
+    const bool small = n == 1 || n == 4;
+    for (std::int64_t y = 0; y < 300; ++y)
+      for (std::int64_t c = 0; c < 280; ++c) {
+        const bool fg = small ? (y < 30 && c < 30) : (y * 16 / 300 >= 2 + n && y * 16 / 300 < 12);
+        if (fg) m(y, c) = static_cast<std::uint8_t>(200 + n);
+      }
+    io::write_png((dir / "masks" / ("img_" + std::to_string(n) + ".png")).string(), m);
+  }
+  io::write_npy<float>((dir / "enc.npy").string(), x);
+  const auto gm = metrics::load_png_masks((dir / "masks").string());
+  REQUIRE(gm.kept == std::vector<std::int64_t>{0, 2, 3, 5});
+  Tensor<float> kept_x(Shape{4, T, D});
+  for (std::int64_t k = 0; k < 4; ++k)
+    std::copy_n(x.data() + gm.kept[static_cast<std::size_t>(k)] * T * D, T * D, kept_x.data() + k * T * D);
+  CpuContext ctx(2);
+  const auto want = metrics::spatial_metrics<float>(ctx, kept_x, metrics::GridDistances(16, 16, 8), gm.masks);
+  const double srss = metrics::SpatialMetricsResult::mean(want.srss);
+  REQUIRE(std::isfinite(srss));
+
+  const std::string cmd = std::string(IREPA_METRICS_TOOL) + " --features enc=" + (dir / "enc.npy").string() + " --masks " +
+                          (dir / "masks").string() + " --batch 3 --out " + (dir / "out").string() + " 2>/dev/null";
+  INFO(cmd);
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  std::istringstream in(slurp(dir / "out" / "metrics.csv"));
+  std::string line;
+  std::getline(in, line);
+  REQUIRE(std::getline(in, line));
+  INFO(line);
+  REQUIRE(line.rfind("enc,4,", 0) == 0);  // 4 images measured
+  std::vector<std::string> f;
+  for (std::stringstream ss(line); std::getline(ss, line, ',');) f.push_back(line);
+  REQUIRE(f.size() == 7);
+  CHECK(std::stod(f[4]) == Approx(srss).epsilon(1e-5));
+  CHECK(std::stoll(f[5]) == 4);
+
+  // As many masks as images are required: one PNG too many is an error.
+  fs::copy_file(dir / "masks" / "img_0.png", dir / "masks" / "img_9.png");
+  CHECK(std::system(cmd.c_str()) != 0);
   fs::remove_all(dir);
 }
