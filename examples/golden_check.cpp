@@ -2,7 +2,7 @@
 // rebuilds what each describes from its metadata `config`, runs our code, prints the worst
 // relative error per tensor group, and exits non-zero when any is above tolerance.
 //
-// Models understood so far: `spatial_metrics` and `SiT` (any depth, width, heads, patch, kernel
+// Models understood so far: `spatial_metrics`, `SiT-sampler` and `SiT` (any depth, width, heads, patch, kernel
 // size, number of encoders, path; run in double, or in float with --float). The JiT, sampler and
 // encoder issues add theirs; a file of another kind is reported as not understood (exit 2),
 // never skipped.
@@ -93,8 +93,17 @@ std::string group_of(const std::string& name) {
   return g;
 }
 
+std::vector<Row> grouped(const std::vector<golden::Row>& rows, bool all);
+
 std::vector<Row> check_sit(const io::SafeTensorsFile& f, bool use_float, bool all) {
-  const auto rows = use_float ? golden::check_sit<float>(f, 1e-4) : golden::check_sit<double>(f, 1e-9);
+  return grouped(use_float ? golden::check_sit<float>(f, 1e-4) : golden::check_sit<double>(f, 1e-9), all);
+}
+
+std::vector<Row> check_sampler(const io::SafeTensorsFile& f, bool use_float, bool all) {
+  return grouped(use_float ? golden::check_sit_sampler<float>(f, 1e-4) : golden::check_sit_sampler<double>(f, 1e-9), all);
+}
+
+std::vector<Row> grouped(const std::vector<golden::Row>& rows, bool all) {
   std::vector<Row> out;
   for (const auto& r : rows) {
     const std::string g = all ? r.name : group_of(r.name);
@@ -117,7 +126,7 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: %s [--float] [--all] FILE.safetensors...\n"
-          "  checks our implementation against golden files (models: SiT, spatial_metrics)\n"
+          "  checks our implementation against golden files (models: SiT, SiT-sampler, spatial_metrics)\n"
           "  --float  run models in float (tolerance 1e-4) instead of double (1e-9)\n"
           "  --all    print every tensor instead of the worst of each group\n"
           "exit status: 0 all within tolerance, 1 some above, 2 a file could not be checked\n",
@@ -151,6 +160,8 @@ int main(int argc, char** argv) {
         rows = check_spatial_metrics(f, nlohmann::json::parse(*config));
       } else if (*model == "SiT") {
         rows = check_sit(f, use_float, all);
+      } else if (*model == "SiT-sampler") {
+        rows = check_sampler(f, use_float, all);
       } else {
         std::printf("%s: model '%s' is not understood by this build yet\n", path, model->c_str());
         status = std::max(status, 2);
