@@ -1,0 +1,122 @@
+// Training machinery over the flat arena: AdamW and gradient clipping against PyTorch's values
+// (scripts/golden/make_optim_values.py, torch 1.13, float64), EMA, learning-rate schedules.
+
+#include <cmath>
+
+#include "irepa/core/arena.hpp"
+#include "irepa/train/optim.hpp"
+#include "test_support.hpp"
+
+using namespace irepa;
+
+namespace {
+/// Two parameters as a model would name them: a weight [2, 2] and a bias [2].
+struct TwoParams {
+  using scalar_type = double;
+  using device_type = Cpu;
+  Param<double> w{Shape{2, 2}}, b{Shape{2}};
+  template <class V>
+  void visit_params(V&& v, std::string_view prefix) {
+    v(join_name(prefix, "lin.weight"), w);
+    v(join_name(prefix, "lin.bias"), b);
+  }
+};
+struct OneParam {
+  using scalar_type = double;
+  using device_type = Cpu;
+  Param<double> p;
+  template <class V>
+  void visit_params(V&& v, std::string_view) {
+    v("x", p);
+  }
+};
+}  // namespace
+
+TEST_CASE("AdamW follows PyTorch: decoupled decay on weights only, bias correction, eps outside the root", "[train][optim]") {
+  TwoParams m;
+  ParamArena<double> arena(m);
+  const double w0[] = {1.0, -2.0, 0.5, 0.25}, b0[] = {0.3, -0.1};
+  std::copy_n(w0, 4, m.w.value.data());
+  std::copy_n(b0, 2, m.b.value.data());
+  AdamW<double> opt(arena, AdamWOptions{.lr = 0.1, .weight_decay = 0.1, .decay = decay_weights_only});
+  const double gw[3][4] = {{0.5, -1.0, 2.0, 0.0}, {-0.2, 0.4, 1.0, 3.0}, {0.3, 0.3, -0.5, 1e-3}};
+  const double gb[3][2] = {{0.1, -0.3}, {0.0, 0.2}, {-1.0, 0.5}};
+  // torch.optim.AdamW after each step
+  const double want_w[3][4] = {{0.890000002, -1.880000001, 0.3950000005, 0.2475},
+                               {0.8465394180965108, -1.826639416652626, 0.2978320372035104, 0.17061131799400353},
+                               {0.7836299894801902, -1.7997950276618335, 0.23848757960340358, 0.11136191176902702}};
+  const double want_b[3][2] = {{0.200000009999999, -3.3333332205565114e-09},
+                               {0.1329941940647696, 0.01445204907140318},
+                               {0.19141038941067326, -0.030847041303891373}};
+  CpuContext ctx(2);
+  for (int s = 0; s < 3; ++s) {
+    std::copy_n(gw[s], 4, m.w.grad.data());
+    std::copy_n(gb[s], 2, m.b.grad.data());
+    opt.step(ctx, arena, 0.1);
+    for (int i = 0; i < 4; ++i) CHECK(m.w.value[i] == Approx(want_w[s][i]).epsilon(1e-12).margin(1e-15));
+    for (int i = 0; i < 2; ++i) CHECK(m.b.value[i] == Approx(want_b[s][i]).epsilon(1e-9).margin(1e-15));
+  }
+  CHECK(opt.steps() == 3);
+}
+
+TEST_CASE("clip_grad_norm returns the global norm and scales as torch does", "[train][optim]") {
+  TwoParams m;
+  ParamArena<double> arena(m);
+  const double g[] = {3.0, 4.0, 0.0, 0.0, 12.0, 0.0};  // norm 13
+  std::copy_n(g, 6, arena.grads().data());
+  CpuContext ctx(2);
+  CHECK(clip_grad_norm(ctx, arena, 100.0) == Approx(13.0));
+  CHECK(arena.grads()[4] == 12.0);  // below the threshold: untouched
+  CHECK(clip_grad_norm(ctx, arena, 5.0) == Approx(13.0));
+  const double want[] = {1.1538460650887643, 1.5384614201183524, 0.0, 0.0, 4.615384260355057, 0.0};  // torch
+  for (int i = 0; i < 6; ++i) CHECK(arena.grads()[i] == Approx(want[i]).epsilon(1e-12));
+
+  // A large random arena: the norm of the parallel reduction is the serial one.
+  OneParam one{Param<double>{Shape{1000, 37}}};
+  ParamArena<double> a2(one);
+  test::rng().normal(a2.grads());
+  double ss = 0;
+  for (std::int64_t i = 0; i < a2.numel(); ++i) ss += a2.grads()[i] * a2.grads()[i];
+  CHECK(clip_grad_norm(ctx, a2, 1.0) == Approx(std::sqrt(ss)).epsilon(1e-12));
+  double after = 0;
+  for (std::int64_t i = 0; i < a2.numel(); ++i) after += a2.grads()[i] * a2.grads()[i];
+  CHECK(std::sqrt(after) == Approx(1.0).epsilon(1e-5));
+  a2.grads()[17] = std::nan("");
+  REQUIRE_IREPA_ERROR(clip_grad_norm(ctx, a2, 1.0), "gradient norm is nan");
+}
+
+TEST_CASE("EMA starts as a copy and moves every k steps", "[train][ema]") {
+  TwoParams m;
+  ParamArena<double> arena(m);
+  test::rng().normal(arena.values());
+  const Tensor<double> start = Tensor<double>::copy_of(arena.values());
+  Ema<double> fast(arena, 0.5), slow(arena, 0.9, 2);
+  CHECK(test::rel_error(fast.values(), start) == 0.0);
+  CpuContext ctx(1);
+  arena.values().fill(1.0);
+  fast.update(ctx, arena, 1);
+  slow.update(ctx, arena, 1);  // not a multiple of 2: unchanged
+  for (int i = 0; i < 6; ++i) {
+    CHECK(fast.values()[i] == Approx(0.5 * start[i] + 0.5));
+    CHECK(slow.values()[i] == start[i]);
+  }
+  slow.update(ctx, arena, 2);
+  for (int i = 0; i < 6; ++i) CHECK(slow.values()[i] == Approx(0.9 * start[i] + 0.1));
+}
+
+TEST_CASE("learning-rate schedules: constant, warm-up, cosine to a floor", "[train][schedule]") {
+  LrSchedule c{.lr = 2e-4};
+  CHECK(c.at(1) == 2e-4);
+  CHECK(c.at(100000) == 2e-4);
+  LrSchedule w{.kind = LrSchedule::Kind::WarmupConstant, .lr = 1e-3, .warmup_steps = 10};
+  CHECK(w.at(1) == Approx(1e-4));
+  CHECK(w.at(5) == Approx(5e-4));
+  CHECK(w.at(10) == Approx(1e-3));
+  CHECK(w.at(11) == Approx(1e-3));
+  LrSchedule k{.kind = LrSchedule::Kind::WarmupCosine, .lr = 1e-3, .warmup_steps = 10, .total_steps = 110, .min_lr = 1e-5};
+  CHECK(k.at(10) == Approx(1e-3));
+  CHECK(k.at(60) == Approx(1e-5 + (1e-3 - 1e-5) * 0.5));
+  CHECK(k.at(110) == Approx(1e-5));
+  CHECK(k.at(500) == Approx(1e-5));
+  REQUIRE_IREPA_ERROR(LrSchedule::parse("step"), "'step'", "warmup_cosine");
+}
