@@ -120,3 +120,130 @@ TEST_CASE("learning-rate schedules: constant, warm-up, cosine to a floor", "[tra
   CHECK(k.at(500) == Approx(1e-5));
   REQUIRE_IREPA_ERROR(LrSchedule::parse("step"), "'step'", "warmup_cosine");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints and bit-identical resume
+
+#include <cstring>
+#include <filesystem>
+
+#include "irepa/diffusion/sit_loss.hpp"
+#include "irepa/models/sit.hpp"
+#include "irepa/nn/embedders.hpp"
+#include "irepa/train/checkpoint.hpp"
+
+namespace {
+using Model = SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float>;
+
+SiTConfig tiny_sit() {
+  SiTConfig c;
+  c.input_size = 8;
+  c.in_channels = 4;
+  c.num_classes = 10;
+  c.encoder_depth = 2;
+  c.z_dims = {12};
+  c.depth = 3;
+  c.hidden_size = 32;
+  c.num_heads = 2;
+  c.patch_size = 2;
+  return c;
+}
+
+struct Run {
+  Model model{tiny_sit()};
+  AdamW<float> opt{model.params(), AdamWOptions{.lr = 1e-3, .weight_decay = 0.01, .decay = decay_weights_only}};
+  Ema<float> ema{model.params(), 0.9};
+  Ema<float> ema2{model.params(), 0.5, 2};
+  Philox rng{77, 1};
+
+  explicit Run(std::uint64_t seed) {
+    model.init(seed);
+    opt = AdamW<float>(model.params(), opt.options());
+    ema = Ema<float>(model.params(), 0.9);
+    ema2 = Ema<float>(model.params(), 0.5, 2);
+  }
+
+  /// Steps from+1 .. to: data of step s from its own stream, t / noise / label dropout from rng.
+  void steps(const CpuContext& ctx, std::int64_t from, std::int64_t to) {
+    const LrSchedule lr{.kind = LrSchedule::Kind::WarmupCosine, .lr = 1e-3, .warmup_steps = 2, .total_steps = 8};
+    SiTObjective obj;
+    obj.proj_coeff = 1.0;
+    for (std::int64_t s = from + 1; s <= to; ++s) {
+      Philox data(2024, static_cast<std::uint64_t>(s));
+      Tensor<float> x(Shape{3, 4, 8, 8}), z(Shape{3, 16, 12});
+      Tensor<std::int64_t> y(Shape{3});
+      data.normal(x.view());
+      data.normal(z.view());
+      data.randint(y.view(), 0, 10);
+      nn::drop_labels(rng, y.view(), 0.3, 10);
+      model.params().zero_grad();
+      sit_loss(ctx, model, obj, SiTBatch<float>{x, y, {z}}, rng);
+      clip_grad_norm(ctx, model.params(), 1.0);
+      opt.step(ctx, model.params(), lr.at(s));
+      ema.update(ctx, model.params(), s);
+      ema2.update(ctx, model.params(), s);
+    }
+  }
+};
+
+bool same_bits(TensorView<float> a, TensorView<float> b) {
+  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.numel()) * sizeof(float)) == 0;
+}
+}  // namespace
+
+TEST_CASE("resume is bit-identical: N steps straight = N/2, checkpoint, new process state, N/2", "[train][checkpoint]") {
+  CpuContext ctx(2);
+  const std::uint64_t seed = test::rng().seed();
+  Run straight(seed);
+  straight.steps(ctx, 0, 6);
+
+  const auto dir = std::filesystem::temp_directory_path() / ("irepa_ckpt_" + std::to_string(seed));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "step3.safetensors").string();
+  {
+    Run first(seed);
+    first.steps(ctx, 0, 3);
+    save_checkpoint(path, first.model, first.opt, {&first.ema, &first.ema2}, first.rng,
+                    CheckpointInfo{.step = 3, .config = {{"model", "tiny"}, {"seed", seed}}});
+  }
+  Run resumed(seed + 1);  // different initial weights and RNG: everything must come from the file
+  resumed.rng = Philox(5, 5);
+  const auto info = load_checkpoint(path, resumed.model, resumed.opt, {&resumed.ema, &resumed.ema2}, resumed.rng);
+  CHECK(info.step == 3);
+  CHECK(info.config.at("model") == "tiny");
+  resumed.steps(ctx, info.step, 6);
+
+  CHECK(same_bits(resumed.model.params().values(), straight.model.params().values()));
+  CHECK(same_bits(resumed.ema.values(), straight.ema.values()));
+  CHECK(same_bits(resumed.ema2.values(), straight.ema2.values()));
+  CHECK(same_bits(resumed.opt.exp_avg(), straight.opt.exp_avg()));
+  CHECK(same_bits(resumed.opt.exp_avg_sq(), straight.opt.exp_avg_sq()));
+  CHECK(resumed.opt.steps() == 6);
+  CHECK(resumed.rng.position() == straight.rng.position());
+  // ... and training did move the weights.
+  Run untouched(seed);
+  CHECK(test::rel_error(straight.model.params().values(), untouched.model.params().values()) > 1e-4);
+
+  SECTION("a checkpoint of another model is refused, naming the differences, and changes nothing") {
+    SiTConfig other = tiny_sit();
+    other.z_dims = {12, 5};
+    SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float> big(other);
+    AdamW<float> opt(big.params(), AdamWOptions{});
+    Ema<float> ema(big.params(), 0.9), ema2(big.params(), 0.5, 2);
+    Philox rng(1);
+    const Tensor<float> before = Tensor<float>::copy_of(big.params().values());
+    REQUIRE_IREPA_ERROR(load_checkpoint(path, big, opt, {&ema, &ema2}, rng), "missing 'ema.projectors.1.projection_layer.weight'");
+    CHECK(same_bits(big.params().values(), before.view()));
+    REQUIRE_IREPA_ERROR(load_checkpoint(path, resumed.model, resumed.opt, {&resumed.ema}, resumed.rng), "holds 2 EMAs",
+                        "the run has 1");
+  }
+  SECTION("a file that is not a checkpoint") {
+    io::SafeTensorsWriter w;
+    resumed.model.save(w, "model.");
+    const std::string plain = (dir / "plain.safetensors").string();
+    w.write(plain);
+    REQUIRE_IREPA_ERROR(load_checkpoint(plain, resumed.model, resumed.opt, {&resumed.ema, &resumed.ema2}, resumed.rng),
+                        "not an irepa checkpoint");
+  }
+  std::filesystem::remove_all(dir);
+}
