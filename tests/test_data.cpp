@@ -93,3 +93,86 @@ TEST_CASE("epoch permutations: a pure function of (seed, epoch), different acros
   CHECK(fixed < 10);  // a shuffle, not the identity (expected ~1 fixed point)
   CHECK(data::epoch_and_offset(2345, 1000) == std::pair<std::uint64_t, std::int64_t>{2, 345});
 }
+
+// ---------------------------------------------------------------------------------------------
+#include <atomic>
+
+#include "irepa/data/loader.hpp"
+#include "irepa/data/shards.hpp"
+#include "irepa/io/safetensors.hpp"
+
+TEST_CASE("prefetching gives the batches in index order, from any start, and passes errors on", "[data][loader]") {
+  std::atomic<int> produced{0};
+  auto make = [&](std::int64_t i) {
+    ++produced;
+    if (i == 7) throw Error("batch 7 is broken");
+    return std::vector<std::int64_t>{i, i * i};
+  };
+  {
+    data::PrefetchLoader<std::vector<std::int64_t>> loader(make, 3, 2);
+    for (std::int64_t i = 3; i < 7; ++i) CHECK(loader.next() == std::vector<std::int64_t>{i, i * i});
+    REQUIRE_IREPA_ERROR(loader.next(), "batch 7 is broken");
+    CHECK(loader.next() == std::vector<std::int64_t>{8, 64});  // goes on after an error
+  }  // the destructor stops the worker
+  CHECK(produced >= 6);
+}
+
+TEST_CASE("sharded safetensors datasets: gather across shards, and malformed shards are errors", "[data][shards]") {
+  const auto dir = fs::temp_directory_path() / ("irepa_shards_" + std::to_string(test::rng().seed()));
+  fs::create_directories(dir);
+  // Two shards of 3 and 4 samples: latents [n, 4, 2, 2], labels, features.dino [n, 4, 6].
+  std::vector<Tensor<float>> lat, dino;
+  std::vector<Tensor<std::int64_t>> lab;
+  for (std::int64_t s = 0, n = 3; s < 2; ++s, ++n) {
+    lat.push_back(test::randn<float>({n, 4, 2, 2}));
+    dino.push_back(test::randn<float>({n, 4, 6}));
+    lab.emplace_back(Shape{n});
+    test::rng().randint(lab.back().view(), 0, 1000);
+    io::SafeTensorsWriter w;
+    w.add("latents", lat.back());
+    w.add("labels", lab.back());
+    w.add("features.dino", dino.back());
+    w.write((dir / ("shard_" + std::to_string(s) + ".safetensors")).string());
+  }
+  data::ShardedDataset ds(dir.string());
+  CHECK(ds.size() == 7);
+  CHECK(ds.kind() == "latents");
+  CHECK(ds.sample_shape() == Shape{4, 2, 2});
+  CHECK(ds.encoders() == std::vector<std::string>{"dino"});
+  const auto b = ds.get<double>({5, 0, 3, 2});  // shard 1 row 2, shard 0 row 0, shard 1 row 0, shard 0 row 2
+  const std::pair<int, int> where[] = {{1, 2}, {0, 0}, {1, 0}, {0, 2}};
+  for (int i = 0; i < 4; ++i) {
+    const auto [s, r] = where[i];
+    CHECK(b.y[i] == lab[static_cast<std::size_t>(s)][r]);
+    for (int k = 0; k < 16; ++k) CHECK(b.x[i * 16 + k] == static_cast<double>(lat[static_cast<std::size_t>(s)][r * 16 + k]));
+    for (int k = 0; k < 24; ++k)
+      CHECK(b.features.at("dino")[i * 24 + k] == static_cast<double>(dino[static_cast<std::size_t>(s)][r * 24 + k]));
+  }
+  REQUIRE_IREPA_ERROR(ds.get<float>({7}), "sample 7 is outside the 7 samples");
+
+  SECTION("a shard whose features differ") {
+    io::SafeTensorsWriter w;
+    w.add("latents", test::randn<float>({2, 4, 2, 2}));
+    Tensor<std::int64_t> l(Shape{2});
+    l.fill(1);
+    w.add("labels", l);
+    w.write((dir / "shard_2.safetensors").string());
+    REQUIRE_IREPA_ERROR(data::ShardedDataset(dir.string()), "shard_2.safetensors", "other target features");
+  }
+  SECTION("a shard with labels of the wrong length, or an unknown tensor") {
+    io::SafeTensorsWriter w;
+    w.add("latents", test::randn<float>({2, 4, 2, 2}));
+    Tensor<std::int64_t> l(Shape{3});
+    l.fill(1);
+    w.add("labels", l);
+    w.add("features.dino", test::randn<float>({2, 4, 6}));
+    w.write((dir / "shard_2.safetensors").string());
+    REQUIRE_IREPA_ERROR(data::ShardedDataset(dir.string()), "shard_2.safetensors", "labels", "expected integer [2]");
+    io::SafeTensorsWriter w2;
+    w2.add("images", test::randn<float>({2, 4, 2, 2}));
+    w2.add("latents", test::randn<float>({2, 4, 2, 2}));
+    w2.write((dir / "shard_2.safetensors").string());
+    REQUIRE_IREPA_ERROR(data::ShardedDataset(dir.string()), "exactly one of 'latents' and 'images'", "both");
+  }
+  fs::remove_all(dir);
+}

@@ -103,3 +103,25 @@ TEST_CASE("PNG write and read round trip (grey and RGB), and bad files are error
   }
   fs::remove_all(dir);
 }
+
+#include "irepa/io/image_grid.hpp"
+
+TEST_CASE("image grids tile a batch with borders and map the value range to 0..255", "[io][png]") {
+  Tensor<float> imgs(Shape{5, 3, 4, 6});
+  for (std::int64_t i = 0; i < imgs.numel(); ++i) imgs[i] = -1.0f + 2.0f * static_cast<float>(i % 7) / 6.0f;
+  imgs[0] = 5.0f;  // clamped
+  const auto g = io::image_grid<float>(imgs, io::GridOptions{.columns = 3, .padding = 1});
+  REQUIRE(g.shape() == Shape{2 * 4 + 3, 3 * 6 + 4, 3});
+  CHECK(g(0, 0, 0) == 255);                 // border
+  CHECK(g(1, 1, 0) == 255);                 // image 0, (0, 0), red: 5.0 clamped to 1
+  CHECK(g(1, 2, 0) == std::lround(255.0 * (1.0 / 6.0)));  // value index 1 -> -1 + 2/6
+  // image 4 sits at row 1, column 1: top-left pixel of its green channel
+  const std::int64_t i4 = ((4 * 3 + 1) * 4 + 0) * 6 + 0;
+  CHECK(g(1 + 4 + 1, 1 + 6 + 1 + 1 - 1, 1) == std::lround(255.0 * (static_cast<double>(i4 % 7) / 6.0)));
+  CHECK(g(10, 21, 2) == 255);  // the empty sixth cell stays background
+  const auto dir = temp_dir("irepa_grid");
+  io::write_image_grid<float>((dir / "grid.png").string(), imgs);
+  const auto back = io::read_png((dir / "grid.png").string());
+  CHECK(back.mode == "RGB");
+  fs::remove_all(dir);
+}

@@ -247,3 +247,38 @@ TEST_CASE("resume is bit-identical: N steps straight = N/2, checkpoint, new proc
   }
   std::filesystem::remove_all(dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "irepa/train/logger.hpp"
+
+TEST_CASE("JSONL log lines append and parse back; the progress line shows rate and ETA", "[train][log]") {
+  const auto path = std::filesystem::temp_directory_path() / ("irepa_log_" + std::to_string(test::rng().seed()) + ".jsonl");
+  {
+    JsonlLogger log(path.string());
+    log.log(1, {{"loss", 0.5}, {"grad_norm", 2.0}});
+  }
+  {
+    JsonlLogger log(path.string());  // a resumed run appends
+    log.log(2, {{"loss", 0.25}, {"lr", std::nan("")}});
+  }
+  std::ifstream in(path);
+  std::string line;
+  std::vector<nlohmann::json> rows;
+  while (std::getline(in, line)) rows.push_back(nlohmann::json::parse(line));
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0]["step"] == 1);
+  CHECK(rows[0]["loss"] == 0.5);
+  CHECK(rows[1]["loss"] == 0.25);
+  CHECK(rows[1]["lr"] == "nan");  // JSON has no NaN: kept as text, never silently dropped
+  std::filesystem::remove(path);
+
+  CHECK(format_duration(3725) == "01:02:05");
+  CHECK(format_duration(2 * 86400 + 61) == "2d 00:01:01");
+  CHECK(format_duration(std::nan("")) == "?");
+  const std::string p = progress_line(1200, 400000, 85.25, 90061, 0.6123, 0.521, -0.4566, 0.83);
+  CHECK(p == "step 1200/400000 | 85.2 img/s | ETA 1d 01:01:01 | loss 0.6123 denoise 0.5210 align -0.4566 | grad 0.830");
+}

@@ -1,0 +1,89 @@
+#pragma once
+// Background prefetching of batches. A batch is a pure function of its index (the dataset, the
+// epoch permutation and the step decide it), so the worker thread may run ahead by `depth`
+// batches without changing what the training loop sees; an exception in the worker reaches the
+// consumer at the batch that raised it.
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace irepa::data {
+
+template <class Batch>
+class PrefetchLoader {
+ public:
+  using Producer = std::function<Batch(std::int64_t index)>;
+
+  /// Produces batches first, first + 1, ... on a background thread, at most depth ahead.
+  PrefetchLoader(Producer produce, std::int64_t first = 0, std::size_t depth = 2)
+      : produce_(std::move(produce)), next_produce_(first), next_take_(first), depth_(std::max<std::size_t>(depth, 1)) {
+    worker_ = std::thread([this] { run(); });
+  }
+  PrefetchLoader(const PrefetchLoader&) = delete;
+  PrefetchLoader& operator=(const PrefetchLoader&) = delete;
+  ~PrefetchLoader() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+
+  /// The next batch, in index order (waits for the worker when it is behind).
+  Batch next() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !queue_.empty(); });
+    Item item = std::move(queue_.front());
+    queue_.pop_front();
+    ++next_take_;
+    lock.unlock();
+    cv_.notify_all();
+    if (item.error) std::rethrow_exception(item.error);
+    return std::move(item.batch);
+  }
+  std::int64_t next_index() const { return next_take_; }
+
+ private:
+  struct Item {
+    Batch batch{};
+    std::exception_ptr error;
+  };
+  void run() {
+    for (;;) {
+      std::int64_t index;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || queue_.size() < depth_; });
+        if (stop_) return;
+        index = next_produce_++;
+      }
+      Item item;
+      try {
+        item.batch = produce_(index);
+      } catch (...) {
+        item.error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        queue_.push_back(std::move(item));
+      }
+      cv_.notify_all();
+    }
+  }
+
+  Producer produce_;
+  std::int64_t next_produce_, next_take_;
+  std::size_t depth_;
+  std::deque<Item> queue_;
+  bool stop_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread worker_;
+};
+
+}  // namespace irepa::data
