@@ -1,0 +1,291 @@
+// irepa-train: trains a SiT with REPA / iREPA alignment on a folder of safetensors shards
+// (latents or images, labels, and the frozen encoders' features as features.<encoder>), with the
+// reference's command-line flags. A YAML file (--config configs/irepa.yaml) sets any flag by its
+// name (dashes or underscores); the command line wins over the file. Unknown keys and bad values
+// are errors that name them.
+//
+//   irepa-train --data-dir shards/ --model SiT-B/2 --config configs/irepa.yaml --exp-name b2-irepa
+//   irepa-train ... --resume-step 50000            # continues bit-identically from a checkpoint
+//
+// Writes OUTPUT_DIR/EXP_NAME/: log.jsonl (every step's scalars), checkpoints/NNNNNNN.safetensors
+// (model, EMA, optimizer, RNG, config), samples/NNNNNNN.png (EMA model, Euler ODE, when the data
+// has 1 or 3 channels), and a progress line on stdout.
+
+#include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+
+#include <irepa/irepa.hpp>
+#include <irepa/data/loader.hpp>
+#include <irepa/data/sampler.hpp>
+#include <irepa/data/shards.hpp>
+#include <irepa/io/image_grid.hpp>
+#include <irepa/train/checkpoint.hpp>
+#include <irepa/train/logger.hpp>
+#include <irepa/train/optim.hpp>
+
+namespace {
+
+using namespace irepa;
+namespace fs = std::filesystem;
+
+struct Options {
+  // logging and run
+  std::string output_dir = "exps", exp_name = "sit", data_dir;
+  std::int64_t sampling_steps = 0, resume_step = 0, n_samples = 16, checkpointing_steps = 50000, log_every = 100;
+  std::int64_t seed = 0;
+  int threads = 0;
+  // model
+  std::string model = "SiT-B/2";
+  std::int64_t num_classes = 1000, encoder_depth = 8, projector_dim = 2048;
+  std::int64_t depth = 0, hidden_size = 0, num_heads = 0, patch_size = 0;  // --model custom
+  std::string projection_layer_type = "mlp";
+  int proj_kwargs_kernel_size = 3;
+  // optimisation
+  std::int64_t batch_size = 256, max_train_steps = 400000;
+  double learning_rate = 1e-4, adam_beta1 = 0.9, adam_beta2 = 0.999, adam_weight_decay = 0.0, adam_epsilon = 1e-8;
+  double max_grad_norm = 1.0, ema_decay = 0.9999;
+  std::int64_t ema_update_freq = 1;
+  // loss
+  std::string path_type = "linear", weighting = "uniform", spnorm_method = "none";
+  double cfg_prob = 0.1, proj_coeff = 0.5, zscore_alpha = 0.6;
+  int sample_steps = 50;
+};
+
+/// Every flag: its name, a setter from text, and its help. One table feeds both the command
+/// line and the YAML file, so the two accept exactly the same keys.
+struct Flag {
+  std::string name, help;
+  std::function<void(CLI::App&)> add;
+  std::function<void(const YAML::Node&)> from_yaml;
+};
+
+template <class V>
+Flag flag(const std::string& name, V& target, const std::string& help) {
+  return {name, help, [&target, name, help](CLI::App& app) { app.add_option("--" + name, target, help)->capture_default_str(); },
+          [&target, name](const YAML::Node& n) {
+            try {
+              target = n.as<V>();
+            } catch (const YAML::Exception&) {
+              fail("irepa-train: config key '{}' has the value '{}', which is not a {}", name, n.Scalar(),
+                   std::is_same_v<V, std::string> ? "string" : (std::is_integral_v<V> ? "whole number" : "number"));
+            }
+          }};
+}
+
+std::vector<Flag> flags(Options& o) {
+  return {
+      flag("output-dir", o.output_dir, "folder for runs"),
+      flag("exp-name", o.exp_name, "run name (a folder under --output-dir)"),
+      flag("data-dir", o.data_dir, "folder of safetensors shards: latents or images, labels, features.<encoder>"),
+      flag("sampling-steps", o.sampling_steps, "write a sample grid every N steps (0: never)"),
+      flag("resume-step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
+      flag("n-samples", o.n_samples, "images in each sample grid"),
+      flag("checkpointing-steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
+      flag("log-every", o.log_every, "print the progress line every N steps"),
+      flag("seed", o.seed, "seed of initialisation, data order, noise"),
+      flag("threads", o.threads, "CPU threads (0: all cores)"),
+      flag("model", o.model, "SiT-S/2, SiT-B/4, SiT-L/2, SiT-XL/2, ... or custom (--depth --hidden-size --num-heads --patch-size)"),
+      flag("num-classes", o.num_classes, "classes (the null class is this index)"),
+      flag("encoder-depth", o.encoder_depth, "align the tokens after this block (1-based)"),
+      flag("projector-dim", o.projector_dim, "MLP projector hidden width"),
+      flag("depth", o.depth, "custom model: blocks"),
+      flag("hidden-size", o.hidden_size, "custom model: width"),
+      flag("num-heads", o.num_heads, "custom model: attention heads"),
+      flag("patch-size", o.patch_size, "custom model: patch size"),
+      flag("projection-layer-type", o.projection_layer_type, "mlp (REPA), linear or conv (iREPA)"),
+      flag("proj-kwargs-kernel-size", o.proj_kwargs_kernel_size, "conv projector kernel (odd)"),
+      flag("batch-size", o.batch_size, "images per step"),
+      flag("max-train-steps", o.max_train_steps, "steps in total"),
+      flag("learning-rate", o.learning_rate, "AdamW learning rate"),
+      flag("adam-beta1", o.adam_beta1, "AdamW beta1"),
+      flag("adam-beta2", o.adam_beta2, "AdamW beta2"),
+      flag("adam-weight-decay", o.adam_weight_decay, "AdamW decoupled weight decay"),
+      flag("adam-epsilon", o.adam_epsilon, "AdamW epsilon"),
+      flag("max-grad-norm", o.max_grad_norm, "global gradient-norm clip"),
+      flag("ema-decay", o.ema_decay, "EMA decay"),
+      flag("ema-update-freq", o.ema_update_freq, "update the EMA every N steps"),
+      flag("path-type", o.path_type, "linear or cosine"),
+      flag("weighting", o.weighting, "time sampling: uniform or lognormal"),
+      flag("spnorm-method", o.spnorm_method, "target normalisation: none or zscore (iREPA)"),
+      flag("cfg-prob", o.cfg_prob, "label dropout probability (classifier-free guidance)"),
+      flag("proj-coeff", o.proj_coeff, "alignment loss coefficient"),
+      flag("zscore-alpha", o.zscore_alpha, "spatial z-score: share of the token mean removed"),
+      flag("sample-steps", o.sample_steps, "Euler steps of the sample grids"),
+  };
+}
+
+/// YAML values into the options: every key must be a flag (dashes or underscores).
+void apply_yaml(const std::string& path, std::vector<Flag>& fl) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    fail("irepa-train: cannot read config '{}': {}", path, e.what());
+  }
+  IREPA_CHECK(root.IsMap() || root.IsNull(), "irepa-train: config '{}' is not a mapping of flag names to values", path);
+  for (const auto& kv : root) {
+    std::string key = kv.first.as<std::string>();
+    std::replace(key.begin(), key.end(), '_', '-');
+    auto it = std::find_if(fl.begin(), fl.end(), [&](const Flag& f) { return f.name == key; });
+    IREPA_CHECK(it != fl.end(), "irepa-train: config '{}' has the key '{}', which is not a flag (see --help)", path,
+                kv.first.as<std::string>());
+    it->from_yaml(kv.second);
+  }
+}
+
+SiTConfig model_config(const Options& o, const data::ShardedDataset& ds) {
+  static const std::map<std::string, std::array<int, 3>> sizes = {
+      {"S", {S::depth, S::hidden, S::heads}}, {"B", {B::depth, B::hidden, B::heads}},
+      {"L", {L::depth, L::hidden, L::heads}}, {"XL", {XL::depth, XL::hidden, XL::heads}}};
+  SiTConfig c;
+  const Shape& s = ds.sample_shape();
+  IREPA_CHECK(s.rank() == 3 && s[1] == s[2], "irepa-train: samples have shape {}, expected square [C, H, H]", s.str());
+  c.in_channels = s[0];
+  c.input_size = s[1];
+  c.num_classes = o.num_classes;
+  c.class_dropout_prob = o.cfg_prob;
+  c.encoder_depth = o.encoder_depth;
+  c.projector_dim = o.projector_dim;
+  c.kernel_size = o.proj_kwargs_kernel_size;
+  c.z_dims.clear();
+  for (const auto& e : ds.encoders()) c.z_dims.push_back(ds.feature_shape(e)[1]);
+  if (o.model == "custom") {
+    c.depth = o.depth, c.hidden_size = o.hidden_size, c.num_heads = o.num_heads, c.patch_size = o.patch_size;
+  } else {
+    const auto dash = o.model.find('-'), slash = o.model.find('/');
+    IREPA_CHECK(o.model.rfind("SiT-", 0) == 0 && slash != std::string::npos && sizes.contains(o.model.substr(dash + 1, slash - dash - 1)),
+                "irepa-train: --model '{}' is not known; expected SiT-S/2, SiT-B/2, SiT-L/2, SiT-XL/2 (patch 2, 4, 8) or custom",
+                o.model);
+    const auto& z = sizes.at(o.model.substr(dash + 1, slash - dash - 1));
+    c.depth = z[0], c.hidden_size = z[1], c.num_heads = z[2];
+    c.patch_size = std::stoll(o.model.substr(slash + 1));
+  }
+  return c;
+}
+
+std::string step_name(std::int64_t s) { return fmt::format("{:07d}", s); }
+
+template <class Model>
+int train(const Options& o, const SiTConfig& cfg, typename Model::head_type head, const data::ShardedDataset& ds,
+          const nlohmann::json& config_json) {
+  CpuContext ctx(o.threads);
+  Model model(cfg, head);
+  model.init(static_cast<std::uint64_t>(o.seed));
+  AdamW<float> opt(model.params(), AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2,
+                                                .eps = o.adam_epsilon, .weight_decay = o.adam_weight_decay});
+  Ema<float> ema(model.params(), o.ema_decay, o.ema_update_freq);
+  Philox rng(static_cast<std::uint64_t>(o.seed), 1);
+  const fs::path run = fs::path(o.output_dir) / o.exp_name;
+  fs::create_directories(run / "checkpoints");
+  std::int64_t step = 0;
+  if (o.resume_step > 0) {
+    const auto path = (run / "checkpoints" / (step_name(o.resume_step) + ".safetensors")).string();
+    step = load_checkpoint(path, model, opt, {&ema}, rng).step;
+    std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step));
+  }
+  std::printf("SiT %lldx%lld, %lld heads, patch %lld: %lld parameters; %lld samples of %s %s; %zu target encoder(s)\n",
+              static_cast<long long>(model.depth), static_cast<long long>(model.hidden), static_cast<long long>(model.heads),
+              static_cast<long long>(model.patch), static_cast<long long>(model.num_params()), static_cast<long long>(ds.size()),
+              ds.kind().c_str(), ds.sample_shape().str().c_str(), cfg.z_dims.size());
+  JsonlLogger log((run / "log.jsonl").string());
+  SiTObjective obj{.path = parse_path_type(o.path_type), .weighting = parse_time_sampling(o.weighting), .proj_coeff = o.proj_coeff};
+  const bool images = ds.kind() == "images";
+  const std::int64_t B = o.batch_size, N = ds.size();
+  // Batch i (0-based) holds global samples i*B .. i*B + B - 1 in the order of their epochs.
+  data::PrefetchLoader<data::ShardBatch<float>> loader(
+      [&, B, N](std::int64_t i) {
+        std::vector<std::int64_t> idx;
+        std::uint64_t cached_epoch = ~0ULL;
+        std::vector<std::int64_t> perm;
+        for (std::int64_t k = i * B; k < (i + 1) * B; ++k) {
+          const auto [epoch, off] = data::epoch_and_offset(k, N);
+          if (epoch != cached_epoch) perm = data::epoch_permutation(N, static_cast<std::uint64_t>(o.seed), cached_epoch = epoch);
+          idx.push_back(perm[static_cast<std::size_t>(off)]);
+        }
+        return ds.get<float>(idx);
+      },
+      step);
+  RateMeter meter(step);
+  for (++step; step <= o.max_train_steps; ++step) {
+    auto b = loader.next();
+    if (images) b.x.flat() = b.x.flat() * (1.0f / 127.5f) - 1.0f;
+    nn::drop_labels(rng, b.y.view(), o.cfg_prob, o.num_classes);
+    SiTBatch<float> batch{b.x, b.y, {}};
+    for (const auto& e : ds.encoders()) batch.zs.push_back(b.features.at(e));
+    model.params().zero_grad();
+    const auto st = sit_loss(ctx, model, obj, batch, rng);
+    const double gn = clip_grad_norm(ctx, model.params(), o.max_grad_norm);
+    opt.step(ctx, model.params(), o.learning_rate);
+    ema.update(ctx, model.params(), step);
+    log.log(step, {{"loss", st.total}, {"denoising_loss", st.denoising}, {"proj_loss", st.alignment}, {"grad_norm", gn},
+                   {"lr", o.learning_rate}});
+    if (step % o.log_every == 0 || step == o.max_train_steps) {
+      const double r = meter.rate(step, B);
+      std::printf("%s\n", progress_line(step, o.max_train_steps, r, r > 0 ? static_cast<double>((o.max_train_steps - step) * B) / r : NAN,
+                                        st.total, st.denoising, st.alignment, gn)
+                              .c_str());
+      std::fflush(stdout);
+    }
+    if (step % o.checkpointing_steps == 0 || step == o.max_train_steps)
+      save_checkpoint((run / "checkpoints" / (step_name(step) + ".safetensors")).string(), model, opt, {&ema}, rng,
+                      CheckpointInfo{.step = step, .config = config_json});
+    if (o.sampling_steps > 0 && step % o.sampling_steps == 0 && (cfg.in_channels == 1 || cfg.in_channels == 3)) {
+      Model ema_model(cfg, head);  // sampling uses the EMA weights
+      ema_model.params().values().copy_from(ema.values());
+      Philox srng(static_cast<std::uint64_t>(o.seed), 7);
+      Tensor<double> z(Shape{o.n_samples, cfg.in_channels, cfg.input_size, cfg.input_size});
+      Tensor<std::int64_t> y(Shape{o.n_samples});
+      srng.normal(z.view());
+      for (std::int64_t i = 0; i < o.n_samples; ++i) y[i] = i % o.num_classes;
+      SamplerOptions so{.kind = SamplerKind::Euler, .num_steps = o.sample_steps, .path = obj.path, .null_class = o.num_classes};
+      const auto x = sample(sit_velocity(ctx, ema_model), z, y, so);
+      fs::create_directories(run / "samples");
+      io::write_image_grid<double>((run / "samples" / (step_name(step) + ".png")).string(), x);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  auto fl = flags(o);
+  try {
+    for (int i = 1; i < argc; ++i) {  // the file first: the command line then overrides it
+      const std::string a = argv[i];
+      if (a == "--config" && i + 1 < argc) apply_yaml(argv[i + 1], fl);
+      if (a.rfind("--config=", 0) == 0) apply_yaml(a.substr(9), fl);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  CLI::App app{"irepa-train: SiT with REPA / iREPA alignment on safetensors shards"};
+  std::string config_path;
+  app.add_option("--config", config_path, "YAML file of flag values (the command line wins)");
+  for (auto& f : fl) f.add(app);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    IREPA_CHECK(!o.data_dir.empty(), "irepa-train: --data-dir is required (a folder of safetensors shards)");
+    IREPA_CHECK(o.batch_size > 0 && o.max_train_steps > 0 && o.checkpointing_steps > 0 && o.log_every > 0,
+                "irepa-train: --batch-size, --max-train-steps, --checkpointing-steps and --log-every must be positive");
+    const data::ShardedDataset ds(o.data_dir);
+    const SiTConfig cfg = model_config(o, ds);
+    nlohmann::json config_json;
+    for (const auto& f : fl) config_json[f.name] = app.get_option("--" + f.name)->as<std::string>();
+    const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
+    return with_head(choice, [&](auto head) {
+      return train<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head, ds, config_json);
+    });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "irepa-train: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,102 @@
+// irepa-train end to end on synthetic shards: a run resumed from its step-10 checkpoint ends
+// bit-identical to the run that went straight through; the YAML file sets flags, the command line
+// overrides it; unknown keys and bad values are refused.
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "irepa/io/safetensors.hpp"
+#include "test_support.hpp"
+
+using namespace irepa;
+namespace fs = std::filesystem;
+
+namespace {
+std::string tool() { return IREPA_TRAIN_TOOL; }
+
+int run(const std::string& args, const fs::path& log) {
+  const std::string cmd = tool() + " " + args + " > " + log.string() + " 2>&1";
+  return std::system(cmd.c_str());
+}
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+}  // namespace
+
+TEST_CASE("irepa-train: resume is bit-identical through the command line; YAML and flags", "[train][tool]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_train_cli_" + std::to_string(test::rng().seed()));
+  fs::create_directories(dir / "shards");
+  for (int s = 0; s < 2; ++s) {  // 2 shards of 12 images [1, 8, 8], labels, HOG-like targets [16, 12]
+    Tensor<std::int64_t> px(Shape{12 * 64}), labels(Shape{12});
+    test::rng().randint(px.view(), 0, 256);
+    test::rng().randint(labels.view(), 0, 10);
+    Tensor<std::uint8_t> img(Shape{12, 1, 8, 8});
+    for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
+    io::SafeTensorsWriter w;
+    w.add("images", img);
+    w.add("labels", labels);
+    w.add("features.hog", test::randn<float>({12, 16, 12}));
+    w.write((dir / "shards" / ("part" + std::to_string(s) + ".safetensors")).string());
+  }
+  {
+    std::ofstream y(dir / "irepa.yaml");
+    y << "# iREPA\nprojection_layer_type: conv\nproj_coeff: 1.0\nspnorm-method: zscore\nmax_train_steps: 3\n";
+  }
+  const std::string common = "--data-dir " + (dir / "shards").string() + " --output-dir " + (dir / "out").string() +
+                             " --config " + (dir / "irepa.yaml").string() +
+                             " --model custom --depth 2 --hidden-size 32 --num-heads 2 --patch-size 2 --num-classes 10"
+                             " --encoder-depth 1 --batch-size 5 --checkpointing-steps 10 --log-every 5 --threads 2"
+                             " --learning-rate 1e-3 --ema-decay 0.9 --seed 3";
+  REQUIRE(run(common + " --exp-name straight --max-train-steps 20", dir / "a.log") == 0);
+  fs::create_directories(dir / "out" / "resumed" / "checkpoints");
+  fs::copy_file(dir / "out" / "straight" / "checkpoints" / "0000010.safetensors",
+                dir / "out" / "resumed" / "checkpoints" / "0000010.safetensors");
+  REQUIRE(run(common + " --exp-name resumed --max-train-steps 20 --resume-step 10", dir / "b.log") == 0);
+  INFO(slurp(dir / "b.log"));
+  CHECK(slurp(dir / "b.log").find("resumed from") != std::string::npos);
+
+  io::SafeTensorsFile a((dir / "out" / "straight" / "checkpoints" / "0000020.safetensors").string());
+  io::SafeTensorsFile b((dir / "out" / "resumed" / "checkpoints" / "0000020.safetensors").string());
+  REQUIRE(a.names() == b.names());
+  std::size_t tensors = 0;
+  for (const auto& n : a.names()) {
+    INFO(n);
+    const auto x = a.bytes(n), y = b.bytes(n);
+    REQUIRE(x.size() == y.size());
+    CHECK(std::memcmp(x.data(), y.data(), x.size()) == 0);
+    tensors += n.rfind("optim.exp_avg_sq.", 0) == 0;
+  }
+  CHECK(tensors > 20);  // model, EMA and both moments of every parameter were compared
+  CHECK(a.metadata("rng") == b.metadata("rng"));
+  CHECK(a.metadata("step") == std::optional<std::string>("20"));
+  // The log has one line per step; the model moved.
+  std::ifstream log(dir / "out" / "straight" / "log.jsonl");
+  std::int64_t lines = 0;
+  for (std::string l; std::getline(log, l);) ++lines;
+  CHECK(lines == 20);
+
+  // The YAML file set max_train_steps 3 (no flag given): the run stops at 3.
+  REQUIRE(run(common + " --exp-name from_yaml", dir / "c.log") == 0);
+  CHECK(fs::exists(dir / "out" / "from_yaml" / "checkpoints" / "0000003.safetensors"));
+  CHECK_FALSE(fs::exists(dir / "out" / "from_yaml" / "checkpoints" / "0000004.safetensors"));
+
+  // Unknown keys and bad values are errors that name them.
+  {
+    std::ofstream y(dir / "bad.yaml");
+    y << "projection_layer_type: conv\nlearning_rat: 0.1\n";
+  }
+  CHECK(run("--config " + (dir / "bad.yaml").string() + " --data-dir " + (dir / "shards").string(), dir / "d.log") != 0);
+  CHECK(slurp(dir / "d.log").find("'learning_rat', which is not a flag") != std::string::npos);
+  {
+    std::ofstream y(dir / "bad2.yaml");
+    y << "batch_size: many\n";
+  }
+  CHECK(run("--config " + (dir / "bad2.yaml").string() + " --data-dir " + (dir / "shards").string(), dir / "e.log") != 0);
+  CHECK(slurp(dir / "e.log").find("'batch-size' has the value 'many'") != std::string::npos);
+  CHECK(run(common + " --exp-name x --projection-layer-type attention", dir / "f.log") != 0);
+  CHECK(slurp(dir / "f.log").find("'attention' is not known") != std::string::npos);
+  fs::remove_all(dir);
+}
