@@ -21,6 +21,7 @@
 #include <string>
 
 #include <irepa/irepa.hpp>
+#include <irepa/data/fashion_mnist.hpp>
 #include <irepa/data/loader.hpp>
 #include <irepa/data/sampler.hpp>
 #include <irepa/data/shards.hpp>
@@ -36,7 +37,7 @@ namespace fs = std::filesystem;
 
 struct Options {
   // logging and run
-  std::string output_dir = "exps", exp_name = "sit", data_dir;
+  std::string output_dir = "exps", exp_name = "sit", data_dir, dataset = "shards";
   std::int64_t sampling_steps = 0, resume_step = 0, n_samples = 16, checkpointing_steps = 50000, log_every = 100;
   std::int64_t seed = 0;
   int threads = 0;
@@ -82,6 +83,7 @@ std::vector<Flag> flags(Options& o) {
   return {
       flag("output-dir", o.output_dir, "folder for runs"),
       flag("exp-name", o.exp_name, "run name (a folder under --output-dir)"),
+      flag("dataset", o.dataset, "shards (--data-dir) or fashion-mnist (Debian's package; no target encoder yet)"),
       flag("data-dir", o.data_dir, "folder of safetensors shards: latents or images, labels, features.<encoder>"),
       flag("sampling-steps", o.sampling_steps, "write a sample grid every N steps (0: never)"),
       flag("resume-step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
@@ -139,7 +141,8 @@ void apply_yaml(const std::string& path, std::vector<Flag>& fl) {
   }
 }
 
-SiTConfig model_config(const Options& o, const data::ShardedDataset& ds) {
+template <class Dataset>
+SiTConfig model_config(const Options& o, const Dataset& ds) {
   static const std::map<std::string, std::array<int, 3>> sizes = {
       {"S", {S::depth, S::hidden, S::heads}}, {"B", {B::depth, B::hidden, B::heads}},
       {"L", {L::depth, L::hidden, L::heads}}, {"XL", {XL::depth, XL::hidden, XL::heads}}};
@@ -171,8 +174,8 @@ SiTConfig model_config(const Options& o, const data::ShardedDataset& ds) {
 
 std::string step_name(std::int64_t s) { return fmt::format("{:07d}", s); }
 
-template <class Model>
-int train(const Options& o, const SiTConfig& cfg, typename Model::head_type head, const data::ShardedDataset& ds,
+template <class Model, class Dataset>
+int train(const Options& o, const SiTConfig& cfg, typename Model::head_type head, const Dataset& ds,
           const nlohmann::json& config_json) {
   CpuContext ctx(o.threads);
   Model model(cfg, head);
@@ -208,7 +211,7 @@ int train(const Options& o, const SiTConfig& cfg, typename Model::head_type head
           if (epoch != cached_epoch) perm = data::epoch_permutation(N, static_cast<std::uint64_t>(o.seed), cached_epoch = epoch);
           idx.push_back(perm[static_cast<std::size_t>(off)]);
         }
-        return ds.get<float>(idx);
+        return ds.template get<float>(idx);
       },
       step);
   RateMeter meter(step);
@@ -273,17 +276,21 @@ int main(int argc, char** argv) {
   for (auto& f : fl) f.add(app);
   CLI11_PARSE(app, argc, argv);
   try {
-    IREPA_CHECK(!o.data_dir.empty(), "irepa-train: --data-dir is required (a folder of safetensors shards)");
     IREPA_CHECK(o.batch_size > 0 && o.max_train_steps > 0 && o.checkpointing_steps > 0 && o.log_every > 0,
                 "irepa-train: --batch-size, --max-train-steps, --checkpointing-steps and --log-every must be positive");
-    const data::ShardedDataset ds(o.data_dir);
-    const SiTConfig cfg = model_config(o, ds);
     nlohmann::json config_json;
     for (const auto& f : fl) config_json[f.name] = app.get_option("--" + f.name)->as<std::string>();
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
-    return with_head(choice, [&](auto head) {
-      return train<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head, ds, config_json);
-    });
+    auto run_on = [&](const auto& ds) {
+      const SiTConfig cfg = model_config(o, ds);
+      return with_head(choice, [&](auto head) {
+        return train<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head, ds, config_json);
+      });
+    };
+    if (o.dataset == "fashion-mnist") return run_on(data::ImageDataset::fashion_mnist(o.data_dir.empty() ? data::kFashionMnistDir : o.data_dir));
+    IREPA_CHECK(o.dataset == "shards", "irepa-train: --dataset '{}' is not known; expected shards or fashion-mnist", o.dataset);
+    IREPA_CHECK(!o.data_dir.empty(), "irepa-train: --data-dir is required (a folder of safetensors shards)");
+    return run_on(data::ShardedDataset(o.data_dir));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "irepa-train: %s\n", e.what());
     return 1;

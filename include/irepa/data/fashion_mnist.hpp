@@ -6,6 +6,7 @@
 #include <string>
 
 #include "irepa/data/idx.hpp"
+#include "irepa/data/shards.hpp"
 
 namespace irepa::data {
 
@@ -41,6 +42,46 @@ struct FashionMnist {
     }
     return d;
   }
+};
+
+/// Images held in memory with the ShardedDataset interface (kind "images", no target features):
+/// Fashion-MNIST as [N, 1, 28, 28].
+class ImageDataset {
+ public:
+  ImageDataset(Tensor<std::uint8_t> images, Tensor<std::int64_t> labels) : images_(std::move(images)), labels_(std::move(labels)) {
+    IREPA_CHECK(images_.rank() == 4 && labels_.rank() == 1 && labels_.size(0) == images_.size(0),
+                "ImageDataset: images {} and labels {} do not match ([N, C, H, W] and [N])", images_.shape().str(),
+                labels_.shape().str());
+    sample_ = Shape{images_.size(1), images_.size(2), images_.size(3)};
+  }
+  static ImageDataset fashion_mnist(const std::string& dir = kFashionMnistDir, const std::string& split = "train") {
+    FashionMnist d = FashionMnist::load(dir, split);
+    return ImageDataset(Tensor<std::uint8_t>::copy_of(d.images.cview().reshape(Shape{d.size(), 1, 28, 28})), std::move(d.labels));
+  }
+  std::int64_t size() const { return labels_.numel(); }
+  std::string kind() const { return "images"; }
+  const Shape& sample_shape() const { return sample_; }
+  std::vector<std::string> encoders() const { return {}; }
+  Shape feature_shape(const std::string& e) const { fail("ImageDataset: no target features (asked for '{}')", e); }
+
+  template <class T>
+  ShardBatch<T> get(const std::vector<std::int64_t>& idx) const {
+    const auto B = static_cast<std::int64_t>(idx.size());
+    const std::int64_t n = sample_.numel();
+    ShardBatch<T> b{Tensor<T>(Shape{B, sample_[0], sample_[1], sample_[2]}), Tensor<std::int64_t>(Shape{B}), {}};
+    for (std::int64_t i = 0; i < B; ++i) {
+      const std::int64_t g = idx[static_cast<std::size_t>(i)];
+      IREPA_CHECK(g >= 0 && g < size(), "ImageDataset: sample {} is outside the {} samples", g, size());
+      for (std::int64_t k = 0; k < n; ++k) b.x[i * n + k] = static_cast<T>(images_[g * n + k]);
+      b.y[i] = labels_[g];
+    }
+    return b;
+  }
+
+ private:
+  Tensor<std::uint8_t> images_;
+  Tensor<std::int64_t> labels_;
+  Shape sample_;
 };
 
 }  // namespace irepa::data
