@@ -7,7 +7,7 @@
 //   irepa-train --data-dir shards/ --model SiT-B/2 --config configs/irepa.yaml --exp-name b2-irepa
 //   irepa-train ... --resume-step 50000            # continues bit-identically from a checkpoint
 //
-// Writes OUTPUT_DIR/EXP_NAME/: log.jsonl (every step's scalars), checkpoints/NNNNNNN.safetensors
+// Writes OUTPUT_DIR/EXP_NAME/: args.json (the resolved flags), log.jsonl (every step's scalars), checkpoints/NNNNNNN.safetensors
 // (model, EMA, optimizer, RNG, config), samples/NNNNNNN.png (EMA model, Euler ODE, when the data
 // has 1 or 3 channels), and a progress line on stdout.
 
@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -186,6 +187,11 @@ int train(const Options& o, const SiTConfig& cfg, typename Model::head_type head
   Philox rng(static_cast<std::uint64_t>(o.seed), 1);
   const fs::path run = fs::path(o.output_dir) / o.exp_name;
   fs::create_directories(run / "checkpoints");
+  {
+    std::ofstream args(run / "args.json");  // the resolved flags of this invocation
+    args << config_json.dump(2) << "\n";
+    IREPA_CHECK(args.good(), "irepa-train: cannot write '{}'", (run / "args.json").string());
+  }
   std::int64_t step = 0;
   if (o.resume_step > 0) {
     const auto path = (run / "checkpoints" / (step_name(o.resume_step) + ".safetensors")).string();

@@ -25,24 +25,26 @@ TEST_CASE("samplers match the reference's runs (Euler, Heun + CFG interval, Eule
 }
 
 namespace {
-/// Data x0 ~ N(mu, Sigma) in 2-D; the linear path's exact velocity E[n - x0 | x_t] at time t.
+/// Data x0 ~ N(mu, Sigma) in 2-D; the exact velocity E[d_alpha x0 + d_sigma n | x_t] of the path.
 struct Gaussian2 {
   double mu[2] = {1.5, -0.7};
   double S[2][2] = {{0.8, 0.3}, {0.3, 0.5}};
+  PathType path = PathType::Linear;
   Tensor<double> velocity(ConstView<double> x, double t) const {
-    // x_t ~ N((1-t) mu, V), V = (1-t)^2 S + t^2 I
-    const double a = 1 - t;
-    const double V00 = a * a * S[0][0] + t * t, V01 = a * a * S[0][1], V11 = a * a * S[1][1] + t * t;
+    // x_t = a x0 + s n ~ N(a mu, V), V = a^2 S + s^2 I
+    const PathCoefficients k = interpolant(path, t);
+    const double a = k.alpha, sg = k.sigma;
+    const double V00 = a * a * S[0][0] + sg * sg, V01 = a * a * S[0][1], V11 = a * a * S[1][1] + sg * sg;
     const double det = V00 * V11 - V01 * V01;
     const double I00 = V11 / det, I01 = -V01 / det, I11 = V00 / det;
     Tensor<double> v(x.shape());
     for (std::int64_t b = 0; b < x.size(0); ++b) {
       const double r0 = x(b, 0) - a * mu[0], r1 = x(b, 1) - a * mu[1];
-      const double w0 = I00 * r0 + I01 * r1, w1 = I01 * r0 + I11 * r1;  // V^-1 (x - (1-t) mu)
-      // E[x0 | x_t] = mu + a S w;  E[n | x_t] = t w
+      const double w0 = I00 * r0 + I01 * r1, w1 = I01 * r0 + I11 * r1;  // V^-1 (x - a mu)
+      // E[x0 | x_t] = mu + a S w;  E[n | x_t] = s w
       const double e0 = mu[0] + a * (S[0][0] * w0 + S[0][1] * w1), e1 = mu[1] + a * (S[0][1] * w0 + S[1][1] * w1);
-      v(b, 0) = t * w0 - e0;
-      v(b, 1) = t * w1 - e1;
+      v(b, 0) = k.d_alpha * e0 + k.d_sigma * sg * w0;
+      v(b, 1) = k.d_alpha * e1 + k.d_sigma * sg * w1;
     }
     return v;
   }
@@ -50,7 +52,9 @@ struct Gaussian2 {
 }  // namespace
 
 TEST_CASE("with the exact velocity of Gaussian data, the samplers reproduce its mean and covariance", "[samplers]") {
-  const Gaussian2 g;
+  Gaussian2 g;
+  const PathType path = GENERATE(PathType::Linear, PathType::Cosine);
+  g.path = path;
   const std::int64_t N = 20000;
   const auto z = test::randn<double>({N, 2});
   Tensor<std::int64_t> y(Shape{N});
@@ -62,6 +66,7 @@ TEST_CASE("with the exact velocity of Gaussian data, the samplers reproduce its 
     SamplerOptions o;
     o.kind = kind;
     o.num_steps = steps;
+    o.path = path;
     const auto x = sample(f, z, y, o, philox_noise(noise_rng));
     double m[2] = {0, 0}, c[2][2] = {{0, 0}, {0, 0}};
     for (std::int64_t b = 0; b < N; ++b)
@@ -69,7 +74,7 @@ TEST_CASE("with the exact velocity of Gaussian data, the samplers reproduce its 
     for (std::int64_t b = 0; b < N; ++b)
       for (int i = 0; i < 2; ++i)
         for (int j = 0; j < 2; ++j) c[i][j] += (x(b, i) - m[i]) * (x(b, j) - m[j]) / static_cast<double>(N - 1);
-    INFO("sampler " << static_cast<int>(kind) << " mean " << m[0] << ", " << m[1] << " cov " << c[0][0] << " " << c[0][1]
+    INFO("path " << name_of(path) << " sampler " << static_cast<int>(kind) << " mean " << m[0] << ", " << m[1] << " cov " << c[0][0] << " " << c[0][1]
                     << " " << c[1][1]);
     // Standard errors at N = 20000: ~0.006 for the means, ~1% for the covariances.
     for (int i = 0; i < 2; ++i) CHECK(std::abs(m[i] - g.mu[i]) < 0.04);

@@ -83,6 +83,9 @@ TEST_CASE("irepa-train: resume is bit-identical through the command line; YAML a
   std::int64_t lines = 0;
   for (std::string l; std::getline(log, l);) ++lines;
   CHECK(lines == 20);
+  const std::string args = slurp(dir / "out" / "straight" / "args.json");
+  CHECK(args.find("\"projection-layer-type\": \"conv\"") != std::string::npos);  // from the YAML file
+  CHECK(args.find("\"max-train-steps\": \"20\"") != std::string::npos);       // the command line won
 
   // The YAML file set max_train_steps 3 (no flag given): the run stops at 3.
   REQUIRE(run(common + " --exp-name from_yaml", dir / "c.log") == 0);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch timing of the same SiT training step irepa-bench-sit measures, for side-by-side runs.
+"""PyTorch timing of the SiT training step irepa-bench-train measures (forward, backward, clip,
+AdamW, EMA), for side-by-side runs.
 
 Uses the float64-checked model of scripts/golden/make_sit_golden.py (the reference's ops:
 F.linear, F.layer_norm, softmax attention, tanh-GELU, conv projector), here in float32, with
@@ -51,11 +52,20 @@ def main():
     y = torch.randint(0, 1000, (B,), generator=g)
     z = torch.randn(B, grid * grid, a.z_dim, generator=g)
 
+    trainable = [v for k, v in P.items() if k != "pos_embed"]
+    opt = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.0)
+    ema = [v.detach().clone() for v in trainable]
+
     def step():
         for v in P.values():
             v.grad = None
         r = ref.objective(P, c, x, noise, t, y, [z])
         r["total_loss"].backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, v in zip(ema, trainable):
+                e.mul_(0.9999).add_(v, alpha=1 - 0.9999)
 
     def forward():
         with torch.no_grad():

@@ -1,0 +1,108 @@
+// irepa-bench-train: the whole training step of SiT with an alignment head, as irepa-train runs
+// it (forward, losses, backward, grad-norm clip, AdamW, EMA), timed after warm-up. Prints one
+// table row: model, head, batch, threads, median and best step time, img/s.
+//
+//   irepa-bench-train --device cpu --model SiT-B/2 --batch-size 4
+//   irepa-bench-train --model SiT-S/2 --head repa --batch-size 16 --steps 10
+//
+// Compare with benchmarks/reference/sit_step_torch.py (the same step in PyTorch) in the same run.
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "irepa/align/dispatch.hpp"
+#include "irepa/diffusion/sit_loss.hpp"
+#include "irepa/models/sit.hpp"
+#include "irepa/nn/embedders.hpp"
+#include "irepa/train/optim.hpp"
+
+namespace {
+
+using namespace irepa;
+
+struct Options {
+  std::string device = "cpu", model = "SiT-B/2", head = "irepa";
+  std::int64_t batch = 4, input_size = 32, z_dim = 768, encoder_depth = 4;
+  int steps = 5, warmup = 1, threads = 0;
+};
+
+template <class Model>
+void run(const Options& o, const SiTConfig& cfg, typename Model::head_type head) {
+  CpuContext ctx(o.threads);
+  Model m(cfg, head);
+  m.init(1);
+  AdamW<float> opt(m.params(), AdamWOptions{.lr = 1e-4});
+  Ema<float> ema(m.params(), 0.9999);
+  Philox rng(2);
+  Tensor<float> x(Shape{o.batch, cfg.in_channels, cfg.input_size, cfg.input_size}), z(Shape{o.batch, m.grid.tokens(), o.z_dim});
+  Tensor<std::int64_t> y(Shape{o.batch});
+  rng.normal(x.view());
+  rng.normal(z.view());
+  rng.randint(y.view(), 0, cfg.num_classes);
+  SiTObjective obj{.proj_coeff = o.head == "irepa" ? 1.0 : 0.5};
+  std::vector<double> times;
+  for (int s = 1; s <= o.warmup + o.steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Tensor<std::int64_t> labels = y.clone();
+    nn::drop_labels(rng, labels.view(), 0.1, cfg.num_classes);
+    m.params().zero_grad();
+    sit_loss(ctx, m, obj, SiTBatch<float>{x, labels, {z}}, rng);
+    clip_grad_norm(ctx, m.params(), 1.0);
+    opt.step(ctx, m.params(), 1e-4);
+    ema.update(ctx, m.params(), s);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s > o.warmup) times.push_back(dt);
+  }
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  std::printf("| model | head | batch | threads | params | median step | best step | img/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  std::printf("| %s | %s | %lld | %d | %.1fM | %.3f s | %.3f s | %.3f |\n", o.model.c_str(), o.head.c_str(),
+              static_cast<long long>(o.batch), ctx.threads(), static_cast<double>(m.num_params()) / 1e6, median, times.front(),
+              static_cast<double>(o.batch) / median);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"irepa-bench-train: the whole SiT training step (forward, backward, clip, AdamW, EMA), timed"};
+  app.add_option("--device", o.device, "cpu (the CUDA backend is not built yet)")->capture_default_str();
+  app.add_option("--model", o.model, "SiT-S/2, SiT-B/2, SiT-L/2, SiT-XL/2 (patch 2, 4 or 8)")->capture_default_str();
+  app.add_option("--head", o.head, "irepa (conv 3x3 + z-score) or repa (MLP)")->check(CLI::IsMember({"irepa", "repa"}))->capture_default_str();
+  app.add_option("--batch-size", o.batch, "images per step")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--input-size", o.input_size, "latent height = width")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--z-dim", o.z_dim, "target encoder width")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--encoder-depth", o.encoder_depth, "aligned block")->capture_default_str();
+  app.add_option("--steps", o.steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str();
+  app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    IREPA_CHECK(o.device == "cpu", "irepa-bench-train: --device '{}' is not available in this build (cpu only so far)", o.device);
+    static const std::map<std::string, std::array<int, 3>> sizes = {
+        {"S", {S::depth, S::hidden, S::heads}}, {"B", {B::depth, B::hidden, B::heads}},
+        {"L", {L::depth, L::hidden, L::heads}}, {"XL", {XL::depth, XL::hidden, XL::heads}}};
+    const auto dash = o.model.find('-'), slash = o.model.find('/');
+    IREPA_CHECK(o.model.rfind("SiT-", 0) == 0 && slash != std::string::npos && sizes.contains(o.model.substr(dash + 1, slash - dash - 1)),
+                "irepa-bench-train: --model '{}' is not known; expected SiT-S/2, SiT-B/2, SiT-L/2 or SiT-XL/2", o.model);
+    const auto& z = sizes.at(o.model.substr(dash + 1, slash - dash - 1));
+    SiTConfig cfg;
+    cfg.input_size = o.input_size;
+    cfg.z_dims = {o.z_dim};
+    cfg.encoder_depth = o.encoder_depth;
+    cfg.kernel_size = 3;
+    cfg.depth = z[0], cfg.hidden_size = z[1], cfg.num_heads = z[2], cfg.patch_size = std::stoll(o.model.substr(slash + 1));
+    const HeadChoice choice{.projection = o.head == "irepa" ? "conv" : "mlp", .spnorm = o.head == "irepa" ? "zscore" : "none"};
+    with_head(choice, [&](auto head) { run<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head); });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
