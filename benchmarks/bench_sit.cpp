@@ -116,9 +116,6 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&bargc, bargv.data());
 
   try {
-    static const std::map<std::string, std::array<int, 3>> sizes = {
-        {"S", {S::depth, S::hidden, S::heads}}, {"B", {B::depth, B::hidden, B::heads}},
-        {"L", {L::depth, L::hidden, L::heads}}, {"XL", {XL::depth, XL::hidden, XL::heads}}};
     SiTConfig cfg;
     cfg.input_size = o.input_size;
     cfg.in_channels = o.in_channels;
@@ -128,12 +125,7 @@ int main(int argc, char** argv) {
     if (o.model == "custom") {
       cfg.depth = o.depth, cfg.hidden_size = o.hidden, cfg.num_heads = o.heads, cfg.patch_size = o.patch;
     } else {
-      const auto slash = o.model.find('/');
-      IREPA_CHECK(slash != std::string::npos && sizes.contains(o.model.substr(0, slash)),
-                  "--model '{}' is not known; expected S/2, B/2, L/2, XL/2 (patch 2, 4 or 8) or custom", o.model);
-      const auto& s = sizes.at(o.model.substr(0, slash));
-      cfg.depth = s[0], cfg.hidden_size = s[1], cfg.num_heads = s[2];
-      cfg.patch_size = std::stoll(o.model.substr(slash + 1));
+      apply_model_name(cfg, o.model);
     }
     static CpuContext ctx(o.threads);
     if (o.dtype == "float")

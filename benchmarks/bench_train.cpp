@@ -85,19 +85,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     IREPA_CHECK(o.device == "cpu", "irepa-bench-train: --device '{}' is not available in this build (cpu only so far)", o.device);
-    static const std::map<std::string, std::array<int, 3>> sizes = {
-        {"S", {S::depth, S::hidden, S::heads}}, {"B", {B::depth, B::hidden, B::heads}},
-        {"L", {L::depth, L::hidden, L::heads}}, {"XL", {XL::depth, XL::hidden, XL::heads}}};
-    const auto dash = o.model.find('-'), slash = o.model.find('/');
-    IREPA_CHECK(o.model.rfind("SiT-", 0) == 0 && slash != std::string::npos && sizes.contains(o.model.substr(dash + 1, slash - dash - 1)),
-                "irepa-bench-train: --model '{}' is not known; expected SiT-S/2, SiT-B/2, SiT-L/2 or SiT-XL/2", o.model);
-    const auto& z = sizes.at(o.model.substr(dash + 1, slash - dash - 1));
     SiTConfig cfg;
     cfg.input_size = o.input_size;
     cfg.z_dims = {o.z_dim};
     cfg.encoder_depth = o.encoder_depth;
     cfg.kernel_size = 3;
-    cfg.depth = z[0], cfg.hidden_size = z[1], cfg.num_heads = z[2], cfg.patch_size = std::stoll(o.model.substr(slash + 1));
+    apply_model_name(cfg, o.model);
     const HeadChoice choice{.projection = o.head == "irepa" ? "conv" : "mlp", .spnorm = o.head == "irepa" ? "zscore" : "none"};
     with_head(choice, [&](auto head) { run<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head); });
   } catch (const std::exception& e) {

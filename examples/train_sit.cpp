@@ -144,9 +144,6 @@ void apply_yaml(const std::string& path, std::vector<Flag>& fl) {
 
 template <class Dataset>
 SiTConfig model_config(const Options& o, const Dataset& ds) {
-  static const std::map<std::string, std::array<int, 3>> sizes = {
-      {"S", {S::depth, S::hidden, S::heads}}, {"B", {B::depth, B::hidden, B::heads}},
-      {"L", {L::depth, L::hidden, L::heads}}, {"XL", {XL::depth, XL::hidden, XL::heads}}};
   SiTConfig c;
   const Shape& s = ds.sample_shape();
   IREPA_CHECK(s.rank() == 3 && s[1] == s[2], "irepa-train: samples have shape {}, expected square [C, H, H]", s.str());
@@ -162,13 +159,7 @@ SiTConfig model_config(const Options& o, const Dataset& ds) {
   if (o.model == "custom") {
     c.depth = o.depth, c.hidden_size = o.hidden_size, c.num_heads = o.num_heads, c.patch_size = o.patch_size;
   } else {
-    const auto dash = o.model.find('-'), slash = o.model.find('/');
-    IREPA_CHECK(o.model.rfind("SiT-", 0) == 0 && slash != std::string::npos && sizes.contains(o.model.substr(dash + 1, slash - dash - 1)),
-                "irepa-train: --model '{}' is not known; expected SiT-S/2, SiT-B/2, SiT-L/2, SiT-XL/2 (patch 2, 4, 8) or custom",
-                o.model);
-    const auto& z = sizes.at(o.model.substr(dash + 1, slash - dash - 1));
-    c.depth = z[0], c.hidden_size = z[1], c.num_heads = z[2];
-    c.patch_size = std::stoll(o.model.substr(slash + 1));
+    apply_model_name(c, o.model);
   }
   return c;
 }

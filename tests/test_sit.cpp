@@ -419,3 +419,13 @@ TEST_CASE("The golden checker notices a wrong number, a missing gradient and an 
     std::filesystem::remove(path);
   }
 }
+
+TEST_CASE("model names as the reference's --model flag", "[sit]") {
+  SiTConfig c;
+  apply_model_name(c, "SiT-XL/2");
+  CHECK((c.depth == 28 && c.hidden_size == 1152 && c.num_heads == 16 && c.patch_size == 2));
+  apply_model_name(c, "B/4");
+  CHECK((c.depth == 12 && c.hidden_size == 768 && c.num_heads == 12 && c.patch_size == 4));
+  REQUIRE_IREPA_ERROR(apply_model_name(c, "SiT-M/2"), "'SiT-M/2' is not known");
+  REQUIRE_IREPA_ERROR(apply_model_name(c, "SiT-S/3"), "patch size must be 2, 4 or 8");
+}

@@ -41,6 +41,32 @@ struct SiTConfig {
   std::int64_t depth = 0, hidden_size = 0, num_heads = 0, patch_size = 0;
 };
 
+/// Sets depth, width, heads and patch of cfg from a model name: "SiT-B/2" (or "B/2"), sizes S,
+/// B, L, XL and patch 2, 4 or 8, as the reference's --model flag.
+inline void apply_model_name(SiTConfig& cfg, std::string_view name) {
+  std::string_view n = name;
+  if (n.starts_with("SiT-")) n.remove_prefix(4);
+  const auto slash = n.find('/');
+  const std::string_view size = n.substr(0, slash);
+  const std::string_view patch = slash == std::string_view::npos ? std::string_view{} : n.substr(slash + 1);
+  auto set = [&](auto tag) {
+    using Sz = decltype(tag);
+    cfg.depth = Sz::depth, cfg.hidden_size = Sz::hidden, cfg.num_heads = Sz::heads;
+  };
+  if (size == "S")
+    set(S{});
+  else if (size == "B")
+    set(B{});
+  else if (size == "L")
+    set(L{});
+  else if (size == "XL")
+    set(XL{});
+  else
+    fail("model '{}' is not known; expected SiT-S/2, SiT-B/2, SiT-L/2 or SiT-XL/2 (patch 2, 4 or 8)", name);
+  IREPA_CHECK(patch == "2" || patch == "4" || patch == "8", "model '{}': patch size must be 2, 4 or 8", name);
+  cfg.patch_size = patch[0] - '0';
+}
+
 namespace detail {
 inline std::int64_t resolve_size(const char* what, int fixed, std::int64_t configured) {
   if (fixed > 0) {
