@@ -32,21 +32,10 @@ struct Row {
   double tol;
 };
 
-/// ||ours - ref|| / ||ref|| over a list of values (NaN positions must agree).
+/// The library's relative error (NaN positions must agree) on a list of values.
 double rel_error(const std::vector<double>& ours, const Tensor<double>& ref) {
-  IREPA_CHECK(static_cast<std::int64_t>(ours.size()) == ref.numel(), "golden-check: {} values against {} in the file", ours.size(),
-              ref.numel());
-  double d = 0, n = 0;
-  for (std::int64_t i = 0; i < ref.numel(); ++i) {
-    const double a = ours[static_cast<std::size_t>(i)], b = ref[i];
-    if (std::isnan(a) || std::isnan(b)) {
-      if (std::isnan(a) != std::isnan(b)) return INFINITY;
-      continue;
-    }
-    d += (a - b) * (a - b);
-    n += b * b;
-  }
-  return n > 0 ? std::sqrt(d / n) : std::sqrt(d);
+  return golden::rel_error<double>(TensorView<const double>(ours.data(), Shape{static_cast<std::int64_t>(ours.size())}),
+                                   ref.cview().reshape(Shape{ref.numel()}));
 }
 
 std::vector<Row> check_spatial_metrics(const io::SafeTensorsFile& f, const nlohmann::json& cfg) {
