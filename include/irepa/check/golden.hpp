@@ -16,6 +16,7 @@
 #include "irepa/diffusion/samplers.hpp"
 #include "irepa/diffusion/sit_loss.hpp"
 #include "irepa/io/safetensors.hpp"
+#include "irepa/models/hog.hpp"
 #include "irepa/models/sit.hpp"
 
 namespace irepa::golden {
@@ -101,6 +102,47 @@ inline SiTSetup sit_setup(const nlohmann::json& c) {
     fail("golden: SiT config has a value of the wrong type: {}", e.what());
   }
   return s;
+}
+
+/// The HOG encoder config of an `encoder:hog` golden file; keys it does not know, a block norm
+/// other than L2-Hys, or orientations that disagree with dim / cells_per_block^2 are errors.
+inline HogConfig hog_setup(const nlohmann::json& c) {
+  static const std::set<std::string> known = {"resolution", "grid", "dim", "pixels_per_cell", "cells_per_block",
+                                              "orientations", "block_norm", "gray"};
+  for (const auto& [k, v] : c.items()) IREPA_CHECK(known.contains(k), "golden: HOG config key '{}' is not known", k);
+  HogConfig h;
+  try {
+    h.resolution = c.at("resolution").get<std::int64_t>();
+    h.grid = c.at("grid").get<std::int64_t>();
+    h.dim = c.at("dim").get<std::int64_t>();
+    h.pixels_per_cell = c.value("pixels_per_cell", std::int64_t{2});
+    h.cells_per_block = c.value("cells_per_block", std::int64_t{4});
+    const std::string norm = c.value("block_norm", std::string("L2-Hys"));
+    IREPA_CHECK(norm == "L2-Hys", "golden: HOG block_norm '{}' is not implemented (L2-Hys is)", norm);
+  } catch (const nlohmann::json::exception& e) {
+    fail("golden: HOG config is missing a key or has a wrong type: {}", e.what());
+  }
+  h.validate();
+  if (c.contains("orientations"))
+    IREPA_CHECK(c.at("orientations").get<std::int64_t>() == h.orientations(),
+                "golden: HOG config says {} orientations, but dim {} over {}x{} cells per block gives {}",
+                c.at("orientations").get<std::int64_t>(), h.dim, h.cells_per_block, h.cells_per_block, h.orientations());
+  return h;
+}
+
+/// Runs the HOG encoder of an `encoder:hog` golden file (float32, as the reference); rows for the
+/// grey image and the patch tokens.
+inline std::vector<Row> check_hog(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
+  const HogEncoder enc(hog_setup(config_of(f)));
+  const auto u8 = f.load<std::uint8_t>("inputs/image");  // [B, 3, H, W]
+  Tensor<float> images(u8.shape());
+  for (std::int64_t i = 0; i < u8.numel(); ++i) images[i] = static_cast<float>(u8[i]);
+  Tensor<float> gray;
+  const auto tokens = enc.encode(ctx, images, &gray);
+  std::vector<Row> rows;
+  if (f.contains("outputs/gray")) rows.push_back({"outputs/gray", rel_error<float>(gray, f.load<double>("outputs/gray").cview()), tol});
+  rows.push_back({"outputs/patch_tokens", rel_error<float>(tokens, f.load<double>("outputs/patch_tokens").cview()), tol});
+  return rows;
 }
 
 /// Runs the SiT objective of a golden file in T; one row per output and per parameter gradient.

@@ -1,0 +1,100 @@
+// Target encoders: the weight-free HOG encoder against the reference's golden file and
+// scikit-image cases (tests/data/golden/hog_extra_*), its name parsing, and what HOG means.
+
+#include <irepa/check/golden.hpp>
+#include <irepa/models/hog.hpp>
+
+#include "test_support.hpp"
+
+using namespace irepa;
+
+namespace {
+
+const std::filesystem::path kExtra = std::filesystem::path(IREPA_TEST_DATA_DIR) / "golden";
+
+Tensor<float> random_images(std::int64_t B, std::int64_t C, std::int64_t H) {
+  auto t = test::rand_uniform<float>(Shape{B, C, H, H}, 0.0f, 255.0f);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t[i] = std::floor(t[i]);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("HOG encoder matches the reference's golden file and scikit-image cases", "[hog][golden]") {
+  std::vector<std::filesystem::path> files;
+  if (test::have_golden()) files.push_back(test::golden_dir() / "encoder_hog_g8_d32.safetensors");
+  for (const auto& e : std::filesystem::directory_iterator(kExtra))
+    if (e.path().filename().string().starts_with("hog_extra_")) files.push_back(e.path());
+  REQUIRE(files.size() >= 3);
+  for (const auto& p : files) {
+    io::SafeTensorsFile f(p.string());
+    for (const auto& r : golden::check_hog(f, 1e-5)) {
+      INFO(p.filename().string() << " " << r.name << " rel " << r.rel);
+      CHECK(r.ok());
+    }
+  }
+}
+
+TEST_CASE("HOG names follow the reference (hog-x-g16_d128) and bad ones are errors", "[hog]") {
+  const auto c = parse_hog_name("hog-x-g16_d128", 256);
+  CHECK(c.grid == 16);
+  CHECK(c.dim == 128);
+  CHECK(c.orientations() == 8);
+  CHECK(c.pixels_per_cell == 2);
+  CHECK(c.cells_per_block == 4);
+  CHECK(c.blocks() == 125);
+  CHECK(c.name() == "hog-x-g16_d128");
+  const auto d = parse_hog_name("hog-x-g6_d36_ppc1_cb3", 24);
+  CHECK(d.orientations() == 4);
+  CHECK(d.name() == "hog-x-g6_d36_ppc1_cb3");
+  CHECK(parse_hog_name("g8_d32", 64).grid == 8);
+  REQUIRE_IREPA_ERROR(parse_hog_name("hog-x-g16_d100", 256), "dim 100", "multiple of cells_per_block^2 = 16");
+  REQUIRE_IREPA_ERROR(parse_hog_name("hog-x-g16_q3", 256), "part 'q3' is not known");
+  REQUIRE_IREPA_ERROR(parse_hog_name("hog-x-gA_d128", 256), "part 'gA'");
+  REQUIRE_IREPA_ERROR(parse_hog_name("hog-x-g16_d128", 6), "resolution 6", "fewer than a block");
+  REQUIRE_IREPA_ERROR(parse_hog_name("hog-g16", 256), "expected hog-<arch>-<config>");
+}
+
+TEST_CASE("HOG puts a ramp's gradient in the bin of its direction", "[hog]") {
+  // Intensity rising along x: every gradient points at 0 degrees (bin 0); along y: 90 degrees,
+  // the first bin of the second half. Border pixels have no gradient.
+  const HogEncoder enc(HogConfig{.resolution = 16, .grid = 2, .dim = 64, .pixels_per_cell = 2, .cells_per_block = 4});
+  const std::int64_t nb = enc.config().orientations(), NB = enc.config().blocks(), R = 16;
+  REQUIRE(nb == 4);
+  for (const bool along_x : {true, false}) {
+    const float slope = test::rand_uniform<float>(Shape{1}, 0.01f, 0.05f)[0];
+    std::vector<float> g(static_cast<std::size_t>(R * R));
+    for (std::int64_t y = 0; y < R; ++y)
+      for (std::int64_t x = 0; x < R; ++x) g[static_cast<std::size_t>(y * R + x)] = slope * static_cast<float>(along_x ? x : y);
+    const auto blocks = enc.blocks(g.data());  // [NB, NB, 4*4*nb]
+    const std::int64_t want = along_x ? 0 : nb / 2;
+    double in_bin = 0, elsewhere = 0;
+    for (std::int64_t p = 0; p < NB * NB * 16; ++p)
+      for (std::int64_t o = 0; o < nb; ++o) (o == want ? in_bin : elsewhere) += blocks[static_cast<std::size_t>(p * nb + o)];
+    CHECK(in_bin > 1.0);
+    CHECK(elsewhere == 0.0);
+  }
+}
+
+TEST_CASE("HOG tokens: a grey image equals its RGB copy; shapes and errors", "[hog]") {
+  CpuContext ctx(2);
+  const HogEncoder enc("hog-x-g4_d32", 20);
+  const auto grey = random_images(3, 1, 23);
+  Tensor<float> rgb(Shape{3, 3, 23, 23});
+  for (std::int64_t b = 0; b < 3; ++b)
+    for (std::int64_t c = 0; c < 3; ++c)
+      for (std::int64_t i = 0; i < 23 * 23; ++i) rgb[(b * 3 + c) * 23 * 23 + i] = grey[b * 23 * 23 + i];
+  const auto a = enc.encode(ctx, grey), b = enc.encode(ctx, rgb);
+  REQUIRE(a.shape() == Shape{3, 16, 32});
+  for (std::int64_t i = 0; i < a.numel(); ++i) REQUIRE(a[i] == b[i]);
+  // Per-block vectors are unit before the resize; their bilinear mixes have norm <= 1.
+  for (std::int64_t t = 0; t < 3 * 16; ++t) {
+    double s = 0;
+    for (std::int64_t d = 0; d < 32; ++d) s += double(a[t * 32 + d]) * a[t * 32 + d];
+    CHECK(std::sqrt(s) <= 1.0 + 1e-6);
+    CHECK(std::sqrt(s) > 0.2);
+  }
+  // Images differ -> tokens differ (the encoder looks at its input).
+  CHECK(test::rel_error(enc.encode(ctx, random_images(3, 1, 23)), a) > 0.05);
+  REQUIRE_IREPA_ERROR(enc.encode(ctx, random_images(2, 2, 23)), "expected contiguous [B, 3 or 1, H, W]", "[2, 2, 23, 23]");
+}
