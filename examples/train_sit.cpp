@@ -30,6 +30,7 @@
 #include <irepa/train/checkpoint.hpp>
 #include <irepa/train/logger.hpp>
 #include <irepa/train/optim.hpp>
+#include <irepa/train/sit_trainer.hpp>
 
 namespace {
 
@@ -39,7 +40,7 @@ namespace fs = std::filesystem;
 struct Options {
   // logging and run
   std::string output_dir = "exps", exp_name = "sit", data_dir, dataset = "shards";
-  std::int64_t sampling_steps = 0, resume_step = 0, n_samples = 16, checkpointing_steps = 50000, log_every = 100;
+  std::int64_t sampling_steps = 0, resume_step = 0, checkpointing_steps = 50000, log_every = 100;
   std::int64_t seed = 0;
   int threads = 0;
   // model
@@ -57,7 +58,36 @@ struct Options {
   std::string path_type = "linear", weighting = "uniform", spnorm_method = "none";
   double cfg_prob = 0.1, proj_coeff = 0.5, zscore_alpha = 0.6;
   int sample_steps = 50;
+  double cfg_scale = 1.0;
+  std::int64_t samples_per_class = 8;
+  std::string enc_type;  // online target encoders, comma-separated
 };
+
+SiTTrainerOptions trainer_options(const Options& o) {
+  return {.run_dir = (std::filesystem::path(o.output_dir) / o.exp_name).string(),
+          .batch_size = o.batch_size,
+          .max_train_steps = o.max_train_steps,
+          .seed = o.seed,
+          .checkpointing_steps = o.checkpointing_steps,
+          .sampling_steps = o.sampling_steps,
+          .resume_step = o.resume_step,
+          .log_every = o.log_every,
+          .num_classes = o.num_classes,
+          .learning_rate = o.learning_rate,
+          .adam_beta1 = o.adam_beta1,
+          .adam_beta2 = o.adam_beta2,
+          .adam_weight_decay = o.adam_weight_decay,
+          .adam_epsilon = o.adam_epsilon,
+          .max_grad_norm = o.max_grad_norm,
+          .ema_decay = o.ema_decay,
+          .ema_update_freq = o.ema_update_freq,
+          .cfg_prob = o.cfg_prob,
+          .objective = {.path = parse_path_type(o.path_type), .weighting = parse_time_sampling(o.weighting), .proj_coeff = o.proj_coeff},
+          .classes_in_grid = std::min<std::int64_t>(o.num_classes, 10),
+          .samples_per_class = o.samples_per_class,
+          .sample_steps = o.sample_steps,
+          .cfg_scale = o.cfg_scale};
+}
 
 /// Every flag: its name, a setter from text, and its help. One table feeds both the command
 /// line and the YAML file, so the two accept exactly the same keys.
@@ -84,11 +114,13 @@ std::vector<Flag> flags(Options& o) {
   return {
       flag("output-dir", o.output_dir, "folder for runs"),
       flag("exp-name", o.exp_name, "run name (a folder under --output-dir)"),
-      flag("dataset", o.dataset, "shards (--data-dir) or fashion-mnist (Debian's package; no target encoder yet)"),
+      flag("dataset", o.dataset, "shards (--data-dir) or fashion-mnist (Debian's package; targets from --enc-type)"),
       flag("data-dir", o.data_dir, "folder of safetensors shards: latents or images, labels, features.<encoder>"),
       flag("sampling-steps", o.sampling_steps, "write a sample grid every N steps (0: never)"),
       flag("resume-step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
-      flag("n-samples", o.n_samples, "images in each sample grid"),
+      flag("samples-per-class", o.samples_per_class, "sample grids: one row per class (up to 10), this many columns"),
+      flag("cfg-scale", o.cfg_scale, "classifier-free guidance scale of the sample grids"),
+      flag("enc-type", o.enc_type, "online target encoders, comma-separated (hog-x-g16_d128; grid = the model's token grid)"),
       flag("checkpointing-steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
       flag("log-every", o.log_every, "print the progress line every N steps"),
       flag("seed", o.seed, "seed of initialisation, data order, noise"),
@@ -143,7 +175,7 @@ void apply_yaml(const std::string& path, std::vector<Flag>& fl) {
 }
 
 template <class Dataset>
-SiTConfig model_config(const Options& o, const Dataset& ds) {
+SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<TargetEncoder>& online) {
   SiTConfig c;
   const Shape& s = ds.sample_shape();
   IREPA_CHECK(s.rank() == 3 && s[1] == s[2], "irepa-train: samples have shape {}, expected square [C, H, H]", s.str());
@@ -156,100 +188,13 @@ SiTConfig model_config(const Options& o, const Dataset& ds) {
   c.kernel_size = o.proj_kwargs_kernel_size;
   c.z_dims.clear();
   for (const auto& e : ds.encoders()) c.z_dims.push_back(ds.feature_shape(e)[1]);
+  for (const auto& e : online) c.z_dims.push_back(e.dim);
   if (o.model == "custom") {
     c.depth = o.depth, c.hidden_size = o.hidden_size, c.num_heads = o.num_heads, c.patch_size = o.patch_size;
   } else {
     apply_model_name(c, o.model);
   }
   return c;
-}
-
-std::string step_name(std::int64_t s) { return fmt::format("{:07d}", s); }
-
-template <class Model, class Dataset>
-int train(const Options& o, const SiTConfig& cfg, typename Model::head_type head, const Dataset& ds,
-          const nlohmann::json& config_json) {
-  CpuContext ctx(o.threads);
-  Model model(cfg, head);
-  model.init(static_cast<std::uint64_t>(o.seed));
-  AdamW<float> opt(model.params(), AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2,
-                                                .eps = o.adam_epsilon, .weight_decay = o.adam_weight_decay});
-  Ema<float> ema(model.params(), o.ema_decay, o.ema_update_freq);
-  Philox rng(static_cast<std::uint64_t>(o.seed), 1);
-  const fs::path run = fs::path(o.output_dir) / o.exp_name;
-  fs::create_directories(run / "checkpoints");
-  {
-    std::ofstream args(run / "args.json");  // the resolved flags of this invocation
-    args << config_json.dump(2) << "\n";
-    IREPA_CHECK(args.good(), "irepa-train: cannot write '{}'", (run / "args.json").string());
-  }
-  std::int64_t step = 0;
-  if (o.resume_step > 0) {
-    const auto path = (run / "checkpoints" / (step_name(o.resume_step) + ".safetensors")).string();
-    step = load_checkpoint(path, model, opt, {&ema}, rng).step;
-    std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step));
-  }
-  std::printf("SiT %lldx%lld, %lld heads, patch %lld: %lld parameters; %lld samples of %s %s; %zu target encoder(s)\n",
-              static_cast<long long>(model.depth), static_cast<long long>(model.hidden), static_cast<long long>(model.heads),
-              static_cast<long long>(model.patch), static_cast<long long>(model.num_params()), static_cast<long long>(ds.size()),
-              ds.kind().c_str(), ds.sample_shape().str().c_str(), cfg.z_dims.size());
-  JsonlLogger log((run / "log.jsonl").string());
-  SiTObjective obj{.path = parse_path_type(o.path_type), .weighting = parse_time_sampling(o.weighting), .proj_coeff = o.proj_coeff};
-  const bool images = ds.kind() == "images";
-  const std::int64_t B = o.batch_size, N = ds.size();
-  // Batch i (0-based) holds global samples i*B .. i*B + B - 1 in the order of their epochs.
-  data::PrefetchLoader<data::ShardBatch<float>> loader(
-      [&, B, N](std::int64_t i) {
-        std::vector<std::int64_t> idx;
-        std::uint64_t cached_epoch = ~0ULL;
-        std::vector<std::int64_t> perm;
-        for (std::int64_t k = i * B; k < (i + 1) * B; ++k) {
-          const auto [epoch, off] = data::epoch_and_offset(k, N);
-          if (epoch != cached_epoch) perm = data::epoch_permutation(N, static_cast<std::uint64_t>(o.seed), cached_epoch = epoch);
-          idx.push_back(perm[static_cast<std::size_t>(off)]);
-        }
-        return ds.template get<float>(idx);
-      },
-      step);
-  RateMeter meter(step);
-  for (++step; step <= o.max_train_steps; ++step) {
-    auto b = loader.next();
-    if (images) b.x.flat() = b.x.flat() * (1.0f / 127.5f) - 1.0f;
-    nn::drop_labels(rng, b.y.view(), o.cfg_prob, o.num_classes);
-    SiTBatch<float> batch{b.x, b.y, {}};
-    for (const auto& e : ds.encoders()) batch.zs.push_back(b.features.at(e));
-    model.params().zero_grad();
-    const auto st = sit_loss(ctx, model, obj, batch, rng);
-    const double gn = clip_grad_norm(ctx, model.params(), o.max_grad_norm);
-    opt.step(ctx, model.params(), o.learning_rate);
-    ema.update(ctx, model.params(), step);
-    log.log(step, {{"loss", st.total}, {"denoising_loss", st.denoising}, {"proj_loss", st.alignment}, {"grad_norm", gn},
-                   {"lr", o.learning_rate}});
-    if (step % o.log_every == 0 || step == o.max_train_steps) {
-      const double r = meter.rate(step, B);
-      std::printf("%s\n", progress_line(step, o.max_train_steps, r, r > 0 ? static_cast<double>((o.max_train_steps - step) * B) / r : NAN,
-                                        st.total, st.denoising, st.alignment, gn)
-                              .c_str());
-      std::fflush(stdout);
-    }
-    if (step % o.checkpointing_steps == 0 || step == o.max_train_steps)
-      save_checkpoint((run / "checkpoints" / (step_name(step) + ".safetensors")).string(), model, opt, {&ema}, rng,
-                      CheckpointInfo{.step = step, .config = config_json});
-    if (o.sampling_steps > 0 && step % o.sampling_steps == 0 && (cfg.in_channels == 1 || cfg.in_channels == 3)) {
-      Model ema_model(cfg, head);  // sampling uses the EMA weights
-      ema_model.params().values().copy_from(ema.values());
-      Philox srng(static_cast<std::uint64_t>(o.seed), 7);
-      Tensor<double> z(Shape{o.n_samples, cfg.in_channels, cfg.input_size, cfg.input_size});
-      Tensor<std::int64_t> y(Shape{o.n_samples});
-      srng.normal(z.view());
-      for (std::int64_t i = 0; i < o.n_samples; ++i) y[i] = i % o.num_classes;
-      SamplerOptions so{.kind = SamplerKind::Euler, .num_steps = o.sample_steps, .path = obj.path, .null_class = o.num_classes};
-      const auto x = sample(sit_velocity(ctx, ema_model), z, y, so);
-      fs::create_directories(run / "samples");
-      io::write_image_grid<double>((run / "samples" / (step_name(step) + ".png")).string(), x);
-    }
-  }
-  return 0;
 }
 
 }  // namespace
@@ -279,9 +224,18 @@ int main(int argc, char** argv) {
     for (const auto& f : fl) config_json[f.name] = app.get_option("--" + f.name)->as<std::string>();
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
-      const SiTConfig cfg = model_config(o, ds);
+      const auto online = make_target_encoders(o.enc_type, ds.sample_shape()[1]);
+      const SiTConfig cfg = model_config(o, ds, online);
       return with_head(choice, [&](auto head) {
-        return train<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head, ds, config_json);
+        CpuContext ctx(o.threads);
+        SiT<Dynamic, DynamicPatch, decltype(head), float> model(cfg, head);
+        model.init(static_cast<std::uint64_t>(o.seed));
+        std::printf("SiT %lldx%lld, %lld heads, patch %lld: %lld parameters; %lld samples of %s %s; %zu target encoder(s)\n",
+                    static_cast<long long>(model.depth), static_cast<long long>(model.hidden), static_cast<long long>(model.heads),
+                    static_cast<long long>(model.patch), static_cast<long long>(model.num_params()), static_cast<long long>(ds.size()),
+                    ds.kind().c_str(), ds.sample_shape().str().c_str(), cfg.z_dims.size());
+        train_sit(ctx, trainer_options(o), model, ds, online, config_json);
+        return 0;
       });
     };
     if (o.dataset == "fashion-mnist") return run_on(data::ImageDataset::fashion_mnist(o.data_dir.empty() ? data::kFashionMnistDir : o.data_dir));

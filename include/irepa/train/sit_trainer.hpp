@@ -1,0 +1,203 @@
+#pragma once
+// The SiT training loop of irepa-train and irepa-fashion, as a library function: data in a
+// deterministic order per (seed, epoch) through a prefetch thread, label dropout, alignment
+// targets from the dataset's precomputed features and/or online target encoders, the SiT
+// objective, clipping, AdamW, EMA, JSONL log, progress line, checkpoints, and class-conditional
+// sample grids from the EMA weights. Resuming from a checkpoint continues bit-identically.
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "irepa/data/loader.hpp"
+#include "irepa/data/sampler.hpp"
+#include "irepa/data/shards.hpp"
+#include "irepa/diffusion/samplers.hpp"
+#include "irepa/diffusion/sit_loss.hpp"
+#include "irepa/io/image_grid.hpp"
+#include "irepa/models/sit.hpp"
+#include "irepa/models/target_encoder.hpp"
+#include "irepa/nn/embedders.hpp"
+#include "irepa/train/checkpoint.hpp"
+#include "irepa/train/logger.hpp"
+#include "irepa/train/optim.hpp"
+
+namespace irepa {
+
+struct SiTTrainerOptions {
+  std::string run_dir = "exps/sit";  // args.json, log.jsonl, checkpoints/, samples/
+  std::int64_t batch_size = 256, max_train_steps = 400000, seed = 0;
+  std::int64_t checkpointing_steps = 50000, sampling_steps = 0, resume_step = 0, log_every = 100;
+  std::int64_t num_classes = 1000;
+  double learning_rate = 1e-4, adam_beta1 = 0.9, adam_beta2 = 0.999, adam_weight_decay = 0.0, adam_epsilon = 1e-8;
+  double max_grad_norm = 1.0, ema_decay = 0.9999;
+  std::int64_t ema_update_freq = 1;
+  double cfg_prob = 0.1;
+  SiTObjective objective{};
+  // sample grids: classes_in_grid rows (one class each), samples_per_class columns
+  std::int64_t classes_in_grid = 10, samples_per_class = 8;
+  int sample_steps = 50;
+  double cfg_scale = 1.0;
+  bool quiet = false;  // no progress line
+};
+
+struct TrainRecord {
+  std::int64_t step = 0;
+  double total = 0, denoising = 0, alignment = 0, grad_norm = 0;
+};
+
+template <class T>
+struct TrainResult {
+  std::vector<TrainRecord> history;  // every step of this invocation
+  Tensor<T> ema;                     // the EMA weights at the end (flat, arena order)
+  double seconds = 0;                // wall time of the steps
+  double images_per_second = 0;
+};
+
+/// Labels of a sample grid: `rows` classes, `cols` images each, row-major.
+inline Tensor<std::int64_t> class_grid_labels(std::int64_t rows, std::int64_t cols) {
+  Tensor<std::int64_t> y(Shape{rows * cols});
+  for (std::int64_t i = 0; i < rows * cols; ++i) y[i] = i / cols;
+  return y;
+}
+
+/// Class-conditional samples of a SiT (Euler ODE with classifier-free guidance) from noise
+/// drawn by Philox(seed, stream 7): x [N, C, H, W] in the data's scaled range.
+template <class Model>
+Tensor<double> sample_sit(const CpuContext& ctx, const Model& model, ConstView<std::int64_t> y, std::uint64_t seed, int steps,
+                          double cfg_scale, PathType path) {
+  const auto& c = model.config;
+  Philox srng(seed, 7);
+  Tensor<double> z(Shape{y.numel(), c.in_channels, c.input_size, c.input_size});  // [N, C, H, W]
+  srng.normal(z.view());
+  SamplerOptions so{.kind = SamplerKind::Euler, .num_steps = steps, .cfg_scale = cfg_scale, .path = path, .null_class = c.num_classes};
+  return sample(sit_velocity(ctx, model), z, y, so);
+}
+
+namespace detail {
+inline std::string step_name(std::int64_t s) { return fmt::format("{:07d}", s); }
+}  // namespace detail
+
+/// Trains `model` (already initialised) on `ds`. Alignment targets: the dataset's features (in
+/// ds.encoders() order) followed by each online encoder's tokens of the clean images; their
+/// number must equal the model's projectors. config_json goes into args.json and checkpoints.
+template <class Model, class Dataset>
+TrainResult<typename Model::scalar_type> train_sit(const CpuContext& ctx, const SiTTrainerOptions& o, Model& model, const Dataset& ds,
+                                                   const std::vector<TargetEncoder>& online, const nlohmann::json& config_json) {
+  namespace fs = std::filesystem;
+  using T = typename Model::scalar_type;
+  const SiTConfig& cfg = model.config;
+  const std::vector<std::string> stored = ds.encoders();
+  IREPA_CHECK(stored.size() + online.size() == cfg.z_dims.size(),
+              "train_sit: the model has {} projectors, but the data gives {} target(s) and {} online encoder(s)",
+              cfg.z_dims.size(), stored.size(), online.size());
+  const std::int64_t T_model = (cfg.input_size / cfg.patch_size) * (cfg.input_size / cfg.patch_size);
+  for (std::size_t j = 0; j < online.size(); ++j) {
+    const auto& e = online[j];
+    const auto zd = cfg.z_dims[stored.size() + j];
+    IREPA_CHECK(e.tokens == T_model && e.dim == zd,
+                "train_sit: encoder '{}' gives [{}, {}] tokens, expected [{}, {}] (the model's token grid and projector width)", e.name,
+                e.tokens, e.dim, T_model, zd);
+  }
+  const bool images = ds.kind() == "images";
+  IREPA_CHECK(online.empty() || images, "train_sit: online target encoders need image data, but the data holds {}", ds.kind());
+
+  AdamW<T> opt(model.params(), AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = o.adam_epsilon,
+                                            .weight_decay = o.adam_weight_decay});
+  Ema<T> ema(model.params(), o.ema_decay, o.ema_update_freq);
+  Philox rng(static_cast<std::uint64_t>(o.seed), 1);
+  const fs::path run(o.run_dir);
+  fs::create_directories(run / "checkpoints");
+  {
+    std::ofstream args(run / "args.json");  // the resolved settings of this invocation
+    args << config_json.dump(2) << "\n";
+    IREPA_CHECK(args.good(), "train_sit: cannot write '{}'", (run / "args.json").string());
+  }
+  std::int64_t step = 0;
+  if (o.resume_step > 0) {
+    const auto path = (run / "checkpoints" / (detail::step_name(o.resume_step) + ".safetensors")).string();
+    step = load_checkpoint(path, model, opt, {&ema}, rng).step;
+    if (!o.quiet) std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step));
+  }
+  JsonlLogger log((run / "log.jsonl").string());
+  const std::int64_t B = o.batch_size, N = ds.size();
+  IREPA_CHECK(B > 0 && N > 0, "train_sit: batch size {} over {} samples", B, N);
+  // Batch i (0-based) holds global samples i*B .. i*B + B - 1 in the order of their epochs.
+  data::PrefetchLoader<data::ShardBatch<T>> loader(
+      [&, B, N](std::int64_t i) {
+        std::vector<std::int64_t> idx;
+        std::uint64_t cached_epoch = ~0ULL;
+        std::vector<std::int64_t> perm;
+        for (std::int64_t k = i * B; k < (i + 1) * B; ++k) {
+          const auto [epoch, off] = data::epoch_and_offset(k, N);
+          if (epoch != cached_epoch) perm = data::epoch_permutation(N, static_cast<std::uint64_t>(o.seed), cached_epoch = epoch);
+          idx.push_back(perm[static_cast<std::size_t>(off)]);
+        }
+        return ds.template get<T>(idx);
+      },
+      step);
+  TrainResult<T> res;
+  RateMeter meter(step);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::int64_t first = step + 1;
+  for (++step; step <= o.max_train_steps; ++step) {
+    auto b = loader.next();
+    SiTBatch<T> batch{b.x, b.y, {}};
+    std::vector<Tensor<T>> online_z;
+    for (const auto& e : stored) batch.zs.push_back(b.features.at(e));
+    if (!online.empty()) {
+      Tensor<float> raw(b.x.shape());  // [B, C, H, W] in 0..255, before scaling
+      for (std::int64_t i = 0; i < raw.numel(); ++i) raw[i] = static_cast<float>(b.x[i]);
+      for (const auto& e : online) {
+        Tensor<float> z = e.encode(ctx, raw);  // [B, T, D]
+        Tensor<T> zt(z.shape());
+        for (std::int64_t i = 0; i < z.numel(); ++i) zt[i] = static_cast<T>(z[i]);
+        online_z.push_back(std::move(zt));
+      }
+      for (const auto& z : online_z) batch.zs.push_back(z);
+    }
+    if (images) b.x.flat() = b.x.flat() * T(1.0 / 127.5) - T(1);
+    nn::drop_labels(rng, b.y.view(), o.cfg_prob, o.num_classes);
+    model.params().zero_grad();
+    const auto st = sit_loss(ctx, model, o.objective, batch, rng);
+    const double gn = clip_grad_norm(ctx, model.params(), o.max_grad_norm);
+    opt.step(ctx, model.params(), o.learning_rate);
+    ema.update(ctx, model.params(), step);
+    log.log(step, {{"loss", st.total}, {"denoising_loss", st.denoising}, {"proj_loss", st.alignment}, {"grad_norm", gn},
+                   {"lr", o.learning_rate}});
+    res.history.push_back({step, st.total, st.denoising, st.alignment, gn});
+    if (!o.quiet && (step % o.log_every == 0 || step == o.max_train_steps)) {
+      const double r = meter.rate(step, B);
+      std::printf("%s\n", progress_line(step, o.max_train_steps, r, r > 0 ? static_cast<double>((o.max_train_steps - step) * B) / r : NAN,
+                                        st.total, st.denoising, st.alignment, gn)
+                              .c_str());
+      std::fflush(stdout);
+    }
+    if (step % o.checkpointing_steps == 0 || step == o.max_train_steps)
+      save_checkpoint((run / "checkpoints" / (detail::step_name(step) + ".safetensors")).string(), model, opt, {&ema}, rng,
+                      CheckpointInfo{.step = step, .config = config_json});
+    if (o.sampling_steps > 0 && step % o.sampling_steps == 0 && (cfg.in_channels == 1 || cfg.in_channels == 3)) {
+      Model ema_model(cfg, model.head);  // sampling uses the EMA weights
+      ema_model.params().values().copy_from(ema.values());
+      const auto y = class_grid_labels(std::min(o.classes_in_grid, o.num_classes), o.samples_per_class);
+      const auto x = sample_sit(ctx, ema_model, y, static_cast<std::uint64_t>(o.seed), o.sample_steps, o.cfg_scale, o.objective.path);
+      fs::create_directories(run / "samples");
+      io::write_image_grid<double>((run / "samples" / (detail::step_name(step) + ".png")).string(), x,
+                                   io::GridOptions{.columns = o.samples_per_class});
+    }
+  }
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::int64_t done = o.max_train_steps - first + 1;
+  res.images_per_second = done > 0 && res.seconds > 0 ? static_cast<double>(done * B) / res.seconds : 0;
+  res.ema = Tensor<T>::copy_of(ema.values());
+  return res;
+}
+
+}  // namespace irepa
