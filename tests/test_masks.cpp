@@ -119,6 +119,12 @@ TEST_CASE("image grids tile a batch with borders and map the value range to 0..2
   const std::int64_t i4 = ((4 * 3 + 1) * 4 + 0) * 6 + 0;
   CHECK(g(1 + 4 + 1, 1 + 6 + 1 + 1 - 1, 1) == std::lround(255.0 * (static_cast<double>(i4 % 7) / 6.0)));
   CHECK(g(10, 21, 2) == 255);  // the empty sixth cell stays background
+  // scale 3: every source pixel becomes a 3x3 block
+  const auto g3 = io::image_grid<float>(imgs, io::GridOptions{.columns = 3, .padding = 1, .scale = 3});
+  REQUIRE(g3.shape() == Shape{2 * 12 + 3, 3 * 18 + 4, 3});
+  for (std::int64_t y = 0; y < 12; ++y)
+    for (std::int64_t x = 0; x < 18; ++x) REQUIRE(g3(1 + y, 1 + x, 1) == g(1 + y / 3, 1 + x / 3, 1));
+  REQUIRE_IREPA_ERROR(io::image_grid<float>(imgs, io::GridOptions{.scale = 0}), "scale 0");
   const auto dir = temp_dir("irepa_grid");
   io::write_image_grid<float>((dir / "grid.png").string(), imgs);
   const auto back = io::read_png((dir / "grid.png").string());

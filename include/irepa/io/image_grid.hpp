@@ -14,6 +14,7 @@ struct GridOptions {
   std::int64_t padding = 2;
   double lo = -1.0, hi = 1.0;  // the value range mapped to 0..255 (clamped)
   std::uint8_t background = 255;
+  std::int64_t scale = 1;  // each pixel drawn as scale x scale (nearest), for small images
 };
 
 template <class T>
@@ -21,7 +22,9 @@ Tensor<std::uint8_t> image_grid(ConstView<T> images, const GridOptions& o = {}) 
   IREPA_CHECK(images.rank() == 4 && (images.size(1) == 1 || images.size(1) == 3) && images.is_contiguous(),
               "image_grid: images have shape {}, expected contiguous [N, 1 or 3, H, W]", images.shape().str());
   IREPA_CHECK(o.hi > o.lo, "image_grid: empty value range [{}, {}]", o.lo, o.hi);
-  const std::int64_t N = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
+  IREPA_CHECK(o.scale >= 1 && o.padding >= 0, "image_grid: scale {} and padding {} (expected >= 1 and >= 0)", o.scale, o.padding);
+  const std::int64_t N = images.size(0), C = images.size(1), s = o.scale, h = images.size(2), w = images.size(3);
+  const std::int64_t H = h * s, W = w * s;
   const std::int64_t cols = o.columns > 0 ? o.columns : static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(N))));
   const std::int64_t rows = (N + cols - 1) / cols, p = o.padding;
   const std::int64_t GH = rows * H + (rows + 1) * p, GW = cols * W + (cols + 1) * p;
@@ -32,7 +35,7 @@ Tensor<std::uint8_t> image_grid(ConstView<T> images, const GridOptions& o = {}) 
     for (std::int64_t c = 0; c < C; ++c)
       for (std::int64_t y = 0; y < H; ++y)
         for (std::int64_t x = 0; x < W; ++x) {
-          const double v = (static_cast<double>(images.data()[((n * C + c) * H + y) * W + x]) - o.lo) / (o.hi - o.lo);
+          const double v = (static_cast<double>(images.data()[((n * C + c) * h + y / s) * w + x / s]) - o.lo) / (o.hi - o.lo);
           const auto u = static_cast<std::uint8_t>(std::lround(std::clamp(std::isnan(v) ? 0.0 : v, 0.0, 1.0) * 255.0));
           g.data()[((y0 + y) * GW + x0 + x) * C + c] = u;
         }
