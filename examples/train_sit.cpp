@@ -61,6 +61,7 @@ struct Options {
   double cfg_scale = 1.0;
   std::int64_t samples_per_class = 8;
   std::string enc_type;  // online target encoders, comma-separated
+  std::string encoder_dir;  // ViT encoder weights: <dir>/<name>.safetensors
 };
 
 SiTTrainerOptions trainer_options(const Options& o) {
@@ -120,7 +121,9 @@ std::vector<Flag> flags(Options& o) {
       flag("resume-step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
       flag("samples-per-class", o.samples_per_class, "sample grids: one row per class (up to 10), this many columns"),
       flag("cfg-scale", o.cfg_scale, "classifier-free guidance scale of the sample grids"),
-      flag("enc-type", o.enc_type, "online target encoders, comma-separated (hog-x-g16_d128; grid = the model's token grid)"),
+      flag("enc-type", o.enc_type,
+           "online target encoders, comma-separated (hog-x-g16_d128, dinov2-vit-b, dinov2reg-vit-l, ...; grid = the model's token grid)"),
+      flag("encoder-dir", o.encoder_dir, "folder of converted ViT encoder weights <name>.safetensors (default $IREPA_ENCODER_DIR or ./encoders)"),
       flag("checkpointing-steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
       flag("log-every", o.log_every, "print the progress line every N steps"),
       flag("seed", o.seed, "seed of initialisation, data order, noise"),
@@ -224,7 +227,7 @@ int main(int argc, char** argv) {
     for (const auto& f : fl) config_json[f.name] = app.get_option("--" + f.name)->as<std::string>();
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
-      const auto online = make_target_encoders(o.enc_type, ds.sample_shape()[1]);
+      const auto online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
       const SiTConfig cfg = model_config(o, ds, online);
       return with_head(choice, [&](auto head) {
         CpuContext ctx(o.threads);

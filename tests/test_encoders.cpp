@@ -98,3 +98,105 @@ TEST_CASE("HOG tokens: a grey image equals its RGB copy; shapes and errors", "[h
   CHECK(test::rel_error(enc.encode(ctx, random_images(3, 1, 23)), a) > 0.05);
   REQUIRE_IREPA_ERROR(enc.encode(ctx, random_images(2, 2, 23)), "expected contiguous [B, 3 or 1, H, W]", "[2, 2, 23, 23]");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Resizing (encoder preprocessing) and the DINOv2 ViT.
+
+#include <irepa/models/target_encoder.hpp>
+#include <irepa/ops/resize.hpp>
+
+#include <nlohmann/json.hpp>
+
+TEST_CASE("interpolate matches torch's F.interpolate (bilinear / bicubic, with and without antialias)", "[resize]") {
+  io::SafeTensorsFile f((std::filesystem::path(IREPA_TEST_DATA_DIR) / "resize_cases.safetensors").string());
+  const auto cases = nlohmann::json::parse(*f.metadata("cases"));
+  REQUIRE(cases.size() == 8);
+  CpuContext ctx(2);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    const auto x = f.load<double>("case" + std::to_string(i) + "/input");
+    const auto want = f.load<double>("case" + std::to_string(i) + "/output");
+    const auto y = ops::interpolate<double>(ctx, x, c["size"][0], c["size"][1],
+                                            c["mode"] == "bicubic" ? ops::ResizeMode::Bicubic : ops::ResizeMode::Bilinear,
+                                            c["antialias"].get<bool>());
+    REQUIRE(y.shape() == want.shape());
+    INFO("case " << i << ": " << c.dump());
+    CHECK(test::rel_error(y, want) < 1e-13);
+  }
+  // A constant image stays constant under every mode (the weights sum to one).
+  Tensor<double> k(Shape{1, 1, 9, 13});
+  k.fill(test::rand_uniform<double>(Shape{1}, 1.0, 2.0)[0]);
+  for (auto mode : {ops::ResizeMode::Bilinear, ops::ResizeMode::Bicubic})
+    for (bool aa : {false, true}) {
+      const auto y = ops::interpolate<double>(ctx, k, 4, 20, mode, aa);
+      for (std::int64_t i = 0; i < y.numel(); ++i) REQUIRE(y[i] == Approx(k[0]).epsilon(1e-12));
+    }
+  REQUIRE_IREPA_ERROR(ops::interpolate<double>(ctx, Tensor<double>(Shape{3, 4}), 2, 2, ops::ResizeMode::Bilinear),
+                      "expected a contiguous [N, C, H, W]");
+}
+
+TEST_CASE("DINOv2 encoder matches the reference's golden files (double and float)", "[vit][golden]") {
+  if (!test::have_golden()) return;
+  for (const char* name : {"encoder_dinov2_tiny.safetensors", "encoder_dinov2_tiny_reg4.safetensors"}) {
+    io::SafeTensorsFile f((test::golden_dir() / name).string());
+    for (const auto& r : golden::check_vit_encoder<double>(f, 1e-9)) {
+      INFO(name << " " << r.name << " rel " << r.rel);
+      CHECK(r.ok());
+    }
+    for (const auto& r : golden::check_vit_encoder<float>(f, 1e-4)) {
+      INFO(name << " float " << r.name << " rel " << r.rel);
+      CHECK(r.ok());
+    }
+  }
+}
+
+TEST_CASE("DINOv2 weights as released (blocks.<i>, 37x37 positions, float32) load and give the same tokens", "[vit]") {
+  if (!test::have_golden()) return;
+  io::SafeTensorsFile g((test::golden_dir() / "encoder_dinov2_tiny_reg4.safetensors").string());
+  // Rewrite the golden parameters the way tools/convert_encoder.py writes a hub checkpoint.
+  const auto dir = std::filesystem::temp_directory_path() / ("irepa_vit_" + std::to_string(test::rng().seed()));
+  std::filesystem::create_directories(dir);
+  io::SafeTensorsWriter w;
+  for (const auto& k : g.names()) {
+    if (!k.starts_with("params/") || k == "params/pos_embed") continue;
+    std::string name = k.substr(7);
+    if (name.starts_with("blocks.0.")) name = "blocks." + name.substr(9);
+    w.add(name, g.load<float>(k));
+  }
+  w.add("pos_embed", g.load<float>("params_original/pos_embed"));
+  const auto path = (dir / "released.safetensors").string();
+  w.write(path);
+
+  io::SafeTensorsFile f(path);
+  VitConfig cfg = golden::dinov2_setup(golden::config_of(g));
+  CHECK(VitEncoder<float>::detect_block_chunks(f, "", cfg.depth) == 0);
+  CHECK(VitEncoder<float>::detect_block_chunks(g, "params/", cfg.depth) == 1);
+  VitEncoder<float> enc(cfg);
+  enc.load(f);
+  CpuContext ctx(2);
+  const auto u8 = g.load<std::uint8_t>("inputs/image");
+  Tensor<float> img(u8.shape());
+  for (std::int64_t i = 0; i < u8.numel(); ++i) img[i] = u8[i];
+  const auto tokens = enc.encode(ctx, img);
+  CHECK(test::rel_error(tokens, g.load<double>("outputs/patch_tokens")) < 1e-4);
+
+  // A missing tensor and a position table that is not a square grid are named.
+  {
+    io::SafeTensorsWriter bad;
+    for (const auto& k : f.names())
+      if (k != "blocks.1.ls2.gamma") bad.add(k, f.load<float>(k));
+    bad.write((dir / "missing.safetensors").string());
+    REQUIRE_IREPA_ERROR(enc.load(io::SafeTensorsFile((dir / "missing.safetensors").string())), "missing 'blocks.1.ls2.gamma' [48]");
+    io::SafeTensorsWriter odd;
+    for (const auto& k : f.names()) odd.add(k, k == "pos_embed" ? test::randn<float>(Shape{1, 11, 48}) : f.load<float>(k));
+    odd.write((dir / "odd.safetensors").string());
+    REQUIRE_IREPA_ERROR(enc.load(io::SafeTensorsFile((dir / "odd.safetensors").string())), "'pos_embed' has shape [1, 11, 48]",
+                        "square grid");
+  }
+  // By name, through the trainer's factory: missing weights say where they were looked for.
+  REQUIRE_IREPA_ERROR(make_target_encoder("dinov2-vit-b", 256, dir.string()), "dinov2-vit-b.safetensors' not found",
+                      "tools/convert_encoder.py");
+  REQUIRE_IREPA_ERROR(make_target_encoder("dinov2-vit-q", 256, dir.string()), "size 'q' is not known");
+  REQUIRE_IREPA_ERROR(make_target_encoder("siglip2-vit-b", 256, dir.string()), "'siglip2-vit-b' is not available");
+  std::filesystem::remove_all(dir);
+}

@@ -18,6 +18,7 @@
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/hog.hpp"
 #include "irepa/models/sit.hpp"
+#include "irepa/models/vit_encoder.hpp"
 
 namespace irepa::golden {
 
@@ -142,6 +143,52 @@ inline std::vector<Row> check_hog(const io::SafeTensorsFile& f, double tol, cons
   std::vector<Row> rows;
   if (f.contains("outputs/gray")) rows.push_back({"outputs/gray", rel_error<float>(gray, f.load<double>("outputs/gray").cview()), tol});
   rows.push_back({"outputs/patch_tokens", rel_error<float>(tokens, f.load<double>("outputs/patch_tokens").cview()), tol});
+  return rows;
+}
+
+/// The ViT of an `encoder:dinov2` golden file: keys it does not know are errors.
+inline VitConfig dinov2_setup(const nlohmann::json& c) {
+  static const std::set<std::string> known = {"embed_dim", "depth", "num_heads", "patch_size", "num_register_tokens",
+                                              "layerscale", "resolution", "hub_img_size", "mlp_ratio"};
+  for (const auto& [k, v] : c.items()) IREPA_CHECK(known.contains(k), "golden: DINOv2 config key '{}' is not known", k);
+  VitConfig v;
+  try {
+    v.embed_dim = c.at("embed_dim").get<std::int64_t>();
+    v.depth = c.at("depth").get<std::int64_t>();
+    v.heads = c.at("num_heads").get<std::int64_t>();
+    v.patch = c.at("patch_size").get<std::int64_t>();
+    v.registers = c.value("num_register_tokens", std::int64_t{0});
+    v.layerscale = c.value("layerscale", true);
+    v.resolution = c.value("resolution", std::int64_t{256});
+    v.mlp_ratio = c.value("mlp_ratio", 4.0);
+  } catch (const nlohmann::json::exception& e) {
+    fail("golden: DINOv2 config is missing a key or has a wrong type: {}", e.what());
+  }
+  return v;
+}
+
+/// Runs a ViT encoder golden file in T: the preprocessed input, the patch tokens, and (when the
+/// file has the released table, params_original/pos_embed) our resampling of it.
+template <class T>
+std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
+  const auto model = f.metadata("model").value_or("");
+  IREPA_CHECK(model == "encoder:dinov2", "golden: encoder '{}' is not implemented yet (encoder:dinov2 is)", model);
+  VitConfig cfg = dinov2_setup(config_of(f));
+  cfg.block_chunks = VitEncoder<T>::detect_block_chunks(f, "params/", cfg.depth);
+  VitEncoder<T> enc(cfg);
+  enc.load(f, "params/");
+  const auto u8 = f.load<std::uint8_t>("inputs/image");  // [B, 3, R, R]
+  Tensor<T> images(u8.shape());
+  for (std::int64_t i = 0; i < u8.numel(); ++i) images[i] = static_cast<T>(u8[i]);
+  std::vector<Row> rows;
+  const auto x = enc.preprocess(ctx, images);
+  rows.push_back({"outputs/preprocessed", rel_error<T>(x, f.load<double>("outputs/preprocessed").cview()), tol});
+  rows.push_back({"outputs/patch_tokens", rel_error<T>(enc.forward(ctx, x), f.load<double>("outputs/patch_tokens").cview()), tol});
+  if (f.contains("params_original/pos_embed")) {
+    const auto resampled = VitEncoder<T>::resample_pos_embed(f.load<T>("params_original/pos_embed"), cfg.grid());
+    rows.push_back({"params/pos_embed (resampled from params_original)",
+                    rel_error<T>(resampled, f.load<double>("params/pos_embed").cview()), tol});
+  }
   return rows;
 }
 

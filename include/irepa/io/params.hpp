@@ -31,6 +31,7 @@ struct NamedView {
 
 struct LoadParamsOptions {
   bool allow_unexpected = false;  // tolerate tensors under the prefix that the arena does not have
+  std::vector<std::string> read_by_caller;  // names (after the prefix) the caller reads itself: not unexpected
 };
 
 /// Reads every parameter of the arena (and every buffer) from prefix + name, converting from the
@@ -57,6 +58,7 @@ void load_params(const SafeTensorsFile& f, const ParamArena<T>& arena, std::stri
       const std::string_view rest = std::string_view(key).substr(prefix.size());
       bool known = arena.contains(rest);
       for (const auto& b : buffers) known = known || b.name == rest;
+      for (const auto& n : opt.read_by_caller) known = known || n == rest;
       if (!known) problems.push_back("unexpected '" + key + "' " + f.info(key).shape.str());
     }
   }

@@ -8,7 +8,11 @@
 #include <string_view>
 #include <vector>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "irepa/models/hog.hpp"
+#include "irepa/models/vit_encoder.hpp"
 
 namespace irepa {
 
@@ -19,27 +23,54 @@ struct TargetEncoder {
   std::function<Tensor<float>(const CpuContext&, ConstView<float>)> encode;  // [B, C, H, W] 0..255 -> [B, T, D]
 };
 
-/// One encoder by name, working at `resolution` (the images' size for the weight-free HOG).
-inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t resolution) {
+/// Where ViT encoder weights are looked up: weights_dir/<name>.safetensors, with weights_dir
+/// from the argument, else $IREPA_ENCODER_DIR, else ./encoders.
+inline std::filesystem::path encoder_weights_path(std::string_view name, const std::string& weights_dir = {}) {
+  std::string dir = weights_dir;
+  if (dir.empty()) {
+    const char* e = std::getenv("IREPA_ENCODER_DIR");
+    dir = e && *e ? e : "encoders";
+  }
+  return std::filesystem::path(dir) / (std::string(name) + ".safetensors");
+}
+
+/// One encoder by name, working at `resolution` (the images' size): the weight-free HOG, or a
+/// ViT whose weights are read from encoder_weights_path(name, weights_dir).
+inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t resolution, const std::string& weights_dir = {}) {
   if (name.starts_with("hog-")) {
     auto enc = std::make_shared<HogEncoder>(name, resolution);
     return {enc->name(), enc->tokens(), enc->dim(),
             [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
   }
-  fail("target encoder '{}' is not available in this build; implemented: hog-<arch>-g<grid>_d<dim>[_ppc<n>][_cb<n>] "
-       "(the ViT families load from safetensors once their issue lands)",
+  if (name.starts_with("dinov2")) {
+    VitConfig cfg = vit_config_from_name(name, resolution);
+    const auto path = encoder_weights_path(name, weights_dir);
+    IREPA_CHECK(std::filesystem::exists(path),
+                "target encoder '{}': weights '{}' not found (convert the released checkpoint with tools/convert_encoder.py; "
+                "set the folder with --encoder-dir or IREPA_ENCODER_DIR)",
+                name, path.string());
+    io::SafeTensorsFile f(path.string());
+    cfg.block_chunks = VitEncoder<float>::detect_block_chunks(f, "", cfg.depth);
+    auto enc = std::make_shared<VitEncoder<float>>(cfg);
+    enc->load(f);
+    return {std::string(name), enc->tokens(), enc->dim(),
+            [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
+  }
+  fail("target encoder '{}' is not available in this build; implemented: hog-<arch>-g<grid>_d<dim>[_ppc<n>][_cb<n>], "
+       "dinov2-vit-{{s,b,l}}, dinov2reg-vit-{{s,b,l}}",
        name);
 }
 
 /// A comma-separated list ("hog-x-g8_d32,hog-x-g8_d128"); an empty string gives none.
-inline std::vector<TargetEncoder> make_target_encoders(std::string_view names, std::int64_t resolution) {
+inline std::vector<TargetEncoder> make_target_encoders(std::string_view names, std::int64_t resolution,
+                                                       const std::string& weights_dir = {}) {
   std::vector<TargetEncoder> out;
   std::size_t start = 0;
   while (start < names.size()) {
     const auto end = std::min(names.find(',', start), names.size());
     const auto one = names.substr(start, end - start);
     IREPA_CHECK(!one.empty(), "target encoders '{}': an empty name between commas", names);
-    out.push_back(make_target_encoder(one, resolution));
+    out.push_back(make_target_encoder(one, resolution, weights_dir));
     start = end + 1;
   }
   return out;

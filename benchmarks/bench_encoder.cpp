@@ -1,0 +1,76 @@
+// irepa-bench-encoder: a frozen target encoder's forward (preprocessing included), timed after a
+// warm-up batch. Random weights of the named architecture (the speed does not depend on them) or
+// real ones with --weights. Prints one table row: encoder, batch, threads, median and best batch
+// time, images/s.
+//
+//   irepa-bench-encoder --encoder dinov2-vit-b --batch-size 64
+//   irepa-bench-encoder --encoder hog-x-g16_d128 --batch-size 64
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "irepa/core/rng.hpp"
+#include "irepa/models/target_encoder.hpp"
+
+int main(int argc, char** argv) {
+  using namespace irepa;
+  std::string encoder = "dinov2-vit-b", weights;
+  std::int64_t batch = 64, resolution = 256;
+  int steps = 3, threads = 0;
+  CLI::App app{"irepa-bench-encoder: target encoder forward throughput on the CPU"};
+  app.add_option("--encoder", encoder, "dinov2-vit-{s,b,l}, dinov2reg-vit-{s,b,l} or hog-x-g<grid>_d<dim>")->capture_default_str();
+  app.add_option("--weights", weights, "converted weights (default: random weights of that shape)");
+  app.add_option("--batch-size", batch, "images per batch")->capture_default_str();
+  app.add_option("--resolution", resolution, "input images' size (uint8 RGB)")->capture_default_str();
+  app.add_option("--steps", steps, "timed batches")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    CpuContext ctx(threads);
+    std::function<Tensor<float>(ConstView<float>)> run;
+    std::shared_ptr<VitEncoder<float>> vit;
+    std::shared_ptr<HogEncoder> hog;
+    if (encoder.starts_with("hog-")) {
+      hog = std::make_shared<HogEncoder>(encoder, resolution);
+      run = [&](ConstView<float> x) { return hog->encode(ctx, x); };
+    } else {
+      VitConfig cfg = vit_config_from_name(encoder, resolution);
+      if (!weights.empty()) {
+        io::SafeTensorsFile f(weights);
+        cfg.block_chunks = VitEncoder<float>::detect_block_chunks(f, "", cfg.depth);
+        vit = std::make_shared<VitEncoder<float>>(cfg);
+        vit->load(f);
+      } else {
+        vit = std::make_shared<VitEncoder<float>>(cfg);
+        Philox rng(1);
+        rng.normal(vit->params().values(), 0.0f, 0.02f);
+        rng.normal(vit->pos_embed.view(), 0.0f, 0.02f);
+      }
+      run = [&](ConstView<float> x) { return vit->encode(ctx, x); };
+    }
+    Tensor<float> images(Shape{batch, 3, resolution, resolution});
+    Philox(2).uniform(images.view(), 0.0f, 255.0f);
+    run(images);  // warm-up
+    std::vector<double> times;
+    for (int s = 0; s < steps; ++s) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto out = run(images);
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      IREPA_CHECK(out.size(0) == batch, "bench: encoder returned {} rows", out.size(0));
+    }
+    std::sort(times.begin(), times.end());
+    const double med = times[times.size() / 2];
+    std::printf("| encoder | batch | threads | median batch | best batch | images/s |\n|---|---|---|---|---|---|\n");
+    std::printf("| %s | %lld | %d | %.3f s | %.3f s | %.1f |\n", encoder.c_str(), static_cast<long long>(batch), ctx.threads(), med,
+                times.front(), static_cast<double>(batch) / med);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "irepa-bench-encoder: %s\n", e.what());
+    return 1;
+  }
+}

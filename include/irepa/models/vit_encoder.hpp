@@ -1,0 +1,256 @@
+#pragma once
+// Frozen ViT target encoders, forward only, loaded from safetensors with the original parameter
+// names (REFERENCE.md section 6). Implemented family: DINOv2 (with or without registers):
+//   uint8 [B, 3, 256, 256] -> /255 -> ImageNet mean/std -> bicubic to 224 (F.interpolate, no
+//   antialias) -> conv patch 14 -> [cls, registers, patches] with learned positions (cls and
+//   patches; the released 37x37 table is resampled once to 16x16, bicubic with antialias, as
+//   timm's resample_abs_pos_embed) -> blocks x + ls1 * attn(norm1 x), x + ls2 * mlp(norm2 x)
+//   (LayerNorm eps 1e-6, exact GELU) -> final norm -> the 256 patch tokens [B, 256, D].
+// DINOv3 (RoPE, storage tokens) and PE come next with the same structure.
+
+#include <cmath>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "irepa/core/arena.hpp"
+#include "irepa/core/context.hpp"
+#include "irepa/io/params.hpp"
+#include "irepa/io/safetensors.hpp"
+#include "irepa/ops/attention.hpp"
+#include "irepa/ops/conv.hpp"
+#include "irepa/ops/linear.hpp"
+#include "irepa/ops/norm.hpp"
+#include "irepa/ops/resize.hpp"
+
+namespace irepa {
+
+enum class VitFamily { DINOv2 };
+
+struct VitConfig {
+  VitFamily family = VitFamily::DINOv2;
+  std::int64_t embed_dim = 768, depth = 12, heads = 12, patch = 14;
+  double mlp_ratio = 4.0;
+  std::int64_t registers = 0;   // register tokens after the class token (no position)
+  bool layerscale = true;
+  double norm_eps = 1e-6;
+  std::int64_t resolution = 256;  // the uint8 images' size; the token grid is 16 per 256 pixels
+  std::int64_t block_chunks = 0;  // DINOv2's BlockChunk naming: 0 -> blocks.<i>., else blocks.<c>.<i>.
+
+  std::int64_t grid() const { return 16 * (resolution / 256); }
+  std::int64_t input_size() const { return grid() * patch; }  // 224 for patch 14 at 256
+  std::int64_t mlp_hidden() const { return static_cast<std::int64_t>(static_cast<double>(embed_dim) * mlp_ratio); }
+};
+
+/// The reference's names: dinov2-vit-{s,b,l,g}, dinov2reg-vit-{s,b,l,g}. (g uses SwiGLU: not yet.)
+inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolution = 256) {
+  VitConfig c;
+  c.resolution = resolution;
+  const bool reg = name.starts_with("dinov2reg-vit-");
+  IREPA_CHECK(reg || name.starts_with("dinov2-vit-"),
+              "ViT encoder '{}' is not available in this build; implemented: dinov2-vit-{{s,b,l}}, dinov2reg-vit-{{s,b,l}}", name);
+  const std::string_view size = name.substr(name.rfind('-') + 1);
+  if (size == "s") c.embed_dim = 384, c.depth = 12, c.heads = 6;
+  else if (size == "b") c.embed_dim = 768, c.depth = 12, c.heads = 12;
+  else if (size == "l") c.embed_dim = 1024, c.depth = 24, c.heads = 16;
+  else fail("ViT encoder '{}': size '{}' is not known (s, b, l; g needs the SwiGLU MLP, not implemented yet)", name, size);
+  c.registers = reg ? 4 : 0;
+  return c;
+}
+
+template <class T>
+struct VitEncoder {
+  using scalar_type = T;
+
+  struct Block {
+    Param<T> norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, ls1, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
+  };
+
+  VitConfig config;
+  Param<T> patch_w, patch_b, cls_token, register_tokens, mask_token, norm_w, norm_b;
+  std::vector<Block> blocks;
+  Tensor<T> pos_embed;  // [1, 1 + grid^2, D], resampled at load when the file's grid differs
+
+  explicit VitEncoder(const VitConfig& c) : config(c) {
+    const std::int64_t D = c.embed_dim, H = c.mlp_hidden();
+    IREPA_CHECK(D > 0 && c.heads > 0 && D % c.heads == 0 && c.depth > 0 && c.patch > 0 && c.resolution >= 256 &&
+                    c.resolution % 256 == 0,
+                "VitEncoder: width {}, {} heads, depth {}, patch {}, resolution {} (a multiple of 256) do not make an encoder", D,
+                c.heads, c.depth, c.patch, c.resolution);
+    patch_w = Param<T>(Shape{D, 3, c.patch, c.patch}), patch_b = Param<T>(Shape{D});
+    cls_token = Param<T>(Shape{1, 1, D});
+    register_tokens = Param<T>(Shape{1, c.registers, D});
+    mask_token = Param<T>(Shape{1, D});
+    norm_w = Param<T>(Shape{D}), norm_b = Param<T>(Shape{D});
+    blocks.resize(static_cast<std::size_t>(c.depth));
+    for (auto& b : blocks) {
+      b.norm1_w = Param<T>(Shape{D}), b.norm1_b = Param<T>(Shape{D}), b.norm2_w = Param<T>(Shape{D}), b.norm2_b = Param<T>(Shape{D});
+      b.qkv_w = Param<T>(Shape{3 * D, D}), b.qkv_b = Param<T>(Shape{3 * D});
+      b.proj_w = Param<T>(Shape{D, D}), b.proj_b = Param<T>(Shape{D});
+      b.fc1_w = Param<T>(Shape{H, D}), b.fc1_b = Param<T>(Shape{H}), b.fc2_w = Param<T>(Shape{D, H}), b.fc2_b = Param<T>(Shape{D});
+      b.ls1 = Param<T>(Shape{D}), b.ls2 = Param<T>(Shape{D});
+    }
+    pos_embed = Tensor<T>(Shape{1, 1 + c.grid() * c.grid(), D});
+    arena_ = ParamArena<T>(*this);
+  }
+  VitEncoder(VitEncoder&&) noexcept = default;
+
+  std::int64_t dim() const { return config.embed_dim; }
+  std::int64_t tokens() const { return config.grid() * config.grid(); }
+  const ParamArena<T>& params() const { return arena_; }
+
+  template <class V>
+  void visit_params(V&& v, std::string_view prefix) {
+    v(join_name(prefix, "cls_token"), cls_token);
+    if (config.registers > 0) v(join_name(prefix, "register_tokens"), register_tokens);
+    v(join_name(prefix, "mask_token"), mask_token);
+    v(join_name(prefix, "patch_embed.proj.weight"), patch_w);
+    v(join_name(prefix, "patch_embed.proj.bias"), patch_b);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      auto& b = blocks[i];
+      const std::string p = join_name(prefix, block_prefix(static_cast<std::int64_t>(i)));
+      v(p + "norm1.weight", b.norm1_w), v(p + "norm1.bias", b.norm1_b);
+      v(p + "attn.qkv.weight", b.qkv_w), v(p + "attn.qkv.bias", b.qkv_b);
+      v(p + "attn.proj.weight", b.proj_w), v(p + "attn.proj.bias", b.proj_b);
+      if (config.layerscale) v(p + "ls1.gamma", b.ls1);
+      v(p + "norm2.weight", b.norm2_w), v(p + "norm2.bias", b.norm2_b);
+      v(p + "mlp.fc1.weight", b.fc1_w), v(p + "mlp.fc1.bias", b.fc1_b);
+      v(p + "mlp.fc2.weight", b.fc2_w), v(p + "mlp.fc2.bias", b.fc2_b);
+      if (config.layerscale) v(p + "ls2.gamma", b.ls2);
+    }
+    v(join_name(prefix, "norm.weight"), norm_w);
+    v(join_name(prefix, "norm.bias"), norm_b);
+  }
+
+  std::string block_prefix(std::int64_t i) const {
+    if (config.block_chunks <= 0) return "blocks." + std::to_string(i) + ".";
+    const std::int64_t per = (config.depth + config.block_chunks - 1) / config.block_chunks;
+    return "blocks." + std::to_string(i / per) + "." + std::to_string(i) + ".";
+  }
+
+  /// Whether a checkpoint uses DINOv2's chunked block names (blocks.<c>.<i>.), and how many chunks.
+  static std::int64_t detect_block_chunks(const io::SafeTensorsFile& f, std::string_view prefix, std::int64_t depth) {
+    if (f.contains(std::string(prefix) + "blocks.0.norm1.weight")) return 0;
+    for (std::int64_t chunks = 1; chunks <= depth; ++chunks) {
+      const std::int64_t per = (depth + chunks - 1) / chunks;
+      const std::int64_t last = depth - 1;
+      if (f.contains(std::string(prefix) + "blocks.0.0.norm1.weight") &&
+          f.contains(std::string(prefix) + "blocks." + std::to_string(last / per) + "." + std::to_string(last) + ".norm1.weight"))
+        return chunks;
+    }
+    return 0;
+  }
+
+  /// Every parameter by its original name under prefix; pos_embed may hold another square grid
+  /// (the released 37x37) and is then resampled to this grid. Missing or mis-shaped tensors are
+  /// named in one error and nothing changes.
+  void load(const io::SafeTensorsFile& f, std::string_view prefix = {}) {
+    const std::string pk = std::string(prefix) + "pos_embed";
+    IREPA_CHECK(f.contains(pk), "VitEncoder: '{}' has no '{}'", f.path(), pk);
+    const Shape ps = f.info(pk).shape;
+    const auto n = ps.rank() == 3 ? ps[1] - 1 : -1;
+    const auto g = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<std::int64_t>(n, 0)))));
+    IREPA_CHECK(ps.rank() == 3 && ps[0] == 1 && ps[2] == config.embed_dim && n > 0 && g * g == n,
+                "VitEncoder: '{}' has shape {}, expected [1, 1 + G*G, {}] (a class position and a square grid)", pk, ps.str(),
+                config.embed_dim);
+    io::load_params(f, arena_, prefix, io::LoadParamsOptions{.read_by_caller = {"pos_embed"}});
+    const Tensor<T> stored = f.load<T>(pk);
+    pos_embed = resample_pos_embed(stored, config.grid());
+  }
+
+  /// timm's resample_abs_pos_embed: the class position kept, the grid part resized with bicubic
+  /// interpolation and antialiasing. [1, 1 + G*G, D] -> [1, 1 + g*g, D].
+  static Tensor<T> resample_pos_embed(ConstView<T> pe, std::int64_t g) {
+    const std::int64_t D = pe.size(2), G = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(pe.size(1) - 1))));
+    Tensor<T> out(Shape{1, 1 + g * g, D});
+    if (G == g) {
+      std::copy_n(pe.data(), pe.numel(), out.data());
+      return out;
+    }
+    Tensor<T> grid(Shape{1, D, G, G});  // [1, D, G, G]
+    for (std::int64_t t = 0; t < G * G; ++t)
+      for (std::int64_t d = 0; d < D; ++d) grid[d * G * G + t] = pe.data()[(1 + t) * D + d];
+    const Tensor<T> r = ops::interpolate<T>(CpuContext(1), grid, g, g, ops::ResizeMode::Bicubic, /*antialias=*/true);
+    std::copy_n(pe.data(), D, out.data());
+    for (std::int64_t t = 0; t < g * g; ++t)
+      for (std::int64_t d = 0; d < D; ++d) out[(1 + t) * D + d] = r[d * g * g + t];
+    return out;
+  }
+
+  /// images [B, 3, R, R] in 0..255 -> the network input [B, 3, S, S] (S = 224 at R = 256).
+  Tensor<T> preprocess(const CpuContext& ctx, ConstView<T> images) const {
+    IREPA_CHECK(images.rank() == 4 && images.size(1) == 3 && images.is_contiguous(),
+                "VitEncoder: images have shape {}, expected contiguous [B, 3, H, W] in 0..255", images.shape().str());
+    static constexpr double mean[3] = {0.485, 0.456, 0.406}, stdv[3] = {0.229, 0.224, 0.225};
+    Tensor<T> x(images.shape());
+    const std::int64_t hw = images.size(2) * images.size(3);
+    for (std::int64_t b = 0; b < images.size(0); ++b)
+      for (std::int64_t c = 0; c < 3; ++c)
+        for (std::int64_t i = 0; i < hw; ++i) {
+          const std::int64_t k = (b * 3 + c) * hw + i;
+          x[k] = static_cast<T>((static_cast<double>(images.data()[k]) / 255.0 - mean[c]) / stdv[c]);
+        }
+    const std::int64_t S = config.input_size();
+    if (images.size(2) == S && images.size(3) == S) return x;
+    return ops::interpolate<T>(ctx, x, S, S, ops::ResizeMode::Bicubic, false);
+  }
+
+  /// x [B, 3, S, S] preprocessed -> patch tokens [B, grid^2, D] after the final norm.
+  Tensor<T> forward(const CpuContext& ctx, ConstView<T> x) const {
+    const std::int64_t S = config.input_size(), D = config.embed_dim, g = config.grid(), R = config.registers;
+    IREPA_CHECK(x.rank() == 4 && x.size(1) == 3 && x.size(2) == S && x.size(3) == S,
+                "VitEncoder: input has shape {}, expected [B, 3, {}, {}] (preprocess first)", x.shape().str(), S, S);
+    const std::int64_t B = x.size(0), N = g * g, T1 = 1 + R + N;
+    Tensor<T> patches(Shape{B, N, D});  // [B, N, D]
+    ops::patchify_forward<T>(ctx, x, patch_w.value, patch_b.value, patches.view());
+    Tensor<T> h(Shape{B, T1, D});  // [B, 1 + R + N, D]: cls, registers, patches
+    for (std::int64_t b = 0; b < B; ++b) {
+      T* row = h.data() + b * T1 * D;
+      for (std::int64_t d = 0; d < D; ++d) row[d] = cls_token.value.data()[d] + pos_embed[d];
+      for (std::int64_t r = 0; r < R; ++r)
+        for (std::int64_t d = 0; d < D; ++d) row[(1 + r) * D + d] = register_tokens.value.data()[r * D + d];
+      for (std::int64_t t = 0; t < N; ++t)
+        for (std::int64_t d = 0; d < D; ++d) row[(1 + R + t) * D + d] = patches[(b * N + t) * D + d] + pos_embed[(1 + t) * D + d];
+    }
+    Tensor<T> n(h.shape()), qkv(Shape{B, T1, 3 * D}), a(h.shape()), o(h.shape()), m1(Shape{B, T1, config.mlp_hidden()});
+    ops::AttentionSpec<T> spec;  // plain softmax attention, scale head_dim^-0.5
+    spec.heads = config.heads;
+    for (const auto& blk : blocks) {
+      norm(ctx, h, blk.norm1_w.value, blk.norm1_b.value, n);
+      ops::linear_forward<T>(ctx, n, blk.qkv_w.value, blk.qkv_b.value, qkv.view());
+      ops::attention_forward<T>(ctx, qkv, spec, a.view());
+      ops::linear_forward<T>(ctx, a, blk.proj_w.value, blk.proj_b.value, o.view());
+      residual(h, o, blk.ls1.value);
+      norm(ctx, h, blk.norm2_w.value, blk.norm2_b.value, n);
+      ops::linear_forward<T>(ctx, n, blk.fc1_w.value, blk.fc1_b.value, m1.view());
+      for (std::int64_t i = 0; i < m1.numel(); ++i)  // exact GELU
+        m1[i] = static_cast<T>(0.5) * m1[i] * (T(1) + std::erf(m1[i] * static_cast<T>(M_SQRT1_2)));
+      ops::linear_forward<T>(ctx, m1, blk.fc2_w.value, blk.fc2_b.value, o.view());
+      residual(h, o, blk.ls2.value);
+    }
+    norm(ctx, h, norm_w.value, norm_b.value, n);
+    Tensor<T> out(Shape{B, N, D});
+    for (std::int64_t b = 0; b < B; ++b) std::copy_n(n.data() + (b * T1 + 1 + R) * D, N * D, out.data() + b * N * D);
+    return out;
+  }
+
+  /// uint8-valued images [B, 3, R, R] -> patch tokens [B, grid^2, D].
+  Tensor<T> encode(const CpuContext& ctx, ConstView<T> images) const { return forward(ctx, preprocess(ctx, images)); }
+
+ private:
+  void norm(const CpuContext& ctx, const Tensor<T>& x, ConstView<T> w, ConstView<T> b, Tensor<T>& y) const {
+    Tensor<T> rstd(Shape{x.shape().rows()});
+    ops::layer_norm_forward<T>(ctx, x, static_cast<T>(config.norm_eps), y.view(), rstd.view());
+    const std::int64_t D = config.embed_dim;
+    for (std::int64_t r = 0; r < x.shape().rows(); ++r)
+      for (std::int64_t d = 0; d < D; ++d) y[r * D + d] = y[r * D + d] * w.data()[d] + b.data()[d];
+  }
+  void residual(Tensor<T>& h, const Tensor<T>& o, ConstView<T> gamma) const {
+    const std::int64_t D = config.embed_dim;
+    for (std::int64_t i = 0; i < h.numel(); ++i) h[i] += (config.layerscale ? gamma.data()[i % D] : T(1)) * o[i];
+  }
+
+  ParamArena<T> arena_;
+};
+
+}  // namespace irepa
