@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "irepa/data/fashion_mnist.hpp"
 #include "irepa/io/safetensors.hpp"
+#include "irepa/models/hog.hpp"
 #include "test_support.hpp"
 
 using namespace irepa;
@@ -144,4 +146,44 @@ TEST_CASE("irepa-train: a small iREPA SiT with the online HOG target learns Fash
   CHECK(mean(proj, 180) < mean(proj, 0) - 0.1);
   fs::remove_all(dir);
   fs::remove(dir.string() + ".log");
+}
+
+TEST_CASE("irepa-extract-features writes HOG targets into shards that irepa-train trains on", "[train][tool][fashion]") {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) {
+    WARN("dataset-fashion-mnist is not installed (scripts/setup.sh installs it); SKIPPING");
+    return;
+  }
+  const fs::path dir = fs::temp_directory_path() / ("irepa_extract_" + std::to_string(test::rng().seed()));
+  const std::string extract = std::string(IREPA_EXTRACT_TOOL) + " --dataset fashion-mnist --split test --enc-type hog-x-g7_d32"
+                              " --limit 250 --shard-size 100 --batch-size 64 --threads 2 --output-dir " + (dir / "shards").string();
+  REQUIRE(std::system((extract + " > " + (dir.string() + "_x.log") + " 2>&1").c_str()) == 0);
+  INFO(slurp(dir.string() + "_x.log"));
+  // 3 shards (100, 100, 50); features equal the encoder run directly on the same images.
+  const data::ShardedDataset ds((dir / "shards").string());
+  REQUIRE(ds.size() == 250);
+  REQUIRE(ds.encoders() == std::vector<std::string>{"hog-x-g7_d32"});
+  const auto test_set = data::FashionMnist::load(data::kFashionMnistDir, "test");
+  const std::vector<std::int64_t> idx = {0, 99, 100, 249};
+  const auto b = ds.get<float>(idx);
+  const HogEncoder hog("hog-x-g7_d32", 28);
+  const auto direct = hog.encode(CpuContext(2), b.x);
+  CHECK(test::rel_error(b.features.at("hog-x-g7_d32"), direct) == 0.0);
+  for (std::size_t i = 0; i < idx.size(); ++i) {
+    CHECK(b.y[static_cast<std::int64_t>(i)] == test_set.labels[idx[i]]);
+    CHECK(b.x[static_cast<std::int64_t>(i) * 784 + 400] == test_set.images[idx[i] * 784 + 400]);
+  }
+  REQUIRE(run("--data-dir " + (dir / "shards").string() + " --output-dir " + (dir / "out").string() +
+                  " --exp-name s --model custom --depth 2 --hidden-size 32 --num-heads 2 --patch-size 4 --num-classes 10"
+                  " --encoder-depth 1 --projection-layer-type conv --spnorm-method zscore --batch-size 16 --max-train-steps 5"
+                  " --log-every 5 --threads 2",
+              dir.string() + "_t.log") == 0);
+  INFO(slurp(dir.string() + "_t.log"));
+  CHECK(slurp(dir.string() + "_t.log").find("1 target encoder(s)") != std::string::npos);
+  CHECK(fs::exists(dir / "out" / "s" / "checkpoints" / "0000005.safetensors"));
+  // An encoder the build does not have is refused by name.
+  CHECK(std::system((std::string(IREPA_EXTRACT_TOOL) + " --enc-type clip-vit-L --output-dir " + (dir / "x").string() + " > " +
+                     dir.string() + "_y.log 2>&1").c_str()) != 0);
+  CHECK(slurp(dir.string() + "_y.log").find("'clip-vit-L' is not available") != std::string::npos);
+  fs::remove_all(dir);
+  for (const char* s : {"_x.log", "_t.log", "_y.log"}) fs::remove(dir.string() + s);
 }
