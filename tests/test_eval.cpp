@@ -81,7 +81,7 @@ TEST_CASE("MlpClassifier learns separable classes and its hidden features are us
   REQUIRE_IREPA_ERROR(clf.fit(x, bad), "label 4 of sample 0 is not in 0..3");
 }
 
-TEST_CASE("Loss-curve plots: a PNG of the asked size, atomically; moving average", "[io][plot]") {
+TEST_CASE("Loss-curve plots: a PNG of the asked size, written atomically, and the moving average", "[io][plot]") {
   const auto path = std::filesystem::temp_directory_path() / ("irepa_plot_" + std::to_string(test::rng().seed()) + ".png");
   io::PlotPanel p{"loss", "step", "value", {}};
   const auto v = test::randn<double>(Shape{200});

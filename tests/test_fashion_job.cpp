@@ -21,7 +21,7 @@ std::string slurp(const fs::path& p) {
 }
 }  // namespace
 
-TEST_CASE("irepa-fashion writes samples, curves, log, checkpoint and report; --compare adds the table", "[fashion][tool]") {
+TEST_CASE("irepa-fashion writes samples, curves, log, checkpoint and report, and --compare adds the table", "[fashion][tool]") {
   if (!fs::exists("/usr/share/datasets/fashion-mnist")) {
     WARN("dataset-fashion-mnist is not installed (scripts/setup.sh installs it); SKIPPING");
     return;

@@ -87,7 +87,7 @@ TEST_CASE("normal draws: moments in float and double, save and restore position"
   for (std::int64_t i = 0; i < f.numel(); ++i) REQUIRE(std::isfinite(f[i]));
 }
 
-TEST_CASE("randint covers [lo, hi) uniformly", "[rng]") {
+TEST_CASE("randint covers the half-open range lo..hi-1 uniformly", "[rng]") {
   Philox g(test::rng().seed(), 2);
   Tensor<std::int64_t> r(Shape{70000});
   g.randint(r.view(), -3, 4);

@@ -255,7 +255,7 @@ TEST_CASE("resume is bit-identical: N steps straight = N/2, checkpoint, new proc
 
 #include "irepa/train/logger.hpp"
 
-TEST_CASE("JSONL log lines append and parse back; the progress line shows rate and ETA", "[train][log]") {
+TEST_CASE("JSONL log lines append and parse back, and the progress line shows rate and ETA", "[train][log]") {
   const auto path = std::filesystem::temp_directory_path() / ("irepa_log_" + std::to_string(test::rng().seed()) + ".jsonl");
   {
     JsonlLogger log(path.string());

@@ -28,7 +28,7 @@ std::string slurp(const fs::path& p) {
 }
 }  // namespace
 
-TEST_CASE("irepa-train: resume is bit-identical through the command line; YAML and flags", "[train][tool]") {
+TEST_CASE("irepa-train: resume is bit-identical through the command line, with YAML and flags", "[train][tool]") {
   const fs::path dir = fs::temp_directory_path() / ("irepa_train_cli_" + std::to_string(test::rng().seed()));
   fs::create_directories(dir / "shards");
   for (int s = 0; s < 2; ++s) {  // 2 shards of 12 images [1, 8, 8], labels, HOG-like targets [16, 12]
