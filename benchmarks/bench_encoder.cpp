@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   std::int64_t batch = 64, resolution = 256;
   int steps = 3, threads = 0;
   CLI::App app{"irepa-bench-encoder: target encoder forward throughput on the CPU"};
-  app.add_option("--encoder", encoder, "dinov2-vit-{s,b,l}, dinov2reg-vit-{s,b,l} or hog-x-g<grid>_d<dim>")->capture_default_str();
+  app.add_option("--encoder", encoder, "dinov2-vit-{s,b,l}, dinov2reg-vit-{s,b,l}, dinov3-vit-{s16,b16,l16} or hog-x-g<grid>_d<dim>")->capture_default_str();
   app.add_option("--weights", weights, "converted weights (default: random weights of that shape)");
   app.add_option("--batch-size", batch, "images per batch")->capture_default_str();
   app.add_option("--resolution", resolution, "input images' size (uint8 RGB)")->capture_default_str();

@@ -76,7 +76,7 @@ TEST_CASE("HOG puts a ramp's gradient in the bin of its direction", "[hog]") {
   }
 }
 
-TEST_CASE("HOG tokens: a grey image equals its RGB copy; shapes and errors", "[hog]") {
+TEST_CASE("HOG tokens: a grey image equals its RGB copy, shapes and errors", "[hog]") {
   CpuContext ctx(2);
   const HogEncoder enc("hog-x-g4_d32", 20);
   const auto grey = random_images(3, 1, 23);
@@ -135,9 +135,10 @@ TEST_CASE("interpolate matches torch's F.interpolate (bilinear / bicubic, with a
                       "expected a contiguous [N, C, H, W]");
 }
 
-TEST_CASE("DINOv2 encoder matches the reference's golden files (double and float)", "[vit][golden]") {
+TEST_CASE("DINOv2 and DINOv3 encoders match the reference's golden files (double and float)", "[vit][golden]") {
   if (!test::have_golden()) return;
-  for (const char* name : {"encoder_dinov2_tiny.safetensors", "encoder_dinov2_tiny_reg4.safetensors"}) {
+  for (const char* name :
+       {"encoder_dinov2_tiny.safetensors", "encoder_dinov2_tiny_reg4.safetensors", "encoder_dinov3_tiny.safetensors"}) {
     io::SafeTensorsFile f((test::golden_dir() / name).string());
     for (const auto& r : golden::check_vit_encoder<double>(f, 1e-9)) {
       INFO(name << " " << r.name << " rel " << r.rel);
@@ -197,6 +198,10 @@ TEST_CASE("DINOv2 weights as released (blocks.<i>, 37x37 positions, float32) loa
   REQUIRE_IREPA_ERROR(make_target_encoder("dinov2-vit-b", 256, dir.string()), "dinov2-vit-b.safetensors' not found",
                       "tools/convert_encoder.py");
   REQUIRE_IREPA_ERROR(make_target_encoder("dinov2-vit-q", 256, dir.string()), "size 'q' is not known");
+  REQUIRE_IREPA_ERROR(make_target_encoder("dinov3-vit-b16", 256, dir.string()), "dinov3-vit-b16.safetensors' not found");
+  CHECK(vit_config_from_name("dinov3-vit-b16").norm_eps == 1e-5);  // released models: layernormbf16
+  CHECK(vit_config_from_name("dinov3-vit-l16").registers == 4);
+  CHECK(vit_config_from_name("dinov2reg-vit-l").registers == 4);
   REQUIRE_IREPA_ERROR(make_target_encoder("siglip2-vit-b", 256, dir.string()), "'siglip2-vit-b' is not available");
   std::filesystem::remove_all(dir);
 }

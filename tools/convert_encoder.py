@@ -10,9 +10,12 @@ with torch.load, keeps every tensor under its name (float32), and writes safeten
 
 Where the checkpoints come from (download them yourself; irepa never downloads anything):
   DINOv2  https://github.com/facebookresearch/dinov2 (README, "Pretrained models"):
-          dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth  ->  dinov2-vit-{s,b,l,g} / dinov2reg-vit-{s,b,l,g}
-The position table stays as released (37x37 + class); irepa resamples it to its token grid at
-load, as the reference does. Other families (DINOv3, PE, SigLIP, ...) are not converted yet.
+          dinov2_vit{s,b,l}14[_reg4]_pretrain.pth  ->  dinov2-vit-{s,b,l} / dinov2reg-vit-{s,b,l}
+  DINOv3  https://github.com/facebookresearch/dinov3 (README, access by request):
+          dinov3_vit{s,b,l}16_pretrain_lvd1689m-*.pth  ->  dinov3-vit-{s16,b16,l16}
+          (the checkpoint's rope_embed.periods and attn.qkv.bias_mask buffers are kept)
+The DINOv2 position table stays as released (37x37 + class); irepa resamples it to its token
+grid at load, as the reference does. Other families (PE, SigLIP, ...) are not converted yet.
 """
 import argparse
 import json

@@ -167,13 +167,49 @@ inline VitConfig dinov2_setup(const nlohmann::json& c) {
   return v;
 }
 
+/// The ViT of an `encoder:dinov3` golden file (RoPE as released: separate normalisation, no
+/// rescaling at eval); other RoPE options and unknown keys are errors.
+inline VitConfig dinov3_setup(const nlohmann::json& c) {
+  static const std::set<std::string> known = {"embed_dim",      "depth",     "num_heads",  "patch_size",
+                                              "n_storage_tokens", "layerscale", "resolution", "rope_base",
+                                              "rope_normalize_coords", "rope_rescale_coords_eval", "norm_eps", "mlp_ratio",
+                                              "mask_k_bias", "norm_layer"};
+  for (const auto& [k, v] : c.items()) IREPA_CHECK(known.contains(k), "golden: DINOv3 config key '{}' is not known", k);
+  VitConfig v;
+  v.family = VitFamily::DINOv3;
+  try {
+    v.embed_dim = c.at("embed_dim").get<std::int64_t>();
+    v.depth = c.at("depth").get<std::int64_t>();
+    v.heads = c.at("num_heads").get<std::int64_t>();
+    v.patch = c.at("patch_size").get<std::int64_t>();
+    v.registers = c.value("n_storage_tokens", std::int64_t{4});
+    v.layerscale = c.value("layerscale", true);
+    v.resolution = c.value("resolution", std::int64_t{256});
+    v.mlp_ratio = c.value("mlp_ratio", 4.0);
+    // The file's config says norm_eps 1e-5, but its numbers were made by DINOv3's default norm
+    // layer "layernorm", whose eps is 1e-6 (patch tokens: 7e-16 with 1e-6, 4.3e-6 with 1e-5).
+    // The released models use "layernormbf16" (1e-5), which is what vit_config_from_name sets.
+    (void)c.value("norm_eps", 1e-5);
+    v.norm_eps = c.value("norm_layer", std::string("layernorm")) == "layernormbf16" ? 1e-5 : 1e-6;
+    v.mask_k_bias = c.value("mask_k_bias", true);
+    const std::string norm = c.value("rope_normalize_coords", std::string("separate"));
+    IREPA_CHECK(norm == "separate", "golden: DINOv3 rope_normalize_coords '{}' is not implemented (separate is)", norm);
+    IREPA_CHECK(!c.contains("rope_rescale_coords_eval") || c.at("rope_rescale_coords_eval").is_null(),
+                "golden: DINOv3 rope_rescale_coords_eval {} is not implemented (null is)", c.at("rope_rescale_coords_eval").dump());
+  } catch (const nlohmann::json::exception& e) {
+    fail("golden: DINOv3 config is missing a key or has a wrong type: {}", e.what());
+  }
+  return v;
+}
+
 /// Runs a ViT encoder golden file in T: the preprocessed input, the patch tokens, and (when the
 /// file has the released table, params_original/pos_embed) our resampling of it.
 template <class T>
 std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
   const auto model = f.metadata("model").value_or("");
-  IREPA_CHECK(model == "encoder:dinov2", "golden: encoder '{}' is not implemented yet (encoder:dinov2 is)", model);
-  VitConfig cfg = dinov2_setup(config_of(f));
+  IREPA_CHECK(model == "encoder:dinov2" || model == "encoder:dinov3",
+              "golden: encoder '{}' is not implemented yet (encoder:dinov2 and encoder:dinov3 are)", model);
+  VitConfig cfg = model == "encoder:dinov2" ? dinov2_setup(config_of(f)) : dinov3_setup(config_of(f));
   cfg.block_chunks = VitEncoder<T>::detect_block_chunks(f, "params/", cfg.depth);
   VitEncoder<T> enc(cfg);
   enc.load(f, "params/");

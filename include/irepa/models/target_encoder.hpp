@@ -42,7 +42,7 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
     return {enc->name(), enc->tokens(), enc->dim(),
             [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
   }
-  if (name.starts_with("dinov2")) {
+  if (name.starts_with("dinov2") || name.starts_with("dinov3")) {
     VitConfig cfg = vit_config_from_name(name, resolution);
     const auto path = encoder_weights_path(name, weights_dir);
     IREPA_CHECK(std::filesystem::exists(path),
@@ -57,7 +57,7 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
             [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
   }
   fail("target encoder '{}' is not available in this build; implemented: hog-<arch>-g<grid>_d<dim>[_ppc<n>][_cb<n>], "
-       "dinov2-vit-{{s,b,l}}, dinov2reg-vit-{{s,b,l}}",
+       "dinov2-vit-{{s,b,l}}, dinov2reg-vit-{{s,b,l}}, dinov3-vit-{{s16,b16,l16}}",
        name);
 }
 

@@ -1,12 +1,17 @@
 #pragma once
 // Frozen ViT target encoders, forward only, loaded from safetensors with the original parameter
-// names (REFERENCE.md section 6). Implemented family: DINOv2 (with or without registers):
-//   uint8 [B, 3, 256, 256] -> /255 -> ImageNet mean/std -> bicubic to 224 (F.interpolate, no
-//   antialias) -> conv patch 14 -> [cls, registers, patches] with learned positions (cls and
-//   patches; the released 37x37 table is resampled once to 16x16, bicubic with antialias, as
-//   timm's resample_abs_pos_embed) -> blocks x + ls1 * attn(norm1 x), x + ls2 * mlp(norm2 x)
-//   (LayerNorm eps 1e-6, exact GELU) -> final norm -> the 256 patch tokens [B, 256, D].
-// DINOv3 (RoPE, storage tokens) and PE come next with the same structure.
+// names (REFERENCE.md section 6). Implemented families:
+// - DINOv2 (with or without registers): uint8 [B, 3, 256, 256] -> /255 -> ImageNet mean/std ->
+//   bicubic to 224 (F.interpolate, no antialias) -> conv patch 14 -> [cls, registers, patches]
+//   with learned positions (cls and patches; the released 37x37 table is resampled once to
+//   16x16, bicubic with antialias, as timm's resample_abs_pos_embed) -> blocks
+//   x + ls1 * attn(norm1 x), x + ls2 * mlp(norm2 x) (LayerNorm eps 1e-6, exact GELU) -> final
+//   norm -> the 256 patch tokens [B, 256, D].
+// - DINOv3: /255 -> resize to 256 (bilinear, antialias) -> mean/std -> conv patch 16 -> [cls,
+//   4 storage tokens, patches] without position table; RoPE on the patch tokens' q and k
+//   (half-split rotation, angles 2 pi c / period for c = 2 (i + 0.5) / 16 - 1 per axis, periods
+//   from the checkpoint), the k part of the qkv bias masked to zero, LayerNorm eps 1e-5.
+// PE and the other families come next with the same structure.
 
 #include <cmath>
 #include <string>
@@ -25,30 +30,46 @@
 
 namespace irepa {
 
-enum class VitFamily { DINOv2 };
+enum class VitFamily { DINOv2, DINOv3 };
 
 struct VitConfig {
   VitFamily family = VitFamily::DINOv2;
   std::int64_t embed_dim = 768, depth = 12, heads = 12, patch = 14;
   double mlp_ratio = 4.0;
-  std::int64_t registers = 0;   // register tokens after the class token (no position)
+  std::int64_t registers = 0;   // register (DINOv2) / storage (DINOv3) tokens after the class token, no position
   bool layerscale = true;
   double norm_eps = 1e-6;
   std::int64_t resolution = 256;  // the uint8 images' size; the token grid is 16 per 256 pixels
   std::int64_t block_chunks = 0;  // DINOv2's BlockChunk naming: 0 -> blocks.<i>., else blocks.<c>.<i>.
+  bool mask_k_bias = false;       // DINOv3: qkv bias multiplied by attn.qkv.bias_mask (k part zero)
+
+  bool rope() const { return family == VitFamily::DINOv3; }
+  bool pos_table() const { return family == VitFamily::DINOv2; }
 
   std::int64_t grid() const { return 16 * (resolution / 256); }
   std::int64_t input_size() const { return grid() * patch; }  // 224 for patch 14 at 256
   std::int64_t mlp_hidden() const { return static_cast<std::int64_t>(static_cast<double>(embed_dim) * mlp_ratio); }
 };
 
-/// The reference's names: dinov2-vit-{s,b,l,g}, dinov2reg-vit-{s,b,l,g}. (g uses SwiGLU: not yet.)
+/// The reference's names: dinov2-vit-{s,b,l}, dinov2reg-vit-{s,b,l}, dinov3-vit-{s16,b16,l16}.
+/// (DINOv2-g and the larger DINOv3 models use SwiGLU MLPs: not yet.)
 inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolution = 256) {
   VitConfig c;
   c.resolution = resolution;
+  if (name.starts_with("dinov3-vit-")) {
+    const std::string_view size = name.substr(11);
+    c.family = VitFamily::DINOv3, c.patch = 16, c.registers = 4, c.norm_eps = 1e-5, c.mask_k_bias = true;
+    if (size == "s16") c.embed_dim = 384, c.depth = 12, c.heads = 6;
+    else if (size == "b16") c.embed_dim = 768, c.depth = 12, c.heads = 12;
+    else if (size == "l16") c.embed_dim = 1024, c.depth = 24, c.heads = 16;
+    else fail("ViT encoder '{}': size '{}' is not known (s16, b16, l16; the SwiGLU sizes are not implemented yet)", name, size);
+    return c;
+  }
   const bool reg = name.starts_with("dinov2reg-vit-");
   IREPA_CHECK(reg || name.starts_with("dinov2-vit-"),
-              "ViT encoder '{}' is not available in this build; implemented: dinov2-vit-{{s,b,l}}, dinov2reg-vit-{{s,b,l}}", name);
+              "ViT encoder '{}' is not available in this build; implemented: dinov2-vit-{{s,b,l}}, dinov2reg-vit-{{s,b,l}}, "
+              "dinov3-vit-{{s16,b16,l16}}",
+              name);
   const std::string_view size = name.substr(name.rfind('-') + 1);
   if (size == "s") c.embed_dim = 384, c.depth = 12, c.heads = 6;
   else if (size == "b") c.embed_dim = 768, c.depth = 12, c.heads = 12;
@@ -63,11 +84,12 @@ struct VitEncoder {
   using scalar_type = T;
 
   struct Block {
-    Param<T> norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, ls1, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
+    Param<T> norm1_w, norm1_b, qkv_w, qkv_b, qkv_bias_mask, proj_w, proj_b, ls1, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
   };
 
   VitConfig config;
   Param<T> patch_w, patch_b, cls_token, register_tokens, mask_token, norm_w, norm_b;
+  Param<T> rope_periods;  // DINOv3: [head_dim / 4], a buffer of the checkpoint
   std::vector<Block> blocks;
   Tensor<T> pos_embed;  // [1, 1 + grid^2, D], resampled at load when the file's grid differs
 
@@ -85,11 +107,13 @@ struct VitEncoder {
     blocks.resize(static_cast<std::size_t>(c.depth));
     for (auto& b : blocks) {
       b.norm1_w = Param<T>(Shape{D}), b.norm1_b = Param<T>(Shape{D}), b.norm2_w = Param<T>(Shape{D}), b.norm2_b = Param<T>(Shape{D});
-      b.qkv_w = Param<T>(Shape{3 * D, D}), b.qkv_b = Param<T>(Shape{3 * D});
+      b.qkv_w = Param<T>(Shape{3 * D, D}), b.qkv_b = Param<T>(Shape{3 * D}), b.qkv_bias_mask = Param<T>(Shape{3 * D});
       b.proj_w = Param<T>(Shape{D, D}), b.proj_b = Param<T>(Shape{D});
       b.fc1_w = Param<T>(Shape{H, D}), b.fc1_b = Param<T>(Shape{H}), b.fc2_w = Param<T>(Shape{D, H}), b.fc2_b = Param<T>(Shape{D});
       b.ls1 = Param<T>(Shape{D}), b.ls2 = Param<T>(Shape{D});
     }
+    IREPA_CHECK(!c.rope() || (D / c.heads) % 4 == 0, "VitEncoder: RoPE needs a head dim divisible by 4, got {}", D / c.heads);
+    rope_periods = Param<T>(Shape{(D / c.heads) / 4});
     pos_embed = Tensor<T>(Shape{1, 1 + c.grid() * c.grid(), D});
     arena_ = ParamArena<T>(*this);
   }
@@ -102,7 +126,8 @@ struct VitEncoder {
   template <class V>
   void visit_params(V&& v, std::string_view prefix) {
     v(join_name(prefix, "cls_token"), cls_token);
-    if (config.registers > 0) v(join_name(prefix, "register_tokens"), register_tokens);
+    if (config.registers > 0)
+      v(join_name(prefix, config.family == VitFamily::DINOv3 ? "storage_tokens" : "register_tokens"), register_tokens);
     v(join_name(prefix, "mask_token"), mask_token);
     v(join_name(prefix, "patch_embed.proj.weight"), patch_w);
     v(join_name(prefix, "patch_embed.proj.bias"), patch_b);
@@ -111,6 +136,7 @@ struct VitEncoder {
       const std::string p = join_name(prefix, block_prefix(static_cast<std::int64_t>(i)));
       v(p + "norm1.weight", b.norm1_w), v(p + "norm1.bias", b.norm1_b);
       v(p + "attn.qkv.weight", b.qkv_w), v(p + "attn.qkv.bias", b.qkv_b);
+      if (config.mask_k_bias) v(p + "attn.qkv.bias_mask", b.qkv_bias_mask);
       v(p + "attn.proj.weight", b.proj_w), v(p + "attn.proj.bias", b.proj_b);
       if (config.layerscale) v(p + "ls1.gamma", b.ls1);
       v(p + "norm2.weight", b.norm2_w), v(p + "norm2.bias", b.norm2_b);
@@ -120,6 +146,7 @@ struct VitEncoder {
     }
     v(join_name(prefix, "norm.weight"), norm_w);
     v(join_name(prefix, "norm.bias"), norm_b);
+    if (config.rope()) v(join_name(prefix, "rope_embed.periods"), rope_periods);
   }
 
   std::string block_prefix(std::int64_t i) const {
@@ -145,6 +172,10 @@ struct VitEncoder {
   /// (the released 37x37) and is then resampled to this grid. Missing or mis-shaped tensors are
   /// named in one error and nothing changes.
   void load(const io::SafeTensorsFile& f, std::string_view prefix = {}) {
+    if (!config.pos_table()) {
+      io::load_params(f, arena_, prefix);
+      return;
+    }
     const std::string pk = std::string(prefix) + "pos_embed";
     IREPA_CHECK(f.contains(pk), "VitEncoder: '{}' has no '{}'", f.path(), pk);
     const Shape ps = f.info(pk).shape;
@@ -182,16 +213,27 @@ struct VitEncoder {
     IREPA_CHECK(images.rank() == 4 && images.size(1) == 3 && images.is_contiguous(),
                 "VitEncoder: images have shape {}, expected contiguous [B, 3, H, W] in 0..255", images.shape().str());
     static constexpr double mean[3] = {0.485, 0.456, 0.406}, stdv[3] = {0.229, 0.224, 0.225};
-    Tensor<T> x(images.shape());
-    const std::int64_t hw = images.size(2) * images.size(3);
-    for (std::int64_t b = 0; b < images.size(0); ++b)
-      for (std::int64_t c = 0; c < 3; ++c)
-        for (std::int64_t i = 0; i < hw; ++i) {
-          const std::int64_t k = (b * 3 + c) * hw + i;
-          x[k] = static_cast<T>((static_cast<double>(images.data()[k]) / 255.0 - mean[c]) / stdv[c]);
-        }
     const std::int64_t S = config.input_size();
-    if (images.size(2) == S && images.size(3) == S) return x;
+    auto normalise = [&](ConstView<T> in, double scale) {  // (x * scale - mean) / std per channel
+      Tensor<T> x(in.shape());
+      const std::int64_t hw = in.size(2) * in.size(3);
+      for (std::int64_t b = 0; b < in.size(0); ++b)
+        for (std::int64_t c = 0; c < 3; ++c)
+          for (std::int64_t i = 0; i < hw; ++i) {
+            const std::int64_t k = (b * 3 + c) * hw + i;
+            x[k] = static_cast<T>((static_cast<double>(in.data()[k]) * scale - mean[c]) / stdv[c]);
+          }
+      return x;
+    };
+    const bool same = images.size(2) == S && images.size(3) == S;
+    if (config.family == VitFamily::DINOv3) {  // /255, resize (bilinear, antialias), then mean/std
+      if (same) return normalise(images, 1.0 / 255.0);
+      Tensor<T> u(images.shape());
+      for (std::int64_t i = 0; i < u.numel(); ++i) u[i] = static_cast<T>(static_cast<double>(images.data()[i]) / 255.0);
+      return normalise(ops::interpolate<T>(ctx, u, S, S, ops::ResizeMode::Bilinear, true), 1.0);
+    }
+    Tensor<T> x = normalise(images, 1.0 / 255.0);  // DINOv2: mean/std, then bicubic without antialias
+    if (same) return x;
     return ops::interpolate<T>(ctx, x, S, S, ops::ResizeMode::Bicubic, false);
   }
 
@@ -206,18 +248,27 @@ struct VitEncoder {
     Tensor<T> h(Shape{B, T1, D});  // [B, 1 + R + N, D]: cls, registers, patches
     for (std::int64_t b = 0; b < B; ++b) {
       T* row = h.data() + b * T1 * D;
-      for (std::int64_t d = 0; d < D; ++d) row[d] = cls_token.value.data()[d] + pos_embed[d];
+      const bool pt = config.pos_table();
+      for (std::int64_t d = 0; d < D; ++d) row[d] = cls_token.value.data()[d] + (pt ? pos_embed[d] : T(0));
       for (std::int64_t r = 0; r < R; ++r)
         for (std::int64_t d = 0; d < D; ++d) row[(1 + r) * D + d] = register_tokens.value.data()[r * D + d];
       for (std::int64_t t = 0; t < N; ++t)
-        for (std::int64_t d = 0; d < D; ++d) row[(1 + R + t) * D + d] = patches[(b * N + t) * D + d] + pos_embed[(1 + t) * D + d];
+        for (std::int64_t d = 0; d < D; ++d)
+          row[(1 + R + t) * D + d] = patches[(b * N + t) * D + d] + (pt ? pos_embed[(1 + t) * D + d] : T(0));
     }
     Tensor<T> n(h.shape()), qkv(Shape{B, T1, 3 * D}), a(h.shape()), o(h.shape()), m1(Shape{B, T1, config.mlp_hidden()});
-    ops::AttentionSpec<T> spec;  // plain softmax attention, scale head_dim^-0.5
+    ops::AttentionSpec<T> spec;  // softmax attention, scale head_dim^-0.5
     spec.heads = config.heads;
+    Tensor<T> rope_cos, rope_sin, bias(Shape{3 * D});
+    if (config.rope()) {
+      rope_tables(T1, rope_cos, rope_sin);
+      spec.rope_cos = rope_cos.cview(), spec.rope_sin = rope_sin.cview(), spec.rope_mode = ops::RopeMode::HalfSplit;
+    }
     for (const auto& blk : blocks) {
       norm(ctx, h, blk.norm1_w.value, blk.norm1_b.value, n);
-      ops::linear_forward<T>(ctx, n, blk.qkv_w.value, blk.qkv_b.value, qkv.view());
+      for (std::int64_t i = 0; i < 3 * D; ++i)
+        bias[i] = blk.qkv_b.value.data()[i] * (config.mask_k_bias ? blk.qkv_bias_mask.value.data()[i] : T(1));
+      ops::linear_forward<T>(ctx, n, blk.qkv_w.value, bias, qkv.view());
       ops::attention_forward<T>(ctx, qkv, spec, a.view());
       ops::linear_forward<T>(ctx, a, blk.proj_w.value, blk.proj_b.value, o.view());
       residual(h, o, blk.ls1.value);
@@ -238,6 +289,25 @@ struct VitEncoder {
   Tensor<T> encode(const CpuContext& ctx, ConstView<T> images) const { return forward(ctx, preprocess(ctx, images)); }
 
  private:
+  /// DINOv3's RoPE angles for [prefix tokens, grid]: identity rows for the class and storage
+  /// tokens; per patch (row i, column j) the first hd/4 angles from the row coordinate, the next
+  /// hd/4 from the column, angle = 2 pi c / period with c = 2 (i + 0.5) / g - 1.
+  void rope_tables(std::int64_t T1, Tensor<T>& cos, Tensor<T>& sin) const {
+    const std::int64_t hd = config.embed_dim / config.heads, q = hd / 4, g = config.grid(), P = T1 - g * g;
+    cos = Tensor<T>(Shape{T1, hd / 2}), sin = Tensor<T>(Shape{T1, hd / 2});
+    cos.fill(T(1)), sin.fill(T(0));
+    for (std::int64_t i = 0; i < g; ++i)
+      for (std::int64_t j = 0; j < g; ++j)
+        for (int axis = 0; axis < 2; ++axis) {
+          const double c = 2.0 * ((static_cast<double>(axis == 0 ? i : j) + 0.5) / static_cast<double>(g)) - 1.0;
+          for (std::int64_t k = 0; k < q; ++k) {
+            const double a = 2.0 * M_PI * c / static_cast<double>(rope_periods.value.data()[k]);
+            const std::int64_t at = (P + i * g + j) * (hd / 2) + axis * q + k;
+            cos[at] = static_cast<T>(std::cos(a)), sin[at] = static_cast<T>(std::sin(a));
+          }
+        }
+  }
+
   void norm(const CpuContext& ctx, const Tensor<T>& x, ConstView<T> w, ConstView<T> b, Tensor<T>& y) const {
     Tensor<T> rstd(Shape{x.shape().rows()});
     ops::layer_norm_forward<T>(ctx, x, static_cast<T>(config.norm_eps), y.view(), rstd.view());
