@@ -274,8 +274,10 @@ struct VitEncoder {
       residual(h, o, blk.ls1.value);
       norm(ctx, h, blk.norm2_w.value, blk.norm2_b.value, n);
       ops::linear_forward<T>(ctx, n, blk.fc1_w.value, blk.fc1_b.value, m1.view());
-      for (std::int64_t i = 0; i < m1.numel(); ++i)  // exact GELU
-        m1[i] = static_cast<T>(0.5) * m1[i] * (T(1) + std::erf(m1[i] * static_cast<T>(M_SQRT1_2)));
+      ctx.parallel_for(m1.numel(), 20.0, [&](std::int64_t i0, std::int64_t i1) {  // exact GELU, the MLP's hot loop
+        T* v = m1.data();
+        for (std::int64_t i = i0; i < i1; ++i) v[i] = static_cast<T>(0.5) * v[i] * (T(1) + std::erf(v[i] * static_cast<T>(M_SQRT1_2)));
+      });
       ops::linear_forward<T>(ctx, m1, blk.fc2_w.value, blk.fc2_b.value, o.view());
       residual(h, o, blk.ls2.value);
     }
