@@ -205,3 +205,92 @@ TEST_CASE("DINOv2 weights as released (blocks.<i>, 37x37 positions, float32) loa
   REQUIRE_IREPA_ERROR(make_target_encoder("siglip2-vit-b", 256, dir.string()), "'siglip2-vit-b' is not available");
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("Perception Encoder matches the reference's golden files, with and without class token (double and float)",
+          "[vit][pe][golden]") {
+  if (!test::have_golden()) return;
+  for (const char* name : {"encoder_pe_tiny_nocls.safetensors", "encoder_pe_tiny_cls_ls.safetensors"}) {
+    io::SafeTensorsFile f((test::golden_dir() / name).string());
+    const auto rows = golden::check_vit_encoder<double>(f, 1e-9);
+    REQUIRE(rows.size() == 2);  // preprocessed input and patch tokens
+    for (const auto& r : rows) {
+      INFO(name << " " << r.name << " rel " << r.rel);
+      CHECK(r.ok());
+    }
+    for (const auto& r : golden::check_vit_encoder<float>(f, 1e-4)) {
+      INFO(name << " float " << r.name << " rel " << r.rel);
+      CHECK(r.ok());
+    }
+  }
+}
+
+TEST_CASE("Perception Encoder: names, released checkpoints with their pooling head, ln_post variant, errors", "[vit][pe]") {
+  const VitConfig g = vit_config_from_name("pe-vit-g");
+  CHECK(g.embed_dim == 1536);
+  CHECK(g.depth == 50);
+  CHECK(g.mlp_hidden() == 8960);
+  CHECK_FALSE(g.cls_token);
+  CHECK_FALSE(g.final_norm);
+  CHECK(g.patch == 14);
+  CHECK(g.input_size() == 224);  // patch * 16, as the reference's preprocessing
+  CHECK(vit_config_from_name("pe-vit-lnorm").final_norm);
+  CHECK(vit_config_from_name("pe-vit-b", 512).input_size() == 512);
+  CHECK(vit_config_from_name("langpe-vit-l").depth == 23);
+  CHECK(vit_config_from_name("langpe-vit-l").layerscale);
+  CHECK(vit_config_from_name("spatialpe-vit-g").layerscale);
+  CHECK_FALSE(vit_config_from_name("spatialpe-vit-l").layerscale);
+  REQUIRE_IREPA_ERROR(vit_config_from_name("spatialpe-vit-lnorm"), "no ln_post");
+  REQUIRE_IREPA_ERROR(vit_config_from_name("pe-vit-q"), "'pe-vit-q' is not known");
+  if (!test::have_golden()) return;
+
+  io::SafeTensorsFile g_file((test::golden_dir() / "encoder_pe_tiny_cls_ls.safetensors").string());
+  const auto dir = std::filesystem::temp_directory_path() / ("irepa_pe_" + std::to_string(test::rng().seed()));
+  std::filesystem::create_directories(dir);
+  // The released layout: every tensor of the checkpoint (pooling head and projection too), float32.
+  const auto path = (dir / "pe.safetensors").string();
+  {
+    io::SafeTensorsWriter w;
+    for (const auto& k : g_file.names())
+      if (k.starts_with("params/")) w.add(k.substr(7), g_file.load<float>(k));
+    w.write(path);
+  }
+  io::SafeTensorsFile f(path);
+  VitConfig cfg = golden::pe_setup(golden::config_of(g_file));
+  VitEncoder<double> plain(cfg);
+  plain.load(f);
+  cfg.final_norm = true;
+  VitEncoder<double> normed(cfg);
+  normed.load(f);
+  const auto u8 = g_file.load<std::uint8_t>("inputs/image");
+  Tensor<double> img(u8.shape());
+  for (std::int64_t i = 0; i < u8.numel(); ++i) img[i] = u8[i];
+  CpuContext ctx(2);
+  const auto a = plain.encode(ctx, img), b = normed.encode(ctx, img);
+  CHECK(test::rel_error(a, g_file.load<double>("outputs/patch_tokens")) < 1e-6);  // float32 weights
+  // The "norm" variant is ln_post (eps 1e-5) of the same tokens.
+  const auto w = f.load<double>("ln_post.weight"), bias = f.load<double>("ln_post.bias");
+  const std::int64_t D = a.size(2);
+  Tensor<double> expect(a.shape());
+  for (std::int64_t r = 0; r < a.numel() / D; ++r) {
+    double m = 0, v = 0;
+    for (std::int64_t d = 0; d < D; ++d) m += a[r * D + d] / static_cast<double>(D);
+    for (std::int64_t d = 0; d < D; ++d) v += (a[r * D + d] - m) * (a[r * D + d] - m) / static_cast<double>(D);
+    for (std::int64_t d = 0; d < D; ++d) expect[r * D + d] = (a[r * D + d] - m) / std::sqrt(v + 1e-5) * w[d] + bias[d];
+  }
+  CHECK(test::rel_error(b, expect) < 1e-12);
+  CHECK(test::rel_error(b, a) > 0.01);
+
+  // A missing LayerScale and a table that is not a class row plus a square grid are named.
+  io::SafeTensorsWriter bad, odd;
+  for (const auto& k : f.names()) {
+    if (k != "transformer.resblocks.1.ls_2.gamma") bad.add(k, f.load<float>(k));
+    odd.add(k, k == "positional_embedding" ? test::randn<float>(Shape{1 + 15, 64}) : f.load<float>(k));
+  }
+  bad.write((dir / "bad.safetensors").string());
+  odd.write((dir / "odd.safetensors").string());
+  REQUIRE_IREPA_ERROR(plain.load(io::SafeTensorsFile((dir / "bad.safetensors").string())),
+                      "missing 'transformer.resblocks.1.ls_2.gamma' [64]");
+  REQUIRE_IREPA_ERROR(plain.load(io::SafeTensorsFile((dir / "odd.safetensors").string())),
+                      "'positional_embedding' has shape [16, 64]", "square grid");
+  std::filesystem::remove_all(dir);
+}

@@ -11,11 +11,20 @@
 //   4 storage tokens, patches] without position table; RoPE on the patch tokens' q and k
 //   (half-split rotation, angles 2 pi c / period for c = 2 (i + 0.5) / 16 - 1 per axis, periods
 //   from the checkpoint), the k part of the qkv bias masked to zero, LayerNorm eps 1e-5.
-// PE and the other families come next with the same structure.
+// - Perception Encoder (pe / spatialpe / langpe): /255 -> bilinear to patch * 16 (no antialias)
+//   -> mean/std 0.5 -> conv1 without bias -> [cls (if the model has one), patches] + the
+//   learned table (bilinearly resized from the pretraining grid, class row kept) -> ln_pre ->
+//   blocks (LayerScale when the model has it, LayerNorm eps 1e-5, exact GELU) with 2-D RoPE on
+//   q and k (interleaved pairs, column angles then row angles, positions from 1 when there is a
+//   class token, identity for it) -> the last block's output, before ln_post (the "...norm"
+//   names apply ln_post). Original names: conv1, class_embedding, positional_embedding,
+//   transformer.resblocks.<i>.{ln_1,attn.in_proj_*,attn.out_proj,ls_1,ln_2,mlp.c_fc,mlp.c_proj,ls_2}.
+// The other families (SigLIP, CLIP, MAE, ...) come next with the same structure.
 
 #include <cmath>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "irepa/core/arena.hpp"
@@ -30,7 +39,7 @@
 
 namespace irepa {
 
-enum class VitFamily { DINOv2, DINOv3 };
+enum class VitFamily { DINOv2, DINOv3, PE };
 
 struct VitConfig {
   VitFamily family = VitFamily::DINOv2;
@@ -42,18 +51,55 @@ struct VitConfig {
   std::int64_t resolution = 256;  // the uint8 images' size; the token grid is 16 per 256 pixels
   std::int64_t block_chunks = 0;  // DINOv2's BlockChunk naming: 0 -> blocks.<i>., else blocks.<c>.<i>.
   bool mask_k_bias = false;       // DINOv3: qkv bias multiplied by attn.qkv.bias_mask (k part zero)
+  bool cls_token = true;          // PE-G has none
+  bool final_norm = true;         // the target after the final norm (PE: before ln_post unless "...norm")
+  std::int64_t mlp_dim = 0;       // MLP width when not embed_dim * mlp_ratio (PE-G: 8960)
 
-  bool rope() const { return family == VitFamily::DINOv3; }
-  bool pos_table() const { return family == VitFamily::DINOv2; }
+  bool rope() const { return family == VitFamily::DINOv3 || family == VitFamily::PE; }
+  bool pos_table() const { return family == VitFamily::DINOv2 || family == VitFamily::PE; }
+  bool pe() const { return family == VitFamily::PE; }
+  std::int64_t prefix_tokens() const { return (cls_token ? 1 : 0) + registers; }
 
   std::int64_t grid() const { return 16 * (resolution / 256); }
   std::int64_t input_size() const { return grid() * patch; }  // 224 for patch 14 at 256
-  std::int64_t mlp_hidden() const { return static_cast<std::int64_t>(static_cast<double>(embed_dim) * mlp_ratio); }
+  std::int64_t mlp_hidden() const {
+    return mlp_dim > 0 ? mlp_dim : static_cast<std::int64_t>(static_cast<double>(embed_dim) * mlp_ratio);
+  }
 };
 
-/// The reference's names: dinov2-vit-{s,b,l}, dinov2reg-vit-{s,b,l}, dinov3-vit-{s16,b16,l16}.
+/// Perception Encoder names as the reference maps them: pe-vit-{t,s,b,l,g} (PE-Core-T16/S16/
+/// B16/L14/G14; a "norm" suffix, e.g. pe-vit-lnorm, takes the target after ln_post),
+/// spatialpe-vit-{b,l,g} (PE-Spatial) and langpe-vit-{l,g} (PE-Lang), the last two without ln_post.
+inline VitConfig pe_config_from_name(std::string_view name, std::int64_t resolution) {
+  VitConfig c;
+  c.family = VitFamily::PE, c.resolution = resolution, c.norm_eps = 1e-5, c.layerscale = false, c.final_norm = false;
+  const std::string_view kind = name.substr(0, name.find('-'));
+  std::string_view size = name.substr(name.rfind('-') + 1);
+  const bool norm = size.ends_with("norm");
+  if (norm) size.remove_suffix(4);
+  IREPA_CHECK(!norm || kind == "pe", "ViT encoder '{}': {} models have no ln_post, so there is no 'norm' variant", name, kind);
+  c.final_norm = norm;
+  const bool known = (kind == "pe" && (size == "t" || size == "s" || size == "b" || size == "l" || size == "g")) ||
+                     (kind == "spatialpe" && (size == "b" || size == "l" || size == "g")) ||
+                     (kind == "langpe" && (size == "l" || size == "g"));
+  IREPA_CHECK(known, "ViT encoder '{}' is not known; PE names: pe-vit-{{t,s,b,l,g}}[norm], spatialpe-vit-{{b,l,g}}, langpe-vit-{{l,g}}",
+              name);
+  if (size == "t") c.embed_dim = 192, c.depth = 12, c.heads = 3, c.patch = 16;
+  else if (size == "s") c.embed_dim = 384, c.depth = 12, c.heads = 6, c.patch = 16;
+  else if (size == "b") c.embed_dim = 768, c.depth = 12, c.heads = 12, c.patch = 16;
+  else if (size == "l") c.embed_dim = 1024, c.depth = 24, c.heads = 16, c.patch = 14;
+  else c.embed_dim = 1536, c.depth = 50, c.heads = 16, c.patch = 14, c.mlp_dim = 8960, c.cls_token = false;
+  if (kind == "langpe") c.depth = size == "l" ? 23 : 47, c.layerscale = true;
+  if (kind == "spatialpe" && size == "g") c.layerscale = true;
+  return c;
+}
+
+/// The reference's names: dinov2-vit-{s,b,l}, dinov2reg-vit-{s,b,l}, dinov3-vit-{s16,b16,l16},
+/// and the PE names of pe_config_from_name.
 /// (DINOv2-g and the larger DINOv3 models use SwiGLU MLPs: not yet.)
 inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolution = 256) {
+  if (name.starts_with("pe-vit-") || name.starts_with("spatialpe-vit-") || name.starts_with("langpe-vit-"))
+    return pe_config_from_name(name, resolution);
   VitConfig c;
   c.resolution = resolution;
   if (name.starts_with("dinov3-vit-")) {
@@ -68,7 +114,7 @@ inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolu
   const bool reg = name.starts_with("dinov2reg-vit-");
   IREPA_CHECK(reg || name.starts_with("dinov2-vit-"),
               "ViT encoder '{}' is not available in this build; implemented: dinov2-vit-{{s,b,l}}, dinov2reg-vit-{{s,b,l}}, "
-              "dinov3-vit-{{s16,b16,l16}}",
+              "dinov3-vit-{{s16,b16,l16}}, pe-vit-{{t,s,b,l,g}}[norm], spatialpe-vit-{{b,l,g}}, langpe-vit-{{l,g}}",
               name);
   const std::string_view size = name.substr(name.rfind('-') + 1);
   if (size == "s") c.embed_dim = 384, c.depth = 12, c.heads = 6;
@@ -89,9 +135,10 @@ struct VitEncoder {
 
   VitConfig config;
   Param<T> patch_w, patch_b, cls_token, register_tokens, mask_token, norm_w, norm_b;
+  Param<T> pre_norm_w, pre_norm_b;  // PE's ln_pre
   Param<T> rope_periods;  // DINOv3: [head_dim / 4], a buffer of the checkpoint
   std::vector<Block> blocks;
-  Tensor<T> pos_embed;  // [1, 1 + grid^2, D], resampled at load when the file's grid differs
+  Tensor<T> pos_embed;  // [1, cls + grid^2, D], resampled at load when the file's grid differs
 
   explicit VitEncoder(const VitConfig& c) : config(c) {
     const std::int64_t D = c.embed_dim, H = c.mlp_hidden();
@@ -100,7 +147,8 @@ struct VitEncoder {
                 "VitEncoder: width {}, {} heads, depth {}, patch {}, resolution {} (a multiple of 256) do not make an encoder", D,
                 c.heads, c.depth, c.patch, c.resolution);
     patch_w = Param<T>(Shape{D, 3, c.patch, c.patch}), patch_b = Param<T>(Shape{D});
-    cls_token = Param<T>(Shape{1, 1, D});
+    cls_token = Param<T>(c.pe() ? Shape{D} : Shape{1, 1, D});
+    pre_norm_w = Param<T>(Shape{D}), pre_norm_b = Param<T>(Shape{D});
     register_tokens = Param<T>(Shape{1, c.registers, D});
     mask_token = Param<T>(Shape{1, D});
     norm_w = Param<T>(Shape{D}), norm_b = Param<T>(Shape{D});
@@ -114,7 +162,9 @@ struct VitEncoder {
     }
     IREPA_CHECK(!c.rope() || (D / c.heads) % 4 == 0, "VitEncoder: RoPE needs a head dim divisible by 4, got {}", D / c.heads);
     rope_periods = Param<T>(Shape{(D / c.heads) / 4});
-    pos_embed = Tensor<T>(Shape{1, 1 + c.grid() * c.grid(), D});
+    IREPA_CHECK(!(c.family == VitFamily::DINOv2 && !c.cls_token) && !(c.pe() && c.registers > 0) && c.registers >= 0,
+                "VitEncoder: this family cannot have cls {} / {} registers", c.cls_token, c.registers);
+    pos_embed = Tensor<T>(Shape{1, (c.cls_token ? 1 : 0) + c.grid() * c.grid(), D});
     arena_ = ParamArena<T>(*this);
   }
   VitEncoder(VitEncoder&&) noexcept = default;
@@ -125,6 +175,7 @@ struct VitEncoder {
 
   template <class V>
   void visit_params(V&& v, std::string_view prefix) {
+    if (config.pe()) return visit_pe_params(v, prefix);
     v(join_name(prefix, "cls_token"), cls_token);
     if (config.registers > 0)
       v(join_name(prefix, config.family == VitFamily::DINOv3 ? "storage_tokens" : "register_tokens"), register_tokens);
@@ -147,6 +198,27 @@ struct VitEncoder {
     v(join_name(prefix, "norm.weight"), norm_w);
     v(join_name(prefix, "norm.bias"), norm_b);
     if (config.rope()) v(join_name(prefix, "rope_embed.periods"), rope_periods);
+  }
+
+  /// Perception Encoder's names (the open_clip layout). The positional table is read by load().
+  template <class V>
+  void visit_pe_params(V&& v, std::string_view prefix) {
+    v(join_name(prefix, "conv1.weight"), patch_w);
+    if (config.cls_token) v(join_name(prefix, "class_embedding"), cls_token);
+    v(join_name(prefix, "ln_pre.weight"), pre_norm_w), v(join_name(prefix, "ln_pre.bias"), pre_norm_b);
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      auto& b = blocks[i];
+      const std::string p = join_name(prefix, "transformer.resblocks." + std::to_string(i) + ".");
+      v(p + "ln_1.weight", b.norm1_w), v(p + "ln_1.bias", b.norm1_b);
+      v(p + "attn.in_proj_weight", b.qkv_w), v(p + "attn.in_proj_bias", b.qkv_b);
+      v(p + "attn.out_proj.weight", b.proj_w), v(p + "attn.out_proj.bias", b.proj_b);
+      if (config.layerscale) v(p + "ls_1.gamma", b.ls1);
+      v(p + "ln_2.weight", b.norm2_w), v(p + "ln_2.bias", b.norm2_b);
+      v(p + "mlp.c_fc.weight", b.fc1_w), v(p + "mlp.c_fc.bias", b.fc1_b);
+      v(p + "mlp.c_proj.weight", b.fc2_w), v(p + "mlp.c_proj.bias", b.fc2_b);
+      if (config.layerscale) v(p + "ls_2.gamma", b.ls2);
+    }
+    if (config.final_norm) v(join_name(prefix, "ln_post.weight"), norm_w), v(join_name(prefix, "ln_post.bias"), norm_b);
   }
 
   std::string block_prefix(std::int64_t i) const {
@@ -176,35 +248,51 @@ struct VitEncoder {
       io::load_params(f, arena_, prefix);
       return;
     }
-    const std::string pk = std::string(prefix) + "pos_embed";
+    const std::string name = config.pe() ? "positional_embedding" : "pos_embed";
+    const std::string pk = std::string(prefix) + name;
     IREPA_CHECK(f.contains(pk), "VitEncoder: '{}' has no '{}'", f.path(), pk);
     const Shape ps = f.info(pk).shape;
-    const auto n = ps.rank() == 3 ? ps[1] - 1 : -1;
+    const std::int64_t cls = config.cls_token ? 1 : 0, D = config.embed_dim;
+    const bool shape_ok = config.pe() ? ps.rank() == 2 && ps[1] == D : ps.rank() == 3 && ps[0] == 1 && ps[2] == D;
+    const auto n = shape_ok ? ps[ps.rank() - 2] - cls : -1;
     const auto g = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<std::int64_t>(n, 0)))));
-    IREPA_CHECK(ps.rank() == 3 && ps[0] == 1 && ps[2] == config.embed_dim && n > 0 && g * g == n,
-                "VitEncoder: '{}' has shape {}, expected [1, 1 + G*G, {}] (a class position and a square grid)", pk, ps.str(),
-                config.embed_dim);
-    io::load_params(f, arena_, prefix, io::LoadParamsOptions{.read_by_caller = {"pos_embed"}});
+    IREPA_CHECK(shape_ok && n > 0 && g * g == n, "VitEncoder: '{}' has shape {}, expected {}{} + G*G, {}] ({}a square grid)", pk,
+                ps.str(), config.pe() ? "[" : "[1, ", cls, D, cls ? "a class position and " : "");
+    // PE checkpoints also hold the pooling head and the projection, which the target does not use.
+    std::vector<std::string> unused{name};
+    if (config.pe()) {
+      for (const char* k : {"proj", "ln_post.weight", "ln_post.bias", "attn_pool.probe", "attn_pool.attn.in_proj_weight",
+                            "attn_pool.attn.in_proj_bias", "attn_pool.attn.out_proj.weight", "attn_pool.attn.out_proj.bias",
+                            "attn_pool.layernorm.weight", "attn_pool.layernorm.bias", "attn_pool.mlp.c_fc.weight",
+                            "attn_pool.mlp.c_fc.bias", "attn_pool.mlp.c_proj.weight", "attn_pool.mlp.c_proj.bias"})
+        if (!config.final_norm || !std::string_view(k).starts_with("ln_post")) unused.emplace_back(k);
+    }
+    io::load_params(f, arena_, prefix, io::LoadParamsOptions{.read_by_caller = unused});
     const Tensor<T> stored = f.load<T>(pk);
-    pos_embed = resample_pos_embed(stored, config.grid());
+    pos_embed = config.pe() ? resample_pos_embed(stored.reshape(Shape{1, ps[0], D}), config.grid(), cls,
+                                                 ops::ResizeMode::Bilinear, false)
+                            : resample_pos_embed(stored, config.grid());
   }
 
-  /// timm's resample_abs_pos_embed: the class position kept, the grid part resized with bicubic
-  /// interpolation and antialiasing. [1, 1 + G*G, D] -> [1, 1 + g*g, D].
-  static Tensor<T> resample_pos_embed(ConstView<T> pe, std::int64_t g) {
-    const std::int64_t D = pe.size(2), G = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(pe.size(1) - 1))));
-    Tensor<T> out(Shape{1, 1 + g * g, D});
+  /// The class position (if any) kept, the grid part resized. The default is timm's
+  /// resample_abs_pos_embed (DINOv2: bicubic with antialiasing); PE resizes bilinearly without.
+  /// [1, cls + G*G, D] -> [1, cls + g*g, D].
+  static Tensor<T> resample_pos_embed(ConstView<T> pe, std::int64_t g, std::int64_t cls = 1,
+                                      ops::ResizeMode mode = ops::ResizeMode::Bicubic, bool antialias = true) {
+    const std::int64_t D = pe.size(2),
+                       G = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(pe.size(1) - cls))));
+    Tensor<T> out(Shape{1, cls + g * g, D});
     if (G == g) {
       std::copy_n(pe.data(), pe.numel(), out.data());
       return out;
     }
     Tensor<T> grid(Shape{1, D, G, G});  // [1, D, G, G]
     for (std::int64_t t = 0; t < G * G; ++t)
-      for (std::int64_t d = 0; d < D; ++d) grid[d * G * G + t] = pe.data()[(1 + t) * D + d];
-    const Tensor<T> r = ops::interpolate<T>(CpuContext(1), grid, g, g, ops::ResizeMode::Bicubic, /*antialias=*/true);
-    std::copy_n(pe.data(), D, out.data());
+      for (std::int64_t d = 0; d < D; ++d) grid[d * G * G + t] = pe.data()[(cls + t) * D + d];
+    const Tensor<T> r = ops::interpolate<T>(CpuContext(1), grid, g, g, mode, antialias);
+    std::copy_n(pe.data(), cls * D, out.data());
     for (std::int64_t t = 0; t < g * g; ++t)
-      for (std::int64_t d = 0; d < D; ++d) out[(1 + t) * D + d] = r[d * g * g + t];
+      for (std::int64_t d = 0; d < D; ++d) out[(cls + t) * D + d] = r[d * g * g + t];
     return out;
   }
 
@@ -212,7 +300,10 @@ struct VitEncoder {
   Tensor<T> preprocess(const CpuContext& ctx, ConstView<T> images) const {
     IREPA_CHECK(images.rank() == 4 && images.size(1) == 3 && images.is_contiguous(),
                 "VitEncoder: images have shape {}, expected contiguous [B, 3, H, W] in 0..255", images.shape().str());
-    static constexpr double mean[3] = {0.485, 0.456, 0.406}, stdv[3] = {0.229, 0.224, 0.225};
+    static constexpr double imagenet_mean[3] = {0.485, 0.456, 0.406}, imagenet_std[3] = {0.229, 0.224, 0.225};
+    static constexpr double half[3] = {0.5, 0.5, 0.5};
+    const double* mean = config.pe() ? half : imagenet_mean;
+    const double* stdv = config.pe() ? half : imagenet_std;
     const std::int64_t S = config.input_size();
     auto normalise = [&](ConstView<T> in, double scale) {  // (x * scale - mean) / std per channel
       Tensor<T> x(in.shape());
@@ -226,41 +317,52 @@ struct VitEncoder {
       return x;
     };
     const bool same = images.size(2) == S && images.size(3) == S;
-    if (config.family == VitFamily::DINOv3) {  // /255, resize (bilinear, antialias), then mean/std
+    if (config.family != VitFamily::DINOv2) {  // /255, resize (bilinear; DINOv3 antialiased), then mean/std
       if (same) return normalise(images, 1.0 / 255.0);
       Tensor<T> u(images.shape());
       for (std::int64_t i = 0; i < u.numel(); ++i) u[i] = static_cast<T>(static_cast<double>(images.data()[i]) / 255.0);
-      return normalise(ops::interpolate<T>(ctx, u, S, S, ops::ResizeMode::Bilinear, true), 1.0);
+      return normalise(ops::interpolate<T>(ctx, u, S, S, ops::ResizeMode::Bilinear, config.family == VitFamily::DINOv3), 1.0);
     }
     Tensor<T> x = normalise(images, 1.0 / 255.0);  // DINOv2: mean/std, then bicubic without antialias
     if (same) return x;
     return ops::interpolate<T>(ctx, x, S, S, ops::ResizeMode::Bicubic, false);
   }
 
-  /// x [B, 3, S, S] preprocessed -> patch tokens [B, grid^2, D] after the final norm.
+  /// x [B, 3, S, S] preprocessed -> patch tokens [B, grid^2, D] (after the final norm unless
+  /// the config takes them before it).
   Tensor<T> forward(const CpuContext& ctx, ConstView<T> x) const {
     const std::int64_t S = config.input_size(), D = config.embed_dim, g = config.grid(), R = config.registers;
     IREPA_CHECK(x.rank() == 4 && x.size(1) == 3 && x.size(2) == S && x.size(3) == S,
                 "VitEncoder: input has shape {}, expected [B, 3, {}, {}] (preprocess first)", x.shape().str(), S, S);
-    const std::int64_t B = x.size(0), N = g * g, T1 = 1 + R + N;
+    const std::int64_t C = config.cls_token ? 1 : 0, P = C + R;  // prefix tokens
+    const std::int64_t B = x.size(0), N = g * g, T1 = P + N;
     Tensor<T> patches(Shape{B, N, D});  // [B, N, D]
-    ops::patchify_forward<T>(ctx, x, patch_w.value, patch_b.value, patches.view());
-    Tensor<T> h(Shape{B, T1, D});  // [B, 1 + R + N, D]: cls, registers, patches
+    ops::patchify_forward<T>(ctx, x, patch_w.value, config.pe() ? ConstView<T>{} : ConstView<T>(patch_b.value),  // PE: no bias
+                             patches.view());
+    Tensor<T> h(Shape{B, T1, D});  // [B, P + N, D]: cls, registers, patches
     for (std::int64_t b = 0; b < B; ++b) {
       T* row = h.data() + b * T1 * D;
       const bool pt = config.pos_table();
-      for (std::int64_t d = 0; d < D; ++d) row[d] = cls_token.value.data()[d] + (pt ? pos_embed[d] : T(0));
+      for (std::int64_t d = 0; d < D * C; ++d) row[d] = cls_token.value.data()[d] + (pt ? pos_embed[d] : T(0));
       for (std::int64_t r = 0; r < R; ++r)
-        for (std::int64_t d = 0; d < D; ++d) row[(1 + r) * D + d] = register_tokens.value.data()[r * D + d];
+        for (std::int64_t d = 0; d < D; ++d) row[(C + r) * D + d] = register_tokens.value.data()[r * D + d];
       for (std::int64_t t = 0; t < N; ++t)
         for (std::int64_t d = 0; d < D; ++d)
-          row[(1 + R + t) * D + d] = patches[(b * N + t) * D + d] + (pt ? pos_embed[(1 + t) * D + d] : T(0));
+          row[(P + t) * D + d] = patches[(b * N + t) * D + d] + (pt ? pos_embed[(C + t) * D + d] : T(0));
+    }
+    if (config.pe()) {  // ln_pre
+      Tensor<T> pre(h.shape());
+      norm(ctx, h, pre_norm_w.value, pre_norm_b.value, pre);
+      h = std::move(pre);
     }
     Tensor<T> n(h.shape()), qkv(Shape{B, T1, 3 * D}), a(h.shape()), o(h.shape()), m1(Shape{B, T1, config.mlp_hidden()});
     ops::AttentionSpec<T> spec;  // softmax attention, scale head_dim^-0.5
     spec.heads = config.heads;
     Tensor<T> rope_cos, rope_sin, bias(Shape{3 * D});
-    if (config.rope()) {
+    if (config.pe()) {
+      std::tie(rope_cos, rope_sin) = ops::rope_table_axial_2d<T>(g, g, D / config.heads, 10000.0, C, C, /*columns_first=*/true);
+      spec.rope_cos = rope_cos.cview(), spec.rope_sin = rope_sin.cview(), spec.rope_mode = ops::RopeMode::Interleaved;
+    } else if (config.rope()) {
       rope_tables(T1, rope_cos, rope_sin);
       spec.rope_cos = rope_cos.cview(), spec.rope_sin = rope_sin.cview(), spec.rope_mode = ops::RopeMode::HalfSplit;
     }
@@ -281,9 +383,10 @@ struct VitEncoder {
       ops::linear_forward<T>(ctx, m1, blk.fc2_w.value, blk.fc2_b.value, o.view());
       residual(h, o, blk.ls2.value);
     }
-    norm(ctx, h, norm_w.value, norm_b.value, n);
+    if (config.final_norm) norm(ctx, h, norm_w.value, norm_b.value, n);
+    const Tensor<T>& last = config.final_norm ? n : h;
     Tensor<T> out(Shape{B, N, D});
-    for (std::int64_t b = 0; b < B; ++b) std::copy_n(n.data() + (b * T1 + 1 + R) * D, N * D, out.data() + b * N * D);
+    for (std::int64_t b = 0; b < B; ++b) std::copy_n(last.data() + (b * T1 + P) * D, N * D, out.data() + b * N * D);
     return out;
   }
 

@@ -70,10 +70,13 @@ void rope_backward(const CpuContext& ctx, In<T> cos, In<T> sin, RopeMode mode, I
 /// Axial 2-D RoPE table as JiT builds it: per axis dim = hd/2 channels with frequencies
 /// f_i = theta^(-2i/dim), i < dim/2, each used by one interleaved pair; the first dim/2 pairs
 /// turn with the token's row, the last dim/2 with its column. `prefix` leading tokens (JiT's
-/// in-context class tokens) get angle 0. Computed in double. Returns {cos, sin} [prefix + gh*gw, hd/2].
+/// in-context class tokens) get angle 0. Perception Encoder's table is the same with the axes
+/// swapped (columns_first) and positions counted from `offset` = 1 when it has a class token.
+/// Computed in double. Returns {cos, sin} [prefix + gh*gw, hd/2].
 template <class T>
 std::pair<Tensor<T>, Tensor<T>> rope_table_axial_2d(std::int64_t gh, std::int64_t gw, std::int64_t head_dim,
-                                                    double theta = 10000.0, std::int64_t prefix = 0) {
+                                                    double theta = 10000.0, std::int64_t prefix = 0, std::int64_t offset = 0,
+                                                    bool columns_first = false) {
   IREPA_CHECK(head_dim % 4 == 0 && head_dim > 0, "rope_table_axial_2d: head dim {} must be a positive multiple of 4",
               head_dim);
   IREPA_CHECK(gh > 0 && gw > 0 && prefix >= 0, "rope_table_axial_2d: bad grid {}x{} / prefix {}", gh, gw, prefix);
@@ -83,10 +86,10 @@ std::pair<Tensor<T>, Tensor<T>> rope_table_axial_2d(std::int64_t gh, std::int64_
     for (std::int64_t p = 0; p < pairs; ++p) {
       double angle = 0;
       if (t >= prefix) {
-        const std::int64_t row = (t - prefix) / gw, col = (t - prefix) % gw;
+        const std::int64_t row = (t - prefix) / gw + offset, col = (t - prefix) % gw + offset;
         const std::int64_t i = p < half ? p : p - half;
         const double f = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(dim));
-        angle = static_cast<double>(p < half ? row : col) * f;
+        angle = static_cast<double>((p < half) != columns_first ? row : col) * f;
       }
       c(t, p) = static_cast<T>(std::cos(angle));
       s(t, p) = static_cast<T>(std::sin(angle));
