@@ -3,10 +3,9 @@
 // relative error per tensor group, and exits non-zero when any is above tolerance.
 //
 // Models understood so far: `spatial_metrics`, `encoder:hog` (float32, tolerance 1e-5), `encoder:dinov2`,
-// `encoder:dinov3`, `SiT-sampler` and `SiT` (any depth, width, heads, patch, kernel
-// size, number of encoders, path; run in double, or in float with --float). The JiT, sampler and
-// encoder issues add theirs; a file of another kind is reported as not understood (exit 2),
-// never skipped.
+// `encoder:dinov3`, `encoder:pe`, `SiT-sampler`, `SiT` and `JiT` (any depth, width, heads, patch,
+// kernel size, number of encoders, path / in-context setting; run in double, or in float with
+// --float). A file of another kind is reported as not understood (exit 2), never skipped.
 //
 //   irepa-golden-check [--float] [--all] FILE...
 //     --float  run the models in float (tolerance 1e-4) instead of double (1e-9)
@@ -89,6 +88,10 @@ std::vector<Row> check_sit(const io::SafeTensorsFile& f, bool use_float, bool al
   return grouped(use_float ? golden::check_sit<float>(f, 1e-4) : golden::check_sit<double>(f, 1e-9), all);
 }
 
+std::vector<Row> check_jit(const io::SafeTensorsFile& f, bool use_float, bool all) {
+  return grouped(use_float ? golden::check_jit<float>(f, 1e-4) : golden::check_jit<double>(f, 1e-9), all);
+}
+
 std::vector<Row> check_sampler(const io::SafeTensorsFile& f, bool use_float, bool all) {
   return grouped(use_float ? golden::check_sit_sampler<float>(f, 1e-4) : golden::check_sit_sampler<double>(f, 1e-9), all);
 }
@@ -116,7 +119,7 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: %s [--float] [--all] FILE.safetensors...\n"
-          "  checks our implementation against golden files (models: SiT, SiT-sampler, encoder:hog, encoder:dinov2, encoder:dinov3, spatial_metrics)\n"
+          "  checks our implementation against golden files (models: SiT, JiT, SiT-sampler, encoder:hog, encoder:dinov2, encoder:dinov3, encoder:pe, spatial_metrics)\n"
           "  --float  run models in float (tolerance 1e-4) instead of double (1e-9)\n"
           "  --all    print every tensor instead of the worst of each group\n"
           "exit status: 0 all within tolerance, 1 some above, 2 a file could not be checked\n",
@@ -150,9 +153,11 @@ int main(int argc, char** argv) {
         rows = check_spatial_metrics(f, nlohmann::json::parse(*config));
       } else if (*model == "SiT") {
         rows = check_sit(f, use_float, all);
+      } else if (*model == "JiT") {
+        rows = check_jit(f, use_float, all);
       } else if (*model == "SiT-sampler") {
         rows = check_sampler(f, use_float, all);
-      } else if (*model == "encoder:dinov2" || *model == "encoder:dinov3") {
+      } else if (*model == "encoder:dinov2" || *model == "encoder:dinov3" || *model == "encoder:pe") {
         rows = grouped(use_float ? golden::check_vit_encoder<float>(f, 1e-4) : golden::check_vit_encoder<double>(f, 1e-9), true);
       } else if (*model == "encoder:hog") {
         rows = grouped(golden::check_hog(f, 1e-5), true);  // float32 like the reference, in both modes

@@ -8,11 +8,14 @@
 #include "irepa/check/gradient_check.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/sit.hpp"
+#include "model_test_support.hpp"
 #include "test_support.hpp"
 
 using namespace irepa;
 using irepa::test::golden_dir;
 using irepa::test::have_golden;
+using irepa::test::random_batch;
+using irepa::test::randomize;
 
 namespace {
 
@@ -59,43 +62,6 @@ SiTConfig small_config() {
   c.num_heads = 2;
   c.patch_size = 2;
   return c;
-}
-
-/// Every parameter drawn at random so that no layer is zero (adaLN-Zero would hide bugs):
-/// weights N(0, gain / sqrt(fan_in)) keep activations O(1), vectors N(0, 0.1).
-template <class Model>
-void randomize(Model& m, double gain = 1.0) {
-  using T = typename Model::scalar_type;
-  m.params().for_each([&](std::string_view, TensorView<T> v, TensorView<T>) {
-    const double fan_in = v.rank() >= 2 ? static_cast<double>(v.numel() / v.size(0)) : 0.0;
-    test::rng().normal(v, T(0), static_cast<T>(fan_in > 0 ? gain / std::sqrt(fan_in) : 0.1));
-  });
-}
-
-template <class T>
-struct RandomBatch {
-  Tensor<T> x, t, noise;
-  Tensor<std::int64_t> y;
-  std::vector<Tensor<T>> zs;
-  SiTBatch<T> batch() const {
-    SiTBatch<T> b{x, y, {}};
-    for (const auto& z : zs) b.zs.push_back(z);
-    return b;
-  }
-};
-
-template <class Model>
-RandomBatch<typename Model::scalar_type> random_batch(const Model& m, std::int64_t B) {
-  using T = typename Model::scalar_type;
-  const auto& c = m.config;
-  RandomBatch<T> r;
-  r.x = test::randn<T>(Shape{B, c.in_channels, c.input_size, c.input_size});
-  r.noise = test::randn<T>(r.x.shape());
-  r.t = test::rand_uniform<T>(Shape{B}, T(0.05), T(0.95));
-  r.y = Tensor<std::int64_t>(Shape{B});
-  test::rng().randint(r.y.view(), 0, m.y_embedder.table.shape[0]);  // the null class included, when there is one
-  for (auto z : c.z_dims) r.zs.push_back(test::randn<T>(Shape{B, m.grid.tokens(), z}));
-  return r;
 }
 
 template <class Head>

@@ -13,10 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "irepa/align/dispatch.hpp"
+#include "irepa/diffusion/jit_loss.hpp"
 #include "irepa/diffusion/samplers.hpp"
 #include "irepa/diffusion/sit_loss.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/hog.hpp"
+#include "irepa/models/jit.hpp"
 #include "irepa/models/sit.hpp"
 #include "irepa/models/vit_encoder.hpp"
 
@@ -202,14 +204,46 @@ inline VitConfig dinov3_setup(const nlohmann::json& c) {
   return v;
 }
 
+/// The Perception Encoder of an `encoder:pe` golden file; unknown keys are errors. The table's
+/// pretraining grid is read from the file's positional_embedding, and checked against the config.
+inline VitConfig pe_setup(const nlohmann::json& c) {
+  static const std::set<std::string> known = {"width",         "layers",     "heads",     "patch_size", "use_cls_token",
+                                              "pretrain_grid", "resolution", "layerscale", "mlp_ratio",  "final_norm"};
+  for (const auto& [k, v] : c.items()) IREPA_CHECK(known.contains(k), "golden: PE config key '{}' is not known", k);
+  VitConfig v;
+  v.family = VitFamily::PE, v.norm_eps = 1e-5;
+  try {
+    v.embed_dim = c.at("width").get<std::int64_t>();
+    v.depth = c.at("layers").get<std::int64_t>();
+    v.heads = c.at("heads").get<std::int64_t>();
+    v.patch = c.at("patch_size").get<std::int64_t>();
+    v.cls_token = c.at("use_cls_token").get<bool>();
+    v.resolution = c.value("resolution", std::int64_t{256});
+    v.layerscale = c.contains("layerscale") && !c.at("layerscale").is_null();
+    v.mlp_ratio = c.value("mlp_ratio", 4.0);
+    v.final_norm = c.value("final_norm", false);
+  } catch (const nlohmann::json::exception& e) {
+    fail("golden: PE config is missing a key or has a wrong type: {}", e.what());
+  }
+  return v;
+}
+
 /// Runs a ViT encoder golden file in T: the preprocessed input, the patch tokens, and (when the
 /// file has the released table, params_original/pos_embed) our resampling of it.
 template <class T>
 std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
   const auto model = f.metadata("model").value_or("");
-  IREPA_CHECK(model == "encoder:dinov2" || model == "encoder:dinov3",
-              "golden: encoder '{}' is not implemented yet (encoder:dinov2 and encoder:dinov3 are)", model);
-  VitConfig cfg = model == "encoder:dinov2" ? dinov2_setup(config_of(f)) : dinov3_setup(config_of(f));
+  IREPA_CHECK(model == "encoder:dinov2" || model == "encoder:dinov3" || model == "encoder:pe",
+              "golden: encoder '{}' is not implemented yet (encoder:dinov2, encoder:dinov3 and encoder:pe are)", model);
+  VitConfig cfg = model == "encoder:dinov2" ? dinov2_setup(config_of(f))
+                  : model == "encoder:dinov3" ? dinov3_setup(config_of(f))
+                                              : pe_setup(config_of(f));
+  if (model == "encoder:pe" && config_of(f).contains("pretrain_grid")) {
+    const auto G = config_of(f).at("pretrain_grid").get<std::int64_t>();
+    const auto rows = f.info("params/positional_embedding").shape[0];
+    IREPA_CHECK(rows == G * G + (cfg.cls_token ? 1 : 0), "golden: PE positional_embedding has {} rows, config says grid {} (cls {})",
+                rows, G, cfg.cls_token);
+  }
   cfg.block_chunks = VitEncoder<T>::detect_block_chunks(f, "params/", cfg.depth);
   VitEncoder<T> enc(cfg);
   enc.load(f, "params/");
@@ -226,6 +260,22 @@ std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, con
                     rel_error<T>(resampled, f.load<double>("params/pos_embed").cview()), tol});
   }
   return rows;
+}
+
+/// Every parameter's gradient against grads/<name>: each parameter must have one, and every
+/// grads/ tensor must belong to a parameter.
+template <class T, class Cmp>
+void compare_grads(const io::SafeTensorsFile& f, const ParamArena<T>& params, Cmp&& cmp) {
+  std::set<std::string> seen;
+  params.for_each([&](std::string_view name, TensorView<T>, TensorView<T> g) {
+    const std::string key = "grads/" + std::string(name);
+    IREPA_CHECK(f.contains(key), "golden: '{}' has no gradient for parameter '{}'", f.path(), name);
+    cmp(key, g);
+    seen.insert(key);
+  });
+  for (const auto& k : f.names())
+    IREPA_CHECK(k.rfind("grads/", 0) != 0 || seen.contains(k), "golden: '{}' holds '{}', which is not a parameter of the model",
+                f.path(), k);
 }
 
 /// Runs the SiT objective of a golden file in T; one row per output and per parameter gradient.
@@ -270,16 +320,96 @@ std::vector<Row> check_sit(const io::SafeTensorsFile& f, double tol, const CpuCo
     scalar("outputs/proj_loss", st.alignment);
     scalar("outputs/total_loss", st.total);
 
-    std::set<std::string> seen;
-    m.params().for_each([&](std::string_view name, TensorView<T>, TensorView<T> g) {
-      const std::string key = "grads/" + std::string(name);
-      IREPA_CHECK(f.contains(key), "golden: '{}' has no gradient for parameter '{}'", f.path(), name);
-      cmp(key, g);
-      seen.insert(key);
-    });
-    for (const auto& k : f.names())
-      IREPA_CHECK(k.rfind("grads/", 0) != 0 || seen.contains(k), "golden: '{}' holds '{}', which is not a parameter of the model",
-                  f.path(), k);
+    compare_grads(f, m.params(), cmp);
+    return rows;
+  });
+}
+
+struct JiTSetup {
+  JiTConfig model;
+  HeadChoice head;
+  JiTObjective objective;
+};
+
+/// A golden JiT config -> our settings; unknown keys are errors.
+inline JiTSetup jit_setup(const nlohmann::json& c) {
+  static const std::set<std::string> known = {
+      "input_size", "patch_size", "hidden_size", "depth", "num_heads", "num_classes", "bottleneck_dim", "in_context_len",
+      "in_context_start", "encoder_depth", "z_dims", "projector_dim", "projection_layer_type", "kernel_size",
+      "spnorm_method", "zscore_alpha", "proj_coeff", "noise_scale", "t_eps", "P_mean", "P_std", "batch", "mlp_ratio",
+      "in_channels"};
+  for (const auto& [k, v] : c.items()) IREPA_CHECK(known.contains(k), "golden: JiT config key '{}' is not known", k);
+  JiTSetup s;
+  try {
+    s.model.input_size = c.at("input_size").get<std::int64_t>();
+    s.model.patch_size = c.at("patch_size").get<std::int64_t>();
+    s.model.in_channels = c.value("in_channels", std::int64_t{3});
+    s.model.hidden_size = c.at("hidden_size").get<std::int64_t>();
+    s.model.depth = c.at("depth").get<std::int64_t>();
+    s.model.num_heads = c.at("num_heads").get<std::int64_t>();
+    s.model.num_classes = c.at("num_classes").get<std::int64_t>();
+    s.model.bottleneck_dim = c.at("bottleneck_dim").get<std::int64_t>();
+    s.model.in_context_len = c.at("in_context_len").get<std::int64_t>();
+    s.model.in_context_start = c.at("in_context_start").get<std::int64_t>();
+    s.model.encoder_depth = c.at("encoder_depth").get<std::int64_t>();
+    s.model.z_dims = c.at("z_dims").get<std::vector<std::int64_t>>();
+    s.model.projector_dim = c.value("projector_dim", std::int64_t{2048});
+    s.model.kernel_size = c.value("kernel_size", 3);
+    s.model.mlp_ratio = c.value("mlp_ratio", 4.0);
+    s.head.projection = c.value("projection_layer_type", std::string("mlp"));
+    s.head.spnorm = c.value("spnorm_method", std::string("none"));
+    s.head.zscore_alpha = c.value("zscore_alpha", 0.6);
+    s.objective.proj_coeff = c.value("proj_coeff", 0.5);
+    s.objective.noise_scale = c.value("noise_scale", 1.0);
+    s.objective.t_eps = c.value("t_eps", 0.05);
+    s.objective.P_mean = c.value("P_mean", -0.8);
+    s.objective.P_std = c.value("P_std", 0.8);
+  } catch (const nlohmann::json::exception& e) {
+    fail("golden: JiT config is missing a key or has a value of the wrong type: {}", e.what());
+  }
+  return s;
+}
+
+/// Runs the JiT objective of a golden file in T (given t and e): the model input, output,
+/// target and predicted velocity, the alignment tensors, the losses and every gradient.
+template <class T>
+std::vector<Row> check_jit(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
+  const JiTSetup s = jit_setup(config_of(f));
+  return with_head(s.head, [&](auto head) {
+    using Model = JiT<Dynamic, DynamicPatch, decltype(head), T>;
+    Model m(s.model, head);
+    m.load(f, "params/");
+    m.params().zero_grad();
+    const auto x = f.load<T>("inputs/x"), noise = f.load<T>("inputs/noise"), t = f.load<T>("inputs/t");
+    const auto y = f.load<std::int64_t>("inputs/y");
+    std::vector<Tensor<T>> zs;
+    SiTBatch<T> batch{x, y, {}};
+    for (std::size_t j = 0; j < s.model.z_dims.size(); ++j) {
+      zs.push_back(f.load<T>("inputs/z." + std::to_string(j)));
+      batch.zs.push_back(zs.back());
+    }
+    const auto st = jit_loss(ctx, m, s.objective, batch, t, noise);
+    std::vector<Row> rows;
+    auto cmp = [&](const std::string& name, ConstView<T> ours) {
+      rows.push_back({name, rel_error<T>(ours, f.load<double>(name).cview()), tol});
+    };
+    auto scalar = [&](const std::string& name, double v) {
+      Tensor<T> one(Shape{});
+      one[0] = static_cast<T>(v);
+      cmp(name, one);
+    };
+    cmp("outputs/model_input", st.model_input);
+    cmp("outputs/model_output", st.cache.output());
+    cmp("outputs/target_v", st.target_v);
+    cmp("outputs/v_pred", st.v_pred);
+    for (std::size_t j = 0; j < zs.size(); ++j) {
+      cmp("outputs/zs_tilde." + std::to_string(j), st.cache.projected(j));
+      cmp("outputs/z_normalized." + std::to_string(j), st.z_normalized[j]);
+    }
+    scalar("outputs/denoising_loss", st.denoising);
+    scalar("outputs/proj_loss", st.alignment);
+    scalar("outputs/total_loss", st.total);
+    compare_grads(f, m.params(), cmp);
     return rows;
   });
 }

@@ -45,6 +45,34 @@ struct SiTStep {
 
 /// Runs the objective with the given t [B] and noise [B, C, H, W] (the labels are used as
 /// given: drop them before, with nn::drop_labels, for classifier-free guidance training).
+namespace detail {
+/// The alignment terms shared by the SiT and JiT objectives: per encoder j, the normalised
+/// target normalizer(z_j), the loss between the projected tokens and it; returns their mean
+/// over encoders. With backward, dz[j] = d(scale * mean)/d(projected_j).
+template <class Head, class Cache, class T>
+double alignment_terms(const CpuContext& ctx, const Head& head, const Cache& cache, const std::vector<ConstView<T>>& zs,
+                       double scale, bool backward, std::string_view who, std::vector<Tensor<T>>& z_normalized,
+                       std::vector<double>& per_encoder, std::vector<Tensor<T>>& dz) {
+  const std::size_t J = zs.size();
+  double mean = 0;
+  for (std::size_t j = 0; j < J; ++j) {
+    const ConstView<T> zhat = cache.projected(j);
+    check_shape(who, "target features " + std::to_string(j), zs[j].shape(), zhat.shape());
+    z_normalized.emplace_back(zhat.shape());
+    head.normalizer.apply(ctx, zs[j], z_normalized.back().view());
+    auto lc = head.loss.forward(ctx, zhat, z_normalized.back().cview());
+    const double v = static_cast<double>(lc.value);
+    per_encoder.push_back(v);
+    mean += v / static_cast<double>(J);
+    if (backward) {
+      dz.emplace_back(zhat.shape());
+      head.loss.backward(ctx, lc, static_cast<T>(scale / static_cast<double>(J)), dz.back().view());
+    }
+  }
+  return mean;
+}
+}  // namespace detail
+
 template <class Model>
 SiTStep<Model> sit_loss(const CpuContext& ctx, const Model& model, const SiTObjective& obj,
                         const SiTBatch<typename Model::scalar_type>& batch, ConstView<typename Model::scalar_type> t,
@@ -95,21 +123,8 @@ SiTStep<Model> sit_loss(const CpuContext& ctx, const Model& model, const SiTObje
   // Alignment, averaged over encoders.
   std::vector<Tensor<T>> dz;
   std::vector<ConstView<T>> dzv;
-  for (std::size_t j = 0; j < J; ++j) {
-    const ConstView<T> zhat = st.cache.projected(j);
-    check_shape("sit_loss", "target features " + std::to_string(j), batch.zs[j].shape(), zhat.shape());
-    st.z_normalized.emplace_back(zhat.shape());
-    model.head.normalizer.apply(ctx, batch.zs[j], st.z_normalized.back().view());
-    auto lc = model.head.loss.forward(ctx, zhat, st.z_normalized.back().cview());
-    const double v = static_cast<double>(lc.value);
-    st.alignment_per_encoder.push_back(v);
-    st.alignment += v / static_cast<double>(J);
-    if (backward) {
-      dz.emplace_back(zhat.shape());
-      model.head.loss.backward(ctx, lc, static_cast<T>(obj.grad_scale * obj.proj_coeff / static_cast<double>(J)),
-                               dz.back().view());
-    }
-  }
+  st.alignment = detail::alignment_terms(ctx, model.head, st.cache, batch.zs, obj.grad_scale * obj.proj_coeff, backward,
+                                         "sit_loss", st.z_normalized, st.alignment_per_encoder, dz);
   st.total = st.denoising + obj.proj_coeff * st.alignment;
   IREPA_CHECK(std::isfinite(st.total), "sit_loss: the loss is not finite (denoising {}, alignment {})", st.denoising,
               st.alignment);

@@ -77,6 +77,27 @@ inline std::int64_t resolve_size(const char* what, int fixed, std::int64_t confi
   IREPA_CHECK(configured > 0, "SiT: {} must be positive for a Dynamic size (got {})", what, configured);
   return configured;
 }
+
+/// [B, h w, p p C] (token, then (i, j, c)) <-> [B, C, h p, w p], the reference's unpatchify;
+/// inverse gathers the other way (its backward).
+template <class T>
+void unpatchify(ConstView<T> src, TensorView<T> dst, std::int64_t C, std::int64_t p, TokenGrid grid, bool inverse) {
+  const std::int64_t B = inverse ? src.size(0) : dst.size(0), gh = grid.h, gw = grid.w;
+  const std::int64_t H = gh * p, W = gw * p;
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t r = 0; r < gh; ++r)
+      for (std::int64_t q = 0; q < gw; ++q)
+        for (std::int64_t i = 0; i < p; ++i)
+          for (std::int64_t j = 0; j < p; ++j)
+            for (std::int64_t ch = 0; ch < C; ++ch) {
+              const std::int64_t tk = ((b * gh + r) * gw + q) * (p * p * C) + (i * p + j) * C + ch;
+              const std::int64_t px = ((b * C + ch) * H + r * p + i) * W + q * p + j;
+              if (inverse)
+                dst.data()[tk] = src.data()[px];
+              else
+                dst.data()[px] = src.data()[tk];
+            }
+}
 }  // namespace detail
 
 template <class Size, int Patch, class Head, class T = float>
@@ -293,23 +314,8 @@ struct SiT {
     std::copy_n(table.data(), table.numel(), pos_embed.data());
   }
 
-  /// [B, h w, p p C] (token, then (i, j, c)) <-> [B, C, h p, w p]; inverse gathers the other way.
   void unpatchify(ConstView<T> src, TensorView<T> dst, bool inverse) const {
-    const std::int64_t B = inverse ? src.size(0) : dst.size(0), C = config.in_channels, p = patch, gh = grid.h, gw = grid.w;
-    const std::int64_t H = gh * p, W = gw * p;
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t r = 0; r < gh; ++r)
-        for (std::int64_t q = 0; q < gw; ++q)
-          for (std::int64_t i = 0; i < p; ++i)
-            for (std::int64_t j = 0; j < p; ++j)
-              for (std::int64_t ch = 0; ch < C; ++ch) {
-                const std::int64_t tk = ((b * gh + r) * gw + q) * (p * p * C) + (i * p + j) * C + ch;
-                const std::int64_t px = ((b * C + ch) * H + r * p + i) * W + q * p + j;
-                if (inverse)
-                  dst.data()[tk] = src.data()[px];
-                else
-                  dst.data()[px] = src.data()[tk];
-              }
+    detail::unpatchify<T>(src, dst, config.in_channels, patch, grid, inverse);
   }
 
   ParamArena<T> arena_;  // last: built from the members above

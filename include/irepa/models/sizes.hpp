@@ -20,6 +20,10 @@ struct L {
 struct XL {
   static constexpr int depth = 28, hidden = 1152, heads = 16;
 };
+/// JiT-H (JiT-B and JiT-L use B and L).
+struct H {
+  static constexpr int depth = 32, hidden = 1280, heads = 16;
+};
 /// Depth, width and heads from the configuration.
 struct Dynamic {
   static constexpr int depth = 0, hidden = 0, heads = 0;

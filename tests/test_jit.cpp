@@ -1,0 +1,298 @@
+// JiT with REPA / iREPA heads: parity with the reference's golden files (outputs, losses and
+// every gradient), whole-model gradient checks with the in-context tokens before, at and after
+// the aligned block, fixed sizes against Dynamic, names, the sampler's step and guidance rules,
+// save / load, and errors.
+
+#include <filesystem>
+
+#include "irepa/check/golden.hpp"
+#include "irepa/check/gradient_check.hpp"
+#include "irepa/diffusion/jit_loss.hpp"
+#include "irepa/io/safetensors.hpp"
+#include "irepa/models/jit.hpp"
+#include "model_test_support.hpp"
+#include "test_support.hpp"
+
+using namespace irepa;
+using irepa::test::golden_dir;
+using irepa::test::have_golden;
+using irepa::test::random_batch;
+using irepa::test::randomize;
+
+namespace {
+
+const char* const kJiTFiles[] = {"jit_irepa_conv3_zscore", "jit_repa_mlp_early"};
+
+template <class T>
+void check_golden_file(const std::string& stem, double tol) {
+  io::SafeTensorsFile f((golden_dir() / (stem + ".safetensors")).string());
+  const auto rows = golden::check_jit<T>(f, tol);
+  REQUIRE(rows.size() > 40);  // 4 images, 2 alignment tensors, 3 losses and every gradient
+  for (const auto& r : rows) {
+    INFO(stem << " " << r.name << " rel " << r.rel);
+    CHECK(r.ok());
+  }
+}
+
+/// Depth 3, width 32, 2 heads (head dim 16), a 3x3 grid of 4x4 patches over 3 channels,
+/// bottleneck 5, 3 in-context tokens entering before block 1, two target encoders.
+JiTConfig small_config() {
+  JiTConfig c;
+  c.input_size = 12;
+  c.in_channels = 3;
+  c.num_classes = 4;
+  c.bottleneck_dim = 5;
+  c.in_context_len = 3;
+  c.in_context_start = 1;
+  c.encoder_depth = 2;
+  c.z_dims = {7, 6};
+  c.projector_dim = 16;
+  c.kernel_size = 3;
+  c.depth = 3;
+  c.hidden_size = 32;
+  c.num_heads = 2;
+  c.patch_size = 4;
+  return c;
+}
+
+template <class Head>
+void gradient_check_whole_model(Head head, JiTConfig cfg) {
+  using Model = JiT<Dynamic, DynamicPatch, Head, double>;
+  Model m(cfg, head);
+  randomize(m);
+  // RMSNorm weights near 1, as trained ones are: at N(0, 0.1) the attention sees q, k ten times
+  // too small and its gradients sink to the finite-difference noise floor.
+  m.params().for_each([&](std::string_view name, TensorView<double> v, TensorView<double>) {
+    if (name.find("norm") != std::string_view::npos)
+      for (std::int64_t i = 0; i < v.numel(); ++i) v.data()[i] += 1.0;
+  });
+  // t in [0.1, 0.6]: the velocity's 1 / (1 - t) would otherwise blow the loss up to where central
+  // differences lose digits (the golden files exercise the t_eps clamp).
+  auto data = random_batch(m, 3);
+  data.t = test::rand_uniform<double>(Shape{3}, 0.1, 0.6);
+  JiTObjective obj;
+  obj.proj_coeff = 0.7;
+  std::vector<check::GradTarget> targets;
+  m.params().for_each([&](std::string_view name, TensorView<double> v, TensorView<double> g) {
+    targets.push_back(check::param(std::string(name), v, g));
+  });
+  check::GradCheckOptions opt;
+  opt.max_elements = 6;
+  opt.step = 1e-4;
+  const auto report = check::gradient_check(
+      [&] {
+        Tensor<double> out(Shape{1});
+        out[0] = jit_loss(CpuContext{}, m, obj, data.batch(), data.t, data.noise, false).total;
+        return out;
+      },
+      [&](const std::vector<Tensor<double>>& g) {
+        JiTObjective o = obj;
+        o.grad_scale = g[0][0];
+        jit_loss(CpuContext{}, m, o, data.batch(), data.t, data.noise, true);
+      },
+      targets, opt);
+  INFO(report.report());
+  REQUIRE(report.ok());
+}
+
+}  // namespace
+
+TEST_CASE("JiT matches every golden file in double to 1e-9", "[jit][golden]") {
+  if (!have_golden()) return;
+  for (const char* stem : kJiTFiles) check_golden_file<double>(stem, 1e-9);
+}
+
+TEST_CASE("JiT matches every golden file in float to 1e-4", "[jit][golden]") {
+  if (!have_golden()) return;
+  for (const char* stem : kJiTFiles) check_golden_file<float>(stem, 1e-4);
+}
+
+TEST_CASE("JiT: whole-model gradients of the total loss on fresh random shapes", "[jit][gradcheck]") {
+  SECTION("iREPA, aligned after the in-context tokens entered (stripped before the projector)") {
+    gradient_check_whole_model(iREPAHead<ConvProjector<0>, SpatialNorm>{SpatialNorm{.alpha = 0.8}}, small_config());
+  }
+  SECTION("REPA, aligned before the in-context tokens enter") {
+    auto cfg = small_config();
+    cfg.encoder_depth = 1;
+    cfg.in_context_start = 2;
+    gradient_check_whole_model(REPAHead{}, cfg);
+  }
+  SECTION("in-context tokens from the first block, aligned after the last") {
+    auto cfg = small_config();
+    cfg.in_context_start = 0;
+    cfg.encoder_depth = 3;
+    gradient_check_whole_model(iREPAHead<ConvProjector<0>, NoNorm>{}, cfg);
+  }
+  SECTION("no in-context tokens, one encoder") {
+    auto cfg = small_config();
+    cfg.in_context_len = 0;
+    cfg.z_dims = {9};
+    gradient_check_whole_model(iREPAHead<LinearProjector, SpatialNorm>{}, cfg);
+  }
+}
+
+TEST_CASE("JiT: a fixed size gives the same numbers as Dynamic with the same values", "[jit]") {
+  JiTConfig fixed_cfg;
+  fixed_cfg.input_size = 32;
+  fixed_cfg.num_classes = 3;
+  fixed_cfg.in_context_len = 2;
+  fixed_cfg.encoder_depth = 6;
+  fixed_cfg.z_dims = {16};
+  fixed_cfg.kernel_size = 3;
+  JiTConfig dyn_cfg = fixed_cfg;
+  apply_jit_model_name(dyn_cfg, "JiT-B/16");
+  REQUIRE(dyn_cfg.bottleneck_dim == 128);
+  REQUIRE(dyn_cfg.in_context_start == 4);
+
+  JiT<B, 16, iREPAHead<Conv3x3, SpatialNorm>> fixed(fixed_cfg);
+  JiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>> dyn(dyn_cfg);
+  REQUIRE(fixed.depth == 12);
+  REQUIRE(fixed.bottleneck == 128);
+  REQUIRE(fixed.ctx_start == 4);
+  REQUIRE(fixed.params().numel() == dyn.params().numel());
+  randomize(fixed, 0.5);
+  dyn.params().values().copy_from(fixed.params().values());
+  const auto data = random_batch(fixed, 2);
+  JiTObjective obj;
+  const auto a = jit_loss(CpuContext{}, fixed, obj, data.batch(), data.t, data.noise);
+  const auto b = jit_loss(CpuContext{}, dyn, obj, data.batch(), data.t, data.noise);
+  CHECK(a.total == b.total);
+  CHECK(test::rel_error(fixed.params().grads(), dyn.params().grads()) == 0.0);
+  CHECK(a.total > 0);
+}
+
+TEST_CASE("JiT: names, shapes and the reference initialisation", "[jit]") {
+  JiTConfig cfg;
+  cfg.input_size = 64;
+  cfg.num_classes = 10;
+  cfg.z_dims = {24};
+  cfg.projector_dim = 32;
+  cfg.encoder_depth = 8;
+  JiT<L, 32, REPAHead> m(cfg);
+  for (const char* name :
+       {"t_embedder.mlp.0.weight", "y_embedder.embedding_table.weight", "x_embedder.proj1.weight", "x_embedder.proj2.weight",
+        "x_embedder.proj2.bias", "in_context_posemb", "blocks.0.norm1.weight", "blocks.0.attn.q_norm.weight",
+        "blocks.0.attn.k_norm.weight", "blocks.23.attn.qkv.bias", "blocks.5.mlp.w12.weight", "blocks.5.mlp.w3.bias",
+        "blocks.5.norm2.weight", "blocks.5.adaLN_modulation.1.weight", "projectors.0.projection_layer.4.weight",
+        "final_layer.norm_final.weight", "final_layer.linear.weight", "final_layer.adaLN_modulation.1.bias"})
+    CHECK(m.params().contains(name));
+  CHECK_FALSE(m.params().contains("pos_embed"));
+  CHECK(m.params().value("x_embedder.proj1.weight").shape() == Shape{128, 3, 32, 32});
+  CHECK(m.params().value("x_embedder.proj2.weight").shape() == Shape{1024, 128, 1, 1});
+  CHECK(m.params().value("blocks.0.mlp.w12.weight").shape() == Shape{2 * 2730, 1024});  // int(4096 * 2 / 3) = 2730
+  CHECK(m.params().value("in_context_posemb").shape() == Shape{1, 32, 1024});
+  CHECK(m.params().value("y_embedder.embedding_table.weight").shape() == Shape{11, 1024});
+  CHECK(m.ctx_start == 8);
+
+  m.init(7);
+  auto stats = [&](const char* name) {
+    const auto v = m.params().value(name);
+    double s = 0, s2 = 0;
+    for (std::int64_t i = 0; i < v.numel(); ++i) s += v.element_at(i), s2 += v.element_at(i) * v.element_at(i);
+    const double n = static_cast<double>(v.numel());
+    return std::pair{s / n, std::sqrt(s2 / n - (s / n) * (s / n))};
+  };
+  CHECK(stats("in_context_posemb").second == Approx(0.02).epsilon(0.05));
+  CHECK(stats("blocks.3.attn.q_norm.weight") == std::pair{1.0, 0.0});
+  CHECK(stats("blocks.3.adaLN_modulation.1.weight") == std::pair{0.0, 0.0});
+  CHECK(stats("final_layer.linear.weight") == std::pair{0.0, 0.0});
+  // xavier-uniform on [128, 3 * 32 * 32]: std sqrt(2 / (128 + 3072))
+  CHECK(stats("x_embedder.proj1.weight").second == Approx(std::sqrt(2.0 / (128 + 3072))).epsilon(0.02));
+}
+
+TEST_CASE("JiT: model names and configuration errors", "[jit]") {
+  JiTConfig c;
+  apply_jit_model_name(c, "JiT-H/32");
+  CHECK(c.depth == 32);
+  CHECK(c.hidden_size == 1280);
+  CHECK(c.bottleneck_dim == 256);
+  CHECK(c.in_context_start == 10);
+  CHECK(c.patch_size == 32);
+  REQUIRE_IREPA_ERROR(apply_jit_model_name(c, "JiT-XL/16"), "JiT-XL/16");
+  REQUIRE_IREPA_ERROR(apply_jit_model_name(c, "JiT-B/8"), "patch size must be 16 or 32");
+
+  auto cfg = small_config();
+  cfg.in_context_start = 3;  // == depth: the tokens would never enter
+  REQUIRE_IREPA_ERROR((JiT<Dynamic, DynamicPatch, REPAHead, double>(cfg)), "in-context");
+  cfg = small_config();
+  cfg.num_heads = 16;  // head dim 2: 2-D RoPE needs a multiple of 4
+  REQUIRE_IREPA_ERROR((JiT<Dynamic, DynamicPatch, REPAHead, double>(cfg)), "head dim");
+  cfg = small_config();
+  JiT<Dynamic, DynamicPatch, REPAHead, double> m(cfg);
+  auto data = random_batch(m, 2);
+  data.y[1] = cfg.num_classes + 1;
+  REQUIRE_IREPA_ERROR(m.forward(CpuContext{}, data.x, data.t, data.y), "outside");
+  data = random_batch(m, 2);
+  data.zs[0] = test::randn<double>(Shape{2, 9, 8});
+  REQUIRE_IREPA_ERROR(jit_loss(CpuContext{}, m, JiTObjective{}, data.batch(), data.t, data.noise), "target features 0");
+}
+
+TEST_CASE("JiT: save and load round-trip; a file of another model is named", "[jit]") {
+  auto cfg = small_config();
+  JiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>, double> a(cfg), b(cfg);
+  randomize(a);
+  const auto path =
+      (std::filesystem::temp_directory_path() / ("irepa_test_jit_" + std::to_string(test::rng().seed()) + ".safetensors")).string();
+  {
+    io::SafeTensorsWriter w;
+    a.save(w);
+    w.write(path);
+  }
+  b.load(io::SafeTensorsFile(path));
+  CHECK(test::rel_error(a.params().values(), b.params().values()) == 0.0);
+  auto other = cfg;
+  other.bottleneck_dim = 6;
+  JiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>, double> c(other);
+  REQUIRE_IREPA_ERROR(c.load(io::SafeTensorsFile(path)), "'x_embedder.proj1.weight' has shape [5, 3, 4, 4], expected [6, 3, 4, 4]");
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("JiT sampler: Heun then a final Euler step, guidance on the predicted image inside its interval", "[jit][sampler]") {
+  auto cfg = small_config();
+  cfg.z_dims = {};
+  JiT<Dynamic, DynamicPatch, REPAHead, double> m(cfg);
+  randomize(m, 0.5);
+  const auto z0 = test::randn<double>(Shape{2, 3, 12, 12});
+  Tensor<std::int64_t> y(Shape{2});
+  y[0] = 1, y[1] = 3;
+  const CpuContext ctx;
+  // Reference computation written out for 3 steps, CFG 2.5 active only for t < 0.5.
+  auto net_v = [&](const Tensor<double>& z, double t, bool guided) {
+    const std::int64_t per = z.numel() / 2;
+    Tensor<double> tt(Shape{2});
+    tt.fill(t);
+    const auto cond = m.forward(ctx, z, tt, y, false);
+    Tensor<std::int64_t> ny(Shape{2});
+    ny.fill(cfg.num_classes);
+    const auto unc = m.forward(ctx, z, tt, ny, false);
+    Tensor<double> v(z.shape());
+    for (std::int64_t i = 0; i < 2 * per; ++i) {
+      const double x = guided ? unc.out[i] + 2.5 * (cond.out[i] - unc.out[i]) : cond.out[i];
+      v[i] = (x - z[i]) / std::max(1.0 - t, 0.05);
+    }
+    return v;
+  };
+  auto step = [&](const Tensor<double>& z, double t0, double t1, bool heun) {
+    const auto v0 = net_v(z, t0, t0 < 0.5);
+    Tensor<double> ze(z.shape()), out(z.shape());
+    for (std::int64_t i = 0; i < z.numel(); ++i) ze[i] = z[i] + (t1 - t0) * v0[i];
+    if (!heun) return ze;
+    const auto v1 = net_v(ze, t1, t1 < 0.5);
+    for (std::int64_t i = 0; i < z.numel(); ++i) out[i] = z[i] + (t1 - t0) * 0.5 * (v0[i] + v1[i]);
+    return out;
+  };
+  Tensor<double> ref = Tensor<double>::copy_of(z0);
+  ref = step(ref, 0.0, 1.0 / 3, true);
+  ref = step(ref, 1.0 / 3, 2.0 / 3, true);
+  ref = step(ref, 2.0 / 3, 1.0, false);
+  JiTSamplerOptions o;
+  o.num_steps = 3;
+  o.cfg_scale = 2.5;
+  o.interval_min = 0.0;
+  o.interval_max = 0.5;
+  const auto ours = jit_sample(ctx, m, z0, y, o);
+  CHECK(test::rel_error(ours, ref) < 1e-13);
+  // Without guidance the result differs: the interval rule matters.
+  o.cfg_scale = 1.0;
+  CHECK(test::rel_error(jit_sample(ctx, m, z0, y, o), ref) > 1e-6);
+}
