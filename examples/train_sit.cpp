@@ -11,8 +11,7 @@
 // (model, EMA, optimizer, RNG, config), samples/NNNNNNN.png (EMA model, Euler ODE, when the data
 // has 1 or 3 channels), and a progress line on stdout.
 
-#include <CLI/CLI.hpp>
-#include <yaml-cpp/yaml.h>
+#include "cli_flags.hpp"
 
 #include <cstdio>
 #include <filesystem>
@@ -90,25 +89,11 @@ SiTTrainerOptions trainer_options(const Options& o) {
           .cfg_scale = o.cfg_scale};
 }
 
-/// Every flag: its name, a setter from text, and its help. One table feeds both the command
-/// line and the YAML file, so the two accept exactly the same keys.
-struct Flag {
-  std::string name, help;
-  std::function<void(CLI::App&)> add;
-  std::function<void(const YAML::Node&)> from_yaml;
-};
+using cli::Flag;
 
 template <class V>
 Flag flag(const std::string& name, V& target, const std::string& help) {
-  return {name, help, [&target, name, help](CLI::App& app) { app.add_option("--" + name, target, help)->capture_default_str(); },
-          [&target, name](const YAML::Node& n) {
-            try {
-              target = n.as<V>();
-            } catch (const YAML::Exception&) {
-              fail("irepa-train: config key '{}' has the value '{}', which is not a {}", name, n.Scalar(),
-                   std::is_same_v<V, std::string> ? "string" : (std::is_integral_v<V> ? "whole number" : "number"));
-            }
-          }};
+  return cli::flag("irepa-train", name, target, help);
 }
 
 std::vector<Flag> flags(Options& o) {
@@ -158,25 +143,6 @@ std::vector<Flag> flags(Options& o) {
   };
 }
 
-/// YAML values into the options: every key must be a flag (dashes or underscores).
-void apply_yaml(const std::string& path, std::vector<Flag>& fl) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    fail("irepa-train: cannot read config '{}': {}", path, e.what());
-  }
-  IREPA_CHECK(root.IsMap() || root.IsNull(), "irepa-train: config '{}' is not a mapping of flag names to values", path);
-  for (const auto& kv : root) {
-    std::string key = kv.first.as<std::string>();
-    std::replace(key.begin(), key.end(), '_', '-');
-    auto it = std::find_if(fl.begin(), fl.end(), [&](const Flag& f) { return f.name == key; });
-    IREPA_CHECK(it != fl.end(), "irepa-train: config '{}' has the key '{}', which is not a flag (see --help)", path,
-                kv.first.as<std::string>());
-    it->from_yaml(kv.second);
-  }
-}
-
 template <class Dataset>
 SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<TargetEncoder>& online) {
   SiTConfig c;
@@ -206,11 +172,7 @@ int main(int argc, char** argv) {
   Options o;
   auto fl = flags(o);
   try {
-    for (int i = 1; i < argc; ++i) {  // the file first: the command line then overrides it
-      const std::string a = argv[i];
-      if (a == "--config" && i + 1 < argc) apply_yaml(argv[i + 1], fl);
-      if (a.rfind("--config=", 0) == 0) apply_yaml(a.substr(9), fl);
-    }
+    cli::apply_config_first("irepa-train", argc, argv, fl);  // the file first: the command line then overrides it
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;
@@ -223,8 +185,7 @@ int main(int argc, char** argv) {
   try {
     IREPA_CHECK(o.batch_size > 0 && o.max_train_steps > 0 && o.checkpointing_steps > 0 && o.log_every > 0,
                 "irepa-train: --batch-size, --max-train-steps, --checkpointing-steps and --log-every must be positive");
-    nlohmann::json config_json;
-    for (const auto& f : fl) config_json[f.name] = app.get_option("--" + f.name)->as<std::string>();
+    const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
       const auto online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);

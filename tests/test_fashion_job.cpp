@@ -7,18 +7,13 @@
 
 #include "irepa/io/png.hpp"
 #include "test_support.hpp"
+#include "tool_test_support.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
-int run(const std::string& args, const fs::path& log) {
-  const std::string cmd = std::string(IREPA_FASHION_TOOL) + " " + args + " > " + log.string() + " 2>&1";
-  return std::system(cmd.c_str());
-}
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+int run(const std::string& args, const fs::path& log) { return irepa::test::run_tool(IREPA_FASHION_TOOL, args, log); }
+using irepa::test::slurp;
 }  // namespace
 
 TEST_CASE("irepa-fashion writes samples, curves, log, checkpoint and report, and --compare adds the table", "[fashion][tool]") {

@@ -10,6 +10,7 @@
 #include "irepa/diffusion/jit_loss.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/jit.hpp"
+#include "irepa/train/jit_trainer.hpp"
 #include "model_test_support.hpp"
 #include "test_support.hpp"
 
@@ -200,6 +201,22 @@ TEST_CASE("JiT: names, shapes and the reference initialisation", "[jit]") {
   CHECK(stats("x_embedder.proj1.weight").second == Approx(std::sqrt(2.0 / (128 + 3072))).epsilon(0.02));
 }
 
+TEST_CASE("JiT training: weight decay skips biases and 1-D tensors, as the reference's parameter groups", "[jit]") {
+  CHECK(jit_decays("blocks.0.attn.qkv.weight", Shape{96, 32}));
+  CHECK(jit_decays("in_context_posemb", Shape{1, 32, 64}));  // 3-D: decayed in the reference too
+  CHECK(jit_decays("x_embedder.proj1.weight", Shape{16, 3, 4, 4}));
+  CHECK_FALSE(jit_decays("blocks.0.attn.qkv.bias", Shape{96}));
+  CHECK_FALSE(jit_decays("blocks.0.attn.q_norm.weight", Shape{16}));
+  CHECK_FALSE(jit_decays("final_layer.norm_final.weight", Shape{64}));
+  JiTTrainerOptions o;
+  o.batch_size = 64;
+  CHECK(o.base_lr() == 5e-5 * 64 / 256);  // blr * batch / 256
+  o.lr = 1e-3;
+  CHECK(o.base_lr() == 1e-3);
+  CHECK(o.steps_per_epoch(1000) == 15);
+  CHECK(o.total_steps(1000) == 200 * 15);
+}
+
 TEST_CASE("JiT: model names and configuration errors", "[jit]") {
   JiTConfig c;
   apply_jit_model_name(c, "JiT-H/32");
@@ -227,7 +244,7 @@ TEST_CASE("JiT: model names and configuration errors", "[jit]") {
   REQUIRE_IREPA_ERROR(jit_loss(CpuContext{}, m, JiTObjective{}, data.batch(), data.t, data.noise), "target features 0");
 }
 
-TEST_CASE("JiT: save and load round-trip; a file of another model is named", "[jit]") {
+TEST_CASE("JiT: save and load round-trip, and a file of another model is named", "[jit]") {
   auto cfg = small_config();
   JiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>, double> a(cfg), b(cfg);
   randomize(a);

@@ -11,6 +11,7 @@
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/hog.hpp"
 #include "test_support.hpp"
+#include "tool_test_support.hpp"
 
 using namespace irepa;
 namespace fs = std::filesystem;
@@ -18,14 +19,8 @@ namespace fs = std::filesystem;
 namespace {
 std::string tool() { return IREPA_TRAIN_TOOL; }
 
-int run(const std::string& args, const fs::path& log) {
-  const std::string cmd = tool() + " " + args + " > " + log.string() + " 2>&1";
-  return std::system(cmd.c_str());
-}
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+int run(const std::string& args, const fs::path& log) { return test::run_tool(tool(), args, log); }
+using test::slurp;
 }  // namespace
 
 TEST_CASE("irepa-train: resume is bit-identical through the command line, with YAML and flags", "[train][tool]") {
@@ -124,20 +119,10 @@ TEST_CASE("irepa-train: a small iREPA SiT with the online HOG target learns Fash
               " --threads 2 --seed " + std::to_string(test::rng().seed() % 1000) + " --output-dir " + (dir / "out").string() +
                   " --exp-name fm",
               dir.string() + ".log") == 0);
-  std::ifstream log(dir / "out" / "fm" / "log.jsonl");
-  std::vector<double> loss, proj;
-  auto value = [](const std::string& l, const std::string& key) {
-    const auto k = l.find("\"" + key + "\":");
-    REQUIRE(k != std::string::npos);
-    return std::stod(l.substr(k + key.size() + 3));
-  };
-  for (std::string l; std::getline(log, l);) loss.push_back(value(l, "denoising_loss")), proj.push_back(value(l, "proj_loss"));
+  const auto loss = test::jsonl_values(dir / "out" / "fm" / "log.jsonl", "denoising_loss");
+  const auto proj = test::jsonl_values(dir / "out" / "fm" / "log.jsonl", "proj_loss");
   REQUIRE(loss.size() == 200);
-  auto mean = [](const std::vector<double>& v, std::size_t a) {
-    double m = 0;
-    for (std::size_t i = a; i < a + 20; ++i) m += v[i] / 20;
-    return m;
-  };
+  auto mean = [](const std::vector<double>& v, std::size_t a) { return test::window_mean(v, a, 20); };
   INFO("mean denoising loss, steps 1-20: " << mean(loss, 0) << ", steps 181-200: " << mean(loss, 180));
   CHECK(mean(loss, 180) < 0.75 * mean(loss, 0));
   // The alignment loss (negative cosine to the HOG tokens, in [-1, 1]) falls too.

@@ -14,8 +14,14 @@ Where the checkpoints come from (download them yourself; irepa never downloads a
   DINOv3  https://github.com/facebookresearch/dinov3 (README, access by request):
           dinov3_vit{s,b,l}16_pretrain_lvd1689m-*.pth  ->  dinov3-vit-{s16,b16,l16}
           (the checkpoint's rope_embed.periods and attn.qkv.bias_mask buffers are kept)
-The DINOv2 position table stays as released (37x37 + class); irepa resamples it to its token
-grid at load, as the reference does. Other families (PE, SigLIP, ...) are not converted yet.
+  PE      https://huggingface.co/facebook/<name> (facebookresearch/perception_models):
+          PE-Core-{T16-384,S16-384,B16-224,L14-336,G14-448}.pt  ->  pe-vit-{t,s,b,l,g}
+          PE-Spatial-{B16-512,L14-448,G14-448}.pt  ->  spatialpe-vit-{b,l,g}
+          PE-Lang-{L14-448,G14-448}.pt  ->  langpe-vit-{l,g}
+          (a CLIP checkpoint's text tower is dropped: only the "visual." tensors are kept, unprefixed)
+The DINOv2 position table stays as released (37x37 + class) and PE's at its pretraining grid;
+irepa resamples them to its token grid at load, as the reference does. Other families (SigLIP,
+CLIP, MAE, ...) are not converted yet.
 """
 import argparse
 import json
@@ -28,7 +34,7 @@ import torch
 
 def unwrap(obj):
     """A plain state dict from the usual wrappers ({'model': ...}, {'state_dict': ...}, {'teacher': ...})."""
-    for key in ("model", "state_dict", "teacher"):
+    for key in ("model", "state_dict", "teacher", "weights"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             return unwrap(obj[key])
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
@@ -43,6 +49,9 @@ def main():
     ap.add_argument("--strip-prefix", default="", help="remove this prefix from every name (e.g. 'backbone.')")
     a = ap.parse_args()
     sd = unwrap(torch.load(a.checkpoint, map_location="cpu"))
+    sd = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in sd.items()}
+    if any(k.startswith("visual.") for k in sd):  # PE / CLIP: the vision tower only
+        sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
     header, blobs, off = {"__metadata__": {"source": a.checkpoint, "converter": "tools/convert_encoder.py"}}, [], 0
     for name in sorted(sd):
         if name.endswith("num_batches_tracked"):

@@ -83,6 +83,79 @@ Tensor<double> sample_sit(const CpuContext& ctx, const Model& model, ConstView<s
 
 namespace detail {
 inline std::string step_name(std::int64_t s) { return fmt::format("{:07d}", s); }
+
+/// args.json: the resolved settings of this invocation.
+inline void write_args(const std::filesystem::path& run, const nlohmann::json& config_json, std::string_view who) {
+  std::ofstream args(run / "args.json");
+  args << config_json.dump(2) << "\n";
+  IREPA_CHECK(args.good(), "{}: cannot write '{}'", who, (run / "args.json").string());
+}
+
+/// Checks that stored features plus online encoders give one target per projector, each with
+/// the model's token count and the projector's width.
+inline void check_targets(std::string_view who, const std::vector<std::int64_t>& z_dims, std::int64_t tokens,
+                          const std::vector<std::string>& stored, const std::vector<TargetEncoder>& online, bool images,
+                          std::string_view kind) {
+  IREPA_CHECK(stored.size() + online.size() == z_dims.size(),
+              "{}: the model has {} projectors, but the data gives {} target(s) and {} online encoder(s)", who, z_dims.size(),
+              stored.size(), online.size());
+  for (std::size_t j = 0; j < online.size(); ++j) {
+    const auto& e = online[j];
+    const auto zd = z_dims[stored.size() + j];
+    IREPA_CHECK(e.tokens == tokens && e.dim == zd,
+                "{}: encoder '{}' gives [{}, {}] tokens, expected [{}, {}] (the model's token grid and projector width)", who,
+                e.name, e.tokens, e.dim, tokens, zd);
+  }
+  IREPA_CHECK(online.empty() || images, "{}: online target encoders need image data, but the data holds {}", who, kind);
+}
+
+/// Batch i (0-based) holds global samples i*B .. i*B + B - 1 in the order of their epochs
+/// (a fresh permutation per (seed, epoch)); produced on a background thread from batch `first`.
+template <class T, class Dataset>
+data::PrefetchLoader<data::ShardBatch<T>> epoch_loader(const Dataset& ds, std::int64_t B, std::int64_t seed, std::int64_t first) {
+  const std::int64_t N = ds.size();
+  return data::PrefetchLoader<data::ShardBatch<T>>(
+      [&ds, B, N, seed](std::int64_t i) {
+        std::vector<std::int64_t> idx;
+        std::uint64_t cached_epoch = ~0ULL;
+        std::vector<std::int64_t> perm;
+        for (std::int64_t k = i * B; k < (i + 1) * B; ++k) {
+          const auto [epoch, off] = data::epoch_and_offset(k, N);
+          if (epoch != cached_epoch) perm = data::epoch_permutation(N, static_cast<std::uint64_t>(seed), cached_epoch = epoch);
+          idx.push_back(perm[static_cast<std::size_t>(off)]);
+        }
+        return ds.template get<T>(idx);
+      },
+      first);
+}
+
+/// Loads checkpoints/<resume_step>.safetensors of the run (0: a fresh start); returns the step.
+template <class Model>
+std::int64_t resume_run(const std::filesystem::path& run, std::int64_t resume_step, Model& model,
+                        AdamW<typename Model::scalar_type>& opt, std::vector<Ema<typename Model::scalar_type>*> emas, Philox& rng,
+                        bool quiet) {
+  if (resume_step <= 0) return 0;
+  const auto path = (run / "checkpoints" / (step_name(resume_step) + ".safetensors")).string();
+  const std::int64_t step = load_checkpoint(path, model, opt, emas, rng).step;
+  if (!quiet) std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step));
+  return step;
+}
+
+/// Each online encoder's tokens [B, T, D] of images x [B, C, H, W] in 0..255.
+template <class T>
+std::vector<Tensor<T>> online_targets(const CpuContext& ctx, const std::vector<TargetEncoder>& online, ConstView<T> x) {
+  std::vector<Tensor<T>> out;
+  if (online.empty()) return out;
+  Tensor<float> raw(x.shape());
+  for (std::int64_t i = 0; i < raw.numel(); ++i) raw[i] = static_cast<float>(x.data()[i]);
+  for (const auto& e : online) {
+    const Tensor<float> z = e.encode(ctx, raw);
+    Tensor<T> zt(z.shape());
+    for (std::int64_t i = 0; i < z.numel(); ++i) zt[i] = static_cast<T>(z[i]);
+    out.push_back(std::move(zt));
+  }
+  return out;
+}
 }  // namespace detail
 
 /// Trains `model` (already initialised) on `ds`. Alignment targets: the dataset's features (in
@@ -95,19 +168,9 @@ TrainResult<typename Model::scalar_type> train_sit(const CpuContext& ctx, const 
   using T = typename Model::scalar_type;
   const SiTConfig& cfg = model.config;
   const std::vector<std::string> stored = ds.encoders();
-  IREPA_CHECK(stored.size() + online.size() == cfg.z_dims.size(),
-              "train_sit: the model has {} projectors, but the data gives {} target(s) and {} online encoder(s)",
-              cfg.z_dims.size(), stored.size(), online.size());
-  const std::int64_t T_model = (cfg.input_size / cfg.patch_size) * (cfg.input_size / cfg.patch_size);
-  for (std::size_t j = 0; j < online.size(); ++j) {
-    const auto& e = online[j];
-    const auto zd = cfg.z_dims[stored.size() + j];
-    IREPA_CHECK(e.tokens == T_model && e.dim == zd,
-                "train_sit: encoder '{}' gives [{}, {}] tokens, expected [{}, {}] (the model's token grid and projector width)", e.name,
-                e.tokens, e.dim, T_model, zd);
-  }
   const bool images = ds.kind() == "images";
-  IREPA_CHECK(online.empty() || images, "train_sit: online target encoders need image data, but the data holds {}", ds.kind());
+  detail::check_targets("train_sit", cfg.z_dims, (cfg.input_size / cfg.patch_size) * (cfg.input_size / cfg.patch_size), stored,
+                        online, images, ds.kind());
 
   AdamW<T> opt(model.params(), AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = o.adam_epsilon,
                                             .weight_decay = o.adam_weight_decay});
@@ -115,34 +178,12 @@ TrainResult<typename Model::scalar_type> train_sit(const CpuContext& ctx, const 
   Philox rng(static_cast<std::uint64_t>(o.seed), 1);
   const fs::path run(o.run_dir);
   fs::create_directories(run / "checkpoints");
-  {
-    std::ofstream args(run / "args.json");  // the resolved settings of this invocation
-    args << config_json.dump(2) << "\n";
-    IREPA_CHECK(args.good(), "train_sit: cannot write '{}'", (run / "args.json").string());
-  }
-  std::int64_t step = 0;
-  if (o.resume_step > 0) {
-    const auto path = (run / "checkpoints" / (detail::step_name(o.resume_step) + ".safetensors")).string();
-    step = load_checkpoint(path, model, opt, {&ema}, rng).step;
-    if (!o.quiet) std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step));
-  }
+  detail::write_args(run, config_json, "train_sit");
+  std::int64_t step = detail::resume_run(run, o.resume_step, model, opt, {&ema}, rng, o.quiet);
   JsonlLogger log((run / "log.jsonl").string());
   const std::int64_t B = o.batch_size, N = ds.size();
   IREPA_CHECK(B > 0 && N > 0, "train_sit: batch size {} over {} samples", B, N);
-  // Batch i (0-based) holds global samples i*B .. i*B + B - 1 in the order of their epochs.
-  data::PrefetchLoader<data::ShardBatch<T>> loader(
-      [&, B, N](std::int64_t i) {
-        std::vector<std::int64_t> idx;
-        std::uint64_t cached_epoch = ~0ULL;
-        std::vector<std::int64_t> perm;
-        for (std::int64_t k = i * B; k < (i + 1) * B; ++k) {
-          const auto [epoch, off] = data::epoch_and_offset(k, N);
-          if (epoch != cached_epoch) perm = data::epoch_permutation(N, static_cast<std::uint64_t>(o.seed), cached_epoch = epoch);
-          idx.push_back(perm[static_cast<std::size_t>(off)]);
-        }
-        return ds.template get<T>(idx);
-      },
-      step);
+  auto loader = detail::epoch_loader<T>(ds, B, o.seed, step);
   TrainResult<T> res;
   RateMeter meter(step);
   const auto t0 = std::chrono::steady_clock::now();
@@ -150,19 +191,9 @@ TrainResult<typename Model::scalar_type> train_sit(const CpuContext& ctx, const 
   for (++step; step <= o.max_train_steps; ++step) {
     auto b = loader.next();
     SiTBatch<T> batch{b.x, b.y, {}};
-    std::vector<Tensor<T>> online_z;
     for (const auto& e : stored) batch.zs.push_back(b.features.at(e));
-    if (!online.empty()) {
-      Tensor<float> raw(b.x.shape());  // [B, C, H, W] in 0..255, before scaling
-      for (std::int64_t i = 0; i < raw.numel(); ++i) raw[i] = static_cast<float>(b.x[i]);
-      for (const auto& e : online) {
-        Tensor<float> z = e.encode(ctx, raw);  // [B, T, D]
-        Tensor<T> zt(z.shape());
-        for (std::int64_t i = 0; i < z.numel(); ++i) zt[i] = static_cast<T>(z[i]);
-        online_z.push_back(std::move(zt));
-      }
-      for (const auto& z : online_z) batch.zs.push_back(z);
-    }
+    const std::vector<Tensor<T>> online_z = detail::online_targets<T>(ctx, online, b.x);
+    for (const auto& z : online_z) batch.zs.push_back(z);
     if (images) b.x.flat() = b.x.flat() * T(1.0 / 127.5) - T(1);
     nn::drop_labels(rng, b.y.view(), o.cfg_prob, o.num_classes);
     model.params().zero_grad();

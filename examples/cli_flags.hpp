@@ -1,0 +1,100 @@
+#pragma once
+// The flag table shared by irepa-train and irepa-train-jit: one entry per flag feeds both the
+// command line (CLI11) and the YAML config file, so the two accept exactly the same keys.
+// Names match with '-' and '_' treated alike (the SiT reference spells flags with dashes, the
+// JiT reference with underscores; both spellings work on the command line and in YAML).
+
+#include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <irepa/core/error.hpp>
+
+namespace irepa::cli {
+
+struct Flag {
+  std::string name, help;
+  std::function<void(CLI::App&)> add;
+  std::function<void(const YAML::Node&)> from_yaml;
+  std::function<std::string()> value;  // the current value as text
+};
+
+inline std::string dashed(std::string s) {
+  std::replace(s.begin(), s.end(), '_', '-');
+  return s;
+}
+
+/// "--name" plus, when the name has '_' or '-', the other spelling as an alias.
+inline std::string option_names(const std::string& name) {
+  std::string other = name;
+  const bool underscored = name.find('_') != std::string::npos;
+  std::replace(other.begin(), other.end(), underscored ? '_' : '-', underscored ? '-' : '_');
+  return other == name ? "--" + name : "--" + name + ",--" + other;
+}
+
+template <class V>
+Flag flag(const std::string& prog, const std::string& name, V& target, const std::string& help) {
+  return {name, help,
+          [&target, name, help](CLI::App& app) {
+            if constexpr (std::is_same_v<V, bool>)  // --name, --name=false, --no-name
+              app.add_flag(option_names(name) + ",!--no-" + name, target, help)->capture_default_str();
+            else
+              app.add_option(option_names(name), target, help)->capture_default_str();
+          },
+          [&target, name, prog](const YAML::Node& n) {
+            try {
+              target = n.as<V>();
+            } catch (const YAML::Exception&) {
+              fail("{}: config key '{}' has the value '{}', which is not a {}", prog, name, n.Scalar(),
+                   std::is_same_v<V, std::string> ? "string"
+                   : std::is_same_v<V, bool>      ? "true/false"
+                   : std::is_integral_v<V>        ? "whole number"
+                                                  : "number");
+            }
+          },
+          [&target] { return fmt::format("{}", target); }};
+}
+
+/// YAML values into the options: every key must name a flag.
+inline void apply_yaml(const std::string& prog, const std::string& path, std::vector<Flag>& fl) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    fail("{}: cannot read config '{}': {}", prog, path, e.what());
+  }
+  IREPA_CHECK(root.IsMap() || root.IsNull(), "{}: config '{}' is not a mapping of flag names to values", prog, path);
+  for (const auto& kv : root) {
+    const std::string key = dashed(kv.first.as<std::string>());
+    auto it = std::find_if(fl.begin(), fl.end(), [&](const Flag& f) { return dashed(f.name) == key; });
+    IREPA_CHECK(it != fl.end(), "{}: config '{}' has the key '{}', which is not a flag (see --help)", prog, path,
+                kv.first.as<std::string>());
+    it->from_yaml(kv.second);
+  }
+}
+
+/// Applies a --config file named on the command line before parsing it (the command line wins).
+inline void apply_config_first(const std::string& prog, int argc, char** argv, std::vector<Flag>& fl) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) apply_yaml(prog, argv[i + 1], fl);
+    if (a.rfind("--config=", 0) == 0) apply_yaml(prog, a.substr(9), fl);
+  }
+}
+
+/// The resolved value of every flag, as text, for args.json and checkpoints.
+inline nlohmann::json resolved(const std::vector<Flag>& fl) {
+  nlohmann::json j;
+  for (const auto& f : fl) j[f.name] = f.value();
+  return j;
+}
+
+}  // namespace irepa::cli

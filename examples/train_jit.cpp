@@ -1,0 +1,214 @@
+// irepa-train-jit: trains a JiT (pixel-space x-prediction transformer) with REPA / iREPA
+// alignment, with the JiT reference's flag names (main_jit.py: --model JiT-B/16 --img_size
+// --batch_size --blr --epochs --warmup_epochs --enable_repa --enc_type ...; dashes work too).
+// A YAML file (--config configs/jit_irepa.yaml) sets any flag by name; the command line wins.
+// Unknown keys and bad values are errors that name them.
+//
+//   irepa-train-jit --dataset shards --data_path imgs/ --model JiT-B/16 --config configs/jit_irepa.yaml --enc_type dinov2-vit-b
+//   irepa-train-jit --dataset fashion-mnist --model custom --depth 4 --hidden_size 96 ... --enable_repa --enc_type hog-x-g7_d128
+//
+// Writes OUTPUT_DIR/EXP_NAME/: args.json, log.jsonl, checkpoints/NNNNNNN.safetensors (model, both
+// EMAs, optimizer, RNG, config; --resume_step continues bit-identically), samples/NNNNNNN.png
+// (first EMA, the JiT sampler) and a progress line on stdout.
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <irepa/irepa.hpp>
+#include <irepa/data/fashion_mnist.hpp>
+#include <irepa/data/shards.hpp>
+#include <irepa/train/jit_trainer.hpp>
+
+#include "cli_flags.hpp"
+
+namespace {
+
+using namespace irepa;
+using cli::Flag;
+
+struct Options {
+  std::string output_dir = "./exps", exp_name = "jit", data_path, dataset = "shards";
+  std::int64_t resume_step = 0, checkpointing_steps = 10000, sample_grid_freq = 0, log_freq = 100, seed = 0;
+  int threads = 0;
+  std::string model = "JiT-B/16";
+  std::int64_t img_size = 0, class_num = 1000;  // img_size 0: the data's
+  std::int64_t depth = 0, hidden_size = 0, num_heads = 0, patch_size = 0, bottleneck_dim = 0, in_context_len = 32,
+               in_context_start = -1;  // --model custom
+  std::int64_t epochs = 200, max_train_steps = 0, batch_size = 128;
+  double warmup_epochs = 5, lr = 0, blr = 5e-5, min_lr = 0, weight_decay = 0, ema_decay1 = 0.9999, ema_decay2 = 0.9996;
+  std::string lr_schedule = "constant";
+  double P_mean = -0.8, P_std = 0.8, noise_scale = 1.0, t_eps = 0.05, label_drop_prob = 0.1;
+  std::string sampling_method = "heun";
+  int num_sampling_steps = 50;
+  double cfg = 1.0, interval_min = 0.0, interval_max = 1.0;
+  std::int64_t sample_grid_per_class = 8;
+  bool enable_repa = false, hflip = true;
+  std::int64_t encoder_depth = 8, projector_dim = 2048;
+  std::string enc_type = "dinov2-vit-b", encoder_dir, proj_coeff = "0.5", projection_layer_type = "mlp",
+              projection_loss_type = "cosine", spnorm_method = "none";
+  int proj_kwargs_kernel_size = 3;
+  double zscore_alpha = 0.8;
+};
+
+template <class V>
+Flag flag(const std::string& name, V& target, const std::string& help) {
+  return cli::flag("irepa-train-jit", name, target, help);
+}
+
+std::vector<Flag> flags(Options& o) {
+  return {
+      flag("output_dir", o.output_dir, "folder for runs"),
+      flag("exp_name", o.exp_name, "run name (a folder under --output_dir)"),
+      flag("dataset", o.dataset, "shards (--data_path: safetensors shards of uint8 images) or fashion-mnist (Debian's package)"),
+      flag("data_path", o.data_path, "folder of image shards (images, labels[, features.<encoder>])"),
+      flag("resume_step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
+      flag("checkpointing_steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
+      flag("sample_grid_freq", o.sample_grid_freq, "write a sample grid every N steps (0: never)"),
+      flag("sample_grid_per_class", o.sample_grid_per_class, "sample grids: one row per class (up to 10), this many columns"),
+      flag("log_freq", o.log_freq, "print the progress line every N steps"),
+      flag("seed", o.seed, "seed of initialisation, data order, flips, noise"),
+      flag("threads", o.threads, "CPU threads (0: all cores)"),
+      flag("model", o.model, "JiT-B/16, JiT-B/32, JiT-L/16, JiT-L/32, JiT-H/16, JiT-H/32, or custom (--depth --hidden_size ...)"),
+      flag("img_size", o.img_size, "image size the model is built for (0: the data's; it must match)"),
+      flag("class_num", o.class_num, "classes (the null class is this index)"),
+      flag("depth", o.depth, "custom model: blocks"),
+      flag("hidden_size", o.hidden_size, "custom model: width"),
+      flag("num_heads", o.num_heads, "custom model: attention heads (head dim a multiple of 4)"),
+      flag("patch_size", o.patch_size, "custom model: patch size"),
+      flag("bottleneck_dim", o.bottleneck_dim, "custom model: patch-embedding bottleneck"),
+      flag("in_context_len", o.in_context_len, "in-context class tokens (0: none)"),
+      flag("in_context_start", o.in_context_start, "custom model: the block before which they enter"),
+      flag("epochs", o.epochs, "epochs (steps = epochs * floor(images / batch) unless --max_train_steps)"),
+      flag("max_train_steps", o.max_train_steps, "steps in total (0: from --epochs)"),
+      flag("warmup_epochs", o.warmup_epochs, "linear learning-rate warm-up, per iteration"),
+      flag("batch_size", o.batch_size, "images per step"),
+      flag("lr", o.lr, "absolute learning rate (0: blr * batch_size / 256)"),
+      flag("blr", o.blr, "base learning rate"),
+      flag("min_lr", o.min_lr, "floor of the cosine schedule"),
+      flag("lr_schedule", o.lr_schedule, "after the warm-up: constant or cosine"),
+      flag("weight_decay", o.weight_decay, "AdamW (0.9, 0.95) decoupled weight decay (never on biases and 1-D tensors)"),
+      flag("ema_decay1", o.ema_decay1, "first EMA's decay (sample grids use it)"),
+      flag("ema_decay2", o.ema_decay2, "second EMA's decay"),
+      flag("P_mean", o.P_mean, "logit-normal time sampling: mean"),
+      flag("P_std", o.P_std, "logit-normal time sampling: std"),
+      flag("noise_scale", o.noise_scale, "std of the noise"),
+      flag("t_eps", o.t_eps, "floor of 1 - t in the velocity"),
+      flag("label_drop_prob", o.label_drop_prob, "label dropout (classifier-free guidance)"),
+      flag("hflip", o.hflip, "random horizontal flips (true/false)"),
+      flag("sampling_method", o.sampling_method, "heun or euler (the last interval is always Euler)"),
+      flag("num_sampling_steps", o.num_sampling_steps, "sampler steps of the sample grids"),
+      flag("cfg", o.cfg, "classifier-free guidance scale of the sample grids"),
+      flag("interval_min", o.interval_min, "guidance off for t <= interval_min (when not 0)"),
+      flag("interval_max", o.interval_max, "guidance off for t >= interval_max"),
+      flag("enable_repa", o.enable_repa, "align to target encoders (true/false)"),
+      flag("encoder_depth", o.encoder_depth, "align the tokens after this block (1-based)"),
+      flag("projector_dim", o.projector_dim, "MLP projector hidden width"),
+      flag("enc_type", o.enc_type, "online target encoders, comma-separated (hog-x-g16_d128, dinov2-vit-b, pe-vit-l, ...)"),
+      flag("encoder_dir", o.encoder_dir, "folder of converted ViT weights <name>.safetensors (default $IREPA_ENCODER_DIR or ./encoders)"),
+      flag("proj_coeff", o.proj_coeff, "alignment loss coefficient"),
+      flag("projection_layer_type", o.projection_layer_type, "mlp (REPA), linear or conv (iREPA)"),
+      flag("proj_kwargs_kernel_size", o.proj_kwargs_kernel_size, "conv projector kernel (odd)"),
+      flag("projection_loss_type", o.projection_loss_type, "cosine (the only one implemented)"),
+      flag("spnorm_method", o.spnorm_method, "target normalisation: none or zscore (iREPA)"),
+      flag("zscore_alpha", o.zscore_alpha, "spatial z-score: share of the token mean removed"),
+  };
+}
+
+template <class Dataset>
+JiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<TargetEncoder>& online) {
+  JiTConfig c;
+  const Shape& s = ds.sample_shape();
+  IREPA_CHECK(s.rank() == 3 && s[1] == s[2], "irepa-train-jit: images have shape {}, expected square [C, H, H]", s.str());
+  IREPA_CHECK(o.img_size == 0 || o.img_size == s[1], "irepa-train-jit: --img_size {} but the images are {}x{}", o.img_size, s[1],
+              s[2]);
+  c.in_channels = s[0], c.input_size = s[1], c.num_classes = o.class_num;
+  c.in_context_len = o.in_context_len;
+  c.encoder_depth = o.encoder_depth, c.projector_dim = o.projector_dim, c.kernel_size = o.proj_kwargs_kernel_size;
+  c.z_dims.clear();
+  for (const auto& e : ds.encoders()) c.z_dims.push_back(ds.feature_shape(e)[1]);
+  for (const auto& e : online) c.z_dims.push_back(e.dim);
+  if (!o.enable_repa) c.z_dims.clear();
+  if (o.model == "custom") {
+    c.depth = o.depth, c.hidden_size = o.hidden_size, c.num_heads = o.num_heads, c.patch_size = o.patch_size;
+    c.bottleneck_dim = o.bottleneck_dim, c.in_context_start = o.in_context_start;
+  } else {
+    apply_jit_model_name(c, o.model);
+  }
+  return c;
+}
+
+JiTTrainerOptions trainer_options(const Options& o) {
+  JiTTrainerOptions t;
+  t.run_dir = (std::filesystem::path(o.output_dir) / o.exp_name).string();
+  t.batch_size = o.batch_size, t.epochs = o.epochs, t.max_train_steps = o.max_train_steps, t.seed = o.seed;
+  t.checkpointing_steps = o.checkpointing_steps, t.sampling_steps = o.sample_grid_freq, t.resume_step = o.resume_step;
+  t.log_every = o.log_freq, t.num_classes = o.class_num;
+  t.blr = o.blr, t.lr = o.lr, t.min_lr = o.min_lr, t.lr_schedule = o.lr_schedule, t.warmup_epochs = o.warmup_epochs;
+  t.weight_decay = o.weight_decay, t.ema_decay1 = o.ema_decay1, t.ema_decay2 = o.ema_decay2;
+  t.label_drop_prob = o.label_drop_prob, t.hflip = o.hflip;
+  t.objective = {.P_mean = o.P_mean, .P_std = o.P_std, .noise_scale = o.noise_scale, .t_eps = o.t_eps};
+  try {
+    t.objective.proj_coeff = std::stod(o.proj_coeff);
+  } catch (const std::exception&) {
+    fail("irepa-train-jit: --proj_coeff '{}' is not a number (one coefficient: only the cosine loss is implemented)", o.proj_coeff);
+  }
+  IREPA_CHECK(o.sampling_method == "heun" || o.sampling_method == "euler",
+              "irepa-train-jit: --sampling_method '{}' is not known (heun or euler)", o.sampling_method);
+  t.sampler = {.num_steps = o.num_sampling_steps, .heun = o.sampling_method == "heun", .cfg_scale = o.cfg,
+               .interval_min = o.interval_min, .interval_max = o.interval_max, .t_eps = o.t_eps};
+  t.classes_in_grid = std::min<std::int64_t>(o.class_num, 10), t.samples_per_class = o.sample_grid_per_class;
+  return t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  auto fl = flags(o);
+  try {
+    cli::apply_config_first("irepa-train-jit", argc, argv, fl);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  CLI::App app{"irepa-train-jit: JiT (pixel-space, x-prediction) with REPA / iREPA alignment"};
+  std::string config_path;
+  app.add_option("--config", config_path, "YAML file of flag values (the command line wins)");
+  for (auto& f : fl) f.add(app);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    IREPA_CHECK(o.batch_size > 0 && o.epochs > 0 && o.max_train_steps >= 0 && o.checkpointing_steps > 0 && o.log_freq > 0,
+                "irepa-train-jit: --batch_size, --epochs, --checkpointing_steps and --log_freq must be positive");
+    IREPA_CHECK(o.projection_loss_type == "cosine", "irepa-train-jit: --projection_loss_type '{}' is not implemented (cosine is)",
+                o.projection_loss_type);
+    const nlohmann::json config_json = cli::resolved(fl);
+    const auto opts = trainer_options(o);
+    const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
+    auto run_on = [&](const auto& ds) {
+      const auto online = o.enable_repa ? make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir) : std::vector<TargetEncoder>{};
+      const JiTConfig cfg = model_config(o, ds, online);
+      return with_head(choice, [&](auto head) {
+        CpuContext ctx(o.threads);
+        JiT<Dynamic, DynamicPatch, decltype(head), float> model(cfg, head);
+        model.init(static_cast<std::uint64_t>(o.seed));
+        std::printf("JiT %lldx%lld, %lld heads, patch %lld, bottleneck %lld, %lld in-context tokens from block %lld: %lld parameters; "
+                    "%lld images %s; %zu target encoder(s); lr %.3g\n",
+                    static_cast<long long>(model.depth), static_cast<long long>(model.hidden), static_cast<long long>(model.heads),
+                    static_cast<long long>(model.patch), static_cast<long long>(model.bottleneck), static_cast<long long>(model.ctx_len),
+                    static_cast<long long>(model.ctx_start), static_cast<long long>(model.num_params()),
+                    static_cast<long long>(ds.size()), ds.sample_shape().str().c_str(), cfg.z_dims.size(), opts.base_lr());
+        train_jit(ctx, opts, model, ds, online, config_json);
+        return 0;
+      });
+    };
+    if (o.dataset == "fashion-mnist")
+      return run_on(data::ImageDataset::fashion_mnist(o.data_path.empty() ? data::kFashionMnistDir : o.data_path));
+    IREPA_CHECK(o.dataset == "shards", "irepa-train-jit: --dataset '{}' is not known; expected shards or fashion-mnist", o.dataset);
+    IREPA_CHECK(!o.data_path.empty(), "irepa-train-jit: --data_path is required (a folder of safetensors image shards)");
+    return run_on(data::ShardedDataset(o.data_path));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "irepa-train-jit: %s\n", e.what());
+    return 1;
+  }
+}
