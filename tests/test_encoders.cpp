@@ -4,9 +4,12 @@
 #include <irepa/check/golden.hpp>
 #include <irepa/models/hog.hpp>
 
+#include <map>
+
 #include "test_support.hpp"
 
 using namespace irepa;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -202,7 +205,8 @@ TEST_CASE("DINOv2 weights as released (blocks.<i>, 37x37 positions, float32) loa
   CHECK(vit_config_from_name("dinov3-vit-b16").norm_eps == 1e-5);  // released models: layernormbf16
   CHECK(vit_config_from_name("dinov3-vit-l16").registers == 4);
   CHECK(vit_config_from_name("dinov2reg-vit-l").registers == 4);
-  REQUIRE_IREPA_ERROR(make_target_encoder("siglip2-vit-b", 256, dir.string()), "'siglip2-vit-b' is not available");
+  REQUIRE_IREPA_ERROR(make_target_encoder("sam2-vit-l", 256, dir.string()), "'sam2-vit-l' is not available");
+  REQUIRE_IREPA_ERROR(make_target_encoder("pe-vit-l", 256, dir.string()), "pe-vit-l.safetensors' not found");
   std::filesystem::remove_all(dir);
 }
 
@@ -293,4 +297,330 @@ TEST_CASE("Perception Encoder: names, released checkpoints with their pooling he
   REQUIRE_IREPA_ERROR(plain.load(io::SafeTensorsFile((dir / "odd.safetensors").string())),
                       "'positional_embedding' has shape [16, 64]", "square grid");
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+/// What a plain ViT family does, written out naively (loops, double, one image) from the
+/// released models' code, to check VitEncoder's wiring of the families without golden files.
+struct NaiveVit {
+  std::int64_t D = 16, heads = 2, depth = 2, patch = 2, H = 40, grid = 16;
+  bool cls = true, conv_bias = true, ln_pre = false, final_norm = true, layerscale = false, swiglu = false;
+  double eps = 1e-6;
+  VitActivation act = VitActivation::Gelu;
+  std::map<std::string, Tensor<double>> w;  // weights by role: "conv", "conv_b", "cls", "pos", "ln_pre.w", "b0.ln1.w", ...
+
+  Tensor<double>& make(const std::string& role, const Shape& s, double scale) { return w[role] = test::randn<double>(s, scale); }
+  const double* at(const std::string& role) const { return w.at(role).data(); }
+
+  static void layer_norm(std::vector<double>& x, const double* g, const double* b, double eps) {
+    double m = 0, v = 0;
+    for (double a : x) m += a / static_cast<double>(x.size());
+    for (double a : x) v += (a - m) * (a - m) / static_cast<double>(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = (x[i] - m) / std::sqrt(v + eps) * g[i] + b[i];
+  }
+  static std::vector<double> linear(const std::vector<double>& x, const double* W, const double* b, std::int64_t out) {
+    std::vector<double> y(static_cast<std::size_t>(out));
+    for (std::int64_t o = 0; o < out; ++o) {
+      double s = b ? b[o] : 0.0;
+      for (std::size_t i = 0; i < x.size(); ++i) s += W[o * static_cast<std::int64_t>(x.size()) + static_cast<std::int64_t>(i)] * x[i];
+      y[static_cast<std::size_t>(o)] = s;
+    }
+    return y;
+  }
+  double activate(double x) const {
+    if (act == VitActivation::QuickGelu) return x / (1 + std::exp(-1.702 * x));
+    if (act == VitActivation::GeluTanh) return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+  }
+
+  /// x [1, 3, S, S] preprocessed -> patch tokens [grid^2, D]
+  std::vector<std::vector<double>> forward(const Tensor<double>& x) const {
+    const std::int64_t S = grid * patch, N = grid * grid, C = cls ? 1 : 0, T = C + N, hd = D / heads;
+    std::vector<std::vector<double>> h(static_cast<std::size_t>(T), std::vector<double>(static_cast<std::size_t>(D)));
+    for (std::int64_t d = 0; d < D && cls; ++d) h[0][static_cast<std::size_t>(d)] = at("cls")[d] + at("pos")[d];
+    for (std::int64_t r = 0; r < grid; ++r)
+      for (std::int64_t c = 0; c < grid; ++c)
+        for (std::int64_t d = 0; d < D; ++d) {
+          double s = conv_bias ? at("conv_b")[d] : 0.0;
+          for (std::int64_t ch = 0; ch < 3; ++ch)
+            for (std::int64_t i = 0; i < patch; ++i)
+              for (std::int64_t j = 0; j < patch; ++j)
+                s += at("conv")[((d * 3 + ch) * patch + i) * patch + j] * x[(ch * S + r * patch + i) * S + c * patch + j];
+          const std::int64_t t = C + r * grid + c;
+          h[static_cast<std::size_t>(t)][static_cast<std::size_t>(d)] = s + at("pos")[t * D + d];
+        }
+    if (ln_pre)
+      for (auto& row : h) layer_norm(row, at("ln_pre.w"), at("ln_pre.b"), eps);
+    for (std::int64_t l = 0; l < depth; ++l) {
+      const std::string p = "b" + std::to_string(l) + ".";
+      std::vector<std::vector<double>> q, k, v;
+      for (auto row : h) {
+        layer_norm(row, at(p + "ln1.w"), at(p + "ln1.b"), eps);
+        q.push_back(linear(row, at(p + "q.w"), at(p + "q.b"), D));
+        k.push_back(linear(row, at(p + "k.w"), at(p + "k.b"), D));
+        v.push_back(linear(row, at(p + "v.w"), at(p + "v.b"), D));
+      }
+      std::vector<std::vector<double>> a(static_cast<std::size_t>(T), std::vector<double>(static_cast<std::size_t>(D)));
+      for (std::int64_t hh = 0; hh < heads; ++hh)
+        for (std::int64_t i = 0; i < T; ++i) {
+          std::vector<double> logit(static_cast<std::size_t>(T));
+          double mx = -1e300, z = 0;
+          for (std::int64_t j = 0; j < T; ++j) {
+            double s = 0;
+            for (std::int64_t e = 0; e < hd; ++e) s += q[i][hh * hd + e] * k[j][hh * hd + e];
+            logit[j] = s / std::sqrt(static_cast<double>(hd));
+            mx = std::max(mx, logit[j]);
+          }
+          for (auto& g : logit) z += (g = std::exp(g - mx));
+          for (std::int64_t e = 0; e < hd; ++e) {
+            double s = 0;
+            for (std::int64_t j = 0; j < T; ++j) s += logit[j] / z * v[j][hh * hd + e];
+            a[i][hh * hd + e] = s;
+          }
+        }
+      for (std::int64_t i = 0; i < T; ++i) {
+        const auto o = linear(a[i], at(p + "proj.w"), at(p + "proj.b"), D);
+        for (std::int64_t d = 0; d < D; ++d) h[i][d] += (layerscale ? at(p + "ls1")[d] : 1.0) * o[d];
+        auto row = h[i];
+        layer_norm(row, at(p + "ln2.w"), at(p + "ln2.b"), eps);
+        auto u = linear(row, at(p + "fc1.w"), at(p + "fc1.b"), swiglu ? 2 * H : H);
+        if (swiglu) {  // silu(first half) * second half
+          for (std::int64_t e = 0; e < H; ++e) u[e] = u[e] / (1 + std::exp(-u[e])) * u[H + e];
+          u.resize(static_cast<std::size_t>(H));
+        } else {
+          for (auto& e : u) e = activate(e);
+        }
+        const auto m = linear(u, at(p + "fc2.w"), at(p + "fc2.b"), D);
+        for (std::int64_t d = 0; d < D; ++d) h[i][d] += (layerscale ? at(p + "ls2")[d] : 1.0) * m[d];
+      }
+    }
+    if (final_norm)
+      for (auto& row : h) layer_norm(row, at("norm.w"), at("norm.b"), eps);
+    return {h.begin() + C, h.end()};
+  }
+
+  /// Random weights for every role.
+  void randomize() {
+    const double s = 1.0 / std::sqrt(static_cast<double>(D));
+    make("conv", Shape{D, 3, patch, patch}, 0.3), make("conv_b", Shape{D}, 0.1), make("cls", Shape{D}, 0.5);
+    make("pos", Shape{(cls ? 1 : 0) + grid * grid, D}, 0.5);
+    for (const char* n : {"ln_pre", "norm"}) make(std::string(n) + ".b", Shape{D}, 0.1), w[std::string(n) + ".w"] = plus_one(Shape{D});
+    for (std::int64_t l = 0; l < depth; ++l) {
+      const std::string p = "b" + std::to_string(l) + ".";
+      for (const char* n : {"ln1", "ln2"}) w[p + n + ".w"] = plus_one(Shape{D}), make(p + n + ".b", Shape{D}, 0.1);
+      for (const char* n : {"q", "k", "v", "proj"}) make(p + n + ".w", Shape{D, D}, s), make(p + n + ".b", Shape{D}, 0.1);
+      make(p + "fc1.w", Shape{swiglu ? 2 * H : H, D}, s), make(p + "fc1.b", Shape{swiglu ? 2 * H : H}, 0.1);
+      make(p + "fc2.w", Shape{D, H}, 1.0 / std::sqrt(static_cast<double>(H))), make(p + "fc2.b", Shape{D}, 0.1);
+      w[p + "ls1"] = plus_one(Shape{D}), w[p + "ls2"] = plus_one(Shape{D});
+    }
+  }
+  static Tensor<double> plus_one(const Shape& s) {
+    auto t = test::randn<double>(s, 0.2);
+    for (std::int64_t i = 0; i < t.numel(); ++i) t[i] += 1;
+    return t;
+  }
+  /// [q; k; v] stacked, as timm / open_clip store them.
+  Tensor<double> stacked(const std::string& p, const char* what) const {
+    const std::int64_t n = std::string(what) == "w" ? D * D : D;
+    Tensor<double> t(std::string(what) == "w" ? Shape{3 * D, D} : Shape{3 * D});
+    int j = 0;
+    for (const char* r : {"q.", "k.", "v."}) std::copy_n(at(p + r + what), n, t.data() + (j++) * n);
+    return t;
+  }
+};
+
+/// Writes `m`'s weights under a family's released names, loads them into VitEncoder, and
+/// compares its tokens with the naive computation.
+void check_family(const std::string& family, NaiveVit& m, VitConfig cfg, const std::string& prefix = {}) {
+  m.randomize();
+  io::SafeTensorsWriter wr;
+  auto put = [&](const std::string& name, const Tensor<double>& t) { wr.add<double>(prefix + name, t.cview()); };
+  auto reshape = [](const Tensor<double>& t, const Shape& s) { return Tensor<double>::copy_of(t.cview().reshape(s)); };
+  const std::int64_t D = m.D, T = (m.cls ? 1 : 0) + m.grid * m.grid;
+  if (family == "clip") {
+    put("conv1.weight", m.w["conv"]), put("class_embedding", m.w["cls"]), put("positional_embedding", m.w["pos"]);
+    put("ln_pre.weight", m.w["ln_pre.w"]), put("ln_pre.bias", m.w["ln_pre.b"]);
+    put("ln_post.weight", m.w["norm.w"]), put("ln_post.bias", m.w["norm.b"]), put("proj", test::randn<double>(Shape{D, 8}));
+  } else if (family == "siglip") {
+    put("embeddings.patch_embedding.weight", m.w["conv"]), put("embeddings.patch_embedding.bias", m.w["conv_b"]);
+    put("embeddings.position_embedding.weight", m.w["pos"]);
+    put("post_layernorm.weight", m.w["norm.w"]), put("post_layernorm.bias", m.w["norm.b"]);
+    put("head.probe", test::randn<double>(Shape{1, 1, D}));
+    wr.add<double>("text_model.embeddings.token_embedding.weight", test::randn<double>(Shape{5, D}).cview());
+  } else if (family == "hf_dinov2") {
+    put("embeddings.cls_token", reshape(m.w["cls"], Shape{1, 1, D})), put("embeddings.mask_token", test::randn<double>(Shape{1, D}));
+    put("embeddings.position_embeddings", reshape(m.w["pos"], Shape{1, T, D}));
+    put("embeddings.patch_embeddings.projection.weight", m.w["conv"]), put("embeddings.patch_embeddings.projection.bias", m.w["conv_b"]);
+    put("layernorm.weight", m.w["norm.w"]), put("layernorm.bias", m.w["norm.b"]);
+  } else {  // timm (and DINOv2: a mask token, LayerScale, SwiGLU's w12 / w3 for g)
+    if (family == "dinov2") put("mask_token", test::randn<double>(Shape{1, D}));
+    put("patch_embed.proj.weight", m.w["conv"]), put("patch_embed.proj.bias", m.w["conv_b"]);
+    if (m.cls) put("cls_token", reshape(m.w["cls"], Shape{1, 1, D}));
+    put("pos_embed", reshape(m.w["pos"], Shape{1, T, D}));
+    put("norm.weight", m.w["norm.w"]), put("norm.bias", m.w["norm.b"]);  // MAE's checkpoint has it though unused
+  }
+  for (std::int64_t l = 0; l < m.depth; ++l) {
+    const std::string p = "b" + std::to_string(l) + ".", i = std::to_string(l);
+    if (family == "clip") {
+      const std::string b = "transformer.resblocks." + i + ".";
+      put(b + "ln_1.weight", m.w[p + "ln1.w"]), put(b + "ln_1.bias", m.w[p + "ln1.b"]);
+      put(b + "attn.in_proj_weight", m.stacked(p, "w")), put(b + "attn.in_proj_bias", m.stacked(p, "b"));
+      put(b + "attn.out_proj.weight", m.w[p + "proj.w"]), put(b + "attn.out_proj.bias", m.w[p + "proj.b"]);
+      put(b + "ln_2.weight", m.w[p + "ln2.w"]), put(b + "ln_2.bias", m.w[p + "ln2.b"]);
+      put(b + "mlp.c_fc.weight", m.w[p + "fc1.w"]), put(b + "mlp.c_fc.bias", m.w[p + "fc1.b"]);
+      put(b + "mlp.c_proj.weight", m.w[p + "fc2.w"]), put(b + "mlp.c_proj.bias", m.w[p + "fc2.b"]);
+    } else if (family == "hf_dinov2") {
+      const std::string b = "encoder.layer." + i + ".";
+      put(b + "norm1.weight", m.w[p + "ln1.w"]), put(b + "norm1.bias", m.w[p + "ln1.b"]);
+      for (const auto& [r, hf] : {std::pair{"q", "query"}, std::pair{"k", "key"}, std::pair{"v", "value"}}) {
+        put(b + "attention.attention." + hf + ".weight", m.w[p + r + ".w"]);
+        put(b + "attention.attention." + hf + ".bias", m.w[p + r + ".b"]);
+      }
+      put(b + "attention.output.dense.weight", m.w[p + "proj.w"]), put(b + "attention.output.dense.bias", m.w[p + "proj.b"]);
+      put(b + "layer_scale1.lambda1", m.w[p + "ls1"]), put(b + "layer_scale2.lambda1", m.w[p + "ls2"]);
+      put(b + "norm2.weight", m.w[p + "ln2.w"]), put(b + "norm2.bias", m.w[p + "ln2.b"]);
+      put(b + "mlp.weights_in.weight", m.w[p + "fc1.w"]), put(b + "mlp.weights_in.bias", m.w[p + "fc1.b"]);
+      put(b + "mlp.weights_out.weight", m.w[p + "fc2.w"]), put(b + "mlp.weights_out.bias", m.w[p + "fc2.b"]);
+    } else if (family == "siglip") {
+      const std::string b = "encoder.layers." + i + ".";
+      put(b + "layer_norm1.weight", m.w[p + "ln1.w"]), put(b + "layer_norm1.bias", m.w[p + "ln1.b"]);
+      for (const char* r : {"q", "k", "v"}) {
+        put(b + "self_attn." + r + "_proj.weight", m.w[p + r + ".w"]);
+        put(b + "self_attn." + r + "_proj.bias", m.w[p + r + ".b"]);
+      }
+      put(b + "self_attn.out_proj.weight", m.w[p + "proj.w"]), put(b + "self_attn.out_proj.bias", m.w[p + "proj.b"]);
+      put(b + "layer_norm2.weight", m.w[p + "ln2.w"]), put(b + "layer_norm2.bias", m.w[p + "ln2.b"]);
+      put(b + "mlp.fc1.weight", m.w[p + "fc1.w"]), put(b + "mlp.fc1.bias", m.w[p + "fc1.b"]);
+      put(b + "mlp.fc2.weight", m.w[p + "fc2.w"]), put(b + "mlp.fc2.bias", m.w[p + "fc2.b"]);
+    } else {
+      const std::string b = "blocks." + i + ".";
+      put(b + "norm1.weight", m.w[p + "ln1.w"]), put(b + "norm1.bias", m.w[p + "ln1.b"]);
+      put(b + "attn.qkv.weight", m.stacked(p, "w")), put(b + "attn.qkv.bias", m.stacked(p, "b"));
+      put(b + "attn.proj.weight", m.w[p + "proj.w"]), put(b + "attn.proj.bias", m.w[p + "proj.b"]);
+      put(b + "norm2.weight", m.w[p + "ln2.w"]), put(b + "norm2.bias", m.w[p + "ln2.b"]);
+      const std::string fc1 = m.swiglu ? "mlp.w12." : "mlp.fc1.", fc2 = m.swiglu ? "mlp.w3." : "mlp.fc2.";
+      put(b + fc1 + "weight", m.w[p + "fc1.w"]), put(b + fc1 + "bias", m.w[p + "fc1.b"]);
+      put(b + fc2 + "weight", m.w[p + "fc2.w"]), put(b + fc2 + "bias", m.w[p + "fc2.b"]);
+      if (m.layerscale) put(b + "ls1.gamma", m.w[p + "ls1"]), put(b + "ls2.gamma", m.w[p + "ls2"]);
+    }
+  }
+  const auto path = fs::temp_directory_path() / ("irepa_vitfam_" + family + std::to_string(test::rng().seed()) + ".safetensors");
+  wr.write(path.string());
+  cfg.embed_dim = m.D, cfg.heads = m.heads, cfg.depth = m.depth, cfg.patch = m.patch, cfg.mlp_dim = m.H;
+  VitEncoder<double> enc(cfg);
+  enc.load(io::SafeTensorsFile(path.string()), prefix);
+  const std::int64_t S = m.grid * m.patch;
+  const auto x = test::randn<double>(Shape{1, 3, S, S});
+  const auto ours = enc.forward(CpuContext(2), x);
+  const auto ref = m.forward(x);
+  Tensor<double> r(ours.shape());
+  for (std::int64_t t = 0; t < ours.size(1); ++t)
+    for (std::int64_t d = 0; d < D; ++d) r[t * D + d] = ref[static_cast<std::size_t>(t)][static_cast<std::size_t>(d)];
+  INFO(family << " rel error " << test::rel_error(ours, r));
+  CHECK(test::rel_error(ours, r) < 1e-12);
+  fs::remove(path);
+}
+
+}  // namespace
+
+TEST_CASE("CLIP, SigLIP, DINOv2-g and the timm-style ViTs (MAE, MoCo v3, DINO, JEPA) load their released names and compute the plain ViT",
+          "[vit]") {
+  SECTION("clip-vit-L: open_clip names, no conv bias, ln_pre, QuickGELU, target before ln_post") {
+    NaiveVit m;
+    m.conv_bias = false, m.ln_pre = true, m.final_norm = false, m.act = VitActivation::QuickGelu, m.eps = 1e-5;
+    check_family("clip", m, vit_config_from_name("clip-vit-L"));
+  }
+  SECTION("siglip2-vit-b: HuggingFace names under vision_model., separate q / k / v, no class token, gelu-tanh") {
+    NaiveVit m;
+    m.cls = false, m.act = VitActivation::GeluTanh;
+    check_family("siglip", m, vit_config_from_name("siglip2-vit-b"), "vision_model.");
+  }
+  SECTION("mae-vit-l: timm names, no final norm (the checkpoint's norm is left unused)") {
+    NaiveVit m;
+    m.final_norm = false;
+    check_family("timm", m, vit_config_from_name("mae-vit-l"));
+  }
+  SECTION("mocov3-vit-b and dino-vit-s: timm names with the final norm") {
+    NaiveVit m;
+    check_family("timm", m, vit_config_from_name("mocov3-vit-b"));
+    check_family("timm", m, vit_config_from_name("dino-vit-s"));
+  }
+  SECTION("dinov2-vit-g: LayerScale and the SwiGLU MLP (mlp.w12 / mlp.w3)") {
+    NaiveVit m;
+    m.layerscale = true, m.swiglu = true;
+    check_family("dinov2", m, vit_config_from_name("dinov2-vit-g"));
+  }
+  SECTION("webssl-*: HuggingFace Dinov2Model names (separate q / k / v, lambda1, SwiGLU weights_in / weights_out)") {
+    NaiveVit m;
+    m.layerscale = true, m.swiglu = true;
+    const auto cfg = vit_config_from_hf_dinov2(nlohmann::json::parse(
+        R"({"model_type": "dinov2", "hidden_size": 1536, "num_hidden_layers": 40, "num_attention_heads": 24, "patch_size": 14,
+            "mlp_ratio": 4, "layer_norm_eps": 1e-06, "use_swiglu_ffn": true, "hidden_act": "gelu", "qkv_bias": true})"));
+    CHECK(cfg.mlp_hidden() == 4096);
+    CHECK(cfg.input_size() == 224);
+    check_family("hf_dinov2", m, cfg);
+    REQUIRE_IREPA_ERROR(vit_config_from_hf_dinov2(nlohmann::json::parse(R"({"model_type": "vit"})")), "model_type 'vit'");
+    REQUIRE_IREPA_ERROR(make_target_encoder("webssl-vit-dino1b_full2b_224", 256, fs::temp_directory_path().string()),
+                        "webssl-vit-dino1b_full2b_224.json' not found", "facebook/webssl-dino1b-full2b-224");
+  }
+  SECTION("jepa-vit-h: no class token") {
+    NaiveVit m;
+    m.cls = false;
+    check_family("timm", m, vit_config_from_name("jepa-vit-h"));
+  }
+}
+
+TEST_CASE("ViT families: sizes and preprocessing by the reference's names", "[vit]") {
+  struct Want {
+    const char* name;
+    std::int64_t D, depth, heads, patch, mlp, input;
+    bool cls, final_norm;
+  };
+  for (const Want& w : {Want{"clip-vit-L", 1024, 24, 16, 14, 4096, 224, true, false},
+                        Want{"mae-vit-l", 1024, 24, 16, 16, 4096, 256, true, false},
+                        Want{"mocov3-vit-s", 384, 12, 12, 16, 1536, 256, true, true},
+                        Want{"dino-vit-b", 768, 12, 12, 16, 3072, 256, true, true},
+                        Want{"jepa-vit-h", 1280, 32, 16, 14, 5120, 224, false, true},
+                        Want{"siglip-vit-so400m", 1152, 27, 16, 14, 4304, 224, false, true},
+                        Want{"siglip2-vit-g", 1536, 40, 16, 16, 6144, 256, false, true},
+                        Want{"dinov2-vit-g", 1536, 40, 24, 14, 4096, 224, true, true}}) {
+    INFO(w.name);
+    const VitConfig c = vit_config_from_name(w.name);
+    CHECK(c.embed_dim == w.D);
+    CHECK(c.depth == w.depth);
+    CHECK(c.heads == w.heads);
+    CHECK(c.patch == w.patch);
+    CHECK(c.mlp_hidden() == w.mlp);
+    CHECK(c.input_size() == w.input);
+    CHECK(c.cls_token == w.cls);
+    CHECK(c.final_norm == w.final_norm);
+  }
+  CHECK(vit_config_from_name("dinov2-vit-g").swiglu);
+  REQUIRE_IREPA_ERROR(vit_config_from_name("siglip-vit-g"), "size 'g' is not known");
+  REQUIRE_IREPA_ERROR(vit_config_from_name("mae-vit-l", 512), "256 only");
+  REQUIRE_IREPA_ERROR(vit_config_from_name("webssl-vit-dino1b_full2b_224"), "config.json");
+  REQUIRE_IREPA_ERROR(vit_config_from_name("sam2-vit-l"), "not available in this build");
+
+  // Preprocessing order and constants: CLIP resizes (bicubic) then normalises with its own
+  // mean/std; JEPA normalises with ImageNet's then resizes.
+  Tensor<double> img(Shape{1, 3, 256, 256});
+  test::rng().uniform(img.view(), 0.0, 255.0);
+  CpuContext ctx(2);
+  Tensor<double> u(img.shape());
+  for (std::int64_t i = 0; i < u.numel(); ++i) u[i] = img[i] / 255.0;
+  {
+    VitEncoder<double> clip(vit_config_from_name("clip-vit-L"));
+    auto r = ops::interpolate<double>(ctx, u, 224, 224, ops::ResizeMode::Bicubic, false);
+    const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, sd[3] = {0.26862954, 0.26130258, 0.27577711};
+    for (std::int64_t i = 0; i < r.numel(); ++i) r[i] = (r[i] - mean[(i / (224 * 224)) % 3]) / sd[(i / (224 * 224)) % 3];
+    CHECK(test::rel_error(clip.preprocess(ctx, img), r) < 1e-14);
+  }
+  {
+    VitEncoder<double> jepa(vit_config_from_name("jepa-vit-h"));
+    Tensor<double> n(img.shape());
+    const double mean[3] = {0.485, 0.456, 0.406}, sd[3] = {0.229, 0.224, 0.225};
+    for (std::int64_t i = 0; i < n.numel(); ++i) n[i] = (u[i] - mean[(i / (256 * 256)) % 3]) / sd[(i / (256 * 256)) % 3];
+    CHECK(test::rel_error(jepa.preprocess(ctx, img), ops::interpolate<double>(ctx, n, 224, 224, ops::ResizeMode::Bicubic, false)) < 1e-14);
+  }
 }

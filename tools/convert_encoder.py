@@ -19,9 +19,21 @@ Where the checkpoints come from (download them yourself; irepa never downloads a
           PE-Spatial-{B16-512,L14-448,G14-448}.pt  ->  spatialpe-vit-{b,l,g}
           PE-Lang-{L14-448,G14-448}.pt  ->  langpe-vit-{l,g}
           (a CLIP checkpoint's text tower is dropped: only the "visual." tensors are kept, unprefixed)
-The DINOv2 position table stays as released (37x37 + class) and PE's at its pretraining grid;
-irepa resamples them to its token grid at load, as the reference does. Other families (SigLIP,
-CLIP, MAE, ...) are not converted yet.
+  CLIP    https://github.com/openai/CLIP: ViT-L-14.pt (a TorchScript archive)  ->  clip-vit-L
+  MAE     https://github.com/facebookresearch/mae: mae_pretrain_vit_large.pth  ->  mae-vit-l
+  MoCo v3 https://github.com/facebookresearch/moco-v3: vit-{s,b,l}-300ep.pth.tar  ->  mocov3-vit-{s,b,l}, with
+          --only-prefix module.base_encoder. --drop head. (and, for checkpoints with the known naming
+          slip, --rename blocks.13.norm13=blocks.13.norm1 --rename blocks.13.mlp.fc13=blocks.13.mlp.fc1
+          --rename blocks.14.norm14=blocks.14.norm2 --rename blocks.14.mlp.fc14=blocks.14.mlp.fc2)
+  DINO    https://github.com/facebookresearch/dino: dino_vit{small,base}16_pretrain.pth  ->  dino-vit-{s,b}
+  I-JEPA  https://github.com/facebookresearch/ijepa: IN1K-vit.h.14-300e.pth.tar  ->  jepa-vit-h
+          (its "encoder" state dict, "module." prefixes removed)
+  SigLIP  https://huggingface.co/google/siglip-base-patch16-256 (and -large-patch16-256,
+          -so400m-patch14-224; siglip2-* likewise): the model.safetensors file is used as it is,
+          renamed to encoders/siglip-vit-b.safetensors etc. (the vision tower is read under
+          "vision_model."); no conversion needed.
+The position tables stay as released (DINOv2's 37x37, PE's pretraining grid, MoCo's and DINO's
+14x14); irepa resamples them to its token grid at load, as the reference does.
 """
 import argparse
 import json
@@ -34,7 +46,7 @@ import torch
 
 def unwrap(obj):
     """A plain state dict from the usual wrappers ({'model': ...}, {'state_dict': ...}, {'teacher': ...})."""
-    for key in ("model", "state_dict", "teacher", "weights"):
+    for key in ("model", "state_dict", "teacher", "weights", "encoder"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             return unwrap(obj[key])
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
@@ -47,8 +59,27 @@ def main():
     ap.add_argument("checkpoint")
     ap.add_argument("output")
     ap.add_argument("--strip-prefix", default="", help="remove this prefix from every name (e.g. 'backbone.')")
+    ap.add_argument("--only-prefix", default="", help="keep only the tensors under this prefix, without it")
+    ap.add_argument("--drop", action="append", default=[], help="leave out tensors whose name starts with this (repeatable)")
+    ap.add_argument("--rename", action="append", default=[], help="OLD=NEW: replace OLD by NEW in names (repeatable)")
     a = ap.parse_args()
-    sd = unwrap(torch.load(a.checkpoint, map_location="cpu"))
+    try:
+        loaded = torch.load(a.checkpoint, map_location="cpu")
+    except RuntimeError:  # OpenAI's CLIP checkpoints are TorchScript archives
+        loaded = torch.jit.load(a.checkpoint, map_location="cpu")
+    if isinstance(loaded, torch.nn.Module):  # (torch.load may hand such an archive to torch.jit.load itself)
+        loaded = loaded.state_dict()
+    sd = unwrap(loaded)
+    if a.only_prefix:
+        sd = {k[len(a.only_prefix):]: v for k, v in sd.items() if k.startswith(a.only_prefix)}
+        if not sd:
+            sys.exit(f"convert_encoder: no tensor is under '{a.only_prefix}'")
+    for pair in a.rename:
+        old, sep, new = pair.partition("=")
+        if not sep:
+            sys.exit(f"convert_encoder: --rename '{pair}' is not OLD=NEW")
+        sd = {k.replace(old, new): v for k, v in sd.items()}
+    sd = {k: v for k, v in sd.items() if not any(k.startswith(d) for d in a.drop)}
     sd = {k.replace("module.", "", 1) if k.startswith("module.") else k: v for k, v in sd.items()}
     if any(k.startswith("visual.") for k in sd):  # PE / CLIP: the vision tower only
         sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}

@@ -8,8 +8,10 @@
 #include <string_view>
 #include <vector>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "irepa/models/hog.hpp"
 #include "irepa/models/vit_encoder.hpp"
@@ -42,23 +44,44 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
     return {enc->name(), enc->tokens(), enc->dim(),
             [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
   }
-  if (name.starts_with("dinov2") || name.starts_with("dinov3")) {
-    VitConfig cfg = vit_config_from_name(name, resolution);
-    const auto path = encoder_weights_path(name, weights_dir);
-    IREPA_CHECK(std::filesystem::exists(path),
-                "target encoder '{}': weights '{}' not found (convert the released checkpoint with tools/convert_encoder.py; "
-                "set the folder with --encoder-dir or IREPA_ENCODER_DIR)",
-                name, path.string());
-    io::SafeTensorsFile f(path.string());
-    cfg.block_chunks = VitEncoder<float>::detect_block_chunks(f, "", cfg.depth);
-    auto enc = std::make_shared<VitEncoder<float>>(cfg);
-    enc->load(f);
-    return {std::string(name), enc->tokens(), enc->dim(),
-            [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
+  const auto path = encoder_weights_path(name, weights_dir);
+  VitConfig cfg;
+  if (name.starts_with("webssl-")) {  // HuggingFace Dinov2Model: the architecture is in its config.json
+    auto json_path = path;
+    json_path.replace_extension(".json");
+    IREPA_CHECK(std::filesystem::exists(json_path),
+                "target encoder '{}': '{}' not found (copy the config.json of facebook/{} from HuggingFace there, beside the weights)",
+                name, json_path.string(), [&] {  // webssl-vit-dino1b_full2b_224 -> webssl-dino1b-full2b-224, as the reference
+                  std::string repo = "webssl-" + std::string(name.substr(name.starts_with("webssl-vit-") ? 11 : 7));
+                  std::replace(repo.begin(), repo.end(), '_', '-');
+                  return repo;
+                }());
+    std::ifstream in(json_path);
+    nlohmann::json j;
+    try {
+      in >> j;
+    } catch (const nlohmann::json::exception& e) {
+      fail("target encoder '{}': '{}' is not valid JSON: {}", name, json_path.string(), e.what());
+    }
+    cfg = vit_config_from_hf_dinov2(j, resolution);
+  } else {
+    cfg = vit_config_from_name(name, resolution);  // an unknown name is an error that lists the known ones
   }
-  fail("target encoder '{}' is not available in this build; implemented: hog-<arch>-g<grid>_d<dim>[_ppc<n>][_cb<n>], "
-       "dinov2-vit-{{s,b,l}}, dinov2reg-vit-{{s,b,l}}, dinov3-vit-{{s16,b16,l16}}",
-       name);
+  IREPA_CHECK(std::filesystem::exists(path),
+              "target encoder '{}': weights '{}' not found (convert the released checkpoint with tools/convert_encoder.py; "
+              "set the folder with --encoder-dir or IREPA_ENCODER_DIR)",
+              name, path.string());
+  io::SafeTensorsFile f(path.string());
+  // A full SigLIP checkpoint from HuggingFace holds the vision tower under "vision_model."; a
+  // Dinov2 one saved from a task model under "dinov2.".
+  std::string prefix;
+  if (cfg.family == VitFamily::SigLIP && f.contains("vision_model.embeddings.patch_embedding.weight")) prefix = "vision_model.";
+  if (cfg.family == VitFamily::HFDinov2 && f.contains("dinov2.embeddings.cls_token")) prefix = "dinov2.";
+  cfg.block_chunks = VitEncoder<float>::detect_block_chunks(f, prefix, cfg.depth);
+  auto enc = std::make_shared<VitEncoder<float>>(cfg);
+  enc->load(f, prefix);
+  return {std::string(name), enc->tokens(), enc->dim(),
+          [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
 }
 
 /// A comma-separated list ("hog-x-g8_d32,hog-x-g8_d128"); an empty string gives none.
