@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   std::int64_t batch = 64, resolution = 256;
   int steps = 3, threads = 0;
   CLI::App app{"irepa-bench-encoder: target encoder forward throughput on the CPU"};
-  app.add_option("--encoder", encoder, "dinov2-vit-{s,b,l}, dinov2reg-vit-{s,b,l}, dinov3-vit-{s16,b16,l16} or hog-x-g<grid>_d<dim>")->capture_default_str();
+  app.add_option("--encoder", encoder, "a ViT encoder name (dinov2-vit-b, pe-vit-l, clip-vit-L, siglip2-vit-b, ...) or hog-x-g<grid>_d<dim>")->capture_default_str();
   app.add_option("--weights", weights, "converted weights (default: random weights of that shape)");
   app.add_option("--batch-size", batch, "images per batch")->capture_default_str();
   app.add_option("--resolution", resolution, "input images' size (uint8 RGB)")->capture_default_str();
@@ -50,6 +50,8 @@ int main(int argc, char** argv) {
         Philox rng(1);
         rng.normal(vit->params().values(), 0.0f, 0.02f);
         rng.normal(vit->pos_embed.view(), 0.0f, 0.02f);
+        if (cfg.separate_qkv()) vit->fuse_qkv();  // the fused projections load() would build
+        if (cfg.split_swiglu()) vit->fuse_swiglu();
       }
       run = [&](ConstView<float> x) { return vit->encode(ctx, x); };
     }

@@ -571,6 +571,51 @@ TEST_CASE("CLIP, SigLIP, DINOv2-g and the timm-style ViTs (MAE, MoCo v3, DINO, J
   }
 }
 
+TEST_CASE("DINOv3-H+: the SwiGLU's w1 and w2 load under their names and act as one fused input projection", "[vit]") {
+  if (!test::have_golden()) return;
+  io::SafeTensorsFile g((test::golden_dir() / "encoder_dinov3_tiny.safetensors").string());
+  VitConfig cfg = golden::dinov3_setup(golden::config_of(g));
+  cfg.swiglu = true, cfg.mlp_dim = 24;
+  const std::int64_t D = cfg.embed_dim, H = 24;
+  // The golden DINOv3 with its MLPs replaced by SwiGLUs named as DINOv3 names them.
+  io::SafeTensorsWriter w;
+  std::map<std::string, Tensor<double>> mlp;
+  for (const auto& k : g.names()) {
+    if (!k.starts_with("params/") || k.find(".mlp.") != std::string::npos) continue;
+    w.add<double>(k.substr(7), g.load<double>(k).cview());
+  }
+  for (std::int64_t l = 0; l < cfg.depth; ++l) {
+    const std::string p = "blocks." + std::to_string(l) + ".mlp.";
+    for (const char* n : {"w1", "w2"}) {
+      mlp[p + n + ".weight"] = test::randn<double>(Shape{H, D}, 0.2), mlp[p + n + ".bias"] = test::randn<double>(Shape{H}, 0.1);
+    }
+    mlp[p + "w3.weight"] = test::randn<double>(Shape{D, H}, 0.2), mlp[p + "w3.bias"] = test::randn<double>(Shape{D}, 0.1);
+  }
+  for (const auto& [k, t] : mlp) w.add<double>(k, t.cview());
+  const auto path = fs::temp_directory_path() / ("irepa_dinov3_swiglu_" + std::to_string(test::rng().seed()) + ".safetensors");
+  w.write(path.string());
+  VitEncoder<double> enc(cfg);
+  enc.load(io::SafeTensorsFile(path.string()));
+  for (std::int64_t l = 0; l < cfg.depth; ++l) {
+    const auto& b = enc.blocks[static_cast<std::size_t>(l)];
+    const std::string p = "blocks." + std::to_string(l) + ".mlp.";
+    CHECK(test::rel_error(b.fused_fc1_w.cview().slice(0, 0, H), mlp[p + "w1.weight"]) == 0.0);
+    CHECK(test::rel_error(b.fused_fc1_w.cview().slice(0, H, H), mlp[p + "w2.weight"]) == 0.0);
+    CHECK(test::rel_error(b.fused_fc1_b.cview().slice(0, H, H), mlp[p + "w2.bias"]) == 0.0);
+  }
+  const auto u8 = g.load<std::uint8_t>("inputs/image");
+  Tensor<double> img(u8.shape());
+  for (std::int64_t i = 0; i < u8.numel(); ++i) img[i] = u8[i];
+  const auto x = enc.preprocess(CpuContext(2), img);
+  const auto tokens = enc.forward(CpuContext(2), x);
+  CHECK(tokens.shape() == Shape{1, 256, D});
+  CHECK(test::rel_error(tokens, g.load<double>("outputs/patch_tokens")) > 1e-3);  // the MLPs changed: so did the tokens
+  const VitConfig h = vit_config_from_name("dinov3-vit-h16plus");
+  CHECK(h.mlp_hidden() == 5120);  // int(7680 * 2 / 3), aligned to 8
+  CHECK(h.split_swiglu());
+  fs::remove(path);
+}
+
 TEST_CASE("ViT families: sizes and preprocessing by the reference's names", "[vit]") {
   struct Want {
     const char* name;

@@ -32,7 +32,8 @@
 //   encoder.layer.<i>.attention.attention.{query,key,value}, layer_scale1.lambda1, mlp.fc1 or
 //   mlp.weights_in / weights_out, layernorm); the architecture comes from the checkpoint's
 //   config.json (vit_config_from_hf_dinov2).
-// DINOv2-g uses the SwiGLU MLP (mlp.w12 / mlp.w3, hidden rounded up to a multiple of 8).
+// DINOv2-g uses the SwiGLU MLP (mlp.w12 / mlp.w3, hidden rounded up to a multiple of 8), as does
+// DINOv3-H+ (mlp.w1, mlp.w2, mlp.w3; w1 and w2 fused at load).
 
 #include <array>
 #include <cmath>
@@ -90,6 +91,8 @@ struct VitConfig {
   bool open_clip_names() const { return family == VitFamily::PE || family == VitFamily::CLIP; }
   /// Separate q, k, v projections in the checkpoint (fused into one at load).
   bool separate_qkv() const { return family == VitFamily::SigLIP || family == VitFamily::HFDinov2; }
+  /// DINOv3's SwiGLU keeps its two input projections apart (mlp.w1, mlp.w2; fused at load).
+  bool split_swiglu() const { return family == VitFamily::DINOv3 && swiglu; }
   VitPreprocessing preprocessing() const {
     static constexpr std::array<double, 3> imagenet_mean{0.485, 0.456, 0.406}, imagenet_std{0.229, 0.224, 0.225};
     static constexpr std::array<double, 3> clip_mean{0.48145466, 0.4578275, 0.40821073}, clip_std{0.26862954, 0.26130258, 0.27577711};
@@ -225,7 +228,8 @@ inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolu
     if (size == "s16") c.embed_dim = 384, c.depth = 12, c.heads = 6;
     else if (size == "b16") c.embed_dim = 768, c.depth = 12, c.heads = 12;
     else if (size == "l16") c.embed_dim = 1024, c.depth = 24, c.heads = 16;
-    else fail("ViT encoder '{}': size '{}' is not known (s16, b16, l16; the SwiGLU sizes are not implemented yet)", name, size);
+    else if (size == "h16plus") c.embed_dim = 1280, c.depth = 32, c.heads = 20, c.mlp_ratio = 6.0, c.swiglu = true;
+    else fail("ViT encoder '{}': size '{}' is not known (s16, b16, l16, h16plus; 7b16 is not implemented)", name, size);
     return c;
   }
   const bool reg = name.starts_with("dinov2reg-vit-");
@@ -248,6 +252,10 @@ struct VitEncoder {
     Param<T> norm1_w, norm1_b, qkv_w, qkv_b, qkv_bias_mask, proj_w, proj_b, ls1, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
     Param<T> q_w, q_b, k_w, k_b, v_w, v_b;  // SigLIP's separate projections (fused below at load)
     Tensor<T> fused_w, fused_b;             // SigLIP: [3D, D], [3D]
+    Param<T> w1, b1, w2, b2;                // DINOv3's SwiGLU input projections [H, D], [H]
+    Tensor<T> fused_fc1_w, fused_fc1_b;     // [w1; w2] as [2H, D], [2H]
+    ConstView<T> fc1_weight(bool split) const { return split ? fused_fc1_w.cview() : ConstView<T>(fc1_w.value); }
+    ConstView<T> fc1_bias(bool split) const { return split ? fused_fc1_b.cview() : ConstView<T>(fc1_b.value); }
     ConstView<T> qkv_weight(bool fused) const { return fused ? fused_w.cview() : ConstView<T>(qkv_w.value); }
     ConstView<T> qkv_bias(bool fused) const { return fused ? fused_b.cview() : ConstView<T>(qkv_b.value); }
   };
@@ -280,6 +288,7 @@ struct VitEncoder {
       b.fc1_w = Param<T>(Shape{H1, D}), b.fc1_b = Param<T>(Shape{H1}), b.fc2_w = Param<T>(Shape{D, H}), b.fc2_b = Param<T>(Shape{D});
       for (auto* q : {&b.q_w, &b.k_w, &b.v_w}) *q = Param<T>(Shape{D, D});
       for (auto* q : {&b.q_b, &b.k_b, &b.v_b}) *q = Param<T>(Shape{D});
+      b.w1 = Param<T>(Shape{H, D}), b.w2 = Param<T>(Shape{H, D}), b.b1 = Param<T>(Shape{H}), b.b2 = Param<T>(Shape{H});
       b.ls1 = Param<T>(Shape{D}), b.ls2 = Param<T>(Shape{D});
     }
     IREPA_CHECK(!c.rope() || (D / c.heads) % 4 == 0, "VitEncoder: RoPE needs a head dim divisible by 4, got {}", D / c.heads);
@@ -316,9 +325,14 @@ struct VitEncoder {
       v(p + "attn.proj.weight", b.proj_w), v(p + "attn.proj.bias", b.proj_b);
       if (config.layerscale) v(p + "ls1.gamma", b.ls1);
       v(p + "norm2.weight", b.norm2_w), v(p + "norm2.bias", b.norm2_b);
-      const char* fc1 = config.swiglu ? "mlp.w12." : "mlp.fc1.";
+      if (config.split_swiglu()) {
+        v(p + "mlp.w1.weight", b.w1), v(p + "mlp.w1.bias", b.b1);
+        v(p + "mlp.w2.weight", b.w2), v(p + "mlp.w2.bias", b.b2);
+      } else {
+        v(p + (config.swiglu ? "mlp.w12." : "mlp.fc1.") + "weight", b.fc1_w);
+        v(p + (config.swiglu ? "mlp.w12." : "mlp.fc1.") + "bias", b.fc1_b);
+      }
       const char* fc2 = config.swiglu ? "mlp.w3." : "mlp.fc2.";
-      v(p + fc1 + "weight", b.fc1_w), v(p + fc1 + "bias", b.fc1_b);
       v(p + fc2 + "weight", b.fc2_w), v(p + fc2 + "bias", b.fc2_b);
       if (config.layerscale) v(p + "ls2.gamma", b.ls2);
     }
@@ -449,6 +463,7 @@ struct VitEncoder {
   void load(const io::SafeTensorsFile& f, std::string_view prefix = {}) {
     if (!config.pos_table()) {
       io::load_params(f, arena_, prefix);
+      if (config.split_swiglu()) fuse_swiglu();
       return;
     }
     const std::string name = pos_embed_name();
@@ -475,6 +490,18 @@ struct VitEncoder {
     pos_embed = config.pe() ? resample_pos_embed(table, config.grid(), cls, ops::ResizeMode::Bilinear, false)
                             : resample_pos_embed(table, config.grid(), cls);  // timm's resample (bicubic, antialias)
     if (config.separate_qkv()) fuse_qkv();
+  }
+
+  /// DINOv3's SwiGLU: w1 and w2 stacked into one [2H, D] input projection (and bias) per block.
+  void fuse_swiglu() {
+    const std::int64_t D = config.embed_dim, H = config.mlp_hidden();
+    for (auto& b : blocks) {
+      b.fused_fc1_w = Tensor<T>(Shape{2 * H, D}), b.fused_fc1_b = Tensor<T>(Shape{2 * H});
+      std::copy_n(b.w1.value.data(), H * D, b.fused_fc1_w.data());
+      std::copy_n(b.w2.value.data(), H * D, b.fused_fc1_w.data() + H * D);
+      std::copy_n(b.b1.value.data(), H, b.fused_fc1_b.data());
+      std::copy_n(b.b2.value.data(), H, b.fused_fc1_b.data() + H);
+    }
   }
 
   /// SigLIP / HF Dinov2: q, k and v stacked into one [3D, D] projection (and bias) per block.
@@ -586,7 +613,7 @@ struct VitEncoder {
       ops::linear_forward<T>(ctx, a, blk.proj_w.value, blk.proj_b.value, o.view());
       residual(h, o, blk.ls1.value);
       norm(ctx, h, blk.norm2_w.value, blk.norm2_b.value, n);
-      ops::linear_forward<T>(ctx, n, blk.fc1_w.value, blk.fc1_b.value, m1.view());
+      ops::linear_forward<T>(ctx, n, blk.fc1_weight(config.split_swiglu()), blk.fc1_bias(config.split_swiglu()), m1.view());
       if (config.swiglu)
         ops::swiglu_forward<T>(ctx, m1, m2.view());
       else
