@@ -238,7 +238,7 @@ TEST_CASE("JiT: model names and configuration errors", "[jit]") {
   JiT<Dynamic, DynamicPatch, REPAHead, double> m(cfg);
   auto data = random_batch(m, 2);
   data.y[1] = cfg.num_classes + 1;
-  REQUIRE_IREPA_ERROR(m.forward(CpuContext{}, data.x, data.t, data.y), "outside");
+  REQUIRE_IREPA_ERROR(m.forward(CpuContext{}, data.x, data.t, data.y), "index 5", "5 rows");  // 4 classes + the null row
   data = random_batch(m, 2);
   data.zs[0] = test::randn<double>(Shape{2, 9, 8});
   REQUIRE_IREPA_ERROR(jit_loss(CpuContext{}, m, JiTObjective{}, data.batch(), data.t, data.noise), "target features 0");

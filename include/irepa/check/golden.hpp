@@ -262,6 +262,38 @@ std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, con
   return rows;
 }
 
+/// The fixed inputs of an objective golden file: x, noise, t, y and one raw target per encoder.
+template <class T>
+struct ObjectiveInputs {
+  Tensor<T> x, noise, t;
+  Tensor<std::int64_t> y;
+  std::vector<Tensor<T>> zs;
+  static ObjectiveInputs load(const io::SafeTensorsFile& f, std::size_t encoders) {
+    ObjectiveInputs in{f.load<T>("inputs/x"), f.load<T>("inputs/noise"), f.load<T>("inputs/t"), f.load<std::int64_t>("inputs/y"), {}};
+    for (std::size_t j = 0; j < encoders; ++j) in.zs.push_back(f.load<T>("inputs/z." + std::to_string(j)));
+    return in;
+  }
+  SiTBatch<T> batch() const {
+    SiTBatch<T> b{x, y, {}};
+    for (const auto& z : zs) b.zs.push_back(z);
+    return b;
+  }
+};
+
+/// Rows of "ours against the file's tensor of this name".
+template <class T>
+struct RowCollector {
+  const io::SafeTensorsFile& f;
+  double tol;
+  std::vector<Row> rows{};
+  void cmp(const std::string& name, ConstView<T> ours) { rows.push_back({name, rel_error<T>(ours, f.load<double>(name).cview()), tol}); }
+  void scalar(const std::string& name, double v) {
+    Tensor<T> one(Shape{});
+    one[0] = static_cast<T>(v);
+    cmp(name, one);
+  }
+};
+
 /// Every parameter's gradient against grads/<name>: each parameter must have one, and every
 /// grads/ tensor must belong to a parameter.
 template <class T, class Cmp>
@@ -289,29 +321,15 @@ std::vector<Row> check_sit(const io::SafeTensorsFile& f, double tol, const CpuCo
     m.load(f, "params/");
     m.params().zero_grad();
 
-    const auto x = f.load<T>("inputs/x"), noise = f.load<T>("inputs/noise"), t = f.load<T>("inputs/t");
-    const auto y = f.load<std::int64_t>("inputs/y");
-    std::vector<Tensor<T>> zs;
-    SiTBatch<T> batch{x, y, {}};
-    for (std::size_t j = 0; j < s.model.z_dims.size(); ++j) {
-      zs.push_back(f.load<T>("inputs/z." + std::to_string(j)));
-      batch.zs.push_back(zs.back());
-    }
-    const auto st = sit_loss(ctx, m, s.objective, batch, t, noise);
-
-    std::vector<Row> rows;
-    auto cmp = [&](const std::string& name, ConstView<T> ours) {
-      rows.push_back({name, rel_error<T>(ours, f.load<double>(name).cview()), tol});
-    };
-    auto scalar = [&](const std::string& name, double v) {
-      Tensor<T> one(Shape{});
-      one[0] = static_cast<T>(v);
-      cmp(name, one);
-    };
+    const auto in = ObjectiveInputs<T>::load(f, s.model.z_dims.size());
+    const auto st = sit_loss(ctx, m, s.objective, in.batch(), in.t, in.noise);
+    RowCollector<T> out{f, tol};
+    auto cmp = [&](const std::string& name, ConstView<T> ours) { out.cmp(name, ours); };
+    auto scalar = [&](const std::string& name, double v) { out.scalar(name, v); };
     cmp("outputs/model_input", st.model_input);
     cmp("outputs/target", st.target);
     cmp("outputs/model_output", st.cache.output());
-    for (std::size_t j = 0; j < zs.size(); ++j) {
+    for (std::size_t j = 0; j < in.zs.size(); ++j) {
       cmp("outputs/zs_tilde." + std::to_string(j), st.cache.projected(j));
       cmp("outputs/z_normalized." + std::to_string(j), st.z_normalized[j]);
     }
@@ -321,7 +339,7 @@ std::vector<Row> check_sit(const io::SafeTensorsFile& f, double tol, const CpuCo
     scalar("outputs/total_loss", st.total);
 
     compare_grads(f, m.params(), cmp);
-    return rows;
+    return out.rows;
   });
 }
 
@@ -380,29 +398,15 @@ std::vector<Row> check_jit(const io::SafeTensorsFile& f, double tol, const CpuCo
     Model m(s.model, head);
     m.load(f, "params/");
     m.params().zero_grad();
-    const auto x = f.load<T>("inputs/x"), noise = f.load<T>("inputs/noise"), t = f.load<T>("inputs/t");
-    const auto y = f.load<std::int64_t>("inputs/y");
-    std::vector<Tensor<T>> zs;
-    SiTBatch<T> batch{x, y, {}};
-    for (std::size_t j = 0; j < s.model.z_dims.size(); ++j) {
-      zs.push_back(f.load<T>("inputs/z." + std::to_string(j)));
-      batch.zs.push_back(zs.back());
-    }
-    const auto st = jit_loss(ctx, m, s.objective, batch, t, noise);
-    std::vector<Row> rows;
-    auto cmp = [&](const std::string& name, ConstView<T> ours) {
-      rows.push_back({name, rel_error<T>(ours, f.load<double>(name).cview()), tol});
-    };
-    auto scalar = [&](const std::string& name, double v) {
-      Tensor<T> one(Shape{});
-      one[0] = static_cast<T>(v);
-      cmp(name, one);
-    };
+    const auto in = ObjectiveInputs<T>::load(f, s.model.z_dims.size());
+    const auto st = jit_loss(ctx, m, s.objective, in.batch(), in.t, in.noise);    RowCollector<T> out{f, tol};
+    auto cmp = [&](const std::string& name, ConstView<T> ours) { out.cmp(name, ours); };
+    auto scalar = [&](const std::string& name, double v) { out.scalar(name, v); };
     cmp("outputs/model_input", st.model_input);
     cmp("outputs/model_output", st.cache.output());
     cmp("outputs/target_v", st.target_v);
     cmp("outputs/v_pred", st.v_pred);
-    for (std::size_t j = 0; j < zs.size(); ++j) {
+    for (std::size_t j = 0; j < in.zs.size(); ++j) {
       cmp("outputs/zs_tilde." + std::to_string(j), st.cache.projected(j));
       cmp("outputs/z_normalized." + std::to_string(j), st.z_normalized[j]);
     }
@@ -410,7 +414,7 @@ std::vector<Row> check_jit(const io::SafeTensorsFile& f, double tol, const CpuCo
     scalar("outputs/proj_loss", st.alignment);
     scalar("outputs/total_loss", st.total);
     compare_grads(f, m.params(), cmp);
-    return rows;
+    return out.rows;
   });
 }
 

@@ -164,18 +164,7 @@ struct JiT {
     x_embedder.init(rng);
     if (ctx_len > 0) nn::normal_init(rng, in_context_posemb.value, 0.02);
     for (auto& b : blocks) b.init(rng);
-    for (auto& p : projectors) {
-      if constexpr (requires { p.init(rng); }) {
-        p.init(rng);
-      } else {
-        p.visit_params([&](const std::string&, Param<T>& q) {
-          if (q.shape.rank() >= 2)
-            nn::normal_init(rng, q.value, 0.02);
-          else
-            nn::zeros(q.value);
-        }, std::string_view{});
-      }
-    }
+    detail::init_projectors(projectors, rng);
     final_layer.init(rng);
     reset_pos_embed();
   }
@@ -210,9 +199,6 @@ struct JiT {
     const std::int64_t B = x.size(0), N = grid.tokens(), D = hidden, Lc = ctx_len;
     check_shape("JiT", "t", t.shape(), Shape{B});
     check_shape("JiT", "labels", y.shape(), Shape{B});
-    for (std::int64_t b = 0; b < B; ++b)
-      IREPA_CHECK(y[b] >= 0 && y[b] <= config.num_classes, "JiT: label {} of image {} is outside [0, {}] ({} = null class)",
-                  y[b], b, config.num_classes, config.num_classes);
     Cache c;
     c.x = Tensor<T>::copy_of(x);
     c.y = Tensor<std::int64_t>::copy_of(y);

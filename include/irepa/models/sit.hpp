@@ -98,6 +98,24 @@ void unpatchify(ConstView<T> src, TensorView<T> dst, std::int64_t C, std::int64_
                 dst.data()[px] = src.data()[tk];
             }
 }
+
+/// Projectors by their own init, or, for a user policy without one, N(0, 0.02) weights and zero
+/// vectors (SiT and JiT alike).
+template <class Layers>
+void init_projectors(Layers& projectors, Philox& rng) {
+  for (auto& p : projectors) {
+    if constexpr (requires { p.init(rng); }) {
+      p.init(rng);
+    } else {
+      p.visit_params([&](const std::string&, auto& q) {
+        if (q.shape.rank() >= 2)
+          nn::normal_init(rng, q.value, 0.02);
+        else
+          nn::zeros(q.value);
+      }, std::string_view{});
+    }
+  }
+}
 }  // namespace detail
 
 template <class Size, int Patch, class Head, class T = float>
@@ -184,19 +202,7 @@ struct SiT {
     t_embedder.init(rng);
     y_embedder.init(rng);
     for (auto& b : blocks) b.init(rng);
-    for (auto& p : projectors) {
-      if constexpr (requires { p.init(rng); }) {
-        p.init(rng);
-      } else {
-        p.visit_params([&](const std::string& name, Param<T>& q) {
-          if (q.shape.rank() >= 2)
-            nn::normal_init(rng, q.value, 0.02);
-          else
-            nn::zeros(q.value);
-          (void)name;
-        }, std::string_view{});
-      }
-    }
+    detail::init_projectors(projectors, rng);
     final_layer.init(rng);
     reset_pos_embed();
   }
