@@ -108,6 +108,38 @@ void register_all(const Config& c, const std::string& dtype) {
         [=, &ctx] { ops::linear_backward<T>(ctx, *x, *w, *dy, dxD->view(), dw->view(), db->view()); });
   }
 
+  // The GEMMs of a transformer block's linears, through the GEMM the ops use (ours for float)
+  // and through Eigen's contraction, side by side: y = x W^T, dx = dy W, dW = dy^T x.
+  for (std::int64_t out : {D, F}) {
+    auto w = hold(random<T>({out, D}, 10));
+    auto dy = hold(random<T>({B, N, out}, 11));
+    auto y = hold(Tensor<T>(Shape{B, N, out}));
+    auto dw = hold(Tensor<T>(Shape{out, D}));
+    const double fl = 2.0 * rows * static_cast<double>(D * out);
+    using ops::cpu::Trans;
+    struct Product {
+      const char* name;
+      std::function<void(bool eigen)> run;
+    };
+    const auto pick = [&ctx](bool eigen, auto a, Trans ta, auto b, Trans tb, auto cc) {
+      if (eigen)
+        ops::cpu::gemm_eigen<T>(ctx, a, ta, b, tb, cc, false);
+      else
+        ops::cpu::gemm<T>(ctx, a, ta, b, tb, cc, false);
+    };
+    const Product products[] = {
+        {"xWt", [=](bool e) { pick(e, x->cview().matrix(), Trans::N, w->cview().matrix(), Trans::T, y->view().matrix()); }},
+        {"dyW", [=](bool e) { pick(e, dy->cview().matrix(), Trans::N, w->cview().matrix(), Trans::N, dxD->view().matrix()); }},
+        {"dytx", [=](bool e) { pick(e, dy->cview().matrix(), Trans::T, x->cview().matrix(), Trans::N, dw->view().matrix()); }},
+    };
+    for (const Product& pr : products)
+      for (bool eigen : {false, true}) {
+        const std::string tag = "gemm_" + std::to_string(D) + "x" + std::to_string(out) + "_" + pr.name + (eigen ? "_eigen" : "_irepa");
+        auto run = pr.run;
+        add(tag, c, dtype, fl, 0, [run, eigen] { run(eigen); });
+      }
+  }
+
   // Conv k x k on the token grid (iREPA's projector, D -> z_dim), when T is a square grid.
   if (g * g == N) {
     const int k = static_cast<int>(c.kernel);

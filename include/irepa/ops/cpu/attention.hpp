@@ -3,7 +3,8 @@
 //   qkv [B, T, 3D] (q | k | v, heads contiguous inside each: channel h*hd + j), out [B, T, D].
 // Optional per-head q/k RMSNorm (weights [hd], JiT) and optional RoPE (tables [T, hd/2]),
 // applied in that order, as the reference does. Logits and softmax run in T (float or double).
-// Work is parallel over (image, head); each (b, h) uses Eigen's GEMM on [T, hd] matrices.
+// Work is parallel over (image, head); each (b, h) multiplies [T, hd] matrices on its own thread
+// (float: our packed kernel, sgemm_serial; double: Eigen).
 
 #include <cmath>
 #include <limits>
@@ -13,6 +14,7 @@
 #include "irepa/core/tensor.hpp"
 #include "irepa/ops/cpu/norm.hpp"
 #include "irepa/ops/cpu/rope.hpp"
+#include "irepa/ops/cpu/sgemm.hpp"
 
 namespace irepa::ops {
 
@@ -49,6 +51,22 @@ template <class T>
 using MatMap = Eigen::Map<RowMat<T>>;
 template <class T>
 using CMatMap = Eigen::Map<const RowMat<T>>;
+
+/// c [M, N] = op(a) [M, K] op(b) [K, N] on the calling thread; a is stored [M, K] (or [K, M]
+/// when ta), b [K, N] (or [N, K] when tb), all contiguous.
+template <class T>
+void head_gemm(std::int64_t M, std::int64_t N, std::int64_t K, const T* a, bool ta, const T* b, bool tb, T* c) {
+  if constexpr (std::is_same_v<T, float> && cpu::kSgemmAvailable) {
+    cpu::sgemm_serial(M, N, K, cpu::SgemmOperand{a, ta ? M : K, ta}, cpu::SgemmOperand{b, tb ? K : N, tb}, c, N, false);
+  } else {
+    MatMap<T> C(c, M, N);
+    const CMatMap<T> A(a, ta ? K : M, ta ? M : K), B(b, tb ? N : K, tb ? K : N);
+    if (!ta && !tb) C.noalias() = A * B;
+    else if (!ta && tb) C.noalias() = A * B.transpose();
+    else if (ta && !tb) C.noalias() = A.transpose() * B;
+    else C.noalias() = A.transpose() * B.transpose();
+  }
+}
 
 template <class T>
 std::int64_t check_attention(std::string_view op, const Shape& qkv, const AttentionSpec<T>& s) {
@@ -87,6 +105,8 @@ AttentionCache<T> attention_forward(const CpuContext& ctx, In<T> qkv, const Atte
   }
   const double cost = 4.0 * static_cast<double>(N * N * hd) + 10.0 * static_cast<double>(N * N);
   ctx.parallel_for(B * H, cost, [&](std::int64_t i0, std::int64_t i1) {
+    detail::RowMat<T> O(N, hd);
+    Eigen::Array<T, 1, Eigen::Dynamic> e(N);
     for (std::int64_t i = i0; i < i1; ++i) {
       const std::int64_t b = i / H, h = i % H;
       const std::int64_t off = i * N * hd;
@@ -109,19 +129,21 @@ AttentionCache<T> attention_forward(const CpuContext& ctx, In<T> qkv, const Atte
           detail::rope_row(k, spec.rope_cos.data() + t * (hd / 2), spec.rope_sin.data() + t * (hd / 2), hd, spec.rope_mode, false);
         }
       }
-      detail::CMatMap<T> Q(c.q.data() + off, N, hd), K(c.k.data() + off, N, hd), V(c.v.data() + off, N, hd);
       detail::MatMap<T> P(c.probs.data() + i * N * N, N, N);
-      P.noalias() = (Q * K.transpose()) * scale;
+      detail::head_gemm<T>(N, N, hd, c.q.data() + off, false, c.k.data() + off, true, P.data());  // q k^T
+      P *= scale;
       // exp(l - max) < eps^2 is set to 0: it is far below what T resolves in the row sum
       // (>= 1), and such tiny probabilities feed subnormals into the GEMMs, which crawl.
       const T lo = T(2) * std::log(std::numeric_limits<T>::epsilon());
       for (std::int64_t r = 0; r < N; ++r) {
-        auto row = P.row(r);
-        const auto d = (row.array() - row.maxCoeff()).eval();
-        row = (d > lo).select(d.max(lo).exp(), T(0)).matrix();  // max: exp never sees -inf-ish input
+        auto row = P.row(r).array();
+        row -= row.maxCoeff();
+        e = row.max(lo).exp();  // max: exp never sees -inf-ish input; vectorised (a select is not)
+        T* pr = P.data() + r * N;
+        for (std::int64_t j = 0; j < N; ++j) pr[j] = pr[j] > lo ? e[j] : T(0);
         row /= row.sum();
       }
-      detail::RowMat<T> O = P * V;  // [N, hd]
+      detail::head_gemm<T>(N, hd, N, P.data(), false, c.v.data() + off, false, O.data());  // [N, hd]
       for (std::int64_t t = 0; t < N; ++t) std::copy_n(O.data() + t * hd, hd, out.data() + (b * N + t) * D + h * hd);
     }
   });
@@ -155,17 +177,20 @@ void attention_backward(const CpuContext& ctx, const AttentionSpec<T>& spec, con
     for (std::int64_t i = i0; i < i1; ++i) {
       const std::int64_t b = i / H, h = i % H, off = i * N * hd;
       for (std::int64_t t = 0; t < N; ++t) std::copy_n(dout.data() + (b * N + t) * D + h * hd, hd, dO.data() + t * hd);
-      detail::CMatMap<T> Q(c.q.data() + off, N, hd), K(c.k.data() + off, N, hd), V(c.v.data() + off, N, hd);
+      const T* Q = c.q.data() + off;
+      const T* K = c.k.data() + off;
       detail::CMatMap<T> P(c.probs.data() + i * N * N, N, N);
-      dV.noalias() = P.transpose() * dO;
-      dP.noalias() = dO * V.transpose();
+      detail::head_gemm<T>(N, hd, N, P.data(), true, dO.data(), false, dV.data());          // P^T dO
+      detail::head_gemm<T>(N, N, hd, dO.data(), false, c.v.data() + off, true, dP.data());  // dO V^T
       // Softmax backward: dS = P * (dP - rowsum(dP * P)).
       for (std::int64_t r = 0; r < N; ++r) {
         const T dot = (dP.row(r).array() * P.row(r).array()).sum();
         dP.row(r) = (P.row(r).array() * (dP.row(r).array() - dot)).matrix();
       }
-      dQ.noalias() = (dP * K) * scale;
-      dK.noalias() = (dP.transpose() * Q) * scale;
+      detail::head_gemm<T>(N, hd, N, dP.data(), false, K, false, dQ.data());  // dS K
+      dQ *= scale;
+      detail::head_gemm<T>(N, hd, N, dP.data(), true, Q, false, dK.data());  // dS^T q
+      dK *= scale;
       for (std::int64_t t = 0; t < N; ++t) {
         T* dst = dqkv.data() + (b * N + t) * 3 * D + h * hd;
         T* dq = dQ.data() + t * hd;
