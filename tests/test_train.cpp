@@ -2,6 +2,7 @@
 // (scripts/golden/make_optim_values.py, torch 1.13, float64), EMA, learning-rate schedules.
 
 #include <cmath>
+#include <cstring>
 
 #include "irepa/core/arena.hpp"
 #include "irepa/train/optim.hpp"
@@ -10,11 +11,13 @@
 using namespace irepa;
 
 namespace {
-/// Two parameters as a model would name them: a weight [2, 2] and a bias [2].
+/// Two parameters as a model would name them: a weight (default [2, 2]) and a bias ([2]).
+template <class T = double>
 struct TwoParams {
-  using scalar_type = double;
+  using scalar_type = T;
   using device_type = Cpu;
-  Param<double> w{Shape{2, 2}}, b{Shape{2}};
+  Param<T> w, b;
+  explicit TwoParams(Shape ws = Shape{2, 2}, Shape bs = Shape{2}) : w(ws), b(bs) {}
   template <class V>
   void visit_params(V&& v, std::string_view prefix) {
     v(join_name(prefix, "lin.weight"), w);
@@ -33,7 +36,7 @@ struct OneParam {
 }  // namespace
 
 TEST_CASE("AdamW follows PyTorch: decoupled decay on weights only, bias correction, eps outside the root", "[train][optim]") {
-  TwoParams m;
+  TwoParams<> m;
   ParamArena<double> arena(m);
   const double w0[] = {1.0, -2.0, 0.5, 0.25}, b0[] = {0.3, -0.1};
   std::copy_n(w0, 4, m.w.value.data());
@@ -60,7 +63,7 @@ TEST_CASE("AdamW follows PyTorch: decoupled decay on weights only, bias correcti
 }
 
 TEST_CASE("clip_grad_norm returns the global norm and scales as torch does", "[train][optim]") {
-  TwoParams m;
+  TwoParams<> m;
   ParamArena<double> arena(m);
   const double g[] = {3.0, 4.0, 0.0, 0.0, 12.0, 0.0};  // norm 13
   std::copy_n(g, 6, arena.grads().data());
@@ -86,7 +89,7 @@ TEST_CASE("clip_grad_norm returns the global norm and scales as torch does", "[t
 }
 
 TEST_CASE("EMA starts as a copy and moves every k steps", "[train][ema]") {
-  TwoParams m;
+  TwoParams<> m;
   ParamArena<double> arena(m);
   test::rng().normal(arena.values());
   const Tensor<double> start = Tensor<double>::copy_of(arena.values());
@@ -102,6 +105,46 @@ TEST_CASE("EMA starts as a copy and moves every k steps", "[train][ema]") {
   }
   slow.update(ctx, arena, 2);
   for (int i = 0; i < 6; ++i) CHECK(slow.values()[i] == Approx(0.9 * start[i] + 0.1));
+}
+
+TEST_CASE("the fused step (clip factor, AdamW, EMAs in one pass) equals clip_grad_norm + step + Ema::update bit for bit", "[train][optim]") {
+  CpuContext ctx(2);
+  // Both decay groups (weight and bias); sizes that split unevenly over threads.
+  TwoParams<float> n1(Shape{301, 17}, Shape{45}), n2(Shape{301, 17}, Shape{45});
+  ParamArena<float> a1(n1), a2(n2);
+  test::rng().normal(a1.values());
+  std::copy_n(a1.values().data(), a1.numel(), a2.values().data());
+  const AdamWOptions o{.lr = 3e-3, .weight_decay = 0.05, .decay = decay_weights_only};
+  AdamW<float> sep(a1, o), fused(a2, o);
+  Ema<float> e1a(a1, 0.9), e1b(a1, 0.5, 2), e2a(a2, 0.9), e2b(a2, 0.5, 2);
+  bool clipped = false, unclipped = false;
+  for (std::int64_t s = 1; s <= 5; ++s) {
+    test::rng().normal(a1.grads());
+    if (s % 2 == 0) a1.grads().flat() = a1.grads().flat() * 1e-3f;  // small: no clipping on these steps
+    std::copy_n(a1.grads().data(), a1.numel(), a2.grads().data());
+    const double max_norm = 2.0;
+    const double gn1 = clip_grad_norm(ctx, a1, max_norm);
+    sep.step(ctx, a1, 1e-3 * static_cast<double>(s));
+    e1a.update(ctx, a1, s);
+    e1b.update(ctx, a1, s);
+    const double gn2 = grad_norm(ctx, a2);
+    CHECK(gn2 == gn1);
+    (clip_coefficient(gn2, max_norm) < 1.0 ? clipped : unclipped) = true;
+    fused.step(ctx, a2, 1e-3 * static_cast<double>(s), clip_coefficient(gn2, max_norm), {&e2a, &e2b}, s);
+    REQUIRE(std::memcmp(a1.values().data(), a2.values().data(), sizeof(float) * static_cast<std::size_t>(a1.numel())) == 0);
+    REQUIRE(std::memcmp(sep.exp_avg_sq().data(), fused.exp_avg_sq().data(), sizeof(float) * static_cast<std::size_t>(a1.numel())) == 0);
+    REQUIRE(std::memcmp(e1a.values().data(), e2a.values().data(), sizeof(float) * static_cast<std::size_t>(a1.numel())) == 0);
+    REQUIRE(std::memcmp(e1b.values().data(), e2b.values().data(), sizeof(float) * static_cast<std::size_t>(a1.numel())) == 0);
+  }
+  CHECK(clipped);
+  CHECK(unclipped);
+  CHECK(fused.steps() == 5);
+  // The fused step leaves the gradients as they were (the clip factor is applied as they are read).
+  const float g0 = a2.grads()[7];
+  fused.step(ctx, a2, 1e-3, 0.5, {}, 6);
+  CHECK(a2.grads()[7] == g0);
+  Ema<float> e3(a2, 0.1), e4(a2, 0.2), e5(a2, 0.3);
+  REQUIRE_IREPA_ERROR(fused.step(ctx, a2, 1e-3, 1.0, {&e3, &e4, &e5}, 7), "at most 2 EMAs");
 }
 
 TEST_CASE("learning-rate schedules: constant, warm-up, cosine to a floor", "[train][schedule]") {

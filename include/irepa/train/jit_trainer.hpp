@@ -134,11 +134,9 @@ TrainResult<typename Model::scalar_type> train_jit(const CpuContext& ctx, const 
     nn::drop_labels(rng, b.y.view(), o.label_drop_prob, o.num_classes);
     model.params().zero_grad();
     const auto st = jit_loss(ctx, model, o.objective, batch, rng);
-    const double gn = clip_grad_norm(ctx, model.params(), std::numeric_limits<double>::infinity());  // measured, not clipped
+    const double gn = grad_norm(ctx, model.params());  // measured, not clipped (as the reference)
     const double lr = sched.at(step - 1);  // the reference sets the rate from the 0-based iteration
-    opt.step(ctx, model.params(), lr);
-    ema1.update(ctx, model.params(), step);
-    ema2.update(ctx, model.params(), step);
+    opt.step(ctx, model.params(), lr, 1.0, {&ema1, &ema2}, step);  // AdamW and both EMAs in one pass
     log.log(step, {{"loss", st.total}, {"denoising_loss", st.denoising}, {"proj_loss", st.alignment}, {"grad_norm", gn}, {"lr", lr}});
     res.history.push_back({step, st.total, st.denoising, st.alignment, gn});
     if (!o.quiet && (step % o.log_every == 0 || step == total)) {
