@@ -184,6 +184,37 @@ TEST_CASE("DINOv2 weights as released (blocks.<i>, 37x37 positions, float32) loa
   const auto tokens = enc.encode(ctx, img);
   CHECK(test::rel_error(tokens, g.load<double>("outputs/patch_tokens")) < 1e-4);
 
+  // dinov2mixed: the same weights, each patch token mixed with the normed class token as the
+  // reference's DINOv2MixedEncoder does (cls * 0.1 + patch * 0.9).
+  {
+    VitConfig mixed_cfg = cfg;
+    mixed_cfg.cls_mix = 0.1;
+    VitEncoder<float> mixed(mixed_cfg);
+    mixed.load(f);
+    const auto got = mixed.encode(ctx, img);
+    const auto all = enc.tokens(ctx, enc.preprocess(ctx, img));  // [B, 1 + 4 + N, D]
+    const std::int64_t B = got.size(0), N = got.size(1), D = got.size(2), T1 = all.size(1);
+    REQUIRE(T1 == 1 + cfg.registers + N);
+    double err = 0, moved = 0;
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t t = 0; t < N; ++t)
+        for (std::int64_t d = 0; d < D; ++d) {
+          const double want = static_cast<double>(all[b * T1 * D + d]) * 0.1 + static_cast<double>(tokens[(b * N + t) * D + d]) * 0.9;
+          err = std::max(err, std::abs(got[(b * N + t) * D + d] - want));
+          moved = std::max<double>(moved, std::abs(got[(b * N + t) * D + d] - tokens[(b * N + t) * D + d]));
+        }
+    CHECK(err < 1e-5);
+    CHECK(moved > 1e-3);
+    const VitConfig by_name = vit_config_from_name("dinov2mixedreg-vit-l");
+    CHECK(by_name.cls_mix == 0.1);
+    CHECK(by_name.registers == 4);
+    CHECK(by_name.embed_dim == 1024);
+    CHECK(vit_config_from_name("dinov2mixed-vit-b").registers == 0);
+    CHECK(vit_config_from_name("dinov2reg-vit-b").cls_mix == 0.0);
+    // It reads DINOv2's own weights file.
+    REQUIRE_IREPA_ERROR(make_target_encoder("dinov2mixedreg-vit-b", 256, dir.string()), "dinov2reg-vit-b.safetensors' not found");
+  }
+
   // A missing tensor and a position table that is not a square grid are named.
   {
     io::SafeTensorsWriter bad;
@@ -614,6 +645,58 @@ TEST_CASE("DINOv3-H+: the SwiGLU's w1 and w2 load under their names and act as o
   CHECK(h.mlp_hidden() == 5120);  // int(7680 * 2 / 3), aligned to 8
   CHECK(h.split_swiglu());
   fs::remove(path);
+}
+
+TEST_CASE("DINOv3-7B: no attn.qkv.bias in the file (as zero bias), its unused local_cls_norm ignored, swiglu64 width", "[vit]") {
+  if (!test::have_golden()) return;
+  io::SafeTensorsFile g((test::golden_dir() / "encoder_dinov3_tiny.safetensors").string());
+  const VitConfig with_bias = golden::dinov3_setup(golden::config_of(g));
+  VitConfig no_bias = with_bias;
+  no_bias.qkv_bias = false;
+  const std::int64_t D = with_bias.embed_dim;
+  // The golden model's tensors without the qkv biases and masks, plus the 7B's training-only
+  // local_cls_norm; and the same with explicit zero biases for the model that has them.
+  io::SafeTensorsWriter without, zeros;
+  for (const auto& k : g.names()) {
+    if (!k.starts_with("params/")) continue;
+    const std::string name = k.substr(7);
+    const auto t = g.load<double>(k);
+    const bool qkv_bias = name.ends_with("attn.qkv.bias") || name.ends_with("attn.qkv.bias_mask");
+    if (!qkv_bias) without.add<double>(name, t.cview());
+    if (name.ends_with("attn.qkv.bias")) {
+      zeros.add<double>(name, Tensor<double>::zeros(t.shape()).cview());
+    } else {
+      zeros.add<double>(name, t.cview());
+    }
+  }
+  without.add<double>("local_cls_norm.weight", test::randn<double>(Shape{D}).cview());
+  without.add<double>("local_cls_norm.bias", test::randn<double>(Shape{D}).cview());
+  const auto stem = fs::temp_directory_path() / ("irepa_dinov3_7b_" + std::to_string(test::rng().seed()));
+  without.write(stem.string() + "_without.safetensors");
+  zeros.write(stem.string() + "_zeros.safetensors");
+  VitEncoder<double> a(no_bias), b(with_bias);
+  a.load(io::SafeTensorsFile(stem.string() + "_without.safetensors"));
+  b.load(io::SafeTensorsFile(stem.string() + "_zeros.safetensors"));
+  // The model with biases does not load the file without them: the missing tensor is named.
+  VitEncoder<double> c(with_bias);
+  REQUIRE_IREPA_ERROR(c.load(io::SafeTensorsFile(stem.string() + "_without.safetensors")), "attn.qkv.bias");
+  const auto u8 = g.load<std::uint8_t>("inputs/image");
+  Tensor<double> img(u8.shape());
+  for (std::int64_t i = 0; i < u8.numel(); ++i) img[i] = u8[i];
+  const CpuContext ctx(2);
+  const auto ta = a.encode(ctx, img), tb = b.encode(ctx, img);
+  CHECK(test::rel_error(ta, tb) == 0.0);
+  CHECK(test::rel_error(ta, g.load<double>("outputs/patch_tokens")) > 1e-6);  // the golden biases were not zero
+  const VitConfig big = vit_config_from_name("dinov3-vit-7b16");
+  CHECK(big.embed_dim == 4096);
+  CHECK(big.depth == 40);
+  CHECK(big.heads == 32);
+  CHECK(big.mlp_hidden() == 8192);  // int(12288 * 2 / 3) rounded up to 64
+  CHECK(!big.qkv_bias);
+  CHECK(big.split_swiglu());
+  CHECK(big.registers == 4);
+  fs::remove(stem.string() + "_without.safetensors");
+  fs::remove(stem.string() + "_zeros.safetensors");
 }
 
 TEST_CASE("ViT families: sizes and preprocessing by the reference's names", "[vit]") {

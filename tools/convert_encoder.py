@@ -13,6 +13,7 @@ Where the checkpoints come from (download them yourself; irepa never downloads a
           dinov2_vit{s,b,l}14[_reg4]_pretrain.pth  ->  dinov2-vit-{s,b,l} / dinov2reg-vit-{s,b,l}
   DINOv3  https://github.com/facebookresearch/dinov3 (README, access by request):
           dinov3_vit{s,b,l}16_pretrain_lvd1689m-*.pth  ->  dinov3-vit-{s16,b16,l16}
+          dinov3_vith16plus_* / dinov3_vit7b16_*.pth  ->  dinov3-vit-h16plus / dinov3-vit-7b16
           (the checkpoint's rope_embed.periods and attn.qkv.bias_mask buffers are kept)
   PE      https://huggingface.co/facebook/<name> (facebookresearch/perception_models):
           PE-Core-{T16-384,S16-384,B16-224,L14-336,G14-448}.pt  ->  pe-vit-{t,s,b,l,g}

@@ -33,7 +33,10 @@ inline std::filesystem::path encoder_weights_path(std::string_view name, const s
     const char* e = std::getenv("IREPA_ENCODER_DIR");
     dir = e && *e ? e : "encoders";
   }
-  return std::filesystem::path(dir) / (std::string(name) + ".safetensors");
+  // dinov2mixed(reg) is DINOv2 (with registers) read differently: the same weights file.
+  std::string file(name);
+  if (file.starts_with("dinov2mixed")) file = "dinov2" + file.substr(11);
+  return std::filesystem::path(dir) / (file + ".safetensors");
 }
 
 /// One encoder by name, working at `resolution` (the images' size): the weight-free HOG, or a

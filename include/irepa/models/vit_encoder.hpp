@@ -83,6 +83,9 @@ struct VitConfig {
   std::int64_t mlp_dim = 0;       // MLP width when not embed_dim * mlp_ratio (PE-G: 8960)
   VitActivation activation = VitActivation::Gelu;
   bool swiglu = false;            // DINOv2-g: SwiGLU MLP (mlp.w12 [2H, D], mlp.w3 [D, H])
+  std::int64_t swiglu_align = 8;  // SwiGLU width rounded up to this (DINOv3-7B's swiglu64: 64)
+  bool qkv_bias = true;           // DINOv3-7B: no attn.qkv.bias (nor its mask)
+  double cls_mix = 0.0;           // dinov2mixed: target = cls_mix cls + (1 - cls_mix) patch (the reference's alpha 0.1)
 
   bool rope() const { return family == VitFamily::DINOv3 || family == VitFamily::PE; }
   bool pos_table() const { return family != VitFamily::DINOv3; }
@@ -110,7 +113,7 @@ struct VitConfig {
   std::int64_t mlp_hidden() const {
     if (mlp_dim > 0) return mlp_dim;
     const auto h = static_cast<std::int64_t>(static_cast<double>(embed_dim) * mlp_ratio);
-    return swiglu ? (h * 2 / 3 + 7) / 8 * 8 : h;  // DINOv2's SwiGLUFFNFused
+    return swiglu ? (h * 2 / 3 + swiglu_align - 1) / swiglu_align * swiglu_align : h;  // SwiGLUFFN(Fused)
   }
 };
 
@@ -180,8 +183,8 @@ inline VitConfig other_config_from_name(std::string_view name, std::int64_t reso
          "(make_target_encoder reads <dir>/{}.json; vit_config_from_hf_dinov2 parses it)",
          name, name);
   } else {
-    fail("ViT encoder '{}' is not available in this build; implemented: dinov2-vit-{{s,b,l,g}}, dinov2reg-vit-{{s,b,l,g}}, "
-         "dinov3-vit-{{s16,b16,l16}}, pe-vit-{{t,s,b,l,g}}[norm], spatialpe-vit-{{b,l,g}}, langpe-vit-{{l,g}}, clip-vit-L, "
+    fail("ViT encoder '{}' is not available in this build; implemented: dinov2[mixed][reg]-vit-{{s,b,l,g}}, "
+         "dinov3-vit-{{s16,b16,l16,h16plus,7b16}}, pe-vit-{{t,s,b,l,g}}[norm], spatialpe-vit-{{b,l,g}}, langpe-vit-{{l,g}}, clip-vit-L, "
          "mae-vit-l, mocov3-vit-{{s,b,l}}, dino-vit-{{s,b}}, jepa-vit-h, siglip-vit-{{b,l,so400m}}, siglip2-vit-{{b,l,so400m,g}}, "
          "webssl-* (HF config.json)",
          name);
@@ -213,9 +216,10 @@ inline VitConfig vit_config_from_hf_dinov2(const nlohmann::json& j, std::int64_t
   return c;
 }
 
-/// The reference's names: dinov2-vit-{s,b,l,g}, dinov2reg-vit-{s,b,l,g}, dinov3-vit-{s16,b16,l16},
+/// The reference's names: dinov2-vit-{s,b,l,g}, dinov2reg-vit-{s,b,l,g}, dinov2mixed(reg)-vit-{s,b,l,g},
+/// dinov3-vit-{s16,b16,l16,h16plus,7b16},
 /// the PE names of pe_config_from_name and those of other_config_from_name.
-/// (The larger DINOv3 models, with SwiGLU MLPs, are not in yet.)
+/// (DINOv3 H+ and 7B have SwiGLU MLPs; the 7B has no qkv bias.)
 inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolution = 256) {
   if (name.starts_with("pe-vit-") || name.starts_with("spatialpe-vit-") || name.starts_with("langpe-vit-"))
     return pe_config_from_name(name, resolution);
@@ -229,11 +233,17 @@ inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolu
     else if (size == "b16") c.embed_dim = 768, c.depth = 12, c.heads = 12;
     else if (size == "l16") c.embed_dim = 1024, c.depth = 24, c.heads = 16;
     else if (size == "h16plus") c.embed_dim = 1280, c.depth = 32, c.heads = 20, c.mlp_ratio = 6.0, c.swiglu = true;
-    else fail("ViT encoder '{}': size '{}' is not known (s16, b16, l16, h16plus; 7b16 is not implemented)", name, size);
+    else if (size == "7b16")  // dinov3_vit7b16: swiglu64, no qkv bias; its local_cls_norm is for training crops only
+      c.embed_dim = 4096, c.depth = 40, c.heads = 32, c.mlp_ratio = 3.0, c.swiglu = true, c.swiglu_align = 64, c.qkv_bias = false;
+    else fail("ViT encoder '{}': size '{}' is not known (s16, b16, l16, h16plus, 7b16)", name, size);
     return c;
   }
-  const bool reg = name.starts_with("dinov2reg-vit-");
-  if (!reg && !name.starts_with("dinov2-vit-")) return other_config_from_name(name, resolution);
+  // dinov2mixed(reg): the same models; the reference mixes the normed class token into every
+  // patch token with alpha 0.1.
+  const bool mixed = name.starts_with("dinov2mixed-vit-") || name.starts_with("dinov2mixedreg-vit-");
+  const bool reg = name.starts_with("dinov2reg-vit-") || name.starts_with("dinov2mixedreg-vit-");
+  if (!reg && !mixed && !name.starts_with("dinov2-vit-")) return other_config_from_name(name, resolution);
+  if (mixed) c.cls_mix = 0.1;
   const std::string_view size = name.substr(name.rfind('-') + 1);
   if (size == "s") c.embed_dim = 384, c.depth = 12, c.heads = 6;
   else if (size == "b") c.embed_dim = 768, c.depth = 12, c.heads = 12;
@@ -320,8 +330,9 @@ struct VitEncoder {
       auto& b = blocks[i];
       const std::string p = join_name(prefix, block_prefix(static_cast<std::int64_t>(i)));
       v(p + "norm1.weight", b.norm1_w), v(p + "norm1.bias", b.norm1_b);
-      v(p + "attn.qkv.weight", b.qkv_w), v(p + "attn.qkv.bias", b.qkv_b);
-      if (config.mask_k_bias) v(p + "attn.qkv.bias_mask", b.qkv_bias_mask);
+      v(p + "attn.qkv.weight", b.qkv_w);
+      if (config.qkv_bias) v(p + "attn.qkv.bias", b.qkv_b);
+      if (config.qkv_bias && config.mask_k_bias) v(p + "attn.qkv.bias_mask", b.qkv_bias_mask);
       v(p + "attn.proj.weight", b.proj_w), v(p + "attn.proj.bias", b.proj_b);
       if (config.layerscale) v(p + "ls1.gamma", b.ls1);
       v(p + "norm2.weight", b.norm2_w), v(p + "norm2.bias", b.norm2_b);
@@ -432,6 +443,8 @@ struct VitEncoder {
       u = {"head.probe", "head.attention.in_proj_weight", "head.attention.in_proj_bias", "head.attention.out_proj.weight",
            "head.attention.out_proj.bias", "head.layernorm.weight", "head.layernorm.bias", "head.mlp.fc1.weight", "head.mlp.fc1.bias",
            "head.mlp.fc2.weight", "head.mlp.fc2.bias"};
+    } else if (config.family == VitFamily::DINOv3) {
+      u = {"local_cls_norm.weight", "local_cls_norm.bias"};  // the 7B's norm for local crops, used only in training
     } else if (!config.final_norm) {
       u = {"norm.weight", "norm.bias"};
     }
@@ -462,7 +475,7 @@ struct VitEncoder {
   /// named in one error and nothing changes.
   void load(const io::SafeTensorsFile& f, std::string_view prefix = {}) {
     if (!config.pos_table()) {
-      io::load_params(f, arena_, prefix);
+      io::load_params(f, arena_, prefix, io::LoadParamsOptions{.read_by_caller = unused_names()});
       if (config.split_swiglu()) fuse_swiglu();
       return;
     }
@@ -564,8 +577,29 @@ struct VitEncoder {
   }
 
   /// x [B, 3, S, S] preprocessed -> patch tokens [B, grid^2, D] (after the final norm unless
-  /// the config takes them before it).
+  /// the config takes them before it; dinov2mixed: cls_mix cls + (1 - cls_mix) patch).
   Tensor<T> forward(const CpuContext& ctx, ConstView<T> x) const {
+    const Tensor<T> all = tokens(ctx, x);
+    const std::int64_t B = all.size(0), T1 = all.size(1), D = config.embed_dim, N = config.grid() * config.grid();
+    const std::int64_t P = T1 - N;
+    Tensor<T> out(Shape{B, N, D});
+    for (std::int64_t b = 0; b < B; ++b) std::copy_n(all.data() + (b * T1 + P) * D, N * D, out.data() + b * N * D);
+    if (config.cls_mix != 0.0) {
+      IREPA_CHECK(config.cls_token, "VitEncoder: cls_mix needs a class token");
+      const T a = static_cast<T>(config.cls_mix), keep = static_cast<T>(1.0 - config.cls_mix);
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t t = 0; t < N; ++t)
+          for (std::int64_t d = 0; d < D; ++d) {
+            T& v = out.data()[(b * N + t) * D + d];
+            v = all.data()[b * T1 * D + d] * a + v * keep;
+          }
+    }
+    return out;
+  }
+
+  /// x [B, 3, S, S] preprocessed -> every token [B, prefix + grid^2, D]: class token (if any),
+  /// registers / storage tokens, patches; after the final norm unless the config takes them before it.
+  Tensor<T> tokens(const CpuContext& ctx, ConstView<T> x) const {
     const std::int64_t S = config.input_size(), D = config.embed_dim, g = config.grid(), R = config.registers;
     IREPA_CHECK(x.rank() == 4 && x.size(1) == 3 && x.size(2) == S && x.size(3) == S,
                 "VitEncoder: input has shape {}, expected [B, 3, {}, {}] (preprocess first)", x.shape().str(), S, S);
@@ -607,7 +641,8 @@ struct VitEncoder {
     for (const auto& blk : blocks) {
       norm(ctx, h, blk.norm1_w.value, blk.norm1_b.value, n);
       for (std::int64_t i = 0; i < 3 * D; ++i)
-        bias[i] = blk.qkv_bias(fused).data()[i] * (config.mask_k_bias ? blk.qkv_bias_mask.value.data()[i] : T(1));
+        bias[i] = !config.qkv_bias ? T(0)
+                                   : blk.qkv_bias(fused).data()[i] * (config.mask_k_bias ? blk.qkv_bias_mask.value.data()[i] : T(1));
       ops::linear_forward<T>(ctx, n, blk.qkv_weight(fused), bias, qkv.view());
       ops::attention_forward<T>(ctx, qkv, spec, a.view());
       ops::linear_forward<T>(ctx, a, blk.proj_w.value, blk.proj_b.value, o.view());
@@ -621,11 +656,9 @@ struct VitEncoder {
       ops::linear_forward<T>(ctx, config.swiglu ? m2 : m1, blk.fc2_w.value, blk.fc2_b.value, o.view());
       residual(h, o, blk.ls2.value);
     }
-    if (config.final_norm) norm(ctx, h, norm_w.value, norm_b.value, n);
-    const Tensor<T>& last = config.final_norm ? n : h;
-    Tensor<T> out(Shape{B, N, D});
-    for (std::int64_t b = 0; b < B; ++b) std::copy_n(last.data() + (b * T1 + P) * D, N * D, out.data() + b * N * D);
-    return out;
+    if (!config.final_norm) return h;
+    norm(ctx, h, norm_w.value, norm_b.value, n);
+    return n;
   }
 
   /// uint8-valued images [B, 3, R, R] -> patch tokens [B, grid^2, D].
