@@ -752,3 +752,241 @@ TEST_CASE("ViT families: sizes and preprocessing by the reference's names", "[vi
     CHECK(test::rel_error(jepa.preprocess(ctx, img), ops::interpolate<double>(ctx, n, 224, 224, ops::ResizeMode::Bicubic, false)) < 1e-14);
   }
 }
+
+namespace {
+
+/// SAM's vision encoder written out naively (loops, double, one image) from HuggingFace's
+/// SamVisionEncoder: every window and the zero padding spelled out by grid position.
+struct NaiveSam {
+  SamConfig c;
+  std::map<std::string, Tensor<double>> w;  // by HF name (without "vision_encoder.")
+
+  explicit NaiveSam(const SamConfig& cfg) : c(cfg) {
+    const std::int64_t D = c.hidden, hd = D / c.heads, g = c.grid(), O = c.out_channels, M = c.mlp_dim();
+    auto make = [&](const std::string& n, const Shape& s, double scale, double shift = 0.0) {
+      Tensor<double> t = test::randn<double>(s, scale);
+      for (std::int64_t i = 0; i < t.numel(); ++i) t[i] += shift;
+      w[n] = std::move(t);
+    };
+    make("patch_embed.projection.weight", Shape{D, 3, c.patch, c.patch}, 0.2);
+    make("patch_embed.projection.bias", Shape{D}, 0.1);
+    make("pos_embed", Shape{1, g, g, D}, 0.1);
+    for (std::int64_t l = 0; l < c.depth; ++l) {
+      const std::string p = "layers." + std::to_string(l) + ".";
+      const std::int64_t rel = 2 * c.span(l) - 1;
+      make(p + "layer_norm1.weight", Shape{D}, 0.1, 1.0), make(p + "layer_norm1.bias", Shape{D}, 0.1);
+      make(p + "attn.qkv.weight", Shape{3 * D, D}, 0.3), make(p + "attn.qkv.bias", Shape{3 * D}, 0.1);
+      make(p + "attn.proj.weight", Shape{D, D}, 0.3), make(p + "attn.proj.bias", Shape{D}, 0.1);
+      make(p + "attn.rel_pos_h", Shape{rel, hd}, 0.3), make(p + "attn.rel_pos_w", Shape{rel, hd}, 0.3);
+      make(p + "layer_norm2.weight", Shape{D}, 0.1, 1.0), make(p + "layer_norm2.bias", Shape{D}, 0.1);
+      make(p + "mlp.lin1.weight", Shape{M, D}, 0.3), make(p + "mlp.lin1.bias", Shape{M}, 0.1);
+      make(p + "mlp.lin2.weight", Shape{D, M}, 0.3), make(p + "mlp.lin2.bias", Shape{D}, 0.1);
+    }
+    make("neck.conv1.weight", Shape{O, D, 1, 1}, 0.3);
+    make("neck.layer_norm1.weight", Shape{O}, 0.1, 1.0), make("neck.layer_norm1.bias", Shape{O}, 0.1);
+    make("neck.conv2.weight", Shape{O, O, 3, 3}, 0.2);
+    make("neck.layer_norm2.weight", Shape{O}, 0.1, 1.0), make("neck.layer_norm2.bias", Shape{O}, 0.1);
+  }
+  const double* at(const std::string& n) const { return w.at(n).data(); }
+
+  /// x: one preprocessed image [3, S, S] -> tokens [side * side, O].
+  std::vector<double> forward(const double* x) const {
+    const std::int64_t D = c.hidden, H = c.heads, hd = D / H, g = c.grid(), p = c.patch, S = c.image_size, O = c.out_channels;
+    using Vec = std::vector<double>;
+    std::vector<Vec> h(static_cast<std::size_t>(g * g), Vec(static_cast<std::size_t>(D)));
+    for (std::int64_t r = 0; r < g; ++r)
+      for (std::int64_t q = 0; q < g; ++q)
+        for (std::int64_t d = 0; d < D; ++d) {
+          double s = at("patch_embed.projection.bias")[d] + at("pos_embed")[(r * g + q) * D + d];
+          for (std::int64_t ch = 0; ch < 3; ++ch)
+            for (std::int64_t i = 0; i < p; ++i)
+              for (std::int64_t j = 0; j < p; ++j)
+                s += at("patch_embed.projection.weight")[((d * 3 + ch) * p + i) * p + j] * x[(ch * S + r * p + i) * S + q * p + j];
+          h[static_cast<std::size_t>(r * g + q)][static_cast<std::size_t>(d)] = s;
+        }
+    for (std::int64_t l = 0; l < c.depth; ++l) {
+      const std::string pre = "layers." + std::to_string(l) + ".";
+      const std::int64_t s = c.span(l), padded = (g + s - 1) / s * s;
+      // qkv of every position of the padded grid; padding rows are zero after the norm.
+      std::vector<Vec> qkv(static_cast<std::size_t>(padded * padded));
+      for (std::int64_t r = 0; r < padded; ++r)
+        for (std::int64_t q = 0; q < padded; ++q) {
+          Vec n(static_cast<std::size_t>(D), 0.0);
+          if (r < g && q < g) {
+            n = h[static_cast<std::size_t>(r * g + q)];
+            NaiveVit::layer_norm(n, at(pre + "layer_norm1.weight"), at(pre + "layer_norm1.bias"), c.norm_eps);
+          }
+          qkv[static_cast<std::size_t>(r * padded + q)] = NaiveVit::linear(n, at(pre + "attn.qkv.weight"), at(pre + "attn.qkv.bias"), 3 * D);
+        }
+      const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+      const double* rh = at(pre + "attn.rel_pos_h");
+      const double* rw = at(pre + "attn.rel_pos_w");
+      std::vector<Vec> upd(static_cast<std::size_t>(g * g));
+      for (std::int64_t r = 0; r < g; ++r)
+        for (std::int64_t q = 0; q < g; ++q) {
+          const std::int64_t wr = r / s * s, wq = q / s * s, i = r - wr, j = q - wq;  // window origin, position inside
+          Vec att(static_cast<std::size_t>(D), 0.0);
+          const Vec& me = qkv[static_cast<std::size_t>(r * padded + q)];
+          for (std::int64_t hh = 0; hh < H; ++hh) {
+            std::vector<double> logit;
+            for (std::int64_t ki = 0; ki < s; ++ki)
+              for (std::int64_t kj = 0; kj < s; ++kj) {
+                const Vec& other = qkv[static_cast<std::size_t>((wr + ki) * padded + wq + kj)];
+                double a = 0, bh = 0, bw = 0;
+                for (std::int64_t e = 0; e < hd; ++e) {
+                  const double qe = me[static_cast<std::size_t>(hh * hd + e)];
+                  a += qe * scale * other[static_cast<std::size_t>(D + hh * hd + e)];
+                  bh += qe * rh[(i - ki + s - 1) * hd + e];
+                  bw += qe * rw[(j - kj + s - 1) * hd + e];
+                }
+                logit.push_back(a + bh + bw);
+              }
+            double mx = -1e300, z = 0;
+            for (double v : logit) mx = std::max(mx, v);
+            for (double& v : logit) z += (v = std::exp(v - mx));
+            for (std::int64_t ki = 0; ki < s; ++ki)
+              for (std::int64_t kj = 0; kj < s; ++kj) {
+                const Vec& other = qkv[static_cast<std::size_t>((wr + ki) * padded + wq + kj)];
+                const double pk = logit[static_cast<std::size_t>(ki * s + kj)] / z;
+                for (std::int64_t e = 0; e < hd; ++e)
+                  att[static_cast<std::size_t>(hh * hd + e)] += pk * other[static_cast<std::size_t>(2 * D + hh * hd + e)];
+              }
+          }
+          upd[static_cast<std::size_t>(r * g + q)] = NaiveVit::linear(att, at(pre + "attn.proj.weight"), at(pre + "attn.proj.bias"), D);
+        }
+      for (std::int64_t t = 0; t < g * g; ++t) {
+        Vec& ht = h[static_cast<std::size_t>(t)];
+        for (std::int64_t d = 0; d < D; ++d) ht[static_cast<std::size_t>(d)] += upd[static_cast<std::size_t>(t)][static_cast<std::size_t>(d)];
+        Vec n = ht;
+        NaiveVit::layer_norm(n, at(pre + "layer_norm2.weight"), at(pre + "layer_norm2.bias"), c.norm_eps);
+        Vec m = NaiveVit::linear(n, at(pre + "mlp.lin1.weight"), at(pre + "mlp.lin1.bias"), c.mlp_dim());
+        for (double& v : m) v = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+        const Vec o = NaiveVit::linear(m, at(pre + "mlp.lin2.weight"), at(pre + "mlp.lin2.bias"), D);
+        for (std::int64_t d = 0; d < D; ++d) ht[static_cast<std::size_t>(d)] += o[static_cast<std::size_t>(d)];
+      }
+    }
+    // Neck: 1x1 conv, LayerNorm over channels, 3x3 conv with zero padding, LayerNorm.
+    std::vector<Vec> n1(static_cast<std::size_t>(g * g));
+    for (std::int64_t t = 0; t < g * g; ++t) {
+      n1[static_cast<std::size_t>(t)] = NaiveVit::linear(h[static_cast<std::size_t>(t)], at("neck.conv1.weight"), nullptr, O);
+      NaiveVit::layer_norm(n1[static_cast<std::size_t>(t)], at("neck.layer_norm1.weight"), at("neck.layer_norm1.bias"), c.norm_eps);
+    }
+    std::vector<Vec> n2(static_cast<std::size_t>(g * g), Vec(static_cast<std::size_t>(O), 0.0));
+    for (std::int64_t r = 0; r < g; ++r)
+      for (std::int64_t q = 0; q < g; ++q) {
+        Vec& out = n2[static_cast<std::size_t>(r * g + q)];
+        for (std::int64_t o = 0; o < O; ++o)
+          for (std::int64_t di = -1; di <= 1; ++di)
+            for (std::int64_t dj = -1; dj <= 1; ++dj) {
+              if (r + di < 0 || r + di >= g || q + dj < 0 || q + dj >= g) continue;
+              const Vec& in = n1[static_cast<std::size_t>((r + di) * g + q + dj)];
+              for (std::int64_t ci = 0; ci < O; ++ci)
+                out[static_cast<std::size_t>(o)] += at("neck.conv2.weight")[((o * O + ci) * 3 + di + 1) * 3 + dj + 1] * in[static_cast<std::size_t>(ci)];
+            }
+        NaiveVit::layer_norm(out, at("neck.layer_norm2.weight"), at("neck.layer_norm2.bias"), c.norm_eps);
+      }
+    // Bilinear, align_corners false, g -> side.
+    const std::int64_t side = c.side();
+    const double sc = static_cast<double>(g) / static_cast<double>(side);
+    auto src = [&](std::int64_t d, std::int64_t& i0, std::int64_t& i1, double& f) {
+      const double v = std::max(0.0, (static_cast<double>(d) + 0.5) * sc - 0.5);
+      i0 = static_cast<std::int64_t>(v), i1 = std::min(i0 + 1, g - 1), f = v - static_cast<double>(i0);
+    };
+    std::vector<double> tokens(static_cast<std::size_t>(side * side * O));
+    for (std::int64_t r = 0; r < side; ++r)
+      for (std::int64_t q = 0; q < side; ++q) {
+        std::int64_t r0, r1, q0, q1;
+        double fr, fq;
+        src(r, r0, r1, fr), src(q, q0, q1, fq);
+        for (std::int64_t o = 0; o < O; ++o) {
+          auto v = [&](std::int64_t a, std::int64_t b) { return n2[static_cast<std::size_t>(a * g + b)][static_cast<std::size_t>(o)]; };
+          tokens[static_cast<std::size_t>((r * side + q) * O + o)] =
+              (1 - fr) * ((1 - fq) * v(r0, q0) + fq * v(r0, q1)) + fr * ((1 - fq) * v(r1, q0) + fq * v(r1, q1));
+        }
+      }
+    return tokens;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("SAM encoder: windows with zero padding, global blocks, relative positions and the neck, against a loop-by-loop SAM",
+          "[vit][sam]") {
+  // A small SAM: a 10x10 grid in windows of 4 (padded to 12, 9 windows), block 1 global;
+  // tokens resized 10 -> 3.
+  SamConfig cfg;
+  cfg.hidden = 16, cfg.heads = 2, cfg.depth = 3, cfg.patch = 4, cfg.image_size = 40, cfg.window = 4, cfg.out_channels = 8;
+  cfg.global_attn = {1}, cfg.resolution = 48;
+  const NaiveSam naive(cfg);
+  // Written as a SamModel checkpoint: the vision tower under "vision_encoder.", beside other parts.
+  io::SafeTensorsWriter wr;
+  for (const auto& [k, t] : naive.w) wr.add<double>("vision_encoder." + k, t.cview());
+  wr.add<double>("prompt_encoder.shared_embedding.positional_embedding", test::randn<double>(Shape{2, 4}).cview());
+  wr.add<double>("mask_decoder.iou_token.weight", test::randn<double>(Shape{1, 8}).cview());
+  const auto path = fs::temp_directory_path() / ("irepa_sam_" + std::to_string(test::rng().seed()) + ".safetensors");
+  wr.write(path.string());
+  SamEncoder<double> enc(cfg);
+  enc.load(io::SafeTensorsFile(path.string()));
+
+  const CpuContext ctx(2);
+  Tensor<double> img(Shape{2, 3, 48, 48});
+  test::rng().uniform(img.view(), 0.0, 255.0);
+  const Tensor<double> x = enc.preprocess(ctx, img);
+  // Preprocessing: /255, bicubic to 40 (no antialias), then ImageNet mean/std.
+  {
+    Tensor<double> u(img.shape());
+    for (std::int64_t i = 0; i < u.numel(); ++i) u[i] = img[i] / 255.0;
+    auto r = ops::interpolate<double>(ctx, u, 40, 40, ops::ResizeMode::Bicubic, false);
+    const double mean[3] = {0.485, 0.456, 0.406}, sd[3] = {0.229, 0.224, 0.225};
+    for (std::int64_t i = 0; i < r.numel(); ++i) r[i] = (r[i] - mean[(i / 1600) % 3]) / sd[(i / 1600) % 3];
+    CHECK(test::rel_error(x, r) < 1e-14);
+  }
+  const Tensor<double> got = enc.forward(ctx, x);
+  REQUIRE(got.shape() == Shape{2, 9, 8});
+  CHECK(enc.tokens() == 9);
+  CHECK(enc.dim() == 8);
+  for (std::int64_t b = 0; b < 2; ++b) {
+    const std::vector<double> want = naive.forward(x.data() + b * 3 * 40 * 40);
+    double err = 0, mag = 0;
+    for (std::int64_t i = 0; i < 9 * 8; ++i) {
+      err = std::max(err, std::abs(got[b * 72 + i] - want[static_cast<std::size_t>(i)]));
+      mag = std::max(mag, std::abs(want[static_cast<std::size_t>(i)]));
+    }
+    CHECK(mag > 0.1);
+    CHECK(err < 1e-12 * mag + 1e-13);
+  }
+  // float gives the same tokens to float precision.
+  SamEncoder<float> encf(cfg);
+  encf.load(io::SafeTensorsFile(path.string()));
+  Tensor<float> imgf(img.shape());
+  for (std::int64_t i = 0; i < img.numel(); ++i) imgf[i] = static_cast<float>(img[i]);
+  CHECK(test::rel_error(encf.encode(ctx, imgf), got) < 1e-5);
+
+  // A vision-only file must hold exactly the encoder's tensors; a missing one is named.
+  io::SafeTensorsWriter bad;
+  for (const auto& [k, t] : naive.w)
+    if (k != "layers.2.attn.rel_pos_w") bad.add<double>(k, t.cview());
+  const auto bad_path = fs::temp_directory_path() / ("irepa_sam_bad_" + std::to_string(test::rng().seed()) + ".safetensors");
+  bad.write(bad_path.string());
+  REQUIRE_IREPA_ERROR(enc.load(io::SafeTensorsFile(bad_path.string())), "missing 'layers.2.attn.rel_pos_w'");
+  fs::remove(path);
+  fs::remove(bad_path);
+
+  // The released sizes by the reference's names.
+  const SamConfig l = sam_config_from_name("sam-vit-l");
+  CHECK(l.hidden == 1024);
+  CHECK(l.depth == 24);
+  CHECK(l.global_attn == std::vector<std::int64_t>{5, 11, 17, 23});
+  CHECK(l.grid() == 64);
+  {
+    const SamEncoder<float> b(sam_config_from_name("sam-vit-b"));
+    CHECK(b.layers[2].rel_h.value.shape() == Shape{127, 64});  // global: 2 * 64 - 1
+    CHECK(b.layers[0].rel_h.value.shape() == Shape{27, 64});   // window 14: 2 * 14 - 1
+    CHECK(b.params().numel() == 89'670'912);                    // facebook/sam-vit-base's vision encoder
+  }
+  CHECK(sam_config_from_name("sam-vit-h", 512).side() == 32);
+  REQUIRE_IREPA_ERROR(sam_config_from_name("sam-vit-g"), "size 'g' is not known");
+  REQUIRE_IREPA_ERROR(sam_config_from_name("sam-vit-b", 1024), "resolution 1024 is not supported");
+  REQUIRE_IREPA_ERROR(make_target_encoder("sam-vit-b", 256, fs::temp_directory_path().string()), "sam-vit-b.safetensors' not found",
+                      "facebook/sam-vit-");
+}

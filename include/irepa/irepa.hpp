@@ -27,6 +27,7 @@
 #include "irepa/metrics/spatial.hpp"
 #include "irepa/models/hog.hpp"
 #include "irepa/models/jit.hpp"
+#include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/sit.hpp"
 #include "irepa/models/sizes.hpp"
 #include "irepa/models/vit_encoder.hpp"

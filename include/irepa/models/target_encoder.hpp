@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "irepa/models/hog.hpp"
+#include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
 
 namespace irepa {
@@ -48,6 +49,17 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
             [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
   }
   const auto path = encoder_weights_path(name, weights_dir);
+  if (name.starts_with("sam-vit-")) {  // SAM (v1): HuggingFace SamModel's vision encoder
+    const SamConfig sc = sam_config_from_name(name, resolution);
+    IREPA_CHECK(std::filesystem::exists(path),
+                "target encoder '{}': weights '{}' not found (the model.safetensors of facebook/sam-vit-{{base,large,huge}} "
+                "from HuggingFace, renamed; set the folder with --encoder-dir or IREPA_ENCODER_DIR)",
+                name, path.string());
+    auto enc = std::make_shared<SamEncoder<float>>(sc);
+    enc->load(io::SafeTensorsFile(path.string()));
+    return {std::string(name), enc->tokens(), enc->dim(),
+            [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
+  }
   VitConfig cfg;
   if (name.starts_with("webssl-")) {  // HuggingFace Dinov2Model: the architecture is in its config.json
     auto json_path = path;

@@ -186,7 +186,7 @@ inline VitConfig other_config_from_name(std::string_view name, std::int64_t reso
     fail("ViT encoder '{}' is not available in this build; implemented: dinov2[mixed][reg]-vit-{{s,b,l,g}}, "
          "dinov3-vit-{{s16,b16,l16,h16plus,7b16}}, pe-vit-{{t,s,b,l,g}}[norm], spatialpe-vit-{{b,l,g}}, langpe-vit-{{l,g}}, clip-vit-L, "
          "mae-vit-l, mocov3-vit-{{s,b,l}}, dino-vit-{{s,b}}, jepa-vit-h, siglip-vit-{{b,l,so400m}}, siglip2-vit-{{b,l,so400m,g}}, "
-         "webssl-* (HF config.json)",
+         "webssl-* (HF config.json), sam-vit-{{b,l,h}} (SamEncoder)",
          name);
   }
   return c;
@@ -253,6 +253,39 @@ inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolu
   c.registers = reg ? 4 : 0;
   return c;
 }
+
+namespace detail {
+
+/// The MLP's activation in place, on the thread pool (its hot loop: 50 M values per block for
+/// DINOv2-B at batch 64).
+template <class T>
+void vit_activate(const CpuContext& ctx, Tensor<T>& m, VitActivation act) {
+  ctx.parallel_for(m.numel(), 20.0, [&](std::int64_t i0, std::int64_t i1) {
+    T* v = m.data();
+    for (std::int64_t i = i0; i < i1; ++i) {
+      const T x = v[i];
+      if (act == VitActivation::Gelu)
+        v[i] = T(0.5) * x * (T(1) + std::erf(x * static_cast<T>(M_SQRT1_2)));
+      else if (act == VitActivation::QuickGelu)  // CLIP: x sigmoid(1.702 x)
+        v[i] = x / (T(1) + std::exp(static_cast<T>(-1.702) * x));
+      else  // gelu-tanh (SigLIP's gelu_pytorch_tanh)
+        v[i] = T(0.5) * x * (T(1) + std::tanh(static_cast<T>(0.7978845608028654) * (x + static_cast<T>(0.044715) * x * x * x)));
+    }
+  });
+}
+
+/// LayerNorm over the last axis with weight and bias: y [rows, D] from x [rows, D].
+template <class T>
+void affine_layer_norm(const CpuContext& ctx, const Tensor<T>& x, std::type_identity_t<ConstView<T>> w,
+                       std::type_identity_t<ConstView<T>> b, std::type_identity_t<T> eps, Tensor<T>& y) {
+  Tensor<T> rstd(Shape{x.shape().rows()});
+  ops::layer_norm_forward<T>(ctx, x, eps, y.view(), rstd.view());
+  const std::int64_t D = x.shape().last();
+  for (std::int64_t r = 0; r < x.shape().rows(); ++r)
+    for (std::int64_t d = 0; d < D; ++d) y[r * D + d] = y[r * D + d] * w.data()[d] + b.data()[d];
+}
+
+}  // namespace detail
 
 template <class T>
 struct VitEncoder {
@@ -684,30 +717,9 @@ struct VitEncoder {
         }
   }
 
-  /// The MLP's activation in place, on the thread pool (its hot loop: 50 M values per block for
-  /// DINOv2-B at batch 64).
-  void activate(const CpuContext& ctx, Tensor<T>& m) const {
-    const VitActivation act = config.activation;
-    ctx.parallel_for(m.numel(), 20.0, [&](std::int64_t i0, std::int64_t i1) {
-      T* v = m.data();
-      for (std::int64_t i = i0; i < i1; ++i) {
-        const T x = v[i];
-        if (act == VitActivation::Gelu)
-          v[i] = T(0.5) * x * (T(1) + std::erf(x * static_cast<T>(M_SQRT1_2)));
-        else if (act == VitActivation::QuickGelu)  // CLIP: x sigmoid(1.702 x)
-          v[i] = x / (T(1) + std::exp(static_cast<T>(-1.702) * x));
-        else  // gelu-tanh (SigLIP's gelu_pytorch_tanh)
-          v[i] = T(0.5) * x * (T(1) + std::tanh(static_cast<T>(0.7978845608028654) * (x + static_cast<T>(0.044715) * x * x * x)));
-      }
-    });
-  }
-
+  void activate(const CpuContext& ctx, Tensor<T>& m) const { detail::vit_activate(ctx, m, config.activation); }
   void norm(const CpuContext& ctx, const Tensor<T>& x, ConstView<T> w, ConstView<T> b, Tensor<T>& y) const {
-    Tensor<T> rstd(Shape{x.shape().rows()});
-    ops::layer_norm_forward<T>(ctx, x, static_cast<T>(config.norm_eps), y.view(), rstd.view());
-    const std::int64_t D = config.embed_dim;
-    for (std::int64_t r = 0; r < x.shape().rows(); ++r)
-      for (std::int64_t d = 0; d < D; ++d) y[r * D + d] = y[r * D + d] * w.data()[d] + b.data()[d];
+    detail::affine_layer_norm(ctx, x, w, b, static_cast<T>(config.norm_eps), y);
   }
   void residual(Tensor<T>& h, const Tensor<T>& o, ConstView<T> gamma) const {
     const std::int64_t D = config.embed_dim;
