@@ -990,3 +990,93 @@ TEST_CASE("SAM encoder: windows with zero padding, global blocks, relative posit
   REQUIRE_IREPA_ERROR(make_target_encoder("sam-vit-b", 256, fs::temp_directory_path().string()), "sam-vit-b.safetensors' not found",
                       "facebook/sam-vit-");
 }
+
+TEST_CASE("VGG16 pool4 encoder: convs, ReLUs and max pools as torchvision's features[:24], against loops", "[vgg]") {
+  // Narrow stages so that the loops stay quick; the structure (2, 2, 3, 3 convs, pools) is VGG16's.
+  VggConfig cfg;
+  cfg.widths = {2, 3, 4, 5}, cfg.resolution = 32;
+  const std::int64_t idx[] = {0, 2, 5, 7, 10, 12, 14, 17, 19, 21};
+  std::map<std::string, Tensor<double>> w;
+  {
+    std::int64_t in = 3, k = 0;
+    for (std::size_t s = 0; s < 4; ++s)
+      for (std::int64_t c = 0; c < cfg.convs[s]; ++c, ++k) {
+        const std::string p = "features." + std::to_string(idx[k]) + ".";
+        w[p + "weight"] = test::randn<double>(Shape{cfg.widths[s], in, 3, 3}, 0.4);
+        w[p + "bias"] = test::randn<double>(Shape{cfg.widths[s]}, 0.1);
+        in = cfg.widths[s];
+      }
+  }
+  io::SafeTensorsWriter wr;
+  for (const auto& [k, t] : w) wr.add<double>(k, t.cview());
+  wr.add<double>("classifier.0.weight", test::randn<double>(Shape{3, 4}).cview());  // torchvision's head: ignored
+  const auto path = fs::temp_directory_path() / ("irepa_vgg_" + std::to_string(test::rng().seed()) + ".safetensors");
+  wr.write(path.string());
+  VggEncoder<double> enc(cfg);
+  enc.load(io::SafeTensorsFile(path.string()));
+  fs::remove(path);
+
+  const CpuContext ctx(2);
+  Tensor<double> img(Shape{2, 3, 32, 32});
+  test::rng().uniform(img.view(), 0.0, 255.0);
+  const Tensor<double> x = enc.preprocess(ctx, img);
+  const double mean[3] = {0.485, 0.456, 0.406}, sd[3] = {0.229, 0.224, 0.225};
+  double pre_err = 0;
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    pre_err = std::max(pre_err, std::abs(x[i] - (img[i] / 255.0 - mean[(i / 1024) % 3]) / sd[(i / 1024) % 3]));
+  CHECK(pre_err < 1e-14);  // bilinear to the same size is the identity
+  const Tensor<double> got = enc.forward(ctx, x);
+  REQUIRE(got.shape() == Shape{2, 4, 5});
+  CHECK(enc.tokens() == 4);
+  CHECK(enc.dim() == 5);
+
+  // Loops: channels-first, zero-padded 3x3 convs, ReLU, 2x2 max pools.
+  for (std::int64_t b = 0; b < 2; ++b) {
+    std::vector<double> h(x.data() + b * 3 * 1024, x.data() + (b + 1) * 3 * 1024);
+    std::int64_t C = 3, S = 32, k = 0;
+    for (std::size_t s = 0; s < 4; ++s) {
+      for (std::int64_t c = 0; c < cfg.convs[s]; ++c, ++k) {
+        const std::string p = "features." + std::to_string(idx[k]) + ".";
+        const std::int64_t O = cfg.widths[s];
+        std::vector<double> y(static_cast<std::size_t>(O * S * S));
+        for (std::int64_t o = 0; o < O; ++o)
+          for (std::int64_t i = 0; i < S; ++i)
+            for (std::int64_t j = 0; j < S; ++j) {
+              double v = w.at(p + "bias")[o];
+              for (std::int64_t ci = 0; ci < C; ++ci)
+                for (std::int64_t di = 0; di < 3; ++di)
+                  for (std::int64_t dj = 0; dj < 3; ++dj) {
+                    const std::int64_t r = i + di - 1, q = j + dj - 1;
+                    if (r >= 0 && r < S && q >= 0 && q < S)
+                      v += w.at(p + "weight")[((o * C + ci) * 3 + di) * 3 + dj] * h[static_cast<std::size_t>((ci * S + r) * S + q)];
+                  }
+              y[static_cast<std::size_t>((o * S + i) * S + j)] = std::max(v, 0.0);
+            }
+        h = std::move(y), C = O;
+      }
+      std::vector<double> pooled(static_cast<std::size_t>(C * (S / 2) * (S / 2)));
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t i = 0; i < S / 2; ++i)
+          for (std::int64_t j = 0; j < S / 2; ++j) {
+            double m = -1e300;
+            for (std::int64_t di = 0; di < 2; ++di)
+              for (std::int64_t dj = 0; dj < 2; ++dj) m = std::max(m, h[static_cast<std::size_t>((c * S + 2 * i + di) * S + 2 * j + dj)]);
+            pooled[static_cast<std::size_t>((c * (S / 2) + i) * (S / 2) + j)] = m;
+          }
+      h = std::move(pooled), S /= 2;
+    }
+    double err = 0, mag = 0;
+    for (std::int64_t t = 0; t < 4; ++t)
+      for (std::int64_t c = 0; c < 5; ++c) {
+        err = std::max(err, std::abs(got[(b * 4 + t) * 5 + c] - h[static_cast<std::size_t>(c * 4 + t)]));
+        mag = std::max(mag, std::abs(h[static_cast<std::size_t>(c * 4 + t)]));
+      }
+    CHECK(mag > 1e-3);
+    CHECK(err < 1e-12 * mag + 1e-14);
+  }
+  // The released shape by name: 7.6 M values in features[:24] (conv1_1 .. conv4_3).
+  CHECK(VggEncoder<float>(vgg_config_from_name("vgg-cnn-16")).params().numel() == 7'635'264);
+  REQUIRE_IREPA_ERROR(vgg_config_from_name("vgg16"), "expected vgg-<arch>-<config>");
+  REQUIRE_IREPA_ERROR(make_target_encoder("vgg-x-16", 256, fs::temp_directory_path().string()), "vgg-x-16.safetensors' not found",
+                      "vgg16_features");
+}

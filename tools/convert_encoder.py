@@ -33,6 +33,8 @@ Where the checkpoints come from (download them yourself; irepa never downloads a
           -so400m-patch14-224; siglip2-* likewise): the model.safetensors file is used as it is,
           renamed to encoders/siglip-vit-b.safetensors etc. (the vision tower is read under
           "vision_model."); no conversion needed.
+  VGG16   torchvision's IMAGENET1K_FEATURES weights, vgg16_features-amdegroot-88682ab5.pth
+          (download.pytorch.org/models/)  ->  vgg-cnn-16 (any vgg-<arch>-<config> name)
   SAM     https://huggingface.co/facebook/sam-vit-base (-large, -huge): model.safetensors used as it
           is, renamed to encoders/sam-vit-b.safetensors etc. (read under "vision_encoder.").
 The position tables stay as released (DINOv2's 37x37, PE's pretraining grid, MoCo's and DINO's

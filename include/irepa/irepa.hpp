@@ -30,6 +30,7 @@
 #include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/sit.hpp"
 #include "irepa/models/sizes.hpp"
+#include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
 #include "irepa/nn/adaln.hpp"
 #include "irepa/nn/embedders.hpp"

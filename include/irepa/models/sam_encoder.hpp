@@ -145,16 +145,7 @@ struct SamEncoder {
                     images.size(3) == config.resolution,
                 "SamEncoder: images have shape {}, expected [B, 3, {}, {}]", images.shape().str(), config.resolution,
                 config.resolution);
-    Tensor<T> u(images.shape());
-    for (std::int64_t i = 0; i < u.numel(); ++i) u[i] = static_cast<T>(static_cast<double>(images.data()[i]) / 255.0);
-    const std::int64_t S = config.image_size;
-    Tensor<T> r = ops::interpolate<T>(ctx, u, S, S, ops::ResizeMode::Bicubic, false);
-    static constexpr double mean[3] = {0.485, 0.456, 0.406}, sd[3] = {0.229, 0.224, 0.225};
-    for (std::int64_t i = 0; i < r.numel(); ++i) {
-      const auto ch = static_cast<std::size_t>((i / (S * S)) % 3);
-      r[i] = (r[i] - static_cast<T>(mean[ch])) / static_cast<T>(sd[ch]);
-    }
-    return r;
+    return detail::resize_then_imagenet_normalise(ctx, images, config.image_size, ops::ResizeMode::Bicubic);
   }
 
   /// x [B, 3, 1024, 1024] preprocessed -> tokens [B, (R/16)^2, 256].

@@ -15,6 +15,7 @@
 
 #include "irepa/models/hog.hpp"
 #include "irepa/models/sam_encoder.hpp"
+#include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
 
 namespace irepa {
@@ -40,6 +41,21 @@ inline std::filesystem::path encoder_weights_path(std::string_view name, const s
   return std::filesystem::path(dir) / (file + ".safetensors");
 }
 
+namespace detail {
+/// An encoder type with load(SafeTensorsFile) / encode / tokens / dim, read from `path`; `hint`
+/// says where its weights come from.
+template <class Enc, class Config>
+TargetEncoder load_encoder(std::string_view name, const Config& cfg, const std::filesystem::path& path, std::string_view hint) {
+  IREPA_CHECK(std::filesystem::exists(path),
+              "target encoder '{}': weights '{}' not found ({}; set the folder with --encoder-dir or IREPA_ENCODER_DIR)", name,
+              path.string(), hint);
+  auto enc = std::make_shared<Enc>(cfg);
+  enc->load(io::SafeTensorsFile(path.string()));
+  return {std::string(name), enc->tokens(), enc->dim(),
+          [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
+}
+}  // namespace detail
+
 /// One encoder by name, working at `resolution` (the images' size): the weight-free HOG, or a
 /// ViT whose weights are read from encoder_weights_path(name, weights_dir).
 inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t resolution, const std::string& weights_dir = {}) {
@@ -49,17 +65,14 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
             [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
   }
   const auto path = encoder_weights_path(name, weights_dir);
-  if (name.starts_with("sam-vit-")) {  // SAM (v1): HuggingFace SamModel's vision encoder
-    const SamConfig sc = sam_config_from_name(name, resolution);
-    IREPA_CHECK(std::filesystem::exists(path),
-                "target encoder '{}': weights '{}' not found (the model.safetensors of facebook/sam-vit-{{base,large,huge}} "
-                "from HuggingFace, renamed; set the folder with --encoder-dir or IREPA_ENCODER_DIR)",
-                name, path.string());
-    auto enc = std::make_shared<SamEncoder<float>>(sc);
-    enc->load(io::SafeTensorsFile(path.string()));
-    return {std::string(name), enc->tokens(), enc->dim(),
-            [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
-  }
+  if (name.starts_with("vgg-"))  // VGG16 pool4 (torchvision's features weights)
+    return detail::load_encoder<VggEncoder<float>>(
+        name, vgg_config_from_name(name, resolution), path,
+        "convert torchvision's vgg16_features-amdegroot-88682ab5.pth with tools/convert_encoder.py");
+  if (name.starts_with("sam-vit-"))  // SAM (v1): HuggingFace SamModel's vision encoder
+    return detail::load_encoder<SamEncoder<float>>(
+        name, sam_config_from_name(name, resolution), path,
+        "the model.safetensors of facebook/sam-vit-{base,large,huge} from HuggingFace, renamed");
   VitConfig cfg;
   if (name.starts_with("webssl-")) {  // HuggingFace Dinov2Model: the architecture is in its config.json
     auto json_path = path;

@@ -274,6 +274,21 @@ void vit_activate(const CpuContext& ctx, Tensor<T>& m, VitActivation act) {
   });
 }
 
+/// uint8-valued images [B, 3, R, R] -> /255 -> resized to S x S (torch's interpolate) -> ImageNet
+/// mean/std: the preprocessing of the reference's SAM and VGG wrappers.
+template <class T>
+Tensor<T> resize_then_imagenet_normalise(const CpuContext& ctx, ConstView<T> images, std::int64_t S, ops::ResizeMode mode) {
+  Tensor<T> u(images.shape());
+  for (std::int64_t i = 0; i < u.numel(); ++i) u[i] = static_cast<T>(static_cast<double>(images.data()[i]) / 255.0);
+  Tensor<T> r = ops::interpolate<T>(ctx, u, S, S, mode, false);
+  static constexpr double mean[3] = {0.485, 0.456, 0.406}, sd[3] = {0.229, 0.224, 0.225};
+  for (std::int64_t i = 0; i < r.numel(); ++i) {
+    const auto ch = static_cast<std::size_t>((i / (S * S)) % 3);
+    r[i] = (r[i] - static_cast<T>(mean[ch])) / static_cast<T>(sd[ch]);
+  }
+  return r;
+}
+
 /// LayerNorm over the last axis with weight and bias: y [rows, D] from x [rows, D].
 template <class T>
 void affine_layer_norm(const CpuContext& ctx, const Tensor<T>& x, std::type_identity_t<ConstView<T>> w,

@@ -1,0 +1,156 @@
+#pragma once
+// VGG16 pool4 features as the reference's VGGEncoder uses them (torchvision's vgg16 with
+// IMAGENET1K_FEATURES weights, features[0:24]): stride 16, 512 channels.
+//
+//   uint8 [B, 3, R, R] -> /255 -> bilinear to R (the identity at the trainer's R) -> ImageNet mean/std
+//   -> 4 stages of 3x3 convs (2, 2, 3, 3 convs of 64, 128, 256, 512 channels, each + ReLU), a 2x2
+//      max pool after each -> [B, R/16, R/16, 512] -> tokens [B, (R/16)^2, 512]
+//
+// torchvision's names: features.<i>.weight / .bias at the conv indices 0, 2, 5, 7, 10, 12, 14, 17,
+// 19, 21; the classifier in the file is ignored. Forward only, float or double.
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "irepa/core/arena.hpp"
+#include "irepa/core/context.hpp"
+#include "irepa/io/params.hpp"
+#include "irepa/io/safetensors.hpp"
+#include "irepa/ops/conv.hpp"
+#include "irepa/models/vit_encoder.hpp"
+#include "irepa/ops/resize.hpp"
+
+namespace irepa {
+
+struct VggConfig {
+  std::array<std::int64_t, 4> widths = {64, 128, 256, 512};  // channels of the four stages
+  std::array<std::int64_t, 4> convs = {2, 2, 3, 3};          // 3x3 convs per stage
+  std::int64_t resolution = 256;
+  std::int64_t side() const { return resolution / 16; }
+};
+
+/// vgg-<arch>-<config>: the reference reads only the type; any three-part name starting with
+/// "vgg-" is VGG16 pool4.
+inline VggConfig vgg_config_from_name(std::string_view name, std::int64_t resolution = 256) {
+  const auto parts = std::count(name.begin(), name.end(), '-');
+  IREPA_CHECK(name.starts_with("vgg-") && parts == 2,
+              "VGG encoder '{}': expected vgg-<arch>-<config> (three parts, as the reference's names), e.g. vgg-cnn-16", name);
+  IREPA_CHECK(resolution >= 16 && resolution % 16 == 0, "VGG encoder '{}': resolution {} is not a multiple of 16", name,
+              resolution);
+  VggConfig c;
+  c.resolution = resolution;
+  return c;
+}
+
+template <class T>
+struct VggEncoder {
+  using scalar_type = T;
+  using device_type = Cpu;
+
+  struct Conv {
+    std::int64_t index;  // position in torchvision's features Sequential
+    Param<T> w, b;
+  };
+
+  VggConfig config;
+  std::vector<Conv> convs;
+
+  explicit VggEncoder(const VggConfig& c) : config(c) {
+    std::int64_t in = 3, index = 0;
+    for (std::size_t s = 0; s < 4; ++s) {
+      IREPA_CHECK(c.widths[s] > 0 && c.convs[s] > 0, "VggEncoder: stage {} has {} convs of {} channels", s, c.convs[s], c.widths[s]);
+      for (std::int64_t k = 0; k < c.convs[s]; ++k) {
+        convs.push_back({index, Param<T>(Shape{c.widths[s], in, 3, 3}), Param<T>(Shape{c.widths[s]})});
+        in = c.widths[s];
+        index += 2;  // conv, ReLU
+      }
+      index += 1;  // max pool
+    }
+    arena_ = ParamArena<T>(*this);
+  }
+  VggEncoder(VggEncoder&&) noexcept = default;
+
+  std::int64_t tokens() const { return config.side() * config.side(); }
+  std::int64_t dim() const { return config.widths[3]; }
+  const ParamArena<T>& params() const { return arena_; }
+
+  template <class V>
+  void visit_params(V&& v, std::string_view prefix) {
+    for (Conv& c : convs) {
+      const std::string p = join_name(prefix, "features." + std::to_string(c.index) + ".");
+      v(p + "weight", c.w), v(p + "bias", c.b);
+    }
+  }
+
+  /// torchvision's state dict: the features' convs are read, the classifier is left alone.
+  void load(const io::SafeTensorsFile& f) {
+    std::vector<std::string> other;
+    for (const auto& k : f.names())
+      if (!k.starts_with("features.")) other.push_back(k);
+    io::load_params(f, arena_, "", io::LoadParamsOptions{.allow_unexpected = false, .read_by_caller = other});
+  }
+
+  /// uint8-valued images [B, 3, R, R] -> [B, 3, R, R]: /255, bilinear to R, ImageNet mean/std.
+  Tensor<T> preprocess(const CpuContext& ctx, ConstView<T> images) const {
+    const std::int64_t R = config.resolution;
+    IREPA_CHECK(images.rank() == 4 && images.size(1) == 3 && images.size(2) == R && images.size(3) == R,
+                "VggEncoder: images have shape {}, expected [B, 3, {}, {}]", images.shape().str(), R, R);
+    return detail::resize_then_imagenet_normalise(ctx, images, R, ops::ResizeMode::Bilinear);
+  }
+
+  /// x [B, 3, R, R] preprocessed -> tokens [B, (R/16)^2, 512].
+  Tensor<T> forward(const CpuContext& ctx, ConstView<T> x) const {
+    const std::int64_t R = config.resolution;
+    IREPA_CHECK(x.rank() == 4 && x.size(1) == 3 && x.size(2) == R && x.size(3) == R,
+                "VggEncoder: input has shape {}, expected [B, 3, {}, {}] (preprocess first)", x.shape().str(), R, R);
+    const std::int64_t B = x.size(0);
+    Tensor<T> h(Shape{B, R, R, 3});  // channels-last for the convs
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t c = 0; c < 3; ++c)
+        for (std::int64_t p = 0; p < R * R; ++p) h[(b * R * R + p) * 3 + c] = x.data()[(b * 3 + c) * R * R + p];
+    std::size_t ci = 0;
+    std::int64_t side = R;
+    for (std::size_t s = 0; s < 4; ++s) {
+      for (std::int64_t k = 0; k < config.convs[s]; ++k, ++ci) {
+        const Conv& cv = convs[ci];
+        Tensor<T> y(Shape{B, side, side, cv.w.value.size(0)});
+        ops::conv2d_same_forward<T>(ctx, h, cv.w.value, cv.b.value, y.view());
+        T* d = y.data();
+        ctx.parallel_for(y.numel(), 1.0, [d](std::int64_t i0, std::int64_t i1) {
+          for (std::int64_t i = i0; i < i1; ++i) d[i] = d[i] > T(0) ? d[i] : T(0);
+        });
+        h = std::move(y);
+      }
+      h = max_pool(h);
+      side /= 2;
+    }
+    Tensor<T> out(Shape{B, side * side, h.size(3)});  // [B, side, side, C] is already token-major
+    std::copy_n(h.data(), h.numel(), out.data());
+    return out;
+  }
+
+  Tensor<T> encode(const CpuContext& ctx, ConstView<T> images) const { return forward(ctx, preprocess(ctx, images)); }
+
+ private:
+  /// 2x2 max pool, stride 2, on [B, H, W, C] (floor: a last odd row or column is dropped, as torch).
+  static Tensor<T> max_pool(const Tensor<T>& x) {
+    const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), h = H / 2, w = W / 2;
+    Tensor<T> y(Shape{B, h, w, C});
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t i = 0; i < h; ++i)
+        for (std::int64_t j = 0; j < w; ++j)
+          for (std::int64_t c = 0; c < C; ++c) {
+            const auto at = [&](std::int64_t r, std::int64_t q) { return x[((b * H + r) * W + q) * C + c]; };
+            y[((b * h + i) * w + j) * C + c] =
+                std::max(std::max(at(2 * i, 2 * j), at(2 * i, 2 * j + 1)), std::max(at(2 * i + 1, 2 * j), at(2 * i + 1, 2 * j + 1)));
+          }
+    return y;
+  }
+
+  ParamArena<T> arena_;
+};
+
+}  // namespace irepa
