@@ -335,8 +335,9 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&bargc, bargv.data());
   if (benchmark::ReportUnrecognizedArguments(bargc, bargv.data())) return 2;
   context(c.threads);
-  benchmark::AddCustomContext("irepa config", fmt::format("B={} T={} D={} heads={} threads={}", c.batch, c.tokens, c.width,
-                                                          c.heads, context(c.threads).threads()));
+  benchmark::AddCustomContext("irepa config", fmt::format("B={} T={} D={} heads={} threads={} float GEMM kernel={}", c.batch,
+                                                          c.tokens, c.width, c.heads, context(c.threads).threads(),
+                                                          ops::cpu::kSgemmAvailable ? ops::cpu::kSgemmIsa : "eigen"));
   if (c.dtype == "float" || c.dtype == "all") register_all<float>(c, "float");
   if (c.dtype == "double" || c.dtype == "all") register_all<double>(c, "double");
   benchmark::RunSpecifiedBenchmarks();

@@ -61,6 +61,7 @@ void run(const Options& o, const SiTConfig& cfg, typename Model::head_type head)
   const double median = times[times.size() / 2];
   double mean = 0;
   for (double t : times) mean += t / static_cast<double>(times.size());
+  std::printf("float GEMM kernel: %s\n", ops::cpu::kSgemmAvailable ? std::string(ops::cpu::kSgemmIsa).c_str() : "eigen");
   std::printf("| model | head | batch | threads | params | median step | mean step | best step | img/s (median) |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   std::printf("| %s | %s | %lld | %d | %.1fM | %.3f s | %.3f s | %.3f s | %.3f |\n", o.model.c_str(), o.head.c_str(),
