@@ -158,7 +158,7 @@ struct SamEncoder {
     ops::patchify_forward<T>(ctx, x, patch_w.value, patch_b.value, h.view());
     for (std::int64_t b = 0; b < B; ++b)
       for (std::int64_t i = 0; i < N * D; ++i) h[b * N * D + i] += pos_embed.value.data()[i];
-    const eps_t eps = static_cast<T>(config.norm_eps);
+    const T eps = static_cast<T>(config.norm_eps);
     Tensor<T> n(h.shape()), m1(Shape{B, N, config.mlp_dim()}), o(h.shape());
     for (std::int64_t li = 0; li < config.depth; ++li) {
       const Layer& l = layers[static_cast<std::size_t>(li)];
@@ -194,8 +194,6 @@ struct SamEncoder {
   Tensor<T> encode(const CpuContext& ctx, ConstView<T> images) const { return forward(ctx, preprocess(ctx, images)); }
 
  private:
-  using eps_t = T;
-
   /// o [B, N, D] = proj(attention(n)): windows of span x span over the grid zero-padded to a
   /// multiple of the span (padded tokens take part as keys, as in SAM), or the whole grid.
   void attention(const CpuContext& ctx, const Layer& l, std::int64_t span, bool global, const Tensor<T>& n, Tensor<T>& o) const {
