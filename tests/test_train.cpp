@@ -144,7 +144,10 @@ TEST_CASE("the fused step (clip factor, AdamW, EMAs in one pass) equals clip_gra
   fused.step(ctx, a2, 1e-3, 0.5, {}, 6);
   CHECK(a2.grads()[7] == g0);
   Ema<float> e3(a2, 0.1), e4(a2, 0.2), e5(a2, 0.3);
+  const Tensor<float> before = Tensor<float>::copy_of(a2.values());
   REQUIRE_IREPA_ERROR(fused.step(ctx, a2, 1e-3, 1.0, {&e3, &e4, &e5}, 7), "at most 2 EMAs");
+  CHECK(fused.steps() == 6);  // refused before anything changed
+  CHECK(std::memcmp(before.data(), a2.values().data(), sizeof(float) * static_cast<std::size_t>(a2.numel())) == 0);
 }
 
 TEST_CASE("learning-rate schedules: constant, warm-up, cosine to a floor", "[train][schedule]") {

@@ -64,17 +64,6 @@ class AdamW {
             std::initializer_list<Ema<T>*> emas, std::int64_t ema_step) {
     IREPA_CHECK(arena.numel() == m_.numel(), "AdamW: the arena has {} values, the optimizer was built for {}", arena.numel(),
                 m_.numel());
-    ++step_;
-    const double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(step_));
-    const double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(step_));
-    const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2);
-    const T step_size = static_cast<T>(lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2)), eps = static_cast<T>(opt_.eps);
-    const bool scaled = grad_scale < 1.0;
-    const T gs = static_cast<T>(grad_scale);
-    T* p = arena.values().data();
-    const T* g = arena.grads().data();
-    T* m = m_.data();
-    T* v = v_.data();
     T* ema[2] = {nullptr, nullptr};
     T ema_d[2] = {}, ema_w[2] = {};
     int n_ema = 0;
@@ -88,6 +77,18 @@ class AdamW {
       ema_w[n_ema] = T(1) - ema_d[n_ema];
       ++n_ema;
     }
+    // Checked above before anything changes, the step counter included.
+    ++step_;
+    const double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(step_));
+    const double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(step_));
+    const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2);
+    const T step_size = static_cast<T>(lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2)), eps = static_cast<T>(opt_.eps);
+    const bool scaled = grad_scale < 1.0;
+    const T gs = static_cast<T>(grad_scale);
+    T* p = arena.values().data();
+    const T* g = arena.grads().data();
+    T* m = m_.data();
+    T* v = v_.data();
     for (const auto& s : segments_) {
       const T keep = s.decay ? static_cast<T>(1 - lr * opt_.weight_decay) : T(1);
       ctx.parallel_for(s.count, 12.0, [&](std::int64_t i0, std::int64_t i1) {
