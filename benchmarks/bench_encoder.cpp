@@ -5,6 +5,7 @@
 //
 //   irepa-bench-encoder --encoder dinov2-vit-b --batch-size 64
 //   irepa-bench-encoder --encoder hog-x-g16_d128 --batch-size 64
+//   irepa-bench-encoder --encoder sam2-vit-s --batch-size 8     (also sam-vit-*, vgg-*)
 
 #include <CLI/CLI.hpp>
 
@@ -17,13 +18,27 @@
 #include "irepa/core/rng.hpp"
 #include "irepa/models/target_encoder.hpp"
 
+namespace {
+
+/// A non-ViT encoder (SAM, SAM2, VGG) with random weights or the given file's.
+template <class Enc, class Config>
+std::function<irepa::Tensor<float>(irepa::ConstView<float>)> other_encoder(const Config& cfg, const std::string& weights,
+                                                                           const irepa::CpuContext& ctx) {
+  auto enc = std::make_shared<Enc>(cfg);
+  if (!weights.empty()) enc->load(irepa::io::SafeTensorsFile(weights));
+  else irepa::Philox(1).normal(enc->params().values(), 0.0f, 0.02f);
+  return [enc, &ctx](irepa::ConstView<float> x) { return enc->encode(ctx, x); };
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace irepa;
   std::string encoder = "dinov2-vit-b", weights;
   std::int64_t batch = 64, resolution = 256;
   int steps = 3, threads = 0;
   CLI::App app{"irepa-bench-encoder: target encoder forward throughput on the CPU"};
-  app.add_option("--encoder", encoder, "a ViT encoder name (dinov2-vit-b, pe-vit-l, clip-vit-L, siglip2-vit-b, ...) or hog-x-g<grid>_d<dim>")->capture_default_str();
+  app.add_option("--encoder", encoder, "an encoder name: a ViT (dinov2-vit-b, pe-vit-l, clip-vit-L, siglip2-vit-b, ...), sam-vit-*, sam2-vit-*, vgg-*, or hog-x-g<grid>_d<dim>")->capture_default_str();
   app.add_option("--weights", weights, "converted weights (default: random weights of that shape)");
   app.add_option("--batch-size", batch, "images per batch")->capture_default_str();
   app.add_option("--resolution", resolution, "input images' size (uint8 RGB)")->capture_default_str();
@@ -38,6 +53,12 @@ int main(int argc, char** argv) {
     if (encoder.starts_with("hog-")) {
       hog = std::make_shared<HogEncoder>(encoder, resolution);
       run = [&](ConstView<float> x) { return hog->encode(ctx, x); };
+    } else if (encoder.starts_with("sam2-vit-")) {
+      run = other_encoder<Sam2Encoder<float>>(sam2_config_from_name(encoder, resolution), weights, ctx);
+    } else if (encoder.starts_with("sam-vit-")) {
+      run = other_encoder<SamEncoder<float>>(sam_config_from_name(encoder, resolution), weights, ctx);
+    } else if (encoder.starts_with("vgg-")) {
+      run = other_encoder<VggEncoder<float>>(vgg_config_from_name(encoder, resolution), weights, ctx);
     } else {
       VitConfig cfg = vit_config_from_name(encoder, resolution);
       if (!weights.empty()) {

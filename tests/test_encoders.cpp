@@ -236,7 +236,9 @@ TEST_CASE("DINOv2 weights as released (blocks.<i>, 37x37 positions, float32) loa
   CHECK(vit_config_from_name("dinov3-vit-b16").norm_eps == 1e-5);  // released models: layernormbf16
   CHECK(vit_config_from_name("dinov3-vit-l16").registers == 4);
   CHECK(vit_config_from_name("dinov2reg-vit-l").registers == 4);
-  REQUIRE_IREPA_ERROR(make_target_encoder("sam2-vit-l", 256, dir.string()), "'sam2-vit-l' is not available");
+  REQUIRE_IREPA_ERROR(make_target_encoder("sam2-vit-l", 256, dir.string()), "sam2-vit-l.safetensors' not found",
+                      "facebook/sam2-hiera-");
+  REQUIRE_IREPA_ERROR(make_target_encoder("radio-vit-h", 256, dir.string()), "'radio-vit-h' is not available");
   REQUIRE_IREPA_ERROR(make_target_encoder("pe-vit-l", 256, dir.string()), "pe-vit-l.safetensors' not found");
   std::filesystem::remove_all(dir);
 }
@@ -728,7 +730,8 @@ TEST_CASE("ViT families: sizes and preprocessing by the reference's names", "[vi
   REQUIRE_IREPA_ERROR(vit_config_from_name("siglip-vit-g"), "size 'g' is not known");
   REQUIRE_IREPA_ERROR(vit_config_from_name("mae-vit-l", 512), "256 only");
   REQUIRE_IREPA_ERROR(vit_config_from_name("webssl-vit-dino1b_full2b_224"), "config.json");
-  REQUIRE_IREPA_ERROR(vit_config_from_name("sam2-vit-l"), "not available in this build");
+  REQUIRE_IREPA_ERROR(vit_config_from_name("sam2-vit-l"), "is not a ViT encoder", "Sam2Encoder");
+  REQUIRE_IREPA_ERROR(vit_config_from_name("radio-vit-h"), "not available in this build");
 
   // Preprocessing order and constants: CLIP resizes (bicubic) then normalises with its own
   // mean/std; JEPA normalises with ImageNet's then resizes.
@@ -989,6 +992,97 @@ TEST_CASE("SAM encoder: windows with zero padding, global blocks, relative posit
   REQUIRE_IREPA_ERROR(sam_config_from_name("sam-vit-b", 1024), "resolution 1024 is not supported");
   REQUIRE_IREPA_ERROR(make_target_encoder("sam-vit-b", 256, fs::temp_directory_path().string()), "sam-vit-b.safetensors' not found",
                       "facebook/sam-vit-");
+}
+
+TEST_CASE("SAM2 encoder (Hiera trunk) matches PyTorch, loads Sam2Model files, names what is missing", "[vit][sam2][golden]") {
+  // tests/data/golden/encoder_sam2_tiny.safetensors (scripts/golden/make_sam2_case.py): a small
+  // Hiera with q-pooled windows that need padding, windowed blocks on a padded grid, a global
+  // block and 1..4 heads, computed in float64 by PyTorch as HF's Sam2HieraDetModel does.
+  const io::SafeTensorsFile golden_file((kExtra / "encoder_sam2_tiny.safetensors").string());
+  for (const auto& r : golden::check_sam2_encoder<double>(golden_file, 1e-9)) {
+    INFO(r.name << " rel " << r.rel);
+    CHECK(r.ok());
+  }
+  for (const auto& r : golden::check_sam2_encoder<float>(golden_file, 1e-5)) {
+    INFO("float " << r.name << " rel " << r.rel);
+    CHECK(r.ok());
+  }
+  const Sam2Config cfg = golden::sam2_setup(golden::config_of(golden_file));
+  CHECK(cfg.grid() == 24);
+  CHECK(cfg.side() == 3);
+  CHECK(cfg.block(1).pool);          // first block of stage 1: q-pooled in windows of stage 0's size
+  CHECK(cfg.block(6).window == 4);   // stage 3 opens with stage 2's window: 6x6 padded to 8x8, pooled
+  CHECK(cfg.block(4).window == 0);   // global
+  CHECK(!cfg.block(5).pool);
+
+  // As HuggingFace saves a Sam2Model: the trunk under "vision_encoder.backbone.", beside the neck
+  // and the mask decoder, read with no prefix given.
+  io::SafeTensorsWriter wr;
+  std::vector<std::string> trunk;
+  for (const auto& k : golden_file.names())
+    if (k.starts_with("params/")) {
+      wr.add<double>(k.substr(7), golden_file.load<double>(k).cview());
+      if (k.starts_with("params/vision_encoder.backbone.")) trunk.push_back(k.substr(31));
+    }
+  wr.add<double>("mask_decoder.iou_token.weight", test::randn<double>(Shape{1, 8}).cview());
+  const auto path = fs::temp_directory_path() / ("irepa_sam2_" + std::to_string(test::rng().seed()) + ".safetensors");
+  wr.write(path.string());
+  Sam2Encoder<float> enc(cfg);
+  enc.load(io::SafeTensorsFile(path.string()));
+  const auto u8 = golden_file.load<std::uint8_t>("inputs/image");
+  Tensor<float> images(u8.shape());
+  for (std::int64_t i = 0; i < u8.numel(); ++i) images[i] = static_cast<float>(u8[i]);
+  const CpuContext ctx(2);
+  const Tensor<float> tokens = enc.encode(ctx, images);
+  REQUIRE(tokens.shape() == Shape{2, 9, 32});
+  CHECK(enc.tokens() == 9);
+  CHECK(enc.dim() == 32);
+  CHECK(golden::rel_error<float>(tokens, golden_file.load<double>("outputs/patch_tokens").cview()) < 1e-5);
+  // Batch-friendly: the second image alone gives its row of the batch.
+  Tensor<float> second(Shape{1, 3, 48, 48});
+  std::copy_n(images.data() + 3 * 48 * 48, 3 * 48 * 48, second.data());
+  const Tensor<float> alone = enc.encode(ctx, second);
+  Tensor<float> row(Shape{1, 9, 32});
+  std::copy_n(tokens.data() + 9 * 32, 9 * 32, row.data());
+  CHECK(test::rel_error(alone, row) < 1e-6);
+
+  // A trunk-only file must hold exactly the trunk's tensors; a missing one is named.
+  io::SafeTensorsWriter bad;
+  for (const auto& k : trunk)
+    if (k != "blocks.6.proj.weight") bad.add<double>(k, golden_file.load<double>("params/vision_encoder.backbone." + k).cview());
+  const auto bad_path = fs::temp_directory_path() / ("irepa_sam2_bad_" + std::to_string(test::rng().seed()) + ".safetensors");
+  bad.write(bad_path.string());
+  REQUIRE_IREPA_ERROR(enc.load(io::SafeTensorsFile(bad_path.string())), "missing 'blocks.6.proj.weight'");
+  fs::remove(path);
+  fs::remove(bad_path);
+
+  // The released sizes by the reference's names (facebook/sam2-hiera-small, -base-plus, -large).
+  const Sam2Config s = sam2_config_from_name("sam2-vit-s");
+  CHECK(s.depth() == 16);
+  CHECK(s.grid() == 128);  // 512 input, stride 4
+  CHECK(s.side() == 16);   // 256 tokens, as the trainer needs
+  CHECK(s.block(3).window == 4);  // stage 2 opens with stage 1's window
+  CHECK(s.block(3).pool);
+  CHECK(s.block(7).window == 0);
+  CHECK(s.block(14).window == 14);  // stage 3 opens with stage 2's 14, pooled to 7
+  CHECK(Sam2Encoder<float>(s).dim() == 768);
+  const Sam2Config b = sam2_config_from_name("sam2-vit-b");
+  CHECK(b.depth() == 24);
+  CHECK(b.dims.back() == 896);
+  CHECK(b.pos_bkg_h == 14);
+  const Sam2Config l = sam2_config_from_name("sam2-vit-l", 512);
+  CHECK(l.depth() == 48);
+  CHECK(l.dims.back() == 1152);
+  CHECK(l.block(44).window == 16);  // stage 3 opens with stage 2's 16
+  CHECK(l.side() == 32);
+  REQUIRE_IREPA_ERROR(sam2_config_from_name("sam2-vit-t"), "size 't' is not known");
+  REQUIRE_IREPA_ERROR(sam2_config_from_name("sam2-vit-s", 384), "resolution 384 is not supported");
+  Sam2Config odd = cfg;
+  odd.global_attn = {3};  // a pooling block cannot be global
+  REQUIRE_IREPA_ERROR(Sam2Encoder<float>{odd}, "block 3 pools its queries but is global");
+  odd = cfg;
+  odd.resolution = 36;  // grid 18: the 4x4 window table does not tile it
+  REQUIRE_IREPA_ERROR(Sam2Encoder<float>{odd}, "18x18 patch grid", "4x4 window table");
 }
 
 TEST_CASE("VGG16 pool4 encoder: convs, ReLUs and max pools as torchvision's features[:24], against loops", "[vgg]") {

@@ -37,6 +37,12 @@ Where the checkpoints come from (download them yourself; irepa never downloads a
           (download.pytorch.org/models/)  ->  vgg-cnn-16 (any vgg-<arch>-<config> name)
   SAM     https://huggingface.co/facebook/sam-vit-base (-large, -huge): model.safetensors used as it
           is, renamed to encoders/sam-vit-b.safetensors etc. (read under "vision_encoder.").
+  SAM2    https://huggingface.co/facebook/sam2-hiera-small (-base-plus, -large): model.safetensors
+          used as it is, renamed to encoders/sam2-vit-{s,b,l}.safetensors (the Hiera trunk is read
+          under "vision_encoder.backbone."). The original sam2_hiera_{small,base_plus,large}.pt
+          (facebookresearch/sam2) convert with --only-prefix image_encoder.trunk. --rename
+          norm1=layer_norm1 --rename norm2=layer_norm2 --rename patch_embed.proj.=patch_embed.projection.
+          --rename mlp.layers.0=mlp.proj_in --rename mlp.layers.1=mlp.proj_out (HF's own renaming).
 The position tables stay as released (DINOv2's 37x37, PE's pretraining grid, MoCo's and DINO's
 14x14); irepa resamples them to its token grid at load, as the reference does.
 """

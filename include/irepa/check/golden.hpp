@@ -19,6 +19,7 @@
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/hog.hpp"
 #include "irepa/models/jit.hpp"
+#include "irepa/models/sam2_encoder.hpp"
 #include "irepa/models/sit.hpp"
 #include "irepa/models/vit_encoder.hpp"
 
@@ -228,6 +229,18 @@ inline VitConfig pe_setup(const nlohmann::json& c) {
   return v;
 }
 
+/// An encoder file's common rows: its uint8 inputs/image preprocessed, then encoded.
+template <class Enc>
+std::vector<Row> encoder_rows(const Enc& enc, const io::SafeTensorsFile& f, double tol, const CpuContext& ctx) {
+  using T = typename Enc::scalar_type;
+  const auto u8 = f.load<std::uint8_t>("inputs/image");  // [B, 3, R, R]
+  Tensor<T> images(u8.shape());
+  for (std::int64_t i = 0; i < u8.numel(); ++i) images[i] = static_cast<T>(u8[i]);
+  const auto x = enc.preprocess(ctx, images);
+  return {{"outputs/preprocessed", rel_error<T>(x, f.load<double>("outputs/preprocessed").cview()), tol},
+          {"outputs/patch_tokens", rel_error<T>(enc.forward(ctx, x), f.load<double>("outputs/patch_tokens").cview()), tol}};
+}
+
 /// Runs a ViT encoder golden file in T: the preprocessed input, the patch tokens, and (when the
 /// file has the released table, params_original/pos_embed) our resampling of it.
 template <class T>
@@ -247,19 +260,55 @@ std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, con
   cfg.block_chunks = VitEncoder<T>::detect_block_chunks(f, "params/", cfg.depth);
   VitEncoder<T> enc(cfg);
   enc.load(f, "params/");
-  const auto u8 = f.load<std::uint8_t>("inputs/image");  // [B, 3, R, R]
-  Tensor<T> images(u8.shape());
-  for (std::int64_t i = 0; i < u8.numel(); ++i) images[i] = static_cast<T>(u8[i]);
-  std::vector<Row> rows;
-  const auto x = enc.preprocess(ctx, images);
-  rows.push_back({"outputs/preprocessed", rel_error<T>(x, f.load<double>("outputs/preprocessed").cview()), tol});
-  rows.push_back({"outputs/patch_tokens", rel_error<T>(enc.forward(ctx, x), f.load<double>("outputs/patch_tokens").cview()), tol});
+  std::vector<Row> rows = encoder_rows(enc, f, tol, ctx);
   if (f.contains("params_original/pos_embed")) {
     const auto resampled = VitEncoder<T>::resample_pos_embed(f.load<T>("params_original/pos_embed"), cfg.grid());
     rows.push_back({"params/pos_embed (resampled from params_original)",
                     rel_error<T>(resampled, f.load<double>("params/pos_embed").cview()), tol});
   }
   return rows;
+}
+
+/// The SAM2 trunk of an `encoder:sam2` file (scripts/golden/make_sam2_case.py): the
+/// Sam2HieraDetConfig fields by their HF names plus the resolution; unknown keys are errors.
+inline Sam2Config sam2_setup(const nlohmann::json& c) {
+  static const std::set<std::string> known = {
+      "resolution",          "hidden_size",       "embed_dim_per_stage",     "num_attention_heads_per_stage",
+      "blocks_per_stage",    "window_size_per_stage", "global_attention_blocks", "window_positional_embedding_background_size",
+      "num_query_pool_stages", "query_stride",    "mlp_ratio",               "layer_norm_eps"};
+  for (const auto& [k, v] : c.items()) IREPA_CHECK(known.contains(k), "golden: SAM2 config key '{}' is not known", k);
+  Sam2Config s;
+  try {
+    s.resolution = c.at("resolution").get<std::int64_t>();
+    s.dims = c.at("embed_dim_per_stage").get<std::vector<std::int64_t>>();
+    IREPA_CHECK(c.at("hidden_size").get<std::int64_t>() == s.dims.at(0), "golden: SAM2 hidden_size {} differs from the first stage's {}",
+                c.at("hidden_size").get<std::int64_t>(), s.dims.at(0));
+    s.heads = c.at("num_attention_heads_per_stage").get<std::vector<std::int64_t>>();
+    s.blocks = c.at("blocks_per_stage").get<std::vector<std::int64_t>>();
+    s.windows = c.at("window_size_per_stage").get<std::vector<std::int64_t>>();
+    s.global_attn = c.at("global_attention_blocks").get<std::vector<std::int64_t>>();
+    const auto bkg = c.at("window_positional_embedding_background_size").get<std::vector<std::int64_t>>();
+    IREPA_CHECK(bkg.size() == 2, "golden: SAM2 background size has {} values, expected 2", bkg.size());
+    s.pos_bkg_h = bkg[0], s.pos_bkg_w = bkg[1];
+    s.q_pool_stages = c.at("num_query_pool_stages").get<std::int64_t>();
+    const auto qs = c.at("query_stride").get<std::vector<std::int64_t>>();
+    IREPA_CHECK(qs.size() == 2 && qs[0] == qs[1], "golden: SAM2 query_stride {} is not a square stride", c.at("query_stride").dump());
+    s.q_stride = qs[0];
+    s.mlp_ratio = c.at("mlp_ratio").get<double>();
+    s.norm_eps = c.at("layer_norm_eps").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("golden: SAM2 config is missing a key or has a wrong type: {}", e.what());
+  }
+  s.validate("golden SAM2 config");
+  return s;
+}
+
+/// Runs an `encoder:sam2` file in T: the preprocessed input and the trunk's tokens.
+template <class T>
+std::vector<Row> check_sam2_encoder(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
+  Sam2Encoder<T> enc(sam2_setup(config_of(f)));
+  enc.load(f, "params/vision_encoder.backbone.");
+  return encoder_rows(enc, f, tol, ctx);
 }
 
 /// The fixed inputs of an objective golden file: x, noise, t, y and one raw target per encoder.

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "irepa/models/hog.hpp"
+#include "irepa/models/sam2_encoder.hpp"
 #include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
@@ -73,6 +74,10 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
     return detail::load_encoder<SamEncoder<float>>(
         name, sam_config_from_name(name, resolution), path,
         "the model.safetensors of facebook/sam-vit-{base,large,huge} from HuggingFace, renamed");
+  if (name.starts_with("sam2-vit-"))  // SAM2: the Hiera trunk of HuggingFace's Sam2Model
+    return detail::load_encoder<Sam2Encoder<float>>(
+        name, sam2_config_from_name(name, resolution), path,
+        "the model.safetensors of facebook/sam2-hiera-{small,base-plus,large} from HuggingFace, renamed");
   VitConfig cfg;
   if (name.starts_with("webssl-")) {  // HuggingFace Dinov2Model: the architecture is in its config.json
     auto json_path = path;

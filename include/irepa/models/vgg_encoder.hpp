@@ -20,6 +20,7 @@
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/ops/conv.hpp"
+#include "irepa/ops/pool.hpp"
 #include "irepa/models/vit_encoder.hpp"
 #include "irepa/ops/resize.hpp"
 
@@ -124,7 +125,7 @@ struct VggEncoder {
         });
         h = std::move(y);
       }
-      h = max_pool(h);
+      h = ops::max_pool_channels_last<T>(ctx, h, 2);
       side /= 2;
     }
     Tensor<T> out(Shape{B, side * side, h.size(3)});  // [B, side, side, C] is already token-major
@@ -135,21 +136,6 @@ struct VggEncoder {
   Tensor<T> encode(const CpuContext& ctx, ConstView<T> images) const { return forward(ctx, preprocess(ctx, images)); }
 
  private:
-  /// 2x2 max pool, stride 2, on [B, H, W, C] (floor: a last odd row or column is dropped, as torch).
-  static Tensor<T> max_pool(const Tensor<T>& x) {
-    const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), h = H / 2, w = W / 2;
-    Tensor<T> y(Shape{B, h, w, C});
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t i = 0; i < h; ++i)
-        for (std::int64_t j = 0; j < w; ++j)
-          for (std::int64_t c = 0; c < C; ++c) {
-            const auto at = [&](std::int64_t r, std::int64_t q) { return x[((b * H + r) * W + q) * C + c]; };
-            y[((b * h + i) * w + j) * C + c] =
-                std::max(std::max(at(2 * i, 2 * j), at(2 * i, 2 * j + 1)), std::max(at(2 * i + 1, 2 * j), at(2 * i + 1, 2 * j + 1)));
-          }
-    return y;
-  }
-
   ParamArena<T> arena_;
 };
 

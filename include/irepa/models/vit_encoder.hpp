@@ -182,11 +182,14 @@ inline VitConfig other_config_from_name(std::string_view name, std::int64_t reso
     fail("ViT encoder '{}': WebSSL models take their architecture from the checkpoint's config.json "
          "(make_target_encoder reads <dir>/{}.json; vit_config_from_hf_dinov2 parses it)",
          name, name);
+  } else if (name.starts_with("sam-vit-") || name.starts_with("sam2-vit-") || name.starts_with("vgg-") ||
+             name.starts_with("hog-")) {
+    fail("'{}' is not a ViT encoder: make_target_encoder builds it (SamEncoder, Sam2Encoder, VggEncoder, HogEncoder)", name);
   } else {
     fail("ViT encoder '{}' is not available in this build; implemented: dinov2[mixed][reg]-vit-{{s,b,l,g}}, "
          "dinov3-vit-{{s16,b16,l16,h16plus,7b16}}, pe-vit-{{t,s,b,l,g}}[norm], spatialpe-vit-{{b,l,g}}, langpe-vit-{{l,g}}, clip-vit-L, "
          "mae-vit-l, mocov3-vit-{{s,b,l}}, dino-vit-{{s,b}}, jepa-vit-h, siglip-vit-{{b,l,so400m}}, siglip2-vit-{{b,l,so400m,g}}, "
-         "webssl-* (HF config.json), sam-vit-{{b,l,h}} (SamEncoder)",
+         "webssl-* (HF config.json); other encoders: sam-vit-{{b,l,h}}, sam2-vit-{{s,b,l}}, vgg-*, hog-*",
          name);
   }
   return c;
