@@ -267,6 +267,6 @@ TEST_CASE("parameter arenas save and load by name, and mismatches are named", "[
                         "missing 'model.fc2.weight' [2, 4]", "unexpected 'model.fc3.weight'", "bad.safetensors");
     for (std::int64_t i = 0; i < pc.numel(); ++i) REQUIRE(pc.values()[i] == 7.0f);
     // Tolerating extra tensors still refuses the missing and mis-shaped ones.
-    REQUIRE_IREPA_ERROR(io::load_params(io::SafeTensorsFile(bad), pc, "model.", {.allow_unexpected = true}), "missing");
+    REQUIRE_IREPA_ERROR(io::load_params(io::SafeTensorsFile(bad), pc, "model.", {.allow_unexpected = true, .read_by_caller = {}}), "missing");
   }
 }

@@ -166,9 +166,9 @@ TEST_CASE("irepa-extract-features writes HOG targets into shards that irepa-trai
   CHECK(slurp(dir.string() + "_t.log").find("1 target encoder(s)") != std::string::npos);
   CHECK(fs::exists(dir / "out" / "s" / "checkpoints" / "0000005.safetensors"));
   // An encoder the build does not have is refused by name.
-  CHECK(std::system((std::string(IREPA_EXTRACT_TOOL) + " --enc-type sam2-vit-l --output-dir " + (dir / "x").string() + " > " +
+  CHECK(std::system((std::string(IREPA_EXTRACT_TOOL) + " --enc-type radio-vit-h --output-dir " + (dir / "x").string() + " > " +
                      dir.string() + "_y.log 2>&1").c_str()) != 0);
-  CHECK(slurp(dir.string() + "_y.log").find("'sam2-vit-l' is not available") != std::string::npos);
+  CHECK(slurp(dir.string() + "_y.log").find("'radio-vit-h' is not available") != std::string::npos);
   fs::remove_all(dir);
   for (const char* s : {"_x.log", "_t.log", "_y.log"}) fs::remove(dir.string() + s);
 }
