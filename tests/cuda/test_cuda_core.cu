@@ -1,6 +1,7 @@
 // CUDA side of the core (label "cuda"; needs a GPU): device tensors and contexts, Philox on the
 // device against the host (uniform and normal draws bit-identical, float and double), and bf16
 // rounding of CUDA's __float2bfloat16_rn against Eigen's on the host (bit-identical).
+// Also the device memory cache and cuBLAS error reporting.
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -8,24 +9,16 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "cuda_test_support.hpp"
 #include "irepa/core/context.hpp"
 #include "irepa/core/dtype.hpp"
 #include "irepa/core/rng.hpp"
 #include "irepa/core/tensor.hpp"
 
 namespace {
-int failures = 0;
-#define EXPECT(cond, ...)                         \
-  do {                                            \
-    if (!(cond)) {                                \
-      ++failures;                                 \
-      std::printf("FAILED %s: ", #cond);          \
-      std::printf(__VA_ARGS__);                   \
-      std::printf("\n");                          \
-    }                                             \
-  } while (0)
 
 template <class T>
 __global__ void philox_kernel(std::uint32_t k0, std::uint32_t k1, std::uint64_t stream, std::int64_t n, T* u, T* z) {
@@ -57,9 +50,9 @@ void compare_philox(const irepa::CudaContext& ctx, std::int64_t n) {
     umis += std::memcmp(&gu[i], &hu[i], sizeof(T)) != 0;
     zmis += std::memcmp(&gz[i], &hz[i], sizeof(T)) != 0;
   }
-  EXPECT(umis == 0, "%s: %lld of %lld uniform draws differ between device and host", sizeof(T) == 4 ? "float" : "double",
+  IREPA_CUDA_EXPECT(umis == 0, "%s: %lld of %lld uniform draws differ between device and host", sizeof(T) == 4 ? "float" : "double",
          static_cast<long long>(umis), static_cast<long long>(n));
-  EXPECT(zmis == 0, "%s: %lld of %lld normal draws differ between device and host", sizeof(T) == 4 ? "float" : "double",
+  IREPA_CUDA_EXPECT(zmis == 0, "%s: %lld of %lld normal draws differ between device and host", sizeof(T) == 4 ? "float" : "double",
          static_cast<long long>(zmis), static_cast<long long>(n));
 }
 
@@ -72,11 +65,7 @@ __global__ void bf16_kernel(const float* in, std::uint16_t* out, std::int64_t n)
 }  // namespace
 
 int main() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("no CUDA device\n");
-    return 1;
-  }
+  if (!cuda_test::have_device()) return 1;
   irepa::CudaContext ctx(0);
   compare_philox<float>(ctx, 1 << 22);
   compare_philox<double>(ctx, 1 << 21);
@@ -96,9 +85,39 @@ int main() {
   irepa::CudaContext::check(cudaMemcpy(gb.data(), db.data(), m * sizeof(std::uint16_t), cudaMemcpyDeviceToHost), "cudaMemcpy");
   std::int64_t bmis = 0;
   for (std::int64_t i = 0; i < m; ++i) bmis += gb[i] != Eigen::numext::bit_cast<std::uint16_t>(irepa::bf16(f[i]));
-  EXPECT(bmis == 0, "%lld of %lld bf16 conversions differ between CUDA and Eigen", static_cast<long long>(bmis),
+  IREPA_CUDA_EXPECT(bmis == 0, "%lld of %lld bf16 conversions differ between CUDA and Eigen", static_cast<long long>(bmis),
          static_cast<long long>(m));
 
-  std::printf("cuda_core: %s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-  return failures ? 1 : 0;
+
+  // The device memory cache: a freed block of a size class comes back for the next request of
+  // that class, without cudaMalloc; the counts follow.
+  {
+    auto& cache = irepa::detail::CudaMemoryCache::instance();
+    const auto before = cache.stats();
+    const void* first = nullptr;
+    {
+      irepa::Tensor<float, irepa::Cuda> a(irepa::Shape{1000});
+      first = a.data();
+      IREPA_CUDA_EXPECT(cache.stats().in_use == before.in_use + 4096, "in use %zu after a 4000-byte tensor (was %zu)",
+                        cache.stats().in_use, before.in_use);
+    }
+    irepa::Tensor<float, irepa::Cuda> b(irepa::Shape{1010});  // the same 4096-byte class
+    IREPA_CUDA_EXPECT(b.data() == first, "the cached block was not reused");
+    IREPA_CUDA_EXPECT(cache.stats().peak_in_use >= before.in_use + 4096, "peak %zu", cache.stats().peak_in_use);
+  }
+  // cuBLAS errors become irepa::Error naming the call and cuBLAS's status.
+  {
+    const float one = 1;
+    bool named = false;
+    try {
+      irepa::CudaContext::check_cublas(
+          cublasSgemm(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, -1, 1, 1, &one, nullptr, 1, nullptr, 1, &one, nullptr, 1),
+          "cublasSgemm (m = -1)");
+    } catch (const irepa::Error& e) {
+      named = std::string(e.what()).find("cublasSgemm (m = -1)") != std::string::npos &&
+              std::string(e.what()).find("status") != std::string::npos;
+    }
+    IREPA_CUDA_EXPECT(named, "an invalid cuBLAS call was not an irepa::Error naming it");
+  }
+  return cuda_test::finish("cuda_core");
 }

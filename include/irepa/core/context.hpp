@@ -2,8 +2,8 @@
 // Execution contexts, one per device. Ops take the context of their device as the first
 // argument; the backend is chosen once, when the user creates the context.
 //  - CpuContext: an Eigen thread pool and ThreadPoolDevice (thread count settable).
-//  - CudaContext: device, stream and library handles. Only the stream exists yet; cuBLAS(Lt),
-//    cuDNN handles and the workspace arrive with the CUDA backend (they stay null until then).
+//  - CudaContext: device, stream, cuBLAS and cuBLASLt handles bound to that stream, and the
+//    GEMM workspace; errors of CUDA and cuBLAS calls become irepa::Error naming the call.
 
 #include <algorithm>
 #include <cstdint>
@@ -15,6 +15,12 @@
 #include "irepa/core/device.hpp"
 #include "irepa/core/eigen.hpp"
 #include "irepa/core/error.hpp"
+
+#if defined(IREPA_WITH_CUDA)
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#endif
 
 namespace irepa {
 
@@ -79,11 +85,19 @@ class CpuContext {
 class CudaContext {
  public:
   using device_type = Cuda;
+  static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // cuBLAS(Lt) split-K and friends
 
   explicit CudaContext(int device = 0) : device_(device) {
 #if defined(IREPA_WITH_CUDA)
     check(cudaSetDevice(device), "cudaSetDevice");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check_cublas(cublasCreate(&cublas_), "cublasCreate");
+    check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
+    check_cublas(cublasLtCreate(&cublaslt_), "cublasLtCreate");
+    workspace_ = Cuda::allocate(kWorkspaceBytes);
+    check_cublas(cublasSetWorkspace(cublas_, workspace_, kWorkspaceBytes), "cublasSetWorkspace");
+    // fp32 GEMMs stay fp32 (no TF32) unless a caller asks: the float path is the parity path.
+    check_cublas(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
 #else
     fail("CudaContext: irepa was built without CUDA (configure with IREPA_ENABLE_CUDA=ON; "
          "CUDA code is compiled by nvcc and linked with irepa::cuda)");
@@ -93,6 +107,10 @@ class CudaContext {
   CudaContext& operator=(const CudaContext&) = delete;
   ~CudaContext() {
 #if defined(IREPA_WITH_CUDA)
+    if (stream_) cudaStreamSynchronize(stream_);
+    if (cublaslt_) cublasLtDestroy(cublaslt_);
+    if (cublas_) cublasDestroy(cublas_);
+    Cuda::deallocate(workspace_);
     if (stream_) cudaStreamDestroy(stream_);
 #endif
   }
@@ -101,10 +119,18 @@ class CudaContext {
   static constexpr std::string_view name() { return "cuda"; }
 #if defined(IREPA_WITH_CUDA)
   cudaStream_t stream() const { return stream_; }
+  cublasHandle_t cublas() const { return cublas_; }
+  cublasLtHandle_t cublaslt() const { return cublaslt_; }
+  void* workspace() const { return workspace_; }
   void synchronize() const { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
   static void check(cudaError_t e, std::string_view call) {
     if (e != cudaSuccess) fail("{}: {} ({})", call, cudaGetErrorString(e), cudaGetErrorName(e));
   }
+  static void check_cublas(cublasStatus_t s, std::string_view call) {
+    if (s != CUBLAS_STATUS_SUCCESS) fail("{}: {} (cuBLAS status {})", call, cublasGetStatusString(s), static_cast<int>(s));
+  }
+  /// After a kernel launch: a bad configuration is reported here, with the kernel's name.
+  static void check_launch(std::string_view kernel) { check(cudaGetLastError(), kernel); }
 #else
   void synchronize() const {}
 #endif
@@ -113,6 +139,9 @@ class CudaContext {
   int device_ = 0;
 #if defined(IREPA_WITH_CUDA)
   cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  cublasLtHandle_t cublaslt_ = nullptr;
+  void* workspace_ = nullptr;
 #endif
 };
 

@@ -11,6 +11,11 @@
 
 #if defined(IREPA_WITH_CUDA)
 #include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 #endif
 
 namespace irepa {
@@ -28,16 +33,98 @@ struct Cpu {
   static void deallocate(void* p) noexcept { std::free(p); }
 };
 
+#if defined(IREPA_WITH_CUDA)
+namespace detail {
+
+/// The device memory cache behind Cuda::allocate. cudaMalloc / cudaFree synchronise the device,
+/// so freed blocks are kept by size class and handed out again. A block freed on the host may
+/// still be read by kernels in flight; reusing it is safe because every irepa op runs on its
+/// context's single stream, in order (the rule PyTorch's caching allocator has too). Sizes are
+/// rounded up to 512 bytes below 1 MiB and to 2 MiB above, so near sizes share blocks.
+class CudaMemoryCache {
+ public:
+  struct Stats {
+    std::size_t in_use = 0, cached = 0, peak_in_use = 0;
+  };
+  static CudaMemoryCache& instance() {
+    static CudaMemoryCache* c = new CudaMemoryCache;  // never destroyed: tensors in statics free into it at exit
+    return *c;
+  }
+  static std::size_t rounded(std::size_t bytes) {
+    const std::size_t q = bytes < (std::size_t{1} << 20) ? 512 : (std::size_t{2} << 20);
+    return (bytes + q - 1) / q * q;
+  }
+  void* allocate(std::size_t bytes) {
+    const std::size_t size = rounded(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    void* p = nullptr;
+    if (auto it = free_.find(size); it != free_.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      stats_.cached -= size;
+    } else {
+      cudaError_t e = cudaMalloc(&p, size);
+      if (e == cudaErrorMemoryAllocation) {  // give the cache back to the driver and try once more
+        (void)cudaGetLastError();
+        release_locked();
+        e = cudaMalloc(&p, size);
+      }
+      if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        fail("cudaMalloc({} bytes): {} ({} bytes in use, {} cached)", size, cudaGetErrorString(e), stats_.in_use, stats_.cached);
+      }
+    }
+    sizes_[p] = size;
+    stats_.in_use += size;
+    stats_.peak_in_use = std::max(stats_.peak_in_use, stats_.in_use);
+    return p;
+  }
+  void deallocate(void* p) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = sizes_.find(p);
+    if (it == sizes_.end()) return;
+    free_[it->second].push_back(p);
+    stats_.in_use -= it->second;
+    stats_.cached += it->second;
+    sizes_.erase(it);
+  }
+  /// Frees every cached block (cudaFree).
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    release_locked();
+  }
+  Stats stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.peak_in_use = stats_.in_use;
+  }
+
+ private:
+  void release_locked() {
+    for (auto& [size, blocks] : free_)
+      for (void* b : blocks) cudaFree(b);
+    free_.clear();
+    stats_.cached = 0;
+  }
+  mutable std::mutex mutex_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::unordered_map<void*, std::size_t> sizes_;
+  Stats stats_;
+};
+
+}  // namespace detail
+#endif
+
 struct Cuda {
   static constexpr std::string_view name = "cuda";
   static constexpr bool host_accessible = false;
   static void* allocate(std::size_t bytes) {
 #if defined(IREPA_WITH_CUDA)
     if (bytes == 0) return nullptr;
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, bytes);
-    if (e != cudaSuccess) fail("cudaMalloc({} bytes): {}", bytes, cudaGetErrorString(e));
-    return p;
+    return detail::CudaMemoryCache::instance().allocate(bytes);
 #else
     (void)bytes;
     fail("Cuda::allocate: this translation unit was built without CUDA "
@@ -46,7 +133,7 @@ struct Cuda {
   }
   static void deallocate(void* p) noexcept {
 #if defined(IREPA_WITH_CUDA)
-    if (p) cudaFree(p);
+    if (p) detail::CudaMemoryCache::instance().deallocate(p);
 #else
     (void)p;
 #endif
