@@ -5,8 +5,9 @@
 #       -DCMAKE_CUDA_ARCHITECTURES=${IREPA_CUDA_ARCH:-90} (H100), builds every CUDA test and the
 #       benchmarks, and copies them with the non-CUDA shared libraries they need into a bundle
 #       folder (default build/gpu-bundle, a few MiB).
-#   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test and the
-#       benchmarks from the bundle and prints a short table last (exit 1 when a test fails).
+#   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test (test_cuda_core,
+#       test_cuda_ops) and the benchmarks (irepa-bench-cuda-ops: our CUDA ops next to cuBLAS's
+#       bf16 GEMM ceiling) from the bundle, and prints the tables last (exit 1 when a test fails).
 #
 # With the device tool: build here, then run with carry ["build/gpu-bundle"] and the command
 # "scripts/gpu-check.sh run".
@@ -44,8 +45,10 @@ run)
   }
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
   for t in "$bundle"/tests/*; do step "$(basename "$t")" "$t"; done
+  [ -x "$bundle/bench/irepa-bench-cuda-ops" ] && step bench-cuda-ops "$bundle/bench/irepa-bench-cuda-ops" --batch 256 --reps 20
   [ -x "$bundle/bench/irepa-bench-ops" ] && step bench-ops "$bundle/bench/irepa-bench-ops" --benchmark_min_time=0.2 \
     --benchmark_filter='linear|attention' --threads 16
+  if [ -f "$log/bench-cuda-ops.log" ]; then echo; echo "== CUDA ops (irepa-bench-cuda-ops)"; cat "$log/bench-cuda-ops.log"; fi
   echo
   echo "| step | result | time |"
   echo "|---|---|---|"

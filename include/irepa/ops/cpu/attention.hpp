@@ -35,12 +35,13 @@ struct AttentionSpec {
 
 /// What backward needs: the transformed q, k and v, the probabilities, and (with q/k norm)
 /// the raw q, k and their RMS factors. Activation memory: 4 B H T hd + B H T T (+ 2 B H T hd).
-template <class T>
+/// D: where the tensors live (the CUDA overloads in ops/cuda/attention.cuh fill a Cuda one).
+template <class T, class D = Cpu>
 struct AttentionCache {
-  Tensor<T> q, k, v;         // [B, H, T, hd], after norm and RoPE
-  Tensor<T> q_raw, k_raw;    // [B, H, T, hd], before norm (only with q/k norm)
-  Tensor<T> q_r, k_r;        // [B, H, T] RMS factors (only with q/k norm)
-  Tensor<T> probs;           // [B, H, T, T]
+  Tensor<T, D> q, k, v;         // [B, H, T, hd], after norm and RoPE
+  Tensor<T, D> q_raw, k_raw;    // [B, H, T, hd], before norm (only with q/k norm)
+  Tensor<T, D> q_r, k_r;        // [B, H, T] RMS factors (only with q/k norm)
+  Tensor<T, D> probs;           // [B, H, T, T]
 };
 
 namespace detail {

@@ -70,13 +70,35 @@ void add_column_sums(const CpuContext& ctx, const T* rows, std::int64_t N, std::
   });
 }
 
+inline void check_layer_norm(std::string_view op, const Shape& x, const Shape& y, const Shape& rstd) {
+  check_shape(op, "output", y, x);
+  check_shape(op, "rstd", rstd, Shape{x.rows()});
+}
+inline void check_layer_norm_backward(std::string_view op, const Shape& y, const Shape& rstd, const Shape& dy, const Shape& dx) {
+  check_shape(op, "dy", dy, y);
+  check_shape(op, "dx", dx, y);
+  check_shape(op, "rstd", rstd, Shape{y.rows()});
+}
+inline void check_rms_norm(std::string_view op, const Shape& x, const Shape& w, const Shape& y, const Shape& r) {
+  check_shape(op, "weight", w, Shape{x.last()});
+  check_shape(op, "output", y, x);
+  check_shape(op, "r", r, Shape{x.rows()});
+}
+inline void check_rms_norm_backward(std::string_view op, const Shape& x, const Shape& w, const Shape& r, const Shape& dy,
+                                    const Shape& dx, const Shape& dw) {
+  check_shape(op, "weight", w, Shape{x.last()});
+  check_shape(op, "dw", dw, Shape{x.last()});
+  check_shape(op, "dy", dy, x);
+  check_shape(op, "dx", dx, x);
+  check_shape(op, "r", r, Shape{x.rows()});
+}
+
 }  // namespace detail
 
 /// y = LayerNorm(x) without affine parameters. x, y [..., D]; rstd [rows] (saved for backward).
 template <class T>
 void layer_norm_forward(const CpuContext& ctx, In<T> x, T eps, TensorView<T> y, TensorView<T> rstd) {
-  check_shape("layer_norm_forward", "output", y.shape(), x.shape());
-  check_shape("layer_norm_forward", "rstd", rstd.shape(), Shape{x.shape().rows()});
+  detail::check_layer_norm("layer_norm_forward", x.shape(), y.shape(), rstd.shape());
   check_contiguous("layer_norm_forward", x, y, rstd);
   const std::int64_t D = x.shape().last();
   ctx.parallel_for(x.shape().rows(), 5.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
@@ -87,9 +109,7 @@ void layer_norm_forward(const CpuContext& ctx, In<T> x, T eps, TensorView<T> y, 
 /// dx (assigned) from the forward's output y and rstd.
 template <class T>
 void layer_norm_backward(const CpuContext& ctx, In<T> y, In<T> rstd, In<T> dy, TensorView<T> dx) {
-  check_shape("layer_norm_backward", "dy", dy.shape(), y.shape());
-  check_shape("layer_norm_backward", "dx", dx.shape(), y.shape());
-  check_shape("layer_norm_backward", "rstd", rstd.shape(), Shape{y.shape().rows()});
+  detail::check_layer_norm_backward("layer_norm_backward", y.shape(), rstd.shape(), dy.shape(), dx.shape());
   check_contiguous("layer_norm_backward", y, rstd, dy, dx);
   const std::int64_t D = y.shape().last();
   ctx.parallel_for(y.shape().rows(), 6.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
@@ -102,9 +122,7 @@ void layer_norm_backward(const CpuContext& ctx, In<T> y, In<T> rstd, In<T> dy, T
 template <class T>
 void rms_norm_forward(const CpuContext& ctx, In<T> x, In<T> w, T eps, TensorView<T> y, TensorView<T> r) {
   const std::int64_t D = x.shape().last();
-  check_shape("rms_norm_forward", "weight", w.shape(), Shape{D});
-  check_shape("rms_norm_forward", "output", y.shape(), x.shape());
-  check_shape("rms_norm_forward", "r", r.shape(), Shape{x.shape().rows()});
+  detail::check_rms_norm("rms_norm_forward", x.shape(), w.shape(), y.shape(), r.shape());
   check_contiguous("rms_norm_forward", x, w, y, r);
   ctx.parallel_for(x.shape().rows(), 4.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t i = r0; i < r1; ++i) r[i] = detail::rms_norm_row(x.data() + i * D, w.data(), D, eps, y.data() + i * D);
@@ -115,11 +133,7 @@ void rms_norm_forward(const CpuContext& ctx, In<T> x, In<T> w, T eps, TensorView
 template <class T>
 void rms_norm_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> r, In<T> dy, TensorView<T> dx, TensorView<T> dw) {
   const std::int64_t D = x.shape().last(), N = x.shape().rows();
-  check_shape("rms_norm_backward", "weight", w.shape(), Shape{D});
-  check_shape("rms_norm_backward", "dw", dw.shape(), Shape{D});
-  check_shape("rms_norm_backward", "dy", dy.shape(), x.shape());
-  check_shape("rms_norm_backward", "dx", dx.shape(), x.shape());
-  check_shape("rms_norm_backward", "r", r.shape(), Shape{N});
+  detail::check_rms_norm_backward("rms_norm_backward", x.shape(), w.shape(), r.shape(), dy.shape(), dx.shape(), dw.shape());
   check_contiguous("rms_norm_backward", x, w, r, dy, dx, dw);
   Tensor<T> dw_rows(Shape{N, D});  // per-row contributions, reduced below
   ctx.parallel_for(N, 6.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {

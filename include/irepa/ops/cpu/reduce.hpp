@@ -11,14 +11,26 @@
 
 namespace irepa::ops {
 
+namespace detail {
+inline void check_token_mean_std(std::string_view op, const Shape& x, const Shape& mean, const Shape& std) {
+  IREPA_CHECK(x.rank() == 3 && x[1] >= 2, "{}: input has shape {}, expected [B, T >= 2, D]", op, x.str());
+  check_shape(op, "mean", mean, Shape{x[0], x[2]});
+  check_shape(op, "std", std, Shape{x[0], x[2]});
+}
+inline void check_token_mean_std_backward(std::string_view op, const Shape& x, const Shape& mean, const Shape& std,
+                                          const Shape& dmean, const Shape& dstd, const Shape& dx) {
+  check_token_mean_std(op, x, mean, std);
+  check_shape(op, "dmean", dmean, mean);
+  check_shape(op, "dstd", dstd, mean);
+  check_shape(op, "dx", dx, x);
+}
+}  // namespace detail
+
 /// mean[b, d] = mean_t x[b, t, d]; std[b, d] = sqrt(sum_t (x - mean)^2 / (T - 1)).
 /// x [B, T, D]; mean, std [B, D]. Needs T >= 2.
 template <class T>
 void token_mean_std_forward(const CpuContext& ctx, In<T> x, TensorView<T> mean, TensorView<T> std) {
-  IREPA_CHECK(x.rank() == 3 && x.size(1) >= 2, "token_mean_std_forward: input has shape {}, expected [B, T >= 2, D]",
-              x.shape().str());
-  check_shape("token_mean_std_forward", "mean", mean.shape(), Shape{x.size(0), x.size(2)});
-  check_shape("token_mean_std_forward", "std", std.shape(), Shape{x.size(0), x.size(2)});
+  detail::check_token_mean_std("token_mean_std_forward", x.shape(), mean.shape(), std.shape());
   check_contiguous("token_mean_std_forward", x, mean, std);
   const std::int64_t N = x.size(1), D = x.size(2);
   ctx.parallel_for(x.size(0), 4.0 * static_cast<double>(N * D), [&](std::int64_t b0, std::int64_t b1) {
@@ -43,14 +55,8 @@ void token_mean_std_forward(const CpuContext& ctx, In<T> x, TensorView<T> mean, 
 template <class T>
 void token_mean_std_backward(const CpuContext& ctx, In<T> x, In<T> mean, In<T> std, In<T> dmean, In<T> dstd,
                              TensorView<T> dx) {
-  IREPA_CHECK(x.rank() == 3 && x.size(1) >= 2, "token_mean_std_backward: input has shape {}, expected [B, T >= 2, D]",
-              x.shape().str());
-  const Shape bd{x.size(0), x.size(2)};
-  check_shape("token_mean_std_backward", "mean", mean.shape(), bd);
-  check_shape("token_mean_std_backward", "std", std.shape(), bd);
-  check_shape("token_mean_std_backward", "dmean", dmean.shape(), bd);
-  check_shape("token_mean_std_backward", "dstd", dstd.shape(), bd);
-  check_shape("token_mean_std_backward", "dx", dx.shape(), x.shape());
+  detail::check_token_mean_std_backward("token_mean_std_backward", x.shape(), mean.shape(), std.shape(), dmean.shape(), dstd.shape(),
+                                        dx.shape());
   check_contiguous("token_mean_std_backward", x, mean, std, dmean, dstd, dx);
   const std::int64_t N = x.size(1), D = x.size(2);
   ctx.parallel_for(x.size(0) * N, 5.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
@@ -116,11 +122,12 @@ void l2_normalize_backward(const CpuContext& ctx, In<T> y, In<T> norm, In<T> dy,
   });
 }
 
-/// What cosine_similarity_backward needs: both normalised inputs and their norms.
-template <class T>
+/// What cosine_similarity_backward needs: both normalised inputs and their norms (D: where they
+/// live; ops/cuda/reduce.cuh fills a Cuda one).
+template <class T, class D = Cpu>
 struct CosineCache {
-  Tensor<T> an, bn;        // [..., D] normalised rows
-  Tensor<T> a_norm, b_norm; // [rows]
+  Tensor<T, D> an, bn;         // [..., D] normalised rows
+  Tensor<T, D> a_norm, b_norm;  // [rows]
 };
 
 /// s[r] = <a_r / max(|a_r|, eps), b_r / max(|b_r|, eps)>.  a, b [..., D]; s [rows].

@@ -1,0 +1,168 @@
+#include "cpu_reference.hpp"
+
+#include <cmath>
+
+#include "irepa/align/normalizers.hpp"
+#include "irepa/ops/activation.hpp"
+#include "irepa/ops/reduce.hpp"
+#include "irepa/ops/attention.hpp"
+#include "irepa/ops/linear.hpp"
+#include "irepa/ops/modulate.hpp"
+#include "irepa/ops/norm.hpp"
+#include "irepa/ops/rope.hpp"
+#include "irepa/train/optim.hpp"
+
+namespace cpu_ref {
+
+using namespace irepa;
+
+namespace {
+const CpuContext& cpu() {
+  static const CpuContext c(2);
+  return c;
+}
+}  // namespace
+
+T2 gelu_tanh_forward(const T2& x) {
+  T2 y(x.shape());
+  ops::gelu_tanh_forward<double>(cpu(), x, y.view());
+  return y;
+}
+T2 gelu_tanh_backward(const T2& x, const T2& dy) {
+  T2 dx(x.shape());
+  ops::gelu_tanh_backward<double>(cpu(), x, dy, dx.view());
+  return dx;
+}
+T2 silu_forward(const T2& x) {
+  T2 y(x.shape());
+  ops::silu_forward<double>(cpu(), x, y.view());
+  return y;
+}
+T2 silu_backward(const T2& x, const T2& dy) {
+  T2 dx(x.shape());
+  ops::silu_backward<double>(cpu(), x, dy, dx.view());
+  return dx;
+}
+T2 swiglu_forward(const T2& x) {
+  Shape s = x.shape();
+  s[-1] /= 2;
+  T2 y(s);
+  ops::swiglu_forward<double>(cpu(), x, y.view());
+  return y;
+}
+T2 swiglu_backward(const T2& x, const T2& dy) {
+  T2 dx(x.shape());
+  ops::swiglu_backward<double>(cpu(), x, dy, dx.view());
+  return dx;
+}
+std::pair<T2, T2> rope(const T2& x, const T2& dy, std::int64_t gh, std::int64_t gw, bool interleaved, T2& cos, T2& sin) {
+  auto [c, s] = ops::rope_table_axial_2d<double>(gh, gw, x.size(3));
+  cos = std::move(c), sin = std::move(s);
+  const auto mode = interleaved ? ops::RopeMode::Interleaved : ops::RopeMode::HalfSplit;
+  T2 y(x.shape()), dx(x.shape());
+  ops::rope_forward<double>(cpu(), x, cos, sin, mode, y.view());
+  ops::rope_backward<double>(cpu(), cos, sin, mode, dy, dx.view());
+  return {std::move(y), std::move(dx)};
+}
+T2 modulate_forward(const T2& x, const T2& shift, const T2& scale) {
+  T2 y(x.shape());
+  ops::modulate_forward<double>(cpu(), x, shift, scale, y.view());
+  return y;
+}
+void modulate_backward(const T2& x, const T2& scale, const T2& dy, T2& dx, T2& dshift, T2& dscale) {
+  ops::modulate_backward<double>(cpu(), x, scale, dy, dx.view(), dshift.view(), dscale.view());
+}
+T2 gated_residual_forward(const T2& x, const T2& gate, const T2& y) {
+  T2 out(x.shape());
+  ops::gated_residual_forward<double>(cpu(), x, gate, y, out.view());
+  return out;
+}
+void gated_residual_backward(const T2& gate, const T2& y, const T2& dout, T2& dy, T2& dgate) {
+  ops::gated_residual_backward<double>(cpu(), gate, y, dout, dy.view(), dgate.view());
+}
+void layer_norm_forward(const T2& x, double eps, T2& y, T2& rstd) { ops::layer_norm_forward<double>(cpu(), x, eps, y.view(), rstd.view()); }
+T2 layer_norm_backward(const T2& y, const T2& rstd, const T2& dy) {
+  T2 dx(y.shape());
+  ops::layer_norm_backward<double>(cpu(), y, rstd, dy, dx.view());
+  return dx;
+}
+void rms_norm_forward(const T2& x, const T2& w, double eps, T2& y, T2& r) { ops::rms_norm_forward<double>(cpu(), x, w, eps, y.view(), r.view()); }
+void rms_norm_backward(const T2& x, const T2& w, const T2& r, const T2& dy, T2& dx, T2& dw) {
+  ops::rms_norm_backward<double>(cpu(), x, w, r, dy, dx.view(), dw.view());
+}
+T2 linear_forward(const T2& x, const T2& w, const T2& b) {
+  Shape s = x.shape();
+  s[-1] = w.size(0);
+  T2 y(s);
+  ops::linear_forward<double>(cpu(), x, w, b, y.view());
+  return y;
+}
+void linear_backward(const T2& x, const T2& w, const T2& dy, T2& dx, T2& dw, T2& db) {
+  ops::linear_backward<double>(cpu(), x, w, dy, dx.view(), dw.view(), db.view());
+}
+
+void token_mean_std(const T2& x, const T2& dmean, const T2& dstd, T2& mean, T2& std, T2& dx) {
+  ops::token_mean_std_forward<double>(cpu(), x, mean.view(), std.view());
+  ops::token_mean_std_backward<double>(cpu(), x, mean, std, dmean, dstd, dx.view());
+}
+T2 spatial_norm(const T2& x, double alpha, double eps) {
+  T2 out(x.shape());
+  SpatialNorm{alpha, eps}.apply<double>(cpu(), x, out.view());
+  return out;
+}
+void cosine(const T2& a, const T2& b, const T2& ds, T2& s, T2& da, T2& db) {
+  const auto c = ops::cosine_similarity_forward<double>(cpu(), a, b, 1e-8, s.view());
+  ops::cosine_similarity_backward<double>(cpu(), c, ds, 1e-8, da.view(), db.view());
+}
+void l2_normalize(const T2& a, const T2& dy, T2& y, T2& norm, T2& dx) {
+  ops::l2_normalize_forward<double>(cpu(), a, 1e-12, y.view(), norm.view());
+  ops::l2_normalize_backward<double>(cpu(), y, norm, dy, 1e-12, dx.view());
+}
+void attention(const T2& qkv, std::int64_t heads, const T2& dout, T2& out, T2& dqkv) {
+  ops::AttentionSpec<double> spec;
+  spec.heads = heads;
+  const auto cache = ops::attention_forward<double>(cpu(), qkv, spec, out.view());
+  ops::attention_backward<double>(cpu(), spec, cache, dout, dqkv.view());
+}
+
+namespace {
+struct TwoParams {
+  Param<double> a, b;
+  template <class V>
+  void visit_params(V&& v, std::string_view prefix) {
+    v(join_name(prefix, "a.weight"), a);
+    v(join_name(prefix, "b.bias"), b);
+  }
+};
+}  // namespace
+
+AdamWRun adamw_steps(const T2& p0, const std::vector<T2>& grads, std::int64_t n0, double lr, double weight_decay) {
+  const std::int64_t n = p0.numel();
+  TwoParams model{Param<double>(Shape{n0}), Param<double>(Shape{n - n0})};
+  ParamArena<double> arena(model);
+  std::copy_n(p0.data(), n, arena.values().data());
+  AdamWOptions opt;
+  opt.lr = lr, opt.weight_decay = weight_decay;
+  opt.decay = [](std::string_view name, const Shape&) { return name.ends_with("weight"); };
+  AdamW<double> adamw(arena, opt);
+  Ema<double> e0(arena, 0.999), e1(arena, 0.9);
+  AdamWRun out;
+  for (std::size_t s = 0; s < grads.size(); ++s) {
+    std::copy_n(grads[s].data(), n, arena.grads().data());
+    const double clip = clip_coefficient(grad_norm(cpu(), arena), 1.0);
+    out.clip.push_back(clip);
+    adamw.step(cpu(), arena, lr, clip, {&e0, &e1}, static_cast<std::int64_t>(s) + 1);
+  }
+  auto copy = [n](const double* src) {
+    T2 t(Shape{n});
+    std::copy_n(src, n, t.data());
+    return t;
+  };
+  out.values = copy(arena.values().data());
+  out.ema0 = copy(e0.values().data());
+  out.ema1 = copy(e1.values().data());
+  out.exp_avg_sq = copy(adamw.exp_avg_sq().data());
+  return out;
+}
+
+}  // namespace cpu_ref

@@ -1,0 +1,50 @@
+#pragma once
+// The CPU double ops the CUDA tests compare with, behind plain functions: compiled by the host
+// compiler in cpu_reference.cpp, so nvcc never instantiates the Eigen code of the CPU path.
+
+#include <utility>
+#include <vector>
+
+#include "irepa/core/tensor.hpp"
+
+namespace cpu_ref {
+
+using T2 = irepa::Tensor<double>;
+
+T2 gelu_tanh_forward(const T2& x);
+T2 gelu_tanh_backward(const T2& x, const T2& dy);
+T2 silu_forward(const T2& x);
+T2 silu_backward(const T2& x, const T2& dy);
+T2 swiglu_forward(const T2& x);
+T2 swiglu_backward(const T2& x, const T2& dy);
+/// RoPE on [B, T, H, hd] with JiT's axial table for a gh x gw grid (interleaved) or the same
+/// table read half-split; returns {forward of x, backward of dy}.
+std::pair<T2, T2> rope(const T2& x, const T2& dy, std::int64_t gh, std::int64_t gw, bool interleaved, T2& cos, T2& sin);
+T2 modulate_forward(const T2& x, const T2& shift, const T2& scale);
+void modulate_backward(const T2& x, const T2& scale, const T2& dy, T2& dx, T2& dshift, T2& dscale);
+T2 gated_residual_forward(const T2& x, const T2& gate, const T2& y);
+void gated_residual_backward(const T2& gate, const T2& y, const T2& dout, T2& dy, T2& dgate);
+void layer_norm_forward(const T2& x, double eps, T2& y, T2& rstd);
+T2 layer_norm_backward(const T2& y, const T2& rstd, const T2& dy);
+void rms_norm_forward(const T2& x, const T2& w, double eps, T2& y, T2& r);
+void rms_norm_backward(const T2& x, const T2& w, const T2& r, const T2& dy, T2& dx, T2& dw);  // dw accumulates
+T2 linear_forward(const T2& x, const T2& w, const T2& b);
+void linear_backward(const T2& x, const T2& w, const T2& dy, T2& dx, T2& dw, T2& db);  // dw, db accumulate
+/// token mean / std of x [B, T, D] and dx from dmean, dstd; SpatialNorm (alpha, eps) of x.
+void token_mean_std(const T2& x, const T2& dmean, const T2& dstd, T2& mean, T2& std, T2& dx);
+T2 spatial_norm(const T2& x, double alpha, double eps);
+/// Cosine similarity of rows (eps 1e-8) and its backward for ds; l2-normalisation of a and its backward for da_in.
+void cosine(const T2& a, const T2& b, const T2& ds, T2& s, T2& da, T2& db);
+void l2_normalize(const T2& a, const T2& dy, T2& y, T2& norm, T2& dx);
+/// Attention forward (out) and backward (dqkv) from qkv [B, N, 3D] and dout [B, N, D].
+void attention(const T2& qkv, std::int64_t heads, const T2& dout, T2& out, T2& dqkv);
+
+/// AdamW (lr, weight decay on the first n0 values only) with EMAs 0.999 and 0.9 fused, over
+/// the given gradients, each step clipped to norm 1: the arena's values, EMAs and exp_avg_sq after.
+struct AdamWRun {
+  T2 values, ema0, ema1, exp_avg_sq;
+  std::vector<double> clip;  // the clip factor of each step
+};
+AdamWRun adamw_steps(const T2& p0, const std::vector<T2>& grads, std::int64_t n0, double lr, double weight_decay);
+
+}  // namespace cpu_ref

@@ -1,0 +1,389 @@
+// CUDA ops against the CPU double path (label "cuda"; needs a GPU): activations (and SwiGLU,
+// RoPE), the alignment reductions (token mean / std, SpatialNorm, cosine, L2 norm), adaLN
+// modulate / gated residual, LayerNorm, RMSNorm, the linear layer (cuBLAS), attention and the
+// optimizer passes, forward and backward, at several shapes (not all equal, not powers of two),
+// in float (relative error <= 1e-5) and double (<= 1e-12); the mixed-precision bf16 linear at
+// <= 2e-2. Inputs are fresh random draws each run; the seed is printed so that a failure can be
+// replayed with IREPA_TEST_SEED.
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "cpu_reference.hpp"
+#include "cuda_test_support.hpp"
+#include "irepa/core/rng.hpp"
+#include "irepa/ops/cuda/activation.cuh"
+#include "irepa/ops/cuda/attention.cuh"
+#include "irepa/ops/cuda/linear.cuh"
+#include "irepa/ops/cuda/modulate.cuh"
+#include "irepa/ops/cuda/norm.cuh"
+#include "irepa/ops/cuda/optim.cuh"
+#include "irepa/ops/cuda/reduce.cuh"
+#include "irepa/ops/cuda/rope.cuh"
+
+using namespace irepa;
+
+namespace {
+
+using cuda_test::checks;
+using cuda_test::failures;
+std::uint64_t seed = 0;
+
+Tensor<double> randn(const Shape& s, double std = 1.0) {
+  static std::uint64_t stream = 0;
+  Tensor<double> t(s);
+  Philox(seed, ++stream).normal(t.view(), 0.0, std);
+  return t;
+}
+
+template <class T>
+Tensor<T> cast(const Tensor<double>& x) {
+  Tensor<T> y(x.shape());
+  for (std::int64_t i = 0; i < x.numel(); ++i) y[i] = static_cast<T>(x[i]);
+  return y;
+}
+
+template <class T>
+Tensor<T, Cuda> dev(const CudaContext& ctx, const Tensor<double>& x) {
+  const Tensor<T> h = cast<T>(x);
+  return to_device<T>(ctx, h.view());
+}
+
+/// ||got - want|| / ||want|| for a device result against the CPU double one.
+template <class T>
+void expect_close(const CudaContext& ctx, const std::string& what, const Tensor<T, Cuda>& got, const Tensor<double>& want,
+                  double tol = std::is_same_v<T, float> ? 1e-5 : 1e-12) {
+  const Tensor<T> h = to_host<T>(ctx, got.view());
+  ++checks;
+  if (h.numel() != want.numel()) {
+    ++failures;
+    std::printf("FAILED %s: %lld values, expected %lld\n", what.c_str(), static_cast<long long>(h.numel()),
+                static_cast<long long>(want.numel()));
+    return;
+  }
+  double d = 0, n = 0;
+  for (std::int64_t i = 0; i < h.numel(); ++i) {
+    d += (static_cast<double>(h[i]) - want[i]) * (static_cast<double>(h[i]) - want[i]);
+    n += want[i] * want[i];
+  }
+  const double rel = std::sqrt(d / std::max(n, 1e-300));
+  const bool ok = n > 0 && rel <= tol;  // an all-zero reference would prove nothing
+  if (!ok) ++failures;
+  std::printf("%-6s %-58s rel %.2e (tol %.0e) %s\n", std::is_same_v<T, float> ? "float" : "double", what.c_str(), rel, tol,
+              ok ? "ok" : "FAILED");
+}
+
+template <class T>
+void activations(const CudaContext& ctx, const Shape& s) {
+  const auto x = randn(s, 1.5), dy = randn(s);
+  Tensor<T, Cuda> y_(s), dx_(s);
+  const auto x_ = dev<T>(ctx, x), dy_ = dev<T>(ctx, dy);
+  ops::gelu_tanh_forward<T>(ctx, x_, y_.view());
+  expect_close(ctx, "gelu_tanh_forward " + s.str(), y_, cpu_ref::gelu_tanh_forward(x));
+  ops::gelu_tanh_backward<T>(ctx, x_, dy_, dx_.view());
+  expect_close(ctx, "gelu_tanh_backward " + s.str(), dx_, cpu_ref::gelu_tanh_backward(x, dy));
+  ops::silu_forward<T>(ctx, x_, y_.view());
+  expect_close(ctx, "silu_forward " + s.str(), y_, cpu_ref::silu_forward(x));
+  ops::silu_backward<T>(ctx, x_, dy_, dx_.view());
+  expect_close(ctx, "silu_backward " + s.str(), dx_, cpu_ref::silu_backward(x, dy));
+}
+
+template <class T>
+void swiglu_and_rope(const CudaContext& ctx, std::int64_t B, std::int64_t gh, std::int64_t gw, std::int64_t H, std::int64_t hd) {
+  const std::int64_t N = gh * gw;
+  const Shape xs{B, N, 2 * hd * H}, ys{B, N, hd * H};
+  const auto x = randn(xs, 1.5), dy = randn(ys);
+  Tensor<T, Cuda> y_(ys), dx_(xs);
+  const auto x_ = dev<T>(ctx, x);
+  ops::swiglu_forward<T>(ctx, x_, y_.view());
+  expect_close(ctx, "swiglu_forward " + xs.str(), y_, cpu_ref::swiglu_forward(x));
+  ops::swiglu_backward<T>(ctx, x_, dev<T>(ctx, dy), dx_.view());
+  expect_close(ctx, "swiglu_backward " + xs.str(), dx_, cpu_ref::swiglu_backward(x, dy));
+  const Shape rs{B, N, H, hd};
+  const auto q = randn(rs), dq = randn(rs);
+  for (const bool interleaved : {true, false}) {
+    Tensor<double> cos, sin;
+    const auto [want_y, want_dx] = cpu_ref::rope(q, dq, gh, gw, interleaved, cos, sin);
+    const auto mode = interleaved ? ops::RopeMode::Interleaved : ops::RopeMode::HalfSplit;
+    const std::string tag = std::string(interleaved ? " interleaved " : " half-split ") + rs.str();
+    auto q_ = dev<T>(ctx, q), dq_ = dev<T>(ctx, dq);
+    const auto cos_ = dev<T>(ctx, cos), sin_ = dev<T>(ctx, sin);
+    ops::rope_forward<T>(ctx, q_, cos_, sin_, mode, q_.view());  // in place, as allowed
+    expect_close(ctx, "rope_forward (in place)" + tag, q_, want_y);
+    ops::rope_backward<T>(ctx, cos_, sin_, mode, dq_, dq_.view());
+    expect_close(ctx, "rope_backward (in place)" + tag, dq_, want_dx);
+  }
+}
+
+template <class T>
+void adaln(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int64_t D) {
+  const Shape s{B, N, D}, v{B, D};
+  const auto x = randn(s), shift = randn(v, 0.5), scale = randn(v, 0.5), dy = randn(s), br = randn(s);
+  const std::string tag = " " + s.str();
+  Tensor<double> dx(s), dsh(v), dsc(v);
+  Tensor<T, Cuda> y_(s), dx_(s), dsh_(v), dsc_(v);
+  const auto x_ = dev<T>(ctx, x), scale_ = dev<T>(ctx, scale), dy_ = dev<T>(ctx, dy), br_ = dev<T>(ctx, br);
+  ops::modulate_forward<T>(ctx, x_, dev<T>(ctx, shift), scale_, y_.view());
+  expect_close(ctx, "modulate_forward" + tag, y_, cpu_ref::modulate_forward(x, shift, scale));
+  cpu_ref::modulate_backward(x, scale, dy, dx, dsh, dsc);
+  ops::modulate_backward<T>(ctx, x_, scale_, dy_, dx_.view(), dsh_.view(), dsc_.view());
+  expect_close(ctx, "modulate_backward dx" + tag, dx_, dx);
+  expect_close(ctx, "modulate_backward dshift" + tag, dsh_, dsh);
+  expect_close(ctx, "modulate_backward dscale" + tag, dsc_, dsc);
+  ops::gated_residual_forward<T>(ctx, x_, scale_, br_, y_.view());
+  expect_close(ctx, "gated_residual_forward" + tag, y_, cpu_ref::gated_residual_forward(x, scale, br));
+  cpu_ref::gated_residual_backward(scale, br, dy, dx, dsh);
+  ops::gated_residual_backward<T>(ctx, scale_, br_, dy_, dx_.view(), dsh_.view());
+  expect_close(ctx, "gated_residual_backward dy" + tag, dx_, dx);
+  expect_close(ctx, "gated_residual_backward dgate" + tag, dsh_, dsh);
+}
+
+template <class T>
+void norms(const CudaContext& ctx, std::int64_t rows, std::int64_t D) {
+  const Shape s{rows, D};
+  const std::string tag = " " + s.str();
+  auto x = randn(s, 2.0);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x[i] += 0.5;  // a mean to remove
+  const auto dy = randn(s), w = randn(Shape{D}, 0.3), dw0 = randn(Shape{D});
+  Tensor<double> y(s), r(Shape{rows}), dx(s), dw(Shape{D});
+  Tensor<T, Cuda> y_(s), r_(Shape{rows}), dx_(s);
+  const auto x_ = dev<T>(ctx, x), dy_ = dev<T>(ctx, dy), w_ = dev<T>(ctx, w);
+  cpu_ref::layer_norm_forward(x, 1e-6, y, r);
+  ops::layer_norm_forward<T>(ctx, x_, T(1e-6), y_.view(), r_.view());
+  expect_close(ctx, "layer_norm_forward y" + tag, y_, y);
+  expect_close(ctx, "layer_norm_forward rstd" + tag, r_, r);
+  ops::layer_norm_backward<T>(ctx, dev<T>(ctx, y), dev<T>(ctx, r), dy_, dx_.view());
+  expect_close(ctx, "layer_norm_backward" + tag, dx_, cpu_ref::layer_norm_backward(y, r, dy));
+  cpu_ref::rms_norm_forward(x, w, 1e-6, y, r);
+  ops::rms_norm_forward<T>(ctx, x_, w_, T(1e-6), y_.view(), r_.view());
+  expect_close(ctx, "rms_norm_forward y" + tag, y_, y);
+  std::copy_n(dw0.data(), D, dw.data());  // dw accumulates onto what is there
+  auto dw_ = dev<T>(ctx, dw0);
+  cpu_ref::rms_norm_backward(x, w, r, dy, dx, dw);
+  ops::rms_norm_backward<T>(ctx, x_, w_, dev<T>(ctx, r), dy_, dx_.view(), dw_.view());
+  expect_close(ctx, "rms_norm_backward dx" + tag, dx_, dx);
+  expect_close(ctx, "rms_norm_backward dw (accumulated)" + tag, dw_, dw);
+}
+
+/// A linear layer's inputs and the CPU double results: y, and dx, dw, db with dw, db
+/// accumulated onto dw0, db0.
+struct LinearCase {
+  std::string tag;
+  Tensor<double> x, w, b, dy, dw0, db0, y, dx, dw, db;
+  LinearCase(std::int64_t rows, std::int64_t I, std::int64_t O)
+      : tag(" rows " + std::to_string(rows) + " " + std::to_string(I) + " -> " + std::to_string(O)),
+        x(randn(Shape{rows, I})), w(randn(Shape{O, I}, 1.0 / std::sqrt(static_cast<double>(I)))), b(randn(Shape{O})),
+        dy(randn(Shape{rows, O})), dw0(randn(Shape{O, I})), db0(randn(Shape{O})), dx(Shape{rows, I}), dw(Shape{O, I}), db(Shape{O}) {
+    std::copy_n(dw0.data(), dw0.numel(), dw.data());
+    std::copy_n(db0.data(), db0.numel(), db.data());
+    y = cpu_ref::linear_forward(x, w, b);
+    cpu_ref::linear_backward(x, w, dy, dx, dw, db);
+  }
+};
+
+template <class T>
+void linear(const CudaContext& ctx, std::int64_t rows, std::int64_t I, std::int64_t O) {
+  const LinearCase c(rows, I, O);
+  Tensor<T, Cuda> y_(c.y.shape()), dx_(c.x.shape());
+  auto dw_ = dev<T>(ctx, c.dw0), db_ = dev<T>(ctx, c.db0);
+  const auto x_ = dev<T>(ctx, c.x), w_ = dev<T>(ctx, c.w);
+  ops::linear_forward<T>(ctx, x_, w_, dev<T>(ctx, c.b), y_.view());
+  expect_close(ctx, "linear_forward" + c.tag, y_, c.y);
+  ops::linear_backward<T>(ctx, x_, w_, dev<T>(ctx, c.dy), dx_.view(), dw_.view(), db_.view());
+  expect_close(ctx, "linear_backward dx" + c.tag, dx_, c.dx);
+  expect_close(ctx, "linear_backward dw (accumulated)" + c.tag, dw_, c.dw);
+  expect_close(ctx, "linear_backward db (accumulated)" + c.tag, db_, c.db);
+}
+
+/// iREPA's alignment path: token mean / std and SpatialNorm, cosine similarity and L2 norm.
+template <class T>
+void alignment(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int64_t D) {
+  const Shape s{B, N, D}, bd{B, D}, rows{B * N};
+  const std::string tag = " " + s.str();
+  auto z = randn(s);
+  for (std::int64_t i = 0; i < z.numel(); ++i) z[i] = 0.7 * z[i] + 0.3 * static_cast<double>(i % D) / static_cast<double>(D);
+  const auto dmean = randn(bd), dstd = randn(bd), a = randn(s), ds = randn(rows), dy = randn(s);
+  Tensor<double> mean(bd), sd(bd), dz(s), cs(rows), da(s), db(s), y(s), norm(rows), dx(s);
+  cpu_ref::token_mean_std(z, dmean, dstd, mean, sd, dz);
+  const auto z_ = dev<T>(ctx, z);
+  Tensor<T, Cuda> mean_(bd), sd_(bd), dz_(s);
+  ops::token_mean_std_forward<T>(ctx, z_, mean_.view(), sd_.view());
+  expect_close(ctx, "token_mean_std_forward mean" + tag, mean_, mean);
+  expect_close(ctx, "token_mean_std_forward std" + tag, sd_, sd);
+  ops::token_mean_std_backward<T>(ctx, z_, mean_, sd_, dev<T>(ctx, dmean), dev<T>(ctx, dstd), dz_.view());
+  expect_close(ctx, "token_mean_std_backward" + tag, dz_, dz);
+  Tensor<T, Cuda> zn_(s);
+  ops::spatial_normalize<T>(ctx, z_, T(0.6), T(1e-6), zn_.view());
+  expect_close(ctx, "spatial_normalize (SpatialNorm, alpha 0.6)" + tag, zn_, cpu_ref::spatial_norm(z, 0.6, 1e-6));
+  cpu_ref::cosine(a, z, ds, cs, da, db);
+  Tensor<T, Cuda> cs_(rows), da_(s), db_(s);
+  const auto c = ops::cosine_similarity_forward<T>(ctx, dev<T>(ctx, a), z_, T(1e-8), cs_.view());
+  expect_close(ctx, "cosine_similarity_forward" + tag, cs_, cs);
+  ops::cosine_similarity_backward<T>(ctx, c, dev<T>(ctx, ds), T(1e-8), da_.view(), db_.view());
+  expect_close(ctx, "cosine_similarity_backward da" + tag, da_, da);
+  expect_close(ctx, "cosine_similarity_backward db" + tag, db_, db);
+  cpu_ref::l2_normalize(a, dy, y, norm, dx);
+  Tensor<T, Cuda> y_(s), norm_(rows), dx_(s);
+  ops::l2_normalize_forward<T>(ctx, dev<T>(ctx, a), T(1e-12), y_.view(), norm_.view());
+  expect_close(ctx, "l2_normalize_forward" + tag, y_, y);
+  ops::l2_normalize_backward<T>(ctx, y_, norm_, dev<T>(ctx, dy), T(1e-12), dx_.view());
+  expect_close(ctx, "l2_normalize_backward" + tag, dx_, dx);
+}
+
+template <class T>
+void attention(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int64_t D, std::int64_t H) {
+  const std::string tag = " B " + std::to_string(B) + " T " + std::to_string(N) + " D " + std::to_string(D) + " heads " +
+                          std::to_string(H);
+  const auto qkv = randn(Shape{B, N, 3 * D}), dout = randn(Shape{B, N, D});
+  Tensor<double> out(Shape{B, N, D}), dqkv(Shape{B, N, 3 * D});
+  cpu_ref::attention(qkv, H, dout, out, dqkv);
+  ops::AttentionSpec<T> spec;
+  spec.heads = H;
+  Tensor<T, Cuda> out_(Shape{B, N, D}), dqkv_(Shape{B, N, 3 * D});
+  const auto cache = ops::attention_forward<T>(ctx, dev<T>(ctx, qkv), spec, out_.view());
+  expect_close(ctx, "attention_forward" + tag, out_, out);
+  ops::attention_backward<T>(ctx, spec, cache, dev<T>(ctx, dout), dqkv_.view());
+  expect_close(ctx, "attention_backward dqkv" + tag, dqkv_, dqkv);
+}
+
+/// The mixed-precision linear (bf16 activations and weights, FP32 accumulation, float weight
+/// and bias gradients) against the CPU double path on the unrounded inputs: bf16 tolerance.
+void linear_bf16(const CudaContext& ctx, std::int64_t rows, std::int64_t I, std::int64_t O) {
+  const LinearCase c(rows, I, O);
+  auto bf = [&](const Tensor<double>& t) {  // float on the device, then converted there
+    const auto f = dev<float>(ctx, t);
+    Tensor<bf16, Cuda> out(t.shape());
+    convert(ctx, f.view(), out.view());
+    return out;
+  };
+  auto back = [&](const Tensor<bf16, Cuda>& t) {
+    Tensor<float, Cuda> f(t.shape());
+    convert(ctx, t.view(), f.view());
+    return f;
+  };
+  const auto x_ = bf(c.x), w_ = bf(c.w), dy_ = bf(c.dy);
+  Tensor<bf16, Cuda> y_(c.y.shape()), dx_(c.x.shape());
+  auto dw_ = dev<float>(ctx, c.dw0), db_ = dev<float>(ctx, c.db0);
+  ops::linear_forward(ctx, x_.view(), w_.view(), dev<float>(ctx, c.b).view(), y_.view());
+  expect_close(ctx, "linear_forward (bf16)" + c.tag, back(y_), c.y, 2e-2);
+  ops::linear_backward(ctx, x_.view(), w_.view(), dy_.view(), dx_.view(), dw_.view(), db_.view());
+  expect_close(ctx, "linear_backward (bf16) dx" + c.tag, back(dx_), c.dx, 2e-2);
+  expect_close(ctx, "linear_backward (bf16) dw (float, accumulated)" + c.tag, dw_, c.dw, 2e-2);
+  expect_close(ctx, "linear_backward (bf16) db (float, accumulated)" + c.tag, db_, c.db, 2e-2);
+}
+
+/// f() must throw an irepa::Error whose message contains `needle`.
+template <class F>
+void expect_error(const std::string& what, const std::string& needle, F&& f) {
+  ++checks;
+  std::string message;
+  try {
+    f();
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  if (message.find(needle) == std::string::npos) {
+    ++failures;
+    std::printf("FAILED %s: expected an error containing '%s', got '%s'\n", what.c_str(), needle.c_str(), message.c_str());
+  }
+}
+
+/// The fused AdamW + two EMAs against the CPU AdamW::step on a two-parameter arena (the first
+/// decayed, the second not), clipped to norm 1, over three steps; the norm against the CPU's.
+template <class T>
+void optimizer(const CudaContext& ctx, std::int64_t n0, std::int64_t n1) {
+  const std::int64_t n = n0 + n1;
+  const double lr = 3e-3, wd = 0.05;
+  const auto p0 = randn(Shape{n});
+  std::vector<Tensor<double>> grads;
+  for (int s = 0; s < 3; ++s) grads.push_back(randn(Shape{n}, 2.0));
+  const cpu_ref::AdamWRun want = cpu_ref::adamw_steps(p0, grads, n0, lr, wd);
+  auto p_ = dev<T>(ctx, p0), m_ = dev<T>(ctx, Tensor<double>(Shape{n}, 0.0)), v_ = dev<T>(ctx, Tensor<double>(Shape{n}, 0.0));
+  auto e0_ = dev<T>(ctx, p0), e1_ = dev<T>(ctx, p0);
+  const ops::AdamWCoefficients defaults;
+  for (int step = 1; step <= 3; ++step) {
+    const auto k = static_cast<std::size_t>(step - 1);
+    const auto g_ = dev<T>(ctx, grads[k]);
+    const double norm = std::sqrt(ops::grad_sq_sum<T>(ctx, g_.view()));
+    const double clip = std::min(1.0, 1.0 / (norm + 1e-6));  // torch's clip_grad_norm_ factor, max norm 1
+    ++checks;
+    if (!(std::abs(clip - want.clip[k]) <= (std::is_same_v<T, float> ? 1e-6 : 1e-13) * want.clip[k]) || !(clip < 1.0)) {
+      ++failures;
+      std::printf("FAILED grad norm: clip factor %.17g against the CPU's %.17g\n", clip, want.clip[k]);
+    }
+    const double bc1 = 1 - std::pow(defaults.beta1, step), bc2 = 1 - std::pow(defaults.beta2, step);
+    ops::AdamWCoefficients c = defaults;
+    c.step_size = lr / bc1, c.bc2_sqrt = std::sqrt(bc2), c.keep = 1 - lr * wd, c.grad_scale = clip;
+    auto seg = [](auto& t, std::int64_t off, std::int64_t len) { return t.view().slice(0, off, len); };
+    ops::adamw_ema_update<T>(ctx, seg(p_, 0, n0), seg(g_, 0, n0), seg(m_, 0, n0), seg(v_, 0, n0), c, {e0_.data(), 0.999},
+                             {e1_.data(), 0.9});
+    c.keep = 1;  // b.bias: not decayed
+    ops::adamw_ema_update<T>(ctx, seg(p_, n0, n1), seg(g_, n0, n1), seg(m_, n0, n1), seg(v_, n0, n1), c,
+                             {e0_.data() + n0, 0.999}, {e1_.data() + n0, 0.9});
+  }
+  expect_close(ctx, "adamw_ema_update values after 3 clipped steps", p_, want.values);
+  expect_close(ctx, "adamw_ema_update EMA 0.999", e0_, want.ema0);
+  expect_close(ctx, "adamw_ema_update EMA 0.9", e1_, want.ema1);
+  expect_close(ctx, "adamw_ema_update exp_avg_sq", v_, want.exp_avg_sq);
+}
+
+template <class T>
+void all(const CudaContext& ctx) {
+  activations<T>(ctx, Shape{3, 17, 40});
+  activations<T>(ctx, Shape{2, 256, 3072});
+  swiglu_and_rope<T>(ctx, 2, 3, 5, 2, 8);
+  swiglu_and_rope<T>(ctx, 2, 16, 16, 12, 64);  // JiT-B/16's grid and heads
+  adaln<T>(ctx, 2, 17, 40);
+  adaln<T>(ctx, 3, 256, 768);
+  norms<T>(ctx, 34, 40);
+  norms<T>(ctx, 513, 768);
+  norms<T>(ctx, 7, 1152);
+  linear<T>(ctx, 34, 40, 72);
+  linear<T>(ctx, 300, 96, 384);
+  linear<T>(ctx, 1024, 768, 2304);
+  linear<T>(ctx, 5, 1152, 6912);  // adaLN's few-row product
+  alignment<T>(ctx, 2, 17, 40);
+  alignment<T>(ctx, 4, 256, 768);  // 256 target tokens of a 768-d encoder
+  attention<T>(ctx, 2, 17, 64, 4);     // head dim 16
+  attention<T>(ctx, 3, 256, 768, 12);  // SiT-B/2's blocks: head dim 64
+  attention<T>(ctx, 1, 100, 288, 4);   // head dim 72
+  optimizer<T>(ctx, 1000, 37);
+  optimizer<T>(ctx, 300'001, 768);
+}
+
+}  // namespace
+
+int main() {
+  if (!cuda_test::have_device()) return 1;
+  const char* s = std::getenv("IREPA_TEST_SEED");
+  seed = s && *s ? std::strtoull(s, nullptr, 10)
+                 : static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  std::printf("seed %llu (IREPA_TEST_SEED=%llu replays it)\n", static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  try {
+    CudaContext ctx(0);
+    all<float>(ctx);
+    all<double>(ctx);
+    linear_bf16(ctx, 34, 40, 72);
+    linear_bf16(ctx, 1024, 768, 2304);
+    linear_bf16(ctx, 4096, 1152, 1152);
+    // Errors before anything is launched: a wrong shape is named; what the GPU path lacks is
+    // refused, never replaced by something else.
+    Tensor<float, Cuda> a(Shape{2, 3, 4}), bad(Shape{2, 5}), qkv(Shape{2, 3, 12}), out(Shape{2, 3, 4});
+    expect_error("modulate_forward with a [2, 5] shift", "shift",
+                 [&] { ops::modulate_forward<float>(ctx, a.view(), bad.view(), bad.view(), a.view()); });
+    Tensor<float> w(Shape{2});
+    ops::AttentionSpec<float> normed;
+    normed.heads = 2, normed.q_norm_weight = w.view(), normed.k_norm_weight = w.view();
+    expect_error("attention_forward with q/k norm", "not implemented on CUDA",
+                 [&] { ops::attention_forward<float>(ctx, qkv.view(), normed, out.view()); });
+  } catch (const std::exception& e) {
+    std::printf("FAILED with an exception: %s\n", e.what());
+    return 1;
+  }
+  return cuda_test::finish("cuda_ops");
+}
