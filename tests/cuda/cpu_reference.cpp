@@ -6,6 +6,8 @@
 #include "irepa/ops/activation.hpp"
 #include "irepa/ops/reduce.hpp"
 #include "irepa/ops/attention.hpp"
+#include "irepa/ops/conv.hpp"
+#include "irepa/ops/embedding.hpp"
 #include "irepa/ops/linear.hpp"
 #include "irepa/ops/modulate.hpp"
 #include "irepa/ops/norm.hpp"
@@ -117,6 +119,32 @@ void cosine(const T2& a, const T2& b, const T2& ds, T2& s, T2& da, T2& db) {
 void l2_normalize(const T2& a, const T2& dy, T2& y, T2& norm, T2& dx) {
   ops::l2_normalize_forward<double>(cpu(), a, 1e-12, y.view(), norm.view());
   ops::l2_normalize_backward<double>(cpu(), y, norm, dy, 1e-12, dx.view());
+}
+T2 conv2d_same_forward(const T2& x, const T2& w, const T2& b) {
+  T2 y(Shape{x.size(0), x.size(1), x.size(2), w.size(0)});
+  ops::conv2d_same_forward<double>(cpu(), x, w, b, y.view());
+  return y;
+}
+void conv2d_same_backward(const T2& x, const T2& w, const T2& dy, T2& dx, T2& dw, T2& db) {
+  ops::conv2d_same_backward<double>(cpu(), x, w, dy, dx.view(), dw.view(), db.view());
+}
+T2 embedding_forward(const T2& table, const Tensor<std::int64_t>& idx) {
+  T2 out(Shape{idx.size(0), table.size(1)});
+  ops::embedding_forward<double>(cpu(), table, idx, out.view());
+  return out;
+}
+void embedding_backward(const Tensor<std::int64_t>& idx, const T2& dy, T2& dtable) {
+  ops::embedding_backward<double>(cpu(), idx, dy, dtable.view());
+}
+T2 timestep_features_forward(const T2& t, std::int64_t dim) {
+  T2 out(Shape{t.size(0), dim});
+  ops::timestep_features_forward<double>(cpu(), t, dim, out.view());
+  return out;
+}
+T2 timestep_features_backward(const T2& t, const T2& dout) {
+  T2 dt(t.shape());
+  ops::timestep_features_backward<double>(cpu(), t, dout, dt.view());
+  return dt;
 }
 void attention(const T2& qkv, std::int64_t heads, const T2& dout, T2& out, T2& dqkv) {
   ops::AttentionSpec<double> spec;

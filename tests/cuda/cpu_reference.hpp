@@ -36,6 +36,14 @@ T2 spatial_norm(const T2& x, double alpha, double eps);
 /// Cosine similarity of rows (eps 1e-8) and its backward for ds; l2-normalisation of a and its backward for da_in.
 void cosine(const T2& a, const T2& b, const T2& ds, T2& s, T2& da, T2& db);
 void l2_normalize(const T2& a, const T2& dy, T2& y, T2& norm, T2& dx);
+/// Same-padded conv forward and backward (dw, db accumulate). x [B, H, W, Ci], w [Co, Ci, k, k].
+T2 conv2d_same_forward(const T2& x, const T2& w, const T2& b);
+void conv2d_same_backward(const T2& x, const T2& w, const T2& dy, T2& dx, T2& dw, T2& db);
+/// Label embedding (dtable accumulates) and timestep features.
+T2 embedding_forward(const T2& table, const irepa::Tensor<std::int64_t>& idx);
+void embedding_backward(const irepa::Tensor<std::int64_t>& idx, const T2& dy, T2& dtable);
+T2 timestep_features_forward(const T2& t, std::int64_t dim);
+T2 timestep_features_backward(const T2& t, const T2& dout);
 /// Attention forward (out) and backward (dqkv) from qkv [B, N, 3D] and dout [B, N, D].
 void attention(const T2& qkv, std::int64_t heads, const T2& dout, T2& out, T2& dqkv);
 

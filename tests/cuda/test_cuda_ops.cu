@@ -1,5 +1,6 @@
 // CUDA ops against the CPU double path (label "cuda"; needs a GPU): activations (and SwiGLU,
-// RoPE), the alignment reductions (token mean / std, SpatialNorm, cosine, L2 norm), adaLN
+// RoPE), the same-padded conv, the label and timestep embeddings, the alignment reductions
+// (token mean / std, SpatialNorm, cosine, L2 norm), adaLN
 // modulate / gated residual, LayerNorm, RMSNorm, the linear layer (cuBLAS), attention and the
 // optimizer passes, forward and backward, at several shapes (not all equal, not powers of two),
 // in float (relative error <= 1e-5) and double (<= 1e-12); the mixed-precision bf16 linear at
@@ -18,6 +19,8 @@
 #include "irepa/core/rng.hpp"
 #include "irepa/ops/cuda/activation.cuh"
 #include "irepa/ops/cuda/attention.cuh"
+#include "irepa/ops/cuda/conv.cuh"
+#include "irepa/ops/cuda/embedding.cuh"
 #include "irepa/ops/cuda/linear.cuh"
 #include "irepa/ops/cuda/modulate.cuh"
 #include "irepa/ops/cuda/norm.cuh"
@@ -199,6 +202,54 @@ void linear(const CudaContext& ctx, std::int64_t rows, std::int64_t I, std::int6
   expect_close(ctx, "linear_backward db (accumulated)" + c.tag, db_, c.db);
 }
 
+/// The same-padded conv (iREPA's 3x3 projector; k 1 and 5 too) and the embeddings.
+template <class T>
+void conv_and_embeddings(const CudaContext& ctx, std::int64_t B, std::int64_t H, std::int64_t W, std::int64_t Ci, std::int64_t Co,
+                         std::int64_t k) {
+  const Shape xs{B, H, W, Ci}, ws{Co, Ci, k, k}, ys{B, H, W, Co};
+  const std::string tag = " " + xs.str() + " k " + std::to_string(k) + " -> " + std::to_string(Co);
+  const auto x = randn(xs), w = randn(ws, 1.0 / std::sqrt(static_cast<double>(Ci * k * k))), b = randn(Shape{Co}), dy = randn(ys);
+  const auto dw0 = randn(ws), db0 = randn(Shape{Co});
+  Tensor<double> dx(xs), dw(ws), db(Shape{Co});
+  std::copy_n(dw0.data(), dw0.numel(), dw.data());
+  std::copy_n(db0.data(), db0.numel(), db.data());
+  const auto x_ = dev<T>(ctx, x), w_ = dev<T>(ctx, w);
+  Tensor<T, Cuda> y_(ys), dx_(xs);
+  auto dw_ = dev<T>(ctx, dw0), db_ = dev<T>(ctx, db0);
+  ops::conv2d_same_forward<T>(ctx, x_, w_, dev<T>(ctx, b), y_.view());
+  expect_close(ctx, "conv2d_same_forward" + tag, y_, cpu_ref::conv2d_same_forward(x, w, b));
+  cpu_ref::conv2d_same_backward(x, w, dy, dx, dw, db);
+  ops::conv2d_same_backward<T>(ctx, x_, w_, dev<T>(ctx, dy), dx_.view(), dw_.view(), db_.view());
+  expect_close(ctx, "conv2d_same_backward dx" + tag, dx_, dx);
+  expect_close(ctx, "conv2d_same_backward dw (accumulated)" + tag, dw_, dw);
+  expect_close(ctx, "conv2d_same_backward db (accumulated)" + tag, db_, db);
+
+  // Labels with repeats (the backward must add both), table of 11 classes + the null class.
+  Tensor<std::int64_t> idx(Shape{B * 3});
+  for (std::int64_t i = 0; i < idx.numel(); ++i) idx[i] = (i * 5 + static_cast<std::int64_t>(seed % 7)) % 12;
+  const auto table = randn(Shape{12, Co}), dyl = randn(Shape{B * 3, Co}), dt0 = randn(Shape{12, Co});
+  Tensor<double> dtable(Shape{12, Co});
+  std::copy_n(dt0.data(), dt0.numel(), dtable.data());
+  Tensor<T, Cuda> e_(Shape{B * 3, Co});
+  auto dtable_ = dev<T>(ctx, dt0);
+  ops::embedding_forward<T>(ctx, dev<T>(ctx, table), idx, e_.view());
+  expect_close(ctx, "embedding_forward", e_, cpu_ref::embedding_forward(table, idx));
+  cpu_ref::embedding_backward(idx, dyl, dtable);
+  ops::embedding_backward<T>(ctx, idx, dev<T>(ctx, dyl), dtable_.view());
+  expect_close(ctx, "embedding_backward (accumulated, repeated labels)", dtable_, dtable);
+  Tensor<double> t(Shape{B * 3});
+  Philox(seed, 99).uniform(t.view(), 0.0, 1.0);
+  for (const std::int64_t dim : {std::int64_t{256}, std::int64_t{33}}) {
+    const auto dout = randn(Shape{B * 3, dim});
+    const auto t_ = dev<T>(ctx, t);
+    Tensor<T, Cuda> f_(Shape{B * 3, dim}), dt_(Shape{B * 3});
+    ops::timestep_features_forward<T>(ctx, t_, dim, f_.view());
+    expect_close(ctx, "timestep_features_forward dim " + std::to_string(dim), f_, cpu_ref::timestep_features_forward(t, dim));
+    ops::timestep_features_backward<T>(ctx, t_, dev<T>(ctx, dout), dt_.view());
+    expect_close(ctx, "timestep_features_backward dim " + std::to_string(dim), dt_, cpu_ref::timestep_features_backward(t, dout));
+  }
+}
+
 /// iREPA's alignment path: token mean / std and SpatialNorm, cosine similarity and L2 norm.
 template <class T>
 void alignment(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int64_t D) {
@@ -346,6 +397,10 @@ void all(const CudaContext& ctx) {
   linear<T>(ctx, 300, 96, 384);
   linear<T>(ctx, 1024, 768, 2304);
   linear<T>(ctx, 5, 1152, 6912);  // adaLN's few-row product
+  conv_and_embeddings<T>(ctx, 2, 7, 5, 6, 10, 3);
+  conv_and_embeddings<T>(ctx, 4, 16, 16, 768, 768, 3);  // iREPA's projector on SiT-B's 16x16 tokens
+  conv_and_embeddings<T>(ctx, 1, 9, 11, 4, 3, 5);
+  conv_and_embeddings<T>(ctx, 2, 4, 4, 8, 8, 1);
   alignment<T>(ctx, 2, 17, 40);
   alignment<T>(ctx, 4, 256, 768);  // 256 target tokens of a 768-d encoder
   attention<T>(ctx, 2, 17, 64, 4);     // head dim 16
