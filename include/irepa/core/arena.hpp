@@ -50,7 +50,7 @@ class ParamArena {
   ParamArena() = default;
 
   /// Lays out every Param that model.visit_params yields, allocates the value and gradient
-  /// buffers (zero-filled on host devices) and binds the Params' views to them.
+  /// buffers (zero-filled) and binds the Params' views to them.
   template <class Model>
   explicit ParamArena(Model& model) {
     std::int64_t total = 0;
@@ -65,6 +65,9 @@ class ParamArena {
     if constexpr (D::host_accessible) {
       values_.fill(T(0));
       grads_.fill(T(0));
+    } else {
+      D::zero_sync(values_.data(), sizeof(T) * static_cast<std::size_t>(total));
+      D::zero_sync(grads_.data(), sizeof(T) * static_cast<std::size_t>(total));
     }
     std::size_t i = 0;
     model.visit_params([&](const std::string& name, Param<T, D>& p) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 
 #include "irepa/core/device.hpp"
 #include "irepa/core/eigen.hpp"
@@ -144,5 +145,10 @@ class CudaContext {
   void* workspace_ = nullptr;
 #endif
 };
+
+/// The execution context of device D: ContextOf<Cpu> = CpuContext, ContextOf<Cuda> = CudaContext.
+/// Layers templated on a device take `const ContextOf<D>&`.
+template <class D>
+using ContextOf = std::conditional_t<std::is_same_v<D, Cuda>, CudaContext, CpuContext>;
 
 }  // namespace irepa

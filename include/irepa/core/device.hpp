@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <string_view>
 
@@ -31,6 +32,20 @@ struct Cpu {
     return p;
   }
   static void deallocate(void* p) noexcept { std::free(p); }
+  // Synchronous transfers for set-up code that has no context (constructors, loading); ops
+  // use their context's stream instead.
+  static void zero_sync(void* p, std::size_t bytes) {
+    if (bytes) std::memset(p, 0, bytes);
+  }
+  static void upload_sync(void* dst, const void* host, std::size_t bytes) {
+    if (bytes) std::memcpy(dst, host, bytes);
+  }
+  static void download_sync(void* host, const void* src, std::size_t bytes) {
+    if (bytes) std::memcpy(host, src, bytes);
+  }
+  static void copy_sync(void* dst, const void* src, std::size_t bytes) {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
 };
 
 #if defined(IREPA_WITH_CUDA)
@@ -138,6 +153,44 @@ struct Cuda {
     (void)p;
 #endif
   }
+  // Synchronous, device-wide (cudaDeviceSynchronize before and after): for set-up code without
+  // a context, so that no stream touches the memory while the transfer is in flight.
+#if defined(IREPA_WITH_CUDA)
+  static void zero_sync(void* p, std::size_t bytes) {
+    sync_call(bytes, "cudaMemset", [&] { return cudaMemset(p, 0, bytes); });
+  }
+  static void upload_sync(void* dst, const void* host, std::size_t bytes) {
+    sync_call(bytes, "cudaMemcpy (host to device)", [&] { return cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice); });
+  }
+  static void download_sync(void* host, const void* src, std::size_t bytes) {
+    sync_call(bytes, "cudaMemcpy (device to host)", [&] { return cudaMemcpy(host, src, bytes, cudaMemcpyDeviceToHost); });
+  }
+  static void copy_sync(void* dst, const void* src, std::size_t bytes) {
+    sync_call(bytes, "cudaMemcpy (device to device)", [&] { return cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice); });
+  }
+
+ private:
+  // The legacy stream does not wait for non-blocking streams, and cudaMemcpy from pageable
+  // memory may return before the DMA lands: synchronise the device before and after.
+  template <class F>
+  static void sync_call(std::size_t bytes, std::string_view what, F&& f) {
+    if (bytes == 0) return;
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = f();
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) fail("{} ({} bytes): {}", what, bytes, cudaGetErrorString(e));
+  }
+#else
+  static void zero_sync(void*, std::size_t bytes) { no_cuda(bytes); }
+  static void upload_sync(void*, const void*, std::size_t bytes) { no_cuda(bytes); }
+  static void download_sync(void*, const void*, std::size_t bytes) { no_cuda(bytes); }
+  static void copy_sync(void*, const void*, std::size_t bytes) { no_cuda(bytes); }
+
+ private:
+  static void no_cuda(std::size_t bytes) {
+    if (bytes) fail("Cuda: a {}-byte transfer in a translation unit built without CUDA", bytes);
+  }
+#endif
 };
 
 }  // namespace irepa

@@ -1,6 +1,9 @@
 #pragma once
 // GELU (tanh approximation), SiLU and SwiGLU.
-// The op family's backends: ops/cpu/activation.hpp (CpuContext overloads); the CUDA overloads
-// (CudaContext) are in ops/cuda/activation.cuh, included by .cu files (nvcc) only.
+// The op family's backends: ops/cpu/activation.hpp (CpuContext overloads) and, when nvcc compiles the
+// including file, ops/cuda/activation.cuh (CudaContext overloads), so device-generic code sees both.
 
 #include "irepa/ops/cpu/activation.hpp"
+#if defined(__CUDACC__)
+#include "irepa/ops/cuda/activation.cuh"
+#endif

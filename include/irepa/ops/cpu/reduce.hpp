@@ -72,6 +72,24 @@ void token_mean_std_backward(const CpuContext& ctx, In<T> x, In<T> mean, In<T> s
   });
 }
 
+/// iREPA's spatial normalisation (the SpatialNorm policy): out = (z - alpha mean_T z) / (std_T z + eps)
+/// per image and channel, std unbiased. z, out [B, T, D] (out may alias z); needs T >= 2.
+template <class T>
+void spatial_normalize(const CpuContext& ctx, In<T> z, T alpha, T eps, TensorView<T> out) {
+  check_shape("spatial_normalize", "output", out.shape(), z.shape());
+  check_contiguous("spatial_normalize", z, out);
+  const std::int64_t B = z.size(0), N = z.size(1), D = z.size(2);
+  Tensor<T> mean(Shape{B, D}), std(Shape{B, D});
+  token_mean_std_forward<T>(ctx, z, mean.view(), std.view());
+  ctx.parallel_for(B * N, 3.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const T* m = mean.data() + (r / N) * D;
+      const T* s = std.data() + (r / N) * D;
+      for (std::int64_t d = 0; d < D; ++d) out.data()[r * D + d] = (z.data()[r * D + d] - alpha * m[d]) / (s[d] + eps);
+    }
+  });
+}
+
 namespace detail {
 /// y = x / max(||x||, eps); returns ||x||.
 template <class T>

@@ -3,9 +3,12 @@
 // ops/cpu/conv.hpp's conv2d_same_*: iREPA's 3x3 projector): im2col in the CPU path's column
 // order (ki, kj, c), one cuBLAS product with the weight as taps [Cout, k*k*Cin], and for the
 // backward the gather col2im (no atomics) and the taps added back into [Cout, Cin, k, k].
+// Also the patch embedding (patchify, kernel = stride = p): patches gathered into columns in
+// the CPU path's order (c, i, j), then the linear op with the weight viewed as [D, C p p].
 
 #include "irepa/ops/cpu/conv.hpp"
 #include "irepa/ops/cuda/gemm.cuh"
+#include "irepa/ops/cuda/linear.cuh"
 
 namespace irepa::ops {
 
@@ -53,6 +56,24 @@ __global__ void taps_kernel(T* w, T* taps, std::int64_t Co, std::int64_t Ci, int
     const std::int64_t ti = (o * kk + t) * Ci + c;
     if constexpr (Add) w[i] += taps[ti];
     else taps[ti] = w[i];
+  }
+}
+
+/// Image [B, C, H, W] <-> columns [B*T, C*p*p] (order (c, i, j)); every pixel is in one patch,
+/// so both directions are plain gathers. One thread per column element.
+template <class T, bool Scatter>
+__global__ void patch_columns_kernel(T* img, T* col, std::int64_t B, std::int64_t C, std::int64_t H, std::int64_t W,
+                                     std::int64_t p) {
+  const std::int64_t gh = H / p, gw = W / p, K = C * p * p, total = B * gh * gw * K;
+  for (std::int64_t e = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t r = e / K, kk = e % K, c = kk / (p * p), i = (kk / p) % p, j = kk % p;
+    const std::int64_t b = r / (gh * gw), ph = (r / gw) % gh, pw = r % gw;
+    const std::int64_t px = ((b * C + c) * H + ph * p + i) * W + pw * p + j;
+    if constexpr (Scatter)
+      img[px] = col[e];
+    else
+      col[e] = img[px];
   }
 }
 
@@ -120,6 +141,42 @@ void conv2d_same_backward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, 
     cuda_detail::col2im_same_kernel<T><<<cuda_detail::blocks_for(N * Ci), cuda_detail::kThreads, 0, ctx.stream()>>>(
         col.data(), B, H, W, Ci, k, dx.data());
     CudaContext::check_launch("conv2d_same_backward: col2im");
+  }
+}
+
+/// Patch embedding: y[b, t, :] = W patch(b, t) + b.  x [B, C, H, W], w [D, C, p, p], y [B, (H/p)(W/p), D].
+template <class T>
+void patchify_forward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, In<T, Cuda> b, TensorView<T, Cuda> y) {
+  detail::check_patchify("patchify_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), y.shape());
+  check_contiguous("patchify_forward", x, w, b, y);
+  const std::int64_t B = x.size(0), C = x.size(1), p = w.size(2), D = w.size(0), N = y.size(0) * y.size(1), K = C * p * p;
+  if (N == 0) return;
+  Tensor<T, Cuda> col(Shape{N, K});
+  cuda_detail::patch_columns_kernel<T, false><<<cuda_detail::blocks_for(N * K), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      const_cast<T*>(x.data()), col.data(), B, C, x.size(2), x.size(3), p);
+  CudaContext::check_launch("patchify_forward: columns");
+  linear_forward<T>(ctx, col.cview(), w.reshape(Shape{D, K}), b, y.reshape(Shape{N, D}));
+}
+
+/// dx assigned (skipped when empty); dw, db accumulated.
+template <class T>
+void patchify_backward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, In<T, Cuda> dy, TensorView<T, Cuda> dx,
+                       TensorView<T, Cuda> dw, TensorView<T, Cuda> db) {
+  detail::check_patchify("patchify_backward", x.shape(), w.shape(), db.numel() > 0, db.shape(), dy.shape());
+  check_shape("patchify_backward", "dw", dw.shape(), w.shape());
+  check_contiguous("patchify_backward", x, w, dy, dx, dw, db);
+  const std::int64_t B = x.size(0), C = x.size(1), p = w.size(2), D = w.size(0), N = dy.size(0) * dy.size(1), K = C * p * p;
+  if (N == 0) return;
+  if (dx.numel()) check_shape("patchify_backward", "dx", dx.shape(), x.shape());
+  Tensor<T, Cuda> col(Shape{N, K}), dcol(Shape{dx.numel() ? N : 0, K});
+  cuda_detail::patch_columns_kernel<T, false><<<cuda_detail::blocks_for(N * K), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      const_cast<T*>(x.data()), col.data(), B, C, x.size(2), x.size(3), p);
+  CudaContext::check_launch("patchify_backward: columns");
+  linear_backward<T>(ctx, col.cview(), w.reshape(Shape{D, K}), dy.reshape(Shape{N, D}), dcol.view(), dw.reshape(Shape{D, K}), db);
+  if (dx.numel()) {
+    cuda_detail::patch_columns_kernel<T, true><<<cuda_detail::blocks_for(N * K), cuda_detail::kThreads, 0, ctx.stream()>>>(
+        dx.data(), dcol.data(), B, C, x.size(2), x.size(3), p);
+    CudaContext::check_launch("patchify_backward: scatter");
   }
 }
 

@@ -61,7 +61,25 @@ __global__ void adamw_ema_kernel(T* p, const T* g, T* m, T* v, std::int64_t n, T
   }
 }
 
+template <class T>
+__global__ void ema_kernel(T* e, const T* p, std::int64_t n, T d) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    e[i] = e[i] * d + p[i] * (T(1) - d);
+}
+
 }  // namespace cuda_detail
+
+/// e = decay e + (1 - decay) p, elementwise (Ema::update on the GPU).
+template <class T>
+void ema_update(const CudaContext& ctx, TensorView<T, Cuda> e, In<T, Cuda> p, double decay) {
+  check_shape("ema_update", "parameters", p.shape(), e.shape());
+  check_contiguous("ema_update", e, p);
+  if (e.numel() == 0) return;
+  cuda_detail::ema_kernel<T><<<cuda_detail::blocks_for(e.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      e.data(), p.data(), e.numel(), static_cast<T>(decay));
+  CudaContext::check_launch("ema_update");
+}
 
 /// sum g^2 over a device buffer, accumulated in double; the host waits for the result.
 template <class T>

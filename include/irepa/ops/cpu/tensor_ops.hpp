@@ -1,0 +1,124 @@
+#pragma once
+// Whole-tensor helpers the device-generic layers need, CPU backend (CpuContext overloads):
+// copies, fills, sums, adaLN's chunking, a broadcast row add and the reference's unpatchify.
+// ops/cuda/tensor_ops.cuh has the same functions for CudaContext.
+
+#include <algorithm>
+#include <cstring>
+
+#include "irepa/core/concepts.hpp"
+#include "irepa/core/context.hpp"
+#include "irepa/core/tensor.hpp"
+
+namespace irepa {
+
+/// Every element of a contiguous view set to v.
+template <class T>
+void fill(const CpuContext&, TensorView<T> t, std::type_identity_t<T> v) {
+  t.fill(v);
+}
+
+/// A copy of a host view on the context's device (here: a plain copy; the CPU twin of the CUDA
+/// to_device, for device-generic code).
+template <class T>
+Tensor<T> to_device(const CpuContext&, ConstView<T> host) {
+  return Tensor<T>::copy_of(host);
+}
+
+/// A host copy of a view (the CPU twin of the CUDA to_host; lets device-generic code read values).
+template <class T>
+Tensor<T> to_host(const CpuContext&, ConstView<T> v) {
+  return Tensor<T>::copy_of(v);
+}
+
+namespace ops {
+
+namespace detail {
+inline void check_chunks(std::string_view op, const Shape& m, const Shape& c) {
+  IREPA_CHECK(m.rank() == 2 && c.rank() == 3 && c[1] == m[0] && c[0] * c[2] == m[1],
+              "{}: [B, k D] {} and [k, B, D] {} do not match", op, m.str(), c.str());
+}
+inline void check_unpatchify(const Shape& tokens, const Shape& image, std::int64_t C, std::int64_t p, TokenGrid g) {
+  IREPA_CHECK(image.rank() == 4 && image[1] == C && image[2] == g.h * p && image[3] == g.w * p,
+              "unpatchify: image has shape {}, expected [B, {}, {}, {}]", image.str(), C, g.h * p, g.w * p);
+  check_shape("unpatchify", "tokens", tokens, Shape{image[0], g.tokens(), p * p * C});
+}
+}  // namespace detail
+
+/// dst = src (same shape, contiguous).
+template <class T>
+void copy(const CpuContext&, In<T> src, TensorView<T> dst) {
+  check_shape("copy", "destination", dst.shape(), src.shape());
+  check_contiguous("copy", src, dst);
+  if (src.numel()) std::memcpy(dst.data(), src.data(), sizeof(T) * static_cast<std::size_t>(src.numel()));
+}
+
+/// acc += x, elementwise (same shapes).
+template <class T>
+void add_into(const CpuContext& ctx, TensorView<T> acc, In<T> x) {
+  check_shape("add_into", "addend", x.shape(), acc.shape());
+  check_contiguous("add_into", acc, x);
+  acc.flat().device(ctx.device()) += x.flat();
+}
+
+/// acc [n, ...] += row [...] for each of the n leading slices (a position table over a batch).
+template <class T>
+void add_broadcast(const CpuContext& ctx, TensorView<T> acc, In<T> row) {
+  check_contiguous("add_broadcast", acc, row);
+  const std::int64_t R = row.numel();
+  IREPA_CHECK(R > 0 && acc.numel() % R == 0, "add_broadcast: {} values do not repeat a row of {}", acc.numel(), R);
+  ctx.parallel_for(acc.numel() / R, static_cast<double>(R), [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b)
+      for (std::int64_t i = 0; i < R; ++i) acc.data()[b * R + i] += row.data()[i];
+  });
+}
+
+/// m [B, k D] -> out [k, B, D]: adaLN's chunk(k, dim=-1), each chunk contiguous.
+template <class T>
+void split_chunks(const CpuContext&, In<T> m, TensorView<T> out) {
+  detail::check_chunks("split_chunks", m.shape(), out.shape());
+  check_contiguous("split_chunks", m, out);
+  const std::int64_t k = out.size(0), B = out.size(1), D = out.size(2);
+  for (std::int64_t j = 0; j < k; ++j)
+    for (std::int64_t b = 0; b < B; ++b) std::copy_n(m.data() + b * k * D + j * D, D, out.data() + (j * B + b) * D);
+}
+
+/// c [k, B, D] -> out [B, k D], the inverse of split_chunks.
+template <class T>
+void merge_chunks(const CpuContext&, In<T> c, TensorView<T> out) {
+  detail::check_chunks("merge_chunks", out.shape(), c.shape());
+  check_contiguous("merge_chunks", c, out);
+  const std::int64_t k = c.size(0), B = c.size(1), D = c.size(2);
+  for (std::int64_t j = 0; j < k; ++j)
+    for (std::int64_t b = 0; b < B; ++b) std::copy_n(c.data() + (j * B + b) * D, D, out.data() + b * k * D + j * D);
+}
+
+/// The reference's unpatchify: tokens [B, h w, p p C] (token, then (i, j, c)) -> image
+/// [B, C, h p, w p]; inverse = true gathers the other way (its backward).
+template <class T>
+void unpatchify(const CpuContext& ctx, In<T> src, TensorView<T> dst, std::int64_t C, std::int64_t p, TokenGrid grid,
+                bool inverse) {
+  detail::check_unpatchify(inverse ? dst.shape() : src.shape(), inverse ? src.shape() : dst.shape(), C, p, grid);
+  check_contiguous("unpatchify", src, dst);
+  const std::int64_t B = inverse ? src.size(0) : dst.size(0), gh = grid.h, gw = grid.w;
+  const std::int64_t H = gh * p, W = gw * p;
+  ctx.parallel_for(B * gh, static_cast<double>(gw * p * p * C), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t br = r0; br < r1; ++br) {
+      const std::int64_t b = br / gh, r = br % gh;
+      for (std::int64_t q = 0; q < gw; ++q)
+        for (std::int64_t i = 0; i < p; ++i)
+          for (std::int64_t j = 0; j < p; ++j)
+            for (std::int64_t ch = 0; ch < C; ++ch) {
+              const std::int64_t tk = ((b * gh + r) * gw + q) * (p * p * C) + (i * p + j) * C + ch;
+              const std::int64_t px = ((b * C + ch) * H + r * p + i) * W + q * p + j;
+              if (inverse)
+                dst.data()[tk] = src.data()[px];
+              else
+                dst.data()[px] = src.data()[tk];
+            }
+    }
+  });
+}
+
+}  // namespace ops
+}  // namespace irepa

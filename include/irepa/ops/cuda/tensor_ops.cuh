@@ -1,0 +1,127 @@
+#pragma once
+// CUDA backend of ops/cpu/tensor_ops.hpp (CudaContext overloads; nvcc only): copies, sums,
+// adaLN's chunking, a broadcast row add and unpatchify, all on the context's stream.
+
+#include "irepa/ops/cpu/tensor_ops.hpp"
+#include "irepa/ops/cuda/common.cuh"
+
+namespace irepa::ops {
+
+namespace cuda_detail {
+
+template <class T>
+__global__ void add_into_kernel(T* acc, const T* x, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    acc[i] += x[i];
+}
+
+template <class T>
+__global__ void add_broadcast_kernel(T* acc, const T* row, std::int64_t R, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    acc[i] += row[i % R];
+}
+
+/// One thread per image element; Inverse gathers tokens from the image.
+template <class T, bool Inverse>
+__global__ void unpatchify_kernel(const T* src, T* dst, std::int64_t B, std::int64_t C, std::int64_t p, std::int64_t gh,
+                                  std::int64_t gw) {
+  const std::int64_t H = gh * p, W = gw * p, n = B * C * H * W;
+  for (std::int64_t px = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; px < n;
+       px += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t xw = px % W, yh = (px / W) % H, ch = (px / (W * H)) % C, b = px / (W * H * C);
+    const std::int64_t r = yh / p, i = yh % p, q = xw / p, j = xw % p;
+    const std::int64_t tk = ((b * gh + r) * gw + q) * (p * p * C) + (i * p + j) * C + ch;
+    if constexpr (Inverse)
+      dst[tk] = src[px];
+    else
+      dst[px] = src[tk];
+  }
+}
+
+/// Copies `rows` runs of `width` elements between pitched layouts on ctx's stream.
+template <class T>
+void copy_2d(const CudaContext& ctx, T* dst, std::int64_t dst_pitch, const T* src, std::int64_t src_pitch, std::int64_t width,
+             std::int64_t rows, std::string_view op) {
+  if (rows == 0 || width == 0) return;
+  CudaContext::check(cudaMemcpy2DAsync(dst, sizeof(T) * static_cast<std::size_t>(dst_pitch), src,
+                                       sizeof(T) * static_cast<std::size_t>(src_pitch), sizeof(T) * static_cast<std::size_t>(width),
+                                       static_cast<std::size_t>(rows), cudaMemcpyDeviceToDevice, ctx.stream()),
+                     op);
+}
+
+}  // namespace cuda_detail
+
+/// dst = src (same shape, contiguous).
+template <class T>
+void copy(const CudaContext& ctx, In<T, Cuda> src, TensorView<T, Cuda> dst) {
+  check_shape("copy", "destination", dst.shape(), src.shape());
+  check_contiguous("copy", src, dst);
+  if (src.numel())
+    CudaContext::check(cudaMemcpyAsync(dst.data(), src.data(), sizeof(T) * static_cast<std::size_t>(src.numel()),
+                                       cudaMemcpyDeviceToDevice, ctx.stream()),
+                       "copy: cudaMemcpyAsync");
+}
+
+/// acc += x, elementwise (same shapes).
+template <class T>
+void add_into(const CudaContext& ctx, TensorView<T, Cuda> acc, In<T, Cuda> x) {
+  check_shape("add_into", "addend", x.shape(), acc.shape());
+  check_contiguous("add_into", acc, x);
+  if (acc.numel() == 0) return;
+  cuda_detail::add_into_kernel<T><<<cuda_detail::blocks_for(acc.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      acc.data(), x.data(), acc.numel());
+  CudaContext::check_launch("add_into");
+}
+
+/// acc [n, ...] += row [...] for each of the n leading slices.
+template <class T>
+void add_broadcast(const CudaContext& ctx, TensorView<T, Cuda> acc, In<T, Cuda> row) {
+  check_contiguous("add_broadcast", acc, row);
+  const std::int64_t R = row.numel();
+  IREPA_CHECK(R > 0 && acc.numel() % R == 0, "add_broadcast: {} values do not repeat a row of {}", acc.numel(), R);
+  cuda_detail::add_broadcast_kernel<T><<<cuda_detail::blocks_for(acc.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      acc.data(), row.data(), R, acc.numel());
+  CudaContext::check_launch("add_broadcast");
+}
+
+/// m [B, k D] -> out [k, B, D] (adaLN's chunk, each chunk contiguous): one pitched copy per chunk.
+template <class T>
+void split_chunks(const CudaContext& ctx, In<T, Cuda> m, TensorView<T, Cuda> out) {
+  detail::check_chunks("split_chunks", m.shape(), out.shape());
+  check_contiguous("split_chunks", m, out);
+  const std::int64_t k = out.size(0), B = out.size(1), D = out.size(2);
+  for (std::int64_t j = 0; j < k; ++j)
+    cuda_detail::copy_2d(ctx, out.data() + j * B * D, D, m.data() + j * D, k * D, D, B, "split_chunks: cudaMemcpy2DAsync");
+}
+
+/// c [k, B, D] -> out [B, k D], the inverse of split_chunks.
+template <class T>
+void merge_chunks(const CudaContext& ctx, In<T, Cuda> c, TensorView<T, Cuda> out) {
+  detail::check_chunks("merge_chunks", out.shape(), c.shape());
+  check_contiguous("merge_chunks", c, out);
+  const std::int64_t k = c.size(0), B = c.size(1), D = c.size(2);
+  for (std::int64_t j = 0; j < k; ++j)
+    cuda_detail::copy_2d(ctx, out.data() + j * D, k * D, c.data() + j * B * D, D, D, B, "merge_chunks: cudaMemcpy2DAsync");
+}
+
+/// tokens [B, h w, p p C] -> image [B, C, h p, w p] (inverse: image -> tokens), as the CPU op.
+template <class T>
+void unpatchify(const CudaContext& ctx, In<T, Cuda> src, TensorView<T, Cuda> dst, std::int64_t C, std::int64_t p, TokenGrid grid,
+                bool inverse) {
+  const Shape& image = inverse ? src.shape() : dst.shape();
+  detail::check_unpatchify(inverse ? dst.shape() : src.shape(), image, C, p, grid);
+  check_contiguous("unpatchify", src, dst);
+  const std::int64_t n = image.numel();
+  if (n == 0) return;
+  if (inverse)
+    cuda_detail::unpatchify_kernel<T, true><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, ctx.stream()>>>(
+        src.data(), dst.data(), image[0], C, p, grid.h, grid.w);
+  else
+    cuda_detail::unpatchify_kernel<T, false><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, ctx.stream()>>>(
+        src.data(), dst.data(), image[0], C, p, grid.h, grid.w);
+  CudaContext::check_launch("unpatchify");
+}
+
+}  // namespace irepa::ops
