@@ -6,14 +6,16 @@
 
 #include "irepa/core/concepts.hpp"
 #include "irepa/ops/reduce.hpp"
+#include "irepa/ops/tensor_ops.hpp"
 
 namespace irepa {
 
+// Both run on any device: D is the views' device, the context is that device's.
 struct NoNorm {
-  template <class T>
-  void apply(const CpuContext&, ConstView<T> z, TensorView<T> out) const {
+  template <class T, class Ctx, class D = typename Ctx::device_type>
+  void apply(const Ctx& ctx, In<T, D> z, TensorView<T, D> out) const {
     check_shape("NoNorm", "output", out.shape(), z.shape());
-    if (out.data() != z.data()) out.copy_from(z);
+    if (out.data() != z.data()) ops::copy<T>(ctx, z, out);
   }
 };
 
@@ -22,21 +24,9 @@ struct SpatialNorm {
   double eps = 1e-6;
 
   /// z, out [B, T, Z] (out may alias z); needs T >= 2.
-  template <class T>
-  void apply(const CpuContext& ctx, ConstView<T> z, TensorView<T> out) const {
-    check_shape("SpatialNorm", "output", out.shape(), z.shape());
-    check_contiguous("SpatialNorm", z, out);
-    const std::int64_t B = z.size(0), N = z.size(1), D = z.size(2);
-    Tensor<T> mean(Shape{B, D}), std(Shape{B, D});
-    ops::token_mean_std_forward<T>(ctx, z, mean.view(), std.view());
-    const T a = static_cast<T>(alpha), e = static_cast<T>(eps);
-    ctx.parallel_for(B * N, 3.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
-      for (std::int64_t r = r0; r < r1; ++r) {
-        const T* m = mean.data() + (r / N) * D;
-        const T* s = std.data() + (r / N) * D;
-        for (std::int64_t d = 0; d < D; ++d) out.data()[r * D + d] = (z.data()[r * D + d] - a * m[d]) / (s[d] + e);
-      }
-    });
+  template <class T, class Ctx, class D = typename Ctx::device_type>
+  void apply(const Ctx& ctx, In<T, D> z, TensorView<T, D> out) const {
+    ops::spatial_normalize<T>(ctx, z, static_cast<T>(alpha), static_cast<T>(eps), out);
   }
 };
 

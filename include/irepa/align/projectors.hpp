@@ -7,7 +7,9 @@
 //  - ConvProjector<K> (iREPA) K x K conv over the h x w token grid, zero padding K/2;
 //                             "projection_layer.{weight [Z, D, K, K],bias}". K = 0 takes the kernel
 //                             size from the ProjectorSpec at run time.
-// Each policy's layer<T> also has init(Philox&): the reference's initialisation.
+// Each policy's layer<T, D = Cpu> runs on device D (its context ContextOf<D>) and, on the CPU, has
+// init(Philox&): the reference's initialisation. A user policy that declares only layer<T> runs
+// on the CPU.
 
 #include <string_view>
 
@@ -27,11 +29,12 @@ inline void check_projector_input(std::string_view who, const Shape& x, std::int
 }  // namespace detail
 
 struct MlpProjector {
-  template <class T>
+  template <class T, class D = Cpu>
   struct layer {
     using scalar_type = T;
-    using device_type = Cpu;
-    nn::Linear<T> fc0, fc2, fc4;
+    using device_type = D;
+    using Context = ContextOf<D>;
+    nn::Linear<T, D> fc0, fc2, fc4;
 
     explicit layer(const ProjectorSpec& s) : fc0(s.in_dim, s.hidden_dim), fc2(s.hidden_dim, s.hidden_dim), fc4(s.hidden_dim, s.out_dim) {
       IREPA_CHECK(s.in_dim > 0 && s.out_dim > 0 && s.hidden_dim > 0, "MlpProjector: widths in {}, hidden {}, out {} must be positive",
@@ -51,25 +54,25 @@ struct MlpProjector {
     }
 
     struct Cache {
-      typename nn::Linear<T>::Cache l0, l2, l4;
-      Tensor<T> a0, a2;  // [B, T, hidden] after SiLU
-      ConstView<T> output() const { return l4.output(); }
+      typename nn::Linear<T, D>::Cache l0, l2, l4;
+      Tensor<T, D> a0, a2;  // [B, T, hidden] after SiLU
+      ConstView<T, D> output() const { return l4.output(); }
     };
 
-    Cache forward(const CpuContext& ctx, ConstView<T> x, TokenGrid g) const {
+    Cache forward(const Context& ctx, ConstView<T, D> x, TokenGrid g) const {
       detail::check_projector_input("MlpProjector", x.shape(), fc0.in_features(), g);
       Cache c;
       c.l0 = fc0.forward(ctx, x);
-      c.a0 = Tensor<T>(c.l0.y.shape());
+      c.a0 = Tensor<T, D>(c.l0.y.shape());
       ops::silu_forward<T>(ctx, c.l0.y, c.a0.view());
       c.l2 = fc2.forward(ctx, c.a0);
-      c.a2 = Tensor<T>(c.l2.y.shape());
+      c.a2 = Tensor<T, D>(c.l2.y.shape());
       ops::silu_forward<T>(ctx, c.l2.y, c.a2.view());
       c.l4 = fc4.forward(ctx, c.a2);
       return c;
     }
-    void backward(const CpuContext& ctx, const Cache& c, ConstView<T> dy, TensorView<T> dx) const {
-      Tensor<T> da(c.a0.shape()), dh(c.a0.shape());
+    void backward(const Context& ctx, const Cache& c, ConstView<T, D> dy, TensorView<T, D> dx) const {
+      Tensor<T, D> da(c.a0.shape()), dh(c.a0.shape());
       fc4.backward(ctx, c.l4, dy, da.view());
       ops::silu_backward<T>(ctx, c.l2.y, da, dh.view());
       fc2.backward(ctx, c.l2, dh, da.view());
@@ -80,11 +83,12 @@ struct MlpProjector {
 };
 
 struct LinearProjector {
-  template <class T>
+  template <class T, class D = Cpu>
   struct layer {
     using scalar_type = T;
-    using device_type = Cpu;
-    nn::Linear<T> fc;
+    using device_type = D;
+    using Context = ContextOf<D>;
+    nn::Linear<T, D> fc;
 
     explicit layer(const ProjectorSpec& s) : fc(s.in_dim, s.out_dim) {}
 
@@ -94,12 +98,12 @@ struct LinearProjector {
     }
     void init(Philox& rng) { fc.init_xavier(rng); }
 
-    using Cache = typename nn::Linear<T>::Cache;
-    Cache forward(const CpuContext& ctx, ConstView<T> x, TokenGrid g) const {
+    using Cache = typename nn::Linear<T, D>::Cache;
+    Cache forward(const Context& ctx, ConstView<T, D> x, TokenGrid g) const {
       detail::check_projector_input("LinearProjector", x.shape(), fc.in_features(), g);
       return fc.forward(ctx, x);
     }
-    void backward(const CpuContext& ctx, const Cache& c, ConstView<T> dy, TensorView<T> dx) const {
+    void backward(const Context& ctx, const Cache& c, ConstView<T, D> dy, TensorView<T, D> dx) const {
       fc.backward(ctx, c, dy, dx);
     }
   };
@@ -110,12 +114,13 @@ template <int K>
 struct ConvProjector {
   static_assert(K == 0 || (K > 0 && K % 2 == 1), "ConvProjector<K>: K must be odd (same padding K/2), or 0 for a run-time size");
 
-  template <class T>
+  template <class T, class D = Cpu>
   struct layer {
     using scalar_type = T;
-    using device_type = Cpu;
-    Param<T> weight;  // [Z, D, k, k]
-    Param<T> bias;    // [Z]
+    using device_type = D;
+    using Context = ContextOf<D>;
+    Param<T, D> weight;  // [Z, D, k, k]
+    Param<T, D> bias;    // [Z]
 
     static int kernel_of(const ProjectorSpec& s) {
       const int k = K > 0 ? K : (s.kernel_size > 0 ? s.kernel_size : 3);
@@ -138,21 +143,21 @@ struct ConvProjector {
     void init(Philox& rng) { nn::torch_default_init(rng, weight.value, bias.value); }
 
     struct Cache {
-      ConstView<T> x;  // [B, h, w, D] (the input viewed on its grid)
-      Tensor<T> y;     // [B, T, Z]
-      ConstView<T> output() const { return y.cview(); }
+      ConstView<T, D> x;  // [B, h, w, D] (the input viewed on its grid)
+      Tensor<T, D> y;     // [B, T, Z]
+      ConstView<T, D> output() const { return y.cview(); }
     };
-    Cache forward(const CpuContext& ctx, ConstView<T> x, TokenGrid g) const {
+    Cache forward(const Context& ctx, ConstView<T, D> x, TokenGrid g) const {
       detail::check_projector_input("ConvProjector", x.shape(), weight.shape[1], g);
       const std::int64_t B = x.size(0);
-      Cache c{x.reshape(Shape{B, g.h, g.w, x.size(2)}), Tensor<T>(Shape{B, g.tokens(), weight.shape[0]})};
+      Cache c{x.reshape(Shape{B, g.h, g.w, x.size(2)}), Tensor<T, D>(Shape{B, g.tokens(), weight.shape[0]})};
       ops::conv2d_same_forward<T>(ctx, c.x, weight.value, bias.value, c.y.view().reshape(Shape{B, g.h, g.w, weight.shape[0]}));
       return c;
     }
-    void backward(const CpuContext& ctx, const Cache& c, ConstView<T> dy, TensorView<T> dx) const {
+    void backward(const Context& ctx, const Cache& c, ConstView<T, D> dy, TensorView<T, D> dx) const {
       const Shape& xs = c.x.shape();
       ops::conv2d_same_backward<T>(ctx, c.x, weight.value, dy.reshape(Shape{xs[0], xs[1], xs[2], weight.shape[0]}),
-                                   dx.numel() ? dx.reshape(xs) : TensorView<T>{}, weight.grad, bias.grad);
+                                   dx.numel() ? dx.reshape(xs) : TensorView<T, D>{}, weight.grad, bias.grad);
     }
   };
 };

@@ -121,6 +121,20 @@ concept ProjectorOn =
 template <class P>
 concept Projector = ProjectorOn<P, double> && ProjectorOn<P, float>;
 
+/// The layer a projector policy builds for scalar T on device D: P::layer<T, D> when the
+/// policy declares one, otherwise P::layer<T> (a CPU layer; models on other devices refuse it).
+template <class P, class T, class D>
+struct projector_layer {
+  using type = typename P::template layer<T>;
+};
+template <class P, class T, class D>
+  requires requires { typename P::template layer<T, D>; }
+struct projector_layer<P, T, D> {
+  using type = typename P::template layer<T, D>;
+};
+template <class P, class T, class D>
+using projector_layer_t = typename projector_layer<P, T, D>::type;
+
 /// A normalizer policy N: transforms frozen target tokens [B, T, Z] before the loss
 /// (no gradient flows into targets).
 ///  requires: n.apply(ctx, z [B, T, Z], out [B, T, Z]) writes every element of out; out may

@@ -74,6 +74,7 @@ template <class Size, int Patch, class Head, class T = float>
 struct JiT {
   using scalar_type = T;
   using device_type = Cpu;
+  using Context = CpuContext;
   using head_type = Head;
   using ProjectorLayer = typename Head::projector::template layer<T>;
 
@@ -245,7 +246,7 @@ struct JiT {
     c.final_in = Lc > 0 ? strip(c.blocks.back().output()) : Tensor<T>::copy_of(c.blocks.back().output());
     c.final = final_layer.forward(ctx, c.final_in, c.s);
     c.out = Tensor<T>(x.shape());
-    unpatchify(c.final.output(), c.out.view(), false);
+    unpatchify(ctx, c.final.output(), c.out.view(), false);
     return c;
   }
 
@@ -258,7 +259,7 @@ struct JiT {
                 projectors.size(), c.projectors.size());
     const std::int64_t B = c.x.size(0), N = grid.tokens(), D = hidden, Lc = ctx_len;
     Tensor<T> dy(c.final.output().shape());
-    unpatchify(dout, dy.view(), true);
+    unpatchify(ctx, dout, dy.view(), true);
     Tensor<T> ds(Shape{B, D}), dfin(Shape{B, N, D});
     ds.fill(T(0));
     final_layer.backward(ctx, c.final, dy, dfin.view(), ds.view());
@@ -339,8 +340,8 @@ struct JiT {
       for (std::int64_t i = 0; i < N * D; ++i) d[i] += s[i];
     }
   }
-  void unpatchify(ConstView<T> src, TensorView<T> dst, bool inverse) const {
-    detail::unpatchify<T>(src, dst, config.in_channels, patch, grid, inverse);
+  void unpatchify(const CpuContext& ctx, ConstView<T> src, TensorView<T> dst, bool inverse) const {
+    ops::unpatchify<T>(ctx, src, dst, config.in_channels, patch, grid, inverse);
   }
 
   ParamArena<T> arena_;

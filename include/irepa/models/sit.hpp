@@ -21,6 +21,7 @@
 #include "irepa/models/sizes.hpp"
 #include "irepa/nn/adaln.hpp"
 #include "irepa/nn/embedders.hpp"
+#include "irepa/ops/tensor_ops.hpp"
 
 namespace irepa {
 
@@ -78,27 +79,6 @@ inline std::int64_t resolve_size(const char* what, int fixed, std::int64_t confi
   return configured;
 }
 
-/// [B, h w, p p C] (token, then (i, j, c)) <-> [B, C, h p, w p], the reference's unpatchify;
-/// inverse gathers the other way (its backward).
-template <class T>
-void unpatchify(ConstView<T> src, TensorView<T> dst, std::int64_t C, std::int64_t p, TokenGrid grid, bool inverse) {
-  const std::int64_t B = inverse ? src.size(0) : dst.size(0), gh = grid.h, gw = grid.w;
-  const std::int64_t H = gh * p, W = gw * p;
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t r = 0; r < gh; ++r)
-      for (std::int64_t q = 0; q < gw; ++q)
-        for (std::int64_t i = 0; i < p; ++i)
-          for (std::int64_t j = 0; j < p; ++j)
-            for (std::int64_t ch = 0; ch < C; ++ch) {
-              const std::int64_t tk = ((b * gh + r) * gw + q) * (p * p * C) + (i * p + j) * C + ch;
-              const std::int64_t px = ((b * C + ch) * H + r * p + i) * W + q * p + j;
-              if (inverse)
-                dst.data()[tk] = src.data()[px];
-              else
-                dst.data()[px] = src.data()[tk];
-            }
-}
-
 /// Projectors by their own init, or, for a user policy without one, N(0, 0.02) weights and zero
 /// vectors (SiT and JiT alike).
 template <class Layers>
@@ -118,26 +98,31 @@ void init_projectors(Layers& projectors, Philox& rng) {
 }
 }  // namespace detail
 
-template <class Size, int Patch, class Head, class T = float>
+template <class Size, int Patch, class Head, class T = float, class D = Cpu>
   requires SizeTag<Size> && AlignmentHead<Head> && (Patch >= 0)
 struct SiT {
   using scalar_type = T;
-  using device_type = Cpu;
+  using device_type = D;
+  using Context = ContextOf<D>;
   using head_type = Head;
-  using ProjectorLayer = typename Head::projector::template layer<T>;
+  using ProjectorLayer = projector_layer_t<typename Head::projector, T, D>;
+  /// The same model on the host: what a device model is initialised, saved and loaded through.
+  using HostModel = SiT<Size, Patch, Head, T, Cpu>;
+  static_assert(std::is_same_v<typename ProjectorLayer::device_type, D>,
+                "SiT: the projector policy has no layer<T, D> for this device (a policy that declares only layer<T> runs on the CPU)");
 
   SiTConfig config;
   Head head;
   std::int64_t depth = 0, hidden = 0, heads = 0, patch = 0;
   TokenGrid grid;  // tokens: grid.h * grid.w, row-major
 
-  nn::PatchEmbed<T> x_embedder;
-  nn::TimestepEmbedder<T> t_embedder;
-  nn::LabelEmbedder<T> y_embedder;
-  Tensor<T> pos_embed;  // [1, T, D] fixed 2-D sin-cos buffer
-  std::vector<nn::SiTBlock<T>> blocks;
+  nn::PatchEmbed<T, D> x_embedder;
+  nn::TimestepEmbedder<T, D> t_embedder;
+  nn::LabelEmbedder<T, D> y_embedder;
+  Tensor<T, D> pos_embed;  // [1, T, D] fixed 2-D sin-cos buffer
+  std::vector<nn::SiTBlock<T, D>> blocks;
   std::vector<ProjectorLayer> projectors;
-  nn::FinalLayer<T> final_layer;
+  nn::FinalLayer<T, D> final_layer;
 
   explicit SiT(const SiTConfig& cfg, Head h = {}) : config(cfg), head(std::move(h)) {
     depth = detail::resolve_size("depth", Size::depth, cfg.depth);
@@ -155,10 +140,10 @@ struct SiT {
                 "SiT: encoder_depth {} must be in [1, {}] (the block whose output is aligned)", cfg.encoder_depth, depth);
     grid = TokenGrid{cfg.input_size / patch, cfg.input_size / patch};
 
-    x_embedder = nn::PatchEmbed<T>(cfg.in_channels, hidden, patch);
-    t_embedder = nn::TimestepEmbedder<T>(hidden);
-    y_embedder = nn::LabelEmbedder<T>(cfg.num_classes, hidden, cfg.class_dropout_prob > 0);
-    pos_embed = Tensor<T>(Shape{1, grid.tokens(), hidden});
+    x_embedder = nn::PatchEmbed<T, D>(cfg.in_channels, hidden, patch);
+    t_embedder = nn::TimestepEmbedder<T, D>(hidden);
+    y_embedder = nn::LabelEmbedder<T, D>(cfg.num_classes, hidden, cfg.class_dropout_prob > 0);
+    pos_embed = Tensor<T, D>(Shape{1, grid.tokens(), hidden});
     reset_pos_embed();
     blocks.reserve(static_cast<std::size_t>(depth));
     for (std::int64_t i = 0; i < depth; ++i) blocks.emplace_back(hidden, heads, cfg.mlp_ratio);
@@ -168,15 +153,15 @@ struct SiT {
       projectors.emplace_back(ProjectorSpec{.in_dim = hidden, .out_dim = z, .hidden_dim = cfg.projector_dim,
                                             .kernel_size = cfg.kernel_size});
     }
-    final_layer = nn::FinalLayer<T>(hidden, patch, cfg.in_channels);
-    arena_ = ParamArena<T>(*this);
+    final_layer = nn::FinalLayer<T, D>(hidden, patch, cfg.in_channels);
+    arena_ = ParamArena<T, D>(*this);
   }
 
   SiT(SiT&&) noexcept = default;
   SiT& operator=(SiT&&) noexcept = default;
 
   /// The flat parameter arena (values and gradients), in state_dict order.
-  const ParamArena<T>& params() const { return arena_; }
+  const ParamArena<T, D>& params() const { return arena_; }
   std::int64_t num_params() const { return arena_.numel(); }
   std::int64_t out_channels() const { return config.in_channels; }
 
@@ -191,12 +176,44 @@ struct SiT {
     final_layer.visit_params(v, join_name(prefix, "final_layer"));
   }
   /// Non-trainable state saved with the parameters.
-  std::vector<io::NamedView<T>> buffers() const { return {{"pos_embed", pos_embed.view()}}; }
+  std::vector<io::NamedView<T>> buffers() const
+    requires(D::host_accessible)
+  {
+    return {{"pos_embed", pos_embed.view()}};
+  }
 
   /// The reference's initialisation, drawn from Philox(seed): xavier-uniform Linears with zero
   /// biases, N(0, 0.02) label table and time-MLP weights, zero adaLN and output layers;
-  /// projectors by their own init (or N(0, 0.02) weights and zero biases without one).
+  /// projectors by their own init (or N(0, 0.02) weights and zero biases without one). A device
+  /// model draws the same values on the host and copies them over.
   void init(std::uint64_t seed) {
+    if constexpr (!std::is_same_v<D, Cpu>) {
+      HostModel host(config, head);
+      host.init(seed);
+      copy_params_from(host);
+      return;
+    } else {
+      init_on_host(seed);
+    }
+  }
+
+  /// Parameter values from a host model of the same configuration (a device model's upload).
+  void copy_params_from(const HostModel& host) {
+    IREPA_CHECK(host.params().numel() == arena_.numel(), "SiT: copying {} parameter values into a model with {}",
+                host.params().numel(), arena_.numel());
+    D::upload_sync(arena_.values().data(), host.params().values().data(), sizeof(T) * static_cast<std::size_t>(arena_.numel()));
+  }
+  /// The model on the host, with these parameter values (and, with grads, these gradients).
+  HostModel to_host_model(bool grads = false) const {
+    HostModel host(config, head);
+    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(arena_.numel());
+    D::download_sync(host.params().values().data(), arena_.values().data(), bytes);
+    if (grads) D::download_sync(host.params().grads().data(), arena_.grads().data(), bytes);
+    return host;
+  }
+
+ private:
+  void init_on_host(std::uint64_t seed) {
     Philox rng(seed, /*stream=*/0x5174);
     x_embedder.init(rng);
     t_embedder.init(rng);
@@ -207,27 +224,28 @@ struct SiT {
     reset_pos_embed();
   }
 
+ public:
   struct Cache {
-    Tensor<T> x;                     // [B, C, H, W] model input (copied)
-    Tensor<std::int64_t> y;          // [B] labels as used (after any dropout)
-    typename nn::TimestepEmbedder<T>::Cache temb;
-    Tensor<T> c, s;                  // [B, D] conditioning and SiLU(conditioning)
-    Tensor<T> h0;                    // [B, T, D] embedded tokens + position
-    std::vector<typename nn::SiTBlock<T>::Cache> blocks;
+    Tensor<T, D> x;                  // [B, C, H, W] model input (copied)
+    Tensor<std::int64_t> y;          // [B] labels as used (after any dropout), on the host
+    typename nn::TimestepEmbedder<T, D>::Cache temb;
+    Tensor<T, D> c, s;               // [B, D] conditioning and SiLU(conditioning)
+    Tensor<T, D> h0;                 // [B, T, D] embedded tokens + position
+    std::vector<typename nn::SiTBlock<T, D>::Cache> blocks;
     std::vector<typename ProjectorLayer::Cache> projectors;  // empty when not aligned
-    typename nn::FinalLayer<T>::Cache final;
-    Tensor<T> out;                   // [B, C, H, W]
+    typename nn::FinalLayer<T, D>::Cache final;
+    Tensor<T, D> out;                // [B, C, H, W]
 
-    ConstView<T> output() const { return out.cview(); }
+    ConstView<T, D> output() const { return out.cview(); }
     /// Projected tokens [B, T, z_dim] for target encoder i.
-    ConstView<T> projected(std::size_t i) const { return projectors.at(i).output(); }
+    ConstView<T, D> projected(std::size_t i) const { return projectors.at(i).output(); }
     /// Hidden tokens [B, T, D] after block i (1-based, as encoder_depth).
-    ConstView<T> hidden_after(std::size_t i) const { return blocks.at(i - 1).output(); }
+    ConstView<T, D> hidden_after(std::size_t i) const { return blocks.at(i - 1).output(); }
   };
 
-  /// x [B, C, H, W], t [B], y [B] (int64; num_classes is the null class). With align = false the
-  /// projectors are skipped (sampling).
-  Cache forward(const CpuContext& ctx, ConstView<T> x, ConstView<T> t, ConstView<std::int64_t> y, bool align = true) const {
+  /// x [B, C, H, W], t [B] on the model's device, y [B] on the host (int64; num_classes is the
+  /// null class). With align = false the projectors are skipped (sampling).
+  Cache forward(const Context& ctx, ConstView<T, D> x, ConstView<T, D> t, ConstView<std::int64_t> y, bool align = true) const {
     IREPA_CHECK(x.rank() == 4 && x.size(1) == config.in_channels && x.size(2) == config.input_size &&
                     x.size(3) == config.input_size,
                 "SiT: input has shape {}, expected [B, {}, {}, {}]", x.shape().str(), config.in_channels, config.input_size,
@@ -236,95 +254,104 @@ struct SiT {
     check_shape("SiT", "t", t.shape(), Shape{B});
     check_shape("SiT", "labels", y.shape(), Shape{B});
     Cache c;
-    c.x = Tensor<T>::copy_of(x);
+    c.x = Tensor<T, D>(x.shape());
+    ops::copy<T>(ctx, x, c.x.view());
     c.y = Tensor<std::int64_t>::copy_of(y);
 
     c.temb = t_embedder.forward(ctx, t);
-    c.c = Tensor<T>(Shape{B, hidden});
+    c.c = Tensor<T, D>(Shape{B, hidden});
     y_embedder.forward(ctx, c.y, c.c.view());
-    nn::detail::add_into<T>(ctx, c.c.view(), c.temb.output());
-    c.s = Tensor<T>(c.c.shape());
+    ops::add_into<T>(ctx, c.c.view(), c.temb.output());
+    c.s = Tensor<T, D>(c.c.shape());
     ops::silu_forward<T>(ctx, c.c, c.s.view());
 
     const Shape tok{B, grid.tokens(), hidden};
-    c.h0 = Tensor<T>(tok);
+    c.h0 = Tensor<T, D>(tok);
     x_embedder.forward(ctx, c.x, c.h0.view());
-    {
-      const std::array<Eigen::Index, 3> bcast{B, 1, 1};
-      c.h0.template eigen<3>().device(ctx.device()) += pos_embed.cview().template eigen<3>().broadcast(bcast);
-    }
+    ops::add_broadcast<T>(ctx, c.h0.view(), pos_embed.cview());
 
     c.blocks.reserve(blocks.size());
     for (std::size_t i = 0; i < blocks.size(); ++i) {
-      ConstView<T> in = i == 0 ? c.h0.cview() : c.blocks[i - 1].output();
+      ConstView<T, D> in = i == 0 ? c.h0.cview() : c.blocks[i - 1].output();
       c.blocks.push_back(blocks[i].forward(ctx, in, c.s));
       if (align && static_cast<std::int64_t>(i + 1) == config.encoder_depth) {
         c.projectors.reserve(projectors.size());
         for (const auto& p : projectors) c.projectors.push_back(p.forward(ctx, c.blocks[i].output(), grid));
       }
     }
-    ConstView<T> last = blocks.empty() ? c.h0.cview() : c.blocks.back().output();
+    ConstView<T, D> last = blocks.empty() ? c.h0.cview() : c.blocks.back().output();
     c.final = final_layer.forward(ctx, last, c.s);
-    c.out = Tensor<T>(x.shape());
-    unpatchify(c.final.output(), c.out.view(), /*inverse=*/false);
+    c.out = Tensor<T, D>(x.shape());
+    unpatchify(ctx, c.final.output(), c.out.view(), /*inverse=*/false);
     return c;
   }
 
   /// dout [B, C, H, W]; dzs[i] [B, T, z_dim_i] the gradients of the projected tokens (empty span:
   /// no alignment gradient). Parameter gradients accumulate into params().grads().
-  void backward(const CpuContext& ctx, const Cache& c, ConstView<T> dout, std::span<const ConstView<T>> dzs = {}) const {
+  void backward(const Context& ctx, const Cache& c, ConstView<T, D> dout, std::span<const ConstView<T, D>> dzs = {}) const {
     check_shape("SiT::backward", "dout", dout.shape(), c.out.shape());
     IREPA_CHECK(dzs.empty() || (dzs.size() == projectors.size() && c.projectors.size() == projectors.size()),
                 "SiT::backward: {} projected-token gradients for {} projectors ({} run in forward)", dzs.size(),
                 projectors.size(), c.projectors.size());
     const std::int64_t B = c.x.size(0);
     const Shape tok{B, grid.tokens(), hidden};
-    Tensor<T> dy(c.final.output().shape());
-    unpatchify(dout, dy.view(), /*inverse=*/true);
+    Tensor<T, D> dy(c.final.output().shape());
+    unpatchify(ctx, dout, dy.view(), /*inverse=*/true);
 
-    Tensor<T> ds(Shape{B, hidden}), dx(tok), dxin(tok), dp(tok);
-    ds.fill(T(0));
+    Tensor<T, D> ds(Shape{B, hidden}), dx(tok), dxin(tok), dp(tok);
+    fill(ctx, ds.view(), T(0));
     final_layer.backward(ctx, c.final, dy, dx.view(), ds.view());
     for (std::size_t i = blocks.size(); i-- > 0;) {
       if (!dzs.empty() && static_cast<std::int64_t>(i + 1) == config.encoder_depth) {
         for (std::size_t j = 0; j < projectors.size(); ++j) {
           check_shape("SiT::backward", "projected-token gradient", dzs[j].shape(), c.projectors[j].output().shape());
           projectors[j].backward(ctx, c.projectors[j], dzs[j], dp.view());
-          nn::detail::add_into<T>(ctx, dx.view(), dp);
+          ops::add_into<T>(ctx, dx.view(), dp);
         }
       }
       blocks[i].backward(ctx, c.blocks[i], dx, dxin.view(), ds.view());
       std::swap(dx, dxin);
     }
     x_embedder.backward(ctx, c.x, dx);
-    Tensor<T> dc(ds.shape());
+    Tensor<T, D> dc(ds.shape());
     ops::silu_backward<T>(ctx, c.c, ds, dc.view());
     t_embedder.backward(ctx, c.temb, dc);
     y_embedder.backward(ctx, c.y, dc);
   }
 
-  /// Saves parameters and buffers under prefix + state_dict name.
+  /// Saves parameters and buffers under prefix + state_dict name (a device model through its
+  /// host copy).
   void save(io::SafeTensorsWriter& w, std::string_view prefix = {}) const {
-    io::add_params(w, arena_, prefix);
-    for (const auto& b : buffers()) w.add<T>(std::string(prefix) + b.name, b.view);
+    if constexpr (!D::host_accessible) {
+      to_host_model().save(w, prefix);
+    } else {
+      io::add_params(w, arena_, prefix);
+      for (const auto& b : buffers()) w.add<T>(std::string(prefix) + b.name, b.view);
+    }
   }
   /// Loads parameters and buffers from prefix + state_dict name: every missing, unexpected or
   /// mis-shaped tensor is named in one error, and nothing is changed then.
   void load(const io::SafeTensorsFile& f, std::string_view prefix = {}, io::LoadParamsOptions opt = {}) {
-    io::load_params(f, arena_, prefix, opt, buffers());
+    if constexpr (!D::host_accessible) {
+      HostModel host(config, head);
+      host.load(f, prefix, opt);
+      copy_params_from(host);  // pos_embed is the fixed table both sides
+    } else {
+      io::load_params(f, arena_, prefix, opt, buffers());
+    }
   }
 
  private:
   void reset_pos_embed() {
     const Tensor<T> table = ops::sincos_2d_table<T>(grid.h, grid.w, hidden);  // [T, D]
-    std::copy_n(table.data(), table.numel(), pos_embed.data());
+    D::upload_sync(pos_embed.data(), table.data(), sizeof(T) * static_cast<std::size_t>(table.numel()));
   }
 
-  void unpatchify(ConstView<T> src, TensorView<T> dst, bool inverse) const {
-    detail::unpatchify<T>(src, dst, config.in_channels, patch, grid, inverse);
+  void unpatchify(const Context& ctx, ConstView<T, D> src, TensorView<T, D> dst, bool inverse) const {
+    ops::unpatchify<T>(ctx, src, dst, config.in_channels, patch, grid, inverse);
   }
 
-  ParamArena<T> arena_;  // last: built from the members above
+  ParamArena<T, D> arena_;  // last: built from the members above
 };
 
 }  // namespace irepa

@@ -2,12 +2,18 @@
 // Frozen target encoders chosen by the reference's names at run time (--enc-type): a small
 // type-erased handle so that the trainer can hold several of different kinds. Each maps clean
 // images [B, C, H, W] in 0..255 to patch tokens [B, T, D] without gradient.
+// The encoders run on the CPU: a file compiled by nvcc (a GPU trainer) sees the handle only, and
+// the factories below stay in host-compiled code.
 
 #include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "irepa/core/context.hpp"
+#include "irepa/core/tensor.hpp"
+
+#if !defined(__CUDACC__)
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +24,7 @@
 #include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
+#endif
 
 namespace irepa {
 
@@ -28,6 +35,7 @@ struct TargetEncoder {
   std::function<Tensor<float>(const CpuContext&, ConstView<float>)> encode;  // [B, C, H, W] 0..255 -> [B, T, D]
 };
 
+#if !defined(__CUDACC__)
 /// Where ViT encoder weights are looked up: weights_dir/<name>.safetensors, with weights_dir
 /// from the argument, else $IREPA_ENCODER_DIR, else ./encoders.
 inline std::filesystem::path encoder_weights_path(std::string_view name, const std::string& weights_dir = {}) {
@@ -131,5 +139,7 @@ inline std::vector<TargetEncoder> make_target_encoders(std::string_view names, s
   }
   return out;
 }
+
+#endif  // !__CUDACC__
 
 }  // namespace irepa

@@ -15,13 +15,14 @@
 
 namespace irepa::nn {
 
-template <class T>
+template <class T, class D = Cpu>
 struct PatchEmbed {
   using scalar_type = T;
-  using device_type = Cpu;
+  using device_type = D;
+  using Context = ContextOf<D>;
 
-  Param<T> weight;  // proj.weight [D, C, p, p]
-  Param<T> bias;    // proj.bias [D]
+  Param<T, D> weight;  // proj.weight [D, C, p, p]
+  Param<T, D> bias;    // proj.bias [D]
 
   PatchEmbed() = default;
   PatchEmbed(std::int64_t in_channels, std::int64_t dim, std::int64_t patch)
@@ -42,23 +43,24 @@ struct PatchEmbed {
   }
 
   /// x [B, C, H, W] -> y [B, (H/p)(W/p), D], tokens row-major.
-  void forward(const CpuContext& ctx, ConstView<T> x, TensorView<T> y) const {
+  void forward(const Context& ctx, ConstView<T, D> x, TensorView<T, D> y) const {
     ops::patchify_forward<T>(ctx, x, weight.value, bias.value, y);
   }
   /// Parameter gradients accumulated; the image gradient is not needed by the models.
-  void backward(const CpuContext& ctx, ConstView<T> x, ConstView<T> dy) const {
-    ops::patchify_backward<T>(ctx, x, weight.value, dy, TensorView<T>{}, weight.grad, bias.grad);
+  void backward(const Context& ctx, ConstView<T, D> x, ConstView<T, D> dy) const {
+    ops::patchify_backward<T>(ctx, x, weight.value, dy, TensorView<T, D>{}, weight.grad, bias.grad);
   }
 };
 
-template <class T>
+template <class T, class D = Cpu>
 struct TimestepEmbedder {
   using scalar_type = T;
-  using device_type = Cpu;
+  using device_type = D;
+  using Context = ContextOf<D>;
   static constexpr std::int64_t frequency_dim = 256;
 
-  Linear<T> fc0;  // mlp.0: [D, 256]
-  Linear<T> fc2;  // mlp.2: [D, D]
+  Linear<T, D> fc0;  // mlp.0: [D, 256]
+  Linear<T, D> fc2;  // mlp.2: [D, D]
 
   TimestepEmbedder() = default;
   explicit TimestepEmbedder(std::int64_t dim) : fc0(frequency_dim, dim), fc2(dim, dim) {}
@@ -78,40 +80,41 @@ struct TimestepEmbedder {
   }
 
   struct Cache {
-    Tensor<T> freq;  // [B, 256]
-    typename Linear<T>::Cache h;  // [B, D] before SiLU
-    Tensor<T> a;     // [B, D] after SiLU
-    typename Linear<T>::Cache out;  // [B, D]
-    ConstView<T> output() const { return out.output(); }
+    Tensor<T, D> freq;  // [B, 256]
+    typename Linear<T, D>::Cache h;  // [B, D] before SiLU
+    Tensor<T, D> a;     // [B, D] after SiLU
+    typename Linear<T, D>::Cache out;  // [B, D]
+    ConstView<T, D> output() const { return out.output(); }
   };
 
   /// t [B] -> [B, D]
-  Cache forward(const CpuContext& ctx, ConstView<T> t) const {
+  Cache forward(const Context& ctx, ConstView<T, D> t) const {
     Cache c;
-    c.freq = Tensor<T>(Shape{t.size(0), frequency_dim});
+    c.freq = Tensor<T, D>(Shape{t.size(0), frequency_dim});
     ops::timestep_features_forward<T>(ctx, t, frequency_dim, c.freq.view());
     c.h = fc0.forward(ctx, c.freq);
-    c.a = Tensor<T>(c.h.y.shape());
+    c.a = Tensor<T, D>(c.h.y.shape());
     ops::silu_forward<T>(ctx, c.h.y, c.a.view());
     c.out = fc2.forward(ctx, c.a);
     return c;
   }
 
   /// Parameter gradients accumulated (t is not differentiated).
-  void backward(const CpuContext& ctx, const Cache& c, ConstView<T> dout) const {
-    Tensor<T> da(c.a.shape()), dh(c.a.shape());
+  void backward(const Context& ctx, const Cache& c, ConstView<T, D> dout) const {
+    Tensor<T, D> da(c.a.shape()), dh(c.a.shape());
     fc2.backward(ctx, c.out, dout, da.view());
     ops::silu_backward<T>(ctx, c.h.y, da, dh.view());
-    fc0.backward(ctx, c.h, dh, TensorView<T>{});
+    fc0.backward(ctx, c.h, dh, TensorView<T, D>{});
   }
 };
 
-template <class T>
+template <class T, class D = Cpu>
 struct LabelEmbedder {
   using scalar_type = T;
-  using device_type = Cpu;
+  using device_type = D;
+  using Context = ContextOf<D>;
 
-  Param<T> table;  // embedding_table.weight [num_classes + use_null, D]
+  Param<T, D> table;  // embedding_table.weight [num_classes + use_null, D]
   std::int64_t num_classes = 0;
 
   LabelEmbedder() = default;
@@ -128,11 +131,11 @@ struct LabelEmbedder {
 
   void init(Philox& rng) { normal_init(rng, table.value, 0.02); }
 
-  /// y [B] int64 (num_classes = the null class) -> out [B, D].
-  void forward(const CpuContext& ctx, ConstView<std::int64_t> y, TensorView<T> out) const {
+  /// y [B] int64 on the host (num_classes = the null class) -> out [B, D].
+  void forward(const Context& ctx, ConstView<std::int64_t> y, TensorView<T, D> out) const {
     ops::embedding_forward<T>(ctx, table.value, y, out);
   }
-  void backward(const CpuContext& ctx, ConstView<std::int64_t> y, ConstView<T> dout) const {
+  void backward(const Context& ctx, ConstView<std::int64_t> y, ConstView<T, D> dout) const {
     ops::embedding_backward<T>(ctx, y, dout, table.grad);
   }
 };

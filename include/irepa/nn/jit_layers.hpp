@@ -148,7 +148,7 @@ struct JiTBlock {
     Cache c;
     c.x = x, c.cos = cos, c.sin = sin;
     c.mod = adaLN.forward(ctx, s);
-    c.chunks = detail::split_chunks<T>(c.mod.y, 6);
+    c.chunks = detail::split_chunks<T>(ctx, c.mod.y, 6);
     c.xn1 = Tensor<T>(x.shape()), c.r1 = Tensor<T>(bt), c.h1 = Tensor<T>(x.shape());
     ops::rms_norm_forward<T>(ctx, x, norm1.value, T(eps), c.xn1.view(), c.r1.view());
     ops::modulate_forward<T>(ctx, c.xn1, c.chunk(0), c.chunk(1), c.h1.view());
@@ -198,7 +198,7 @@ struct JiTBlock {
     ops::rms_norm_backward<T>(ctx, c.x, norm1.value, c.r1, dxn, dx, norm1.grad);
     detail::add_into<T>(ctx, dx, dx1);
 
-    Tensor<T> dmod = detail::merge_chunks<T>(dchunks);
+    Tensor<T> dmod = detail::merge_chunks<T>(ctx, dchunks);
     Tensor<T> dsi(ds.shape());
     adaLN.backward(ctx, c.mod, dmod, dsi.view());
     detail::add_into<T>(ctx, ds, dsi);
@@ -243,7 +243,7 @@ struct JiTFinalLayer {
     Cache c;
     c.x = x;
     c.mod = adaLN.forward(ctx, s);
-    c.chunks = detail::split_chunks<T>(c.mod.y, 2);
+    c.chunks = detail::split_chunks<T>(ctx, c.mod.y, 2);
     c.xn = Tensor<T>(x.shape()), c.r = Tensor<T>(Shape{x.size(0) * x.size(1)}), c.h = Tensor<T>(x.shape());
     ops::rms_norm_forward<T>(ctx, x, norm_final.value, T(eps), c.xn.view(), c.r.view());
     ops::modulate_forward<T>(ctx, c.xn, c.chunks.cview().select(0, 0), c.chunks.cview().select(0, 1), c.h.view());
@@ -258,7 +258,7 @@ struct JiTFinalLayer {
     ops::modulate_backward<T>(ctx, c.xn, c.chunks.cview().select(0, 1), dh, dxn.view(), dchunks.view().select(0, 0),
                               dchunks.view().select(0, 1));
     ops::rms_norm_backward<T>(ctx, c.x, norm_final.value, c.r, dxn, dx, norm_final.grad);
-    Tensor<T> dmod = detail::merge_chunks<T>(dchunks);
+    Tensor<T> dmod = detail::merge_chunks<T>(ctx, dchunks);
     Tensor<T> dsi(ds.shape());
     adaLN.backward(ctx, c.mod, dmod, dsi.view());
     detail::add_into<T>(ctx, ds, dsi);

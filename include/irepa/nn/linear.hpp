@@ -9,13 +9,14 @@
 
 namespace irepa::nn {
 
-template <class T>
+template <class T, class D = Cpu>
 struct Linear {
   using scalar_type = T;
-  using device_type = Cpu;
+  using device_type = D;
+  using Context = ContextOf<D>;
 
-  Param<T> weight;  // [out, in]
-  Param<T> bias;    // [out] (absent when built without bias)
+  Param<T, D> weight;  // [out, in]
+  Param<T, D> bias;    // [out] (absent when built without bias)
   bool has_bias = true;
 
   Linear() = default;
@@ -39,23 +40,23 @@ struct Linear {
 
   /// Views its input: x must outlive backward.
   struct Cache {
-    ConstView<T> x;  // [N.., in]
-    Tensor<T> y;     // [N.., out]
-    ConstView<T> output() const { return y.cview(); }
+    ConstView<T, D> x;  // [N.., in]
+    Tensor<T, D> y;     // [N.., out]
+    ConstView<T, D> output() const { return y.cview(); }
   };
 
-  Cache forward(const CpuContext& ctx, ConstView<T> x) const {
+  Cache forward(const Context& ctx, ConstView<T, D> x) const {
     Shape ys = x.shape();
     IREPA_CHECK(ys.rank() >= 1, "Linear: input is a scalar, expected [..., {}]", in_features());
     ys[-1] = out_features();
-    Cache c{x, Tensor<T>(ys)};
-    ops::linear_forward<T>(ctx, x, weight.value, has_bias ? ConstView<T>(bias.value) : ConstView<T>{}, c.y.view());
+    Cache c{x, Tensor<T, D>(ys)};
+    ops::linear_forward<T>(ctx, x, weight.value, has_bias ? ConstView<T, D>(bias.value) : ConstView<T, D>{}, c.y.view());
     return c;
   }
 
   /// dx assigned (skipped when empty); weight and bias gradients accumulated.
-  void backward(const CpuContext& ctx, const Cache& c, ConstView<T> dy, TensorView<T> dx) const {
-    ops::linear_backward<T>(ctx, c.x, weight.value, dy, dx, weight.grad, has_bias ? bias.grad : TensorView<T>{});
+  void backward(const Context& ctx, const Cache& c, ConstView<T, D> dy, TensorView<T, D> dx) const {
+    ops::linear_backward<T>(ctx, c.x, weight.value, dy, dx, weight.grad, has_bias ? bias.grad : TensorView<T, D>{});
   }
 };
 

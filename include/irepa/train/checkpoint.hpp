@@ -7,6 +7,8 @@
 // and metadata: format "irepa-checkpoint-v1", the step, AdamW's step count, each EMA's decay,
 // the RNG (seed, stream, position) and the run's full configuration as JSON. Written to a
 // temporary file and renamed; loading checks every name and shape before changing anything.
+// A model, optimizer and EMAs on a device are saved and restored through host copies; the file
+// is the same, so a run can resume on another device.
 
 #include <string>
 #include <vector>
@@ -22,29 +24,49 @@ namespace irepa {
 
 inline std::string ema_prefix(std::size_t k) { return k == 0 ? "ema." : "ema" + std::to_string(k) + "."; }
 
+namespace detail {
+/// The values of a flat buffer on the host: the buffer itself on the CPU, else a copy in keep.
+template <class T, class D>
+TensorView<T> host_values(TensorView<T, D> v, Tensor<T>& keep) {
+  if constexpr (D::host_accessible) {
+    return v;
+  } else {
+    keep = Tensor<T>(v.shape());
+    D::download_sync(keep.data(), v.data(), sizeof(T) * static_cast<std::size_t>(v.numel()));
+    return keep.view();
+  }
+}
+/// Writes a host staging buffer back to the device buffer it was read from (nothing on the CPU).
+template <class T, class D>
+void store_values(TensorView<T, D> v, const Tensor<T>& staged) {
+  if constexpr (!D::host_accessible) D::upload_sync(v.data(), staged.data(), sizeof(T) * static_cast<std::size_t>(v.numel()));
+}
+}  // namespace detail
+
 /// What a checkpoint holds besides tensors.
 struct CheckpointInfo {
   std::int64_t step = 0;
   nlohmann::json config;  // the run's settings, as the trainer resolved them
 };
 
-template <class Model>
-void save_checkpoint(const std::string& path, const Model& model, const AdamW<typename Model::scalar_type>& opt,
-                     const std::vector<const Ema<typename Model::scalar_type>*>& emas, const Philox& rng,
-                     const CheckpointInfo& info) {
-  using T = typename Model::scalar_type;
+template <class Model, class T = typename Model::scalar_type, class D = typename Model::device_type>
+void save_checkpoint(const std::string& path, const Model& model, const AdamW<T, D>& opt, const std::vector<const Ema<T, D>*>& emas,
+                     const Philox& rng, const CheckpointInfo& info) {
   io::SafeTensorsWriter w;
   model.save(w, "model.");
   const auto& arena = model.params();
+  Tensor<T> keep;
   for (std::size_t k = 0; k < emas.size(); ++k) {
     IREPA_CHECK(emas[k]->values().numel() == arena.numel(), "save_checkpoint: EMA {} has {} values, the model {}", k,
                 emas[k]->values().numel(), arena.numel());
-    for (const auto& e : arena.entries())
-      w.add<T>(ema_prefix(k) + e.name, TensorView<const T>(emas[k]->values().data() + e.offset, e.shape));
+    const TensorView<T> ev = detail::host_values(emas[k]->values(), keep);
+    for (const auto& e : arena.entries()) w.add<T>(ema_prefix(k) + e.name, TensorView<const T>(ev.data() + e.offset, e.shape));
   }
+  Tensor<T> keep_v;
+  const TensorView<T> m = detail::host_values(opt.exp_avg(), keep), v = detail::host_values(opt.exp_avg_sq(), keep_v);
   for (const auto& e : arena.entries()) {
-    w.add<T>("optim.exp_avg." + e.name, TensorView<const T>(opt.exp_avg().data() + e.offset, e.shape));
-    w.add<T>("optim.exp_avg_sq." + e.name, TensorView<const T>(opt.exp_avg_sq().data() + e.offset, e.shape));
+    w.add<T>("optim.exp_avg." + e.name, TensorView<const T>(m.data() + e.offset, e.shape));
+    w.add<T>("optim.exp_avg_sq." + e.name, TensorView<const T>(v.data() + e.offset, e.shape));
   }
   nlohmann::json decays = nlohmann::json::array();
   for (const auto* e : emas) decays.push_back({{"decay", e->decay()}, {"every", e->every()}});
@@ -60,10 +82,9 @@ void save_checkpoint(const std::string& path, const Model& model, const AdamW<ty
 /// Restores model, optimizer moments and step, EMAs and the RNG; returns the step and config.
 /// Every missing, unexpected or mis-shaped tensor is named in one error, and then nothing has
 /// been changed.
-template <class Model>
-CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<typename Model::scalar_type>& opt,
-                               const std::vector<Ema<typename Model::scalar_type>*>& emas, Philox& rng) {
-  using T = typename Model::scalar_type;
+template <class Model, class T = typename Model::scalar_type, class D = typename Model::device_type>
+CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<T, D>& opt, const std::vector<Ema<T, D>*>& emas,
+                               Philox& rng) {
   const io::SafeTensorsFile f(path);
   IREPA_CHECK(f.metadata("format") == std::optional<std::string>("irepa-checkpoint-v1"),
               "load_checkpoint: '{}' is not an irepa checkpoint (metadata format is '{}', expected 'irepa-checkpoint-v1')", path,
@@ -105,13 +126,22 @@ CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<type
     fail("load_checkpoint: '{}' does not match the run:{}", path, msg);
   }
   model.load(f, "model.");  // checks its own names; throws before writing anything
-  for (std::size_t k = 0; k < emas.size(); ++k)
-    for (const auto& e : arena.entries())
-      f.load_into<T>(ema_prefix(k) + e.name, TensorView<T>(emas[k]->values().data() + e.offset, e.shape));
-  for (const auto& e : arena.entries()) {
-    f.load_into<T>("optim.exp_avg." + e.name, TensorView<T>(opt.exp_avg().data() + e.offset, e.shape));
-    f.load_into<T>("optim.exp_avg_sq." + e.name, TensorView<T>(opt.exp_avg_sq().data() + e.offset, e.shape));
+  // On a device: staged on the host (a copy of the current values, so that anything a file
+  // does not hold stays as it was), then uploaded.
+  Tensor<T> keep;
+  for (std::size_t k = 0; k < emas.size(); ++k) {
+    const TensorView<T> ev = detail::host_values(emas[k]->values(), keep);
+    for (const auto& e : arena.entries()) f.load_into<T>(ema_prefix(k) + e.name, TensorView<T>(ev.data() + e.offset, e.shape));
+    detail::store_values(emas[k]->values(), keep);
   }
+  Tensor<T> keep_v;
+  const TensorView<T> m = detail::host_values(opt.exp_avg(), keep), v = detail::host_values(opt.exp_avg_sq(), keep_v);
+  for (const auto& e : arena.entries()) {
+    f.load_into<T>("optim.exp_avg." + e.name, TensorView<T>(m.data() + e.offset, e.shape));
+    f.load_into<T>("optim.exp_avg_sq." + e.name, TensorView<T>(v.data() + e.offset, e.shape));
+  }
+  detail::store_values(opt.exp_avg(), keep);
+  detail::store_values(opt.exp_avg_sq(), keep_v);
   opt.set_steps(opt_steps);
   rng = Philox(rng_state.at("seed").get<std::uint64_t>(), rng_state.at("stream").get<std::uint64_t>());
   rng.set_position(rng_state.at("position").get<std::uint64_t>());

@@ -11,6 +11,8 @@
 //    so the 135 M-value arena of SiT-B is streamed once instead of three times. Its results
 //    are bit-identical to clip_grad_norm + AdamW::step + Ema::update.
 //  - LrSchedule: constant, or linear warm-up then constant or cosine to a floor.
+// AdamW, Ema and grad_norm take a device D (default Cpu): on Cuda the same passes run as the
+// kernels of ops/cuda/optim.cuh (included when nvcc compiles the including file).
 
 #include <cmath>
 #include <functional>
@@ -23,6 +25,9 @@
 
 #include "irepa/core/arena.hpp"
 #include "irepa/core/context.hpp"
+#if defined(__CUDACC__)
+#include "irepa/ops/cuda/optim.cuh"
+#endif
 
 namespace irepa {
 
@@ -40,34 +45,36 @@ struct AdamWOptions {
   DecayPredicate decay = [](std::string_view, const Shape&) { return true; };  // torch's single group
 };
 
-template <class T>
+template <class T, class D = Cpu>
 class Ema;
 
-template <class T>
+template <class T, class D = Cpu>
 class AdamW {
  public:
-  AdamW(const ParamArena<T>& arena, AdamWOptions o) : opt_(std::move(o)), m_(Shape{arena.numel()}), v_(Shape{arena.numel()}) {
-    m_.fill(T(0));
-    v_.fill(T(0));
+  using Context = ContextOf<D>;
+
+  AdamW(const ParamArena<T, D>& arena, AdamWOptions o) : opt_(std::move(o)), m_(Shape{arena.numel()}), v_(Shape{arena.numel()}) {
+    D::zero_sync(m_.data(), sizeof(T) * static_cast<std::size_t>(m_.numel()));
+    D::zero_sync(v_.data(), sizeof(T) * static_cast<std::size_t>(v_.numel()));
     for (const auto& e : arena.entries())
       segments_.push_back({e.offset, e.shape.numel(), opt_.decay ? opt_.decay(e.name, e.shape) : true});
   }
 
   /// One update with learning rate lr (the schedule's value for this step) from arena.grads().
-  void step(const CpuContext& ctx, const ParamArena<T>& arena, double lr) { step(ctx, arena, lr, 1.0, {}, 0); }
+  void step(const Context& ctx, const ParamArena<T, D>& arena, double lr) { step(ctx, arena, lr, 1.0, {}, 0); }
 
   /// The fused step: the gradients read as grad_scale * g (clip_coefficient's factor; the arena's
   /// gradients are left as they are), then each EMA in `emas` that is due at `ema_step` updated
   /// from the new values in the same pass. Same results as scaling the gradients, step(), and
   /// Ema::update(ctx, arena, ema_step) for each.
-  void step(const CpuContext& ctx, const ParamArena<T>& arena, double lr, double grad_scale,
-            std::initializer_list<Ema<T>*> emas, std::int64_t ema_step) {
+  void step(const Context& ctx, const ParamArena<T, D>& arena, double lr, double grad_scale,
+            std::initializer_list<Ema<T, D>*> emas, std::int64_t ema_step) {
     IREPA_CHECK(arena.numel() == m_.numel(), "AdamW: the arena has {} values, the optimizer was built for {}", arena.numel(),
                 m_.numel());
     T* ema[2] = {nullptr, nullptr};
     T ema_d[2] = {}, ema_w[2] = {};
     int n_ema = 0;
-    for (Ema<T>* e : emas) {
+    for (Ema<T, D>* e : emas) {
       IREPA_CHECK(e && e->values().numel() == arena.numel(), "AdamW::step: an EMA of {} values for an arena of {}",
                   e ? e->values().numel() : 0, arena.numel());
       if (!e->due(ema_step)) continue;
@@ -81,42 +88,59 @@ class AdamW {
     ++step_;
     const double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(step_));
     const double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(step_));
-    const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2);
-    const T step_size = static_cast<T>(lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2)), eps = static_cast<T>(opt_.eps);
-    const bool scaled = grad_scale < 1.0;
-    const T gs = static_cast<T>(grad_scale);
-    T* p = arena.values().data();
-    const T* g = arena.grads().data();
-    T* m = m_.data();
-    T* v = v_.data();
-    for (const auto& s : segments_) {
-      const T keep = s.decay ? static_cast<T>(1 - lr * opt_.weight_decay) : T(1);
-      ctx.parallel_for(s.count, 12.0, [&](std::int64_t i0, std::int64_t i1) {
-        const std::int64_t b = s.offset + i0, e = s.offset + i1;
-        // Eigen array expressions over short blocks: vectorised (a scalar std::sqrt loop is not,
-        // for errno's sake), and each block stays in L1 between the expressions.
-        using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
-        using Map = Eigen::Map<Arr>;
-        using CMap = Eigen::Map<const Arr>;
-        Arr gbuf(scaled ? kBlock : 0);
-        for (std::int64_t i = b; i < e; i += kBlock) {
-          const std::int64_t n = std::min(kBlock, e - i);
-          Map P(p + i, n), M(m + i, n), V(v + i, n);
-          const CMap G(g + i, n);
-          auto update = [&](const auto& gi) {
-            M = b1 * M + (T(1) - b1) * gi;
-            V = b2 * V + (T(1) - b2) * gi * gi;
-            P = P * keep - step_size * M / (V.sqrt() / bc2_sqrt + eps);
-          };
-          if (scaled) {
-            gbuf.head(n) = G * gs;
-            update(gbuf.head(n));
-          } else {
-            update(G);
+    if constexpr (!std::is_same_v<D, Cpu>) {
+#if defined(__CUDACC__)
+      // The same coefficients and arithmetic, one kernel per decay segment.
+      for (const auto& s : segments_) {
+        const ops::AdamWCoefficients c{.beta1 = opt_.beta1, .beta2 = opt_.beta2, .eps = opt_.eps, .step_size = lr / bc1,
+                                       .bc2_sqrt = std::sqrt(bc2), .keep = s.decay ? 1 - lr * opt_.weight_decay : 1.0,
+                                       .grad_scale = grad_scale < 1.0 ? grad_scale : 1.0};
+        auto seg = [&](const TensorView<T, D>& t) { return TensorView<T, D>(t.data() + s.offset, Shape{s.count}); };
+        ops::adamw_ema_update<T>(ctx, seg(arena.values()), seg(arena.grads()), seg(m_.view()), seg(v_.view()), c,
+                                 ops::EmaTarget<T>{n_ema > 0 ? ema[0] + s.offset : nullptr, static_cast<double>(ema_d[0])},
+                                 ops::EmaTarget<T>{n_ema > 1 ? ema[1] + s.offset : nullptr, static_cast<double>(ema_d[1])});
+      }
+#else
+      static_assert(sizeof(D) == 0, "AdamW on a device arena: compile this file with nvcc");
+#endif
+    } else {
+      const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2);
+      const T step_size = static_cast<T>(lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2)), eps = static_cast<T>(opt_.eps);
+      const bool scaled = grad_scale < 1.0;
+      const T gs = static_cast<T>(grad_scale);
+      T* p = arena.values().data();
+      const T* g = arena.grads().data();
+      T* m = m_.data();
+      T* v = v_.data();
+      for (const auto& s : segments_) {
+        const T keep = s.decay ? static_cast<T>(1 - lr * opt_.weight_decay) : T(1);
+        ctx.parallel_for(s.count, 12.0, [&](std::int64_t i0, std::int64_t i1) {
+          const std::int64_t b = s.offset + i0, e = s.offset + i1;
+          // Eigen array expressions over short blocks: vectorised (a scalar std::sqrt loop is not,
+          // for errno's sake), and each block stays in L1 between the expressions.
+          using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+          using Map = Eigen::Map<Arr>;
+          using CMap = Eigen::Map<const Arr>;
+          Arr gbuf(scaled ? kBlock : 0);
+          for (std::int64_t i = b; i < e; i += kBlock) {
+            const std::int64_t n = std::min(kBlock, e - i);
+            Map P(p + i, n), M(m + i, n), V(v + i, n);
+            const CMap G(g + i, n);
+            auto update = [&](const auto& gi) {
+              M = b1 * M + (T(1) - b1) * gi;
+              V = b2 * V + (T(1) - b2) * gi * gi;
+              P = P * keep - step_size * M / (V.sqrt() / bc2_sqrt + eps);
+            };
+            if (scaled) {
+              gbuf.head(n) = G * gs;
+              update(gbuf.head(n));
+            } else {
+              update(G);
+            }
+            for (int k = 0; k < n_ema; ++k) Ema<T>::mix(ema[k] + i, p + i, n, ema_d[k], ema_w[k]);
           }
-          for (int k = 0; k < n_ema; ++k) Ema<T>::mix(ema[k] + i, p + i, n, ema_d[k], ema_w[k]);
-        }
-      });
+        });
+      }
     }
   }
 
@@ -126,8 +150,8 @@ class AdamW {
   void set_steps(std::int64_t s) { step_ = s; }
   const AdamWOptions& options() const { return opt_; }
   /// First and second moments, laid out as the arena (for checkpoints).
-  TensorView<T> exp_avg() const { return m_.view(); }
-  TensorView<T> exp_avg_sq() const { return v_.view(); }
+  TensorView<T, D> exp_avg() const { return m_.view(); }
+  TensorView<T, D> exp_avg_sq() const { return v_.view(); }
 
  private:
   struct Segment {
@@ -135,7 +159,7 @@ class AdamW {
     bool decay;
   };
   AdamWOptions opt_;
-  Tensor<T> m_, v_;
+  Tensor<T, D> m_, v_;
   std::vector<Segment> segments_;
   std::int64_t step_ = 0;
 };
@@ -171,6 +195,16 @@ double grad_norm(const CpuContext& ctx, const ParamArena<T>& arena) {
   return norm;
 }
 
+#if defined(__CUDACC__)
+/// The same norm over a device arena (a fixed-order reduction in double; not the CPU's bits).
+template <class T>
+double grad_norm(const CudaContext& ctx, const ParamArena<T, Cuda>& arena) {
+  const double norm = std::sqrt(ops::grad_sq_sum<T>(ctx, arena.grads()));
+  IREPA_CHECK(std::isfinite(norm), "clip_grad_norm: the gradient norm is {} (a NaN or infinite loss or gradient)", norm);
+  return norm;
+}
+#endif
+
 /// The factor torch's clip_grad_norm_ scales the gradients by: max_norm / (norm + 1e-6) when
 /// that is below 1, else 1.
 inline double clip_coefficient(double norm, double max_norm) {
@@ -192,20 +226,29 @@ double clip_grad_norm(const CpuContext& ctx, const ParamArena<T>& arena, double 
 }
 
 /// An exponential moving average of a model's parameters.
-template <class T>
+template <class T, class D>
 class Ema {
  public:
-  Ema(const ParamArena<T>& arena, double decay, std::int64_t every = 1) : decay_(decay), every_(every) {
+  Ema(const ParamArena<T, D>& arena, double decay, std::int64_t every = 1) : decay_(decay), every_(every) {
     IREPA_CHECK(decay >= 0 && decay <= 1 && every >= 1, "Ema: decay {} must be in [0, 1] and every {} >= 1", decay, every);
-    values_ = Tensor<T>::copy_of(arena.values());
+    values_ = Tensor<T, D>(Shape{arena.numel()});
+    D::copy_sync(values_.data(), arena.values().data(), sizeof(T) * static_cast<std::size_t>(arena.numel()));
   }
   /// Call after the optimizer's step `step` (1-based): updates when step % every == 0.
-  void update(const CpuContext& ctx, const ParamArena<T>& arena, std::int64_t step) {
+  void update(const ContextOf<D>& ctx, const ParamArena<T, D>& arena, std::int64_t step) {
     if (step % every_ != 0) return;
-    const T d = static_cast<T>(decay_), w = T(1) - d;
-    T* e = values_.data();
-    const T* p = arena.values().data();
-    ctx.parallel_for(values_.numel(), 3.0, [&](std::int64_t i0, std::int64_t i1) { mix(e + i0, p + i0, i1 - i0, d, w); });
+    if constexpr (!std::is_same_v<D, Cpu>) {
+#if defined(__CUDACC__)
+      ops::ema_update<T>(ctx, values_.view(), arena.values(), decay_);
+#else
+      static_assert(sizeof(D) == 0, "Ema on a device arena: compile this file with nvcc");
+#endif
+    } else {
+      const T d = static_cast<T>(decay_), w = T(1) - d;
+      T* e = values_.data();
+      const T* p = arena.values().data();
+      ctx.parallel_for(values_.numel(), 3.0, [&](std::int64_t i0, std::int64_t i1) { mix(e + i0, p + i0, i1 - i0, d, w); });
+    }
   }
   /// Whether update(.., step) changes the average.
   bool due(std::int64_t step) const { return step % every_ == 0; }
@@ -217,12 +260,12 @@ class Ema {
   }
   double decay() const { return decay_; }
   std::int64_t every() const { return every_; }
-  TensorView<T> values() const { return values_.view(); }
+  TensorView<T, D> values() const { return values_.view(); }
 
  private:
   double decay_;
   std::int64_t every_;
-  Tensor<T> values_;
+  Tensor<T, D> values_;
 };
 
 /// The learning rate at a (1-based) step.

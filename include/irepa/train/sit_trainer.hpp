@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,10 @@ struct SiTTrainerOptions {
   int sample_steps = 50;
   double cfg_scale = 1.0;
   bool quiet = false;  // no progress line
+  // A model on a device: sample grids are drawn by this hook (the step, the EMA weights on the
+  // host in arena order), which a CPU program sets up (sampling runs the CPU model). Unset: no
+  // grids from a device run.
+  std::function<void(std::int64_t step, ConstView<float> ema)> sample_on_host = {};
 };
 
 struct TrainRecord {
@@ -130,10 +136,9 @@ data::PrefetchLoader<data::ShardBatch<T>> epoch_loader(const Dataset& ds, std::i
 }
 
 /// Loads checkpoints/<resume_step>.safetensors of the run (0: a fresh start); returns the step.
-template <class Model>
-std::int64_t resume_run(const std::filesystem::path& run, std::int64_t resume_step, Model& model,
-                        AdamW<typename Model::scalar_type>& opt, std::vector<Ema<typename Model::scalar_type>*> emas, Philox& rng,
-                        bool quiet) {
+template <class Model, class T = typename Model::scalar_type, class D = typename Model::device_type>
+std::int64_t resume_run(const std::filesystem::path& run, std::int64_t resume_step, Model& model, AdamW<T, D>& opt,
+                        std::vector<Ema<T, D>*> emas, Philox& rng, bool quiet) {
   if (resume_step <= 0) return 0;
   const auto path = (run / "checkpoints" / (step_name(resume_step) + ".safetensors")).string();
   const std::int64_t step = load_checkpoint(path, model, opt, emas, rng).step;
@@ -158,29 +163,52 @@ std::vector<Tensor<T>> online_targets(const CpuContext& ctx, const std::vector<T
 }
 }  // namespace detail
 
+/// The class-conditional sample grid of a training step from a host model holding the EMA
+/// weights: <run_dir>/samples/<step>.png, one class per row.
+template <class Model>
+void write_sample_grid(const CpuContext& ctx, const Model& ema_model, const SiTTrainerOptions& o, std::int64_t step) {
+  const auto y = class_grid_labels(std::min(o.classes_in_grid, o.num_classes), o.samples_per_class);
+  const auto x = sample_sit(ctx, ema_model, y, static_cast<std::uint64_t>(o.seed), o.sample_steps, o.cfg_scale, o.objective.path);
+  const std::filesystem::path dir = std::filesystem::path(o.run_dir) / "samples";
+  std::filesystem::create_directories(dir);
+  io::write_image_grid<double>((dir / (detail::step_name(step) + ".png")).string(), x, io::GridOptions{.columns = o.samples_per_class});
+}
+
 /// Trains `model` (already initialised) on `ds`. Alignment targets: the dataset's features (in
 /// ds.encoders() order) followed by each online encoder's tokens of the clean images; their
 /// number must equal the model's projectors. config_json goes into args.json and checkpoints.
+/// The model may be on a device (ctx is then its context): data, label dropout, the online
+/// encoders and the RNG stay on the host, so a run is the same sequence of batches anywhere.
 template <class Model, class Dataset>
-TrainResult<typename Model::scalar_type> train_sit(const CpuContext& ctx, const SiTTrainerOptions& o, Model& model, const Dataset& ds,
-                                                   const std::vector<TargetEncoder>& online, const nlohmann::json& config_json) {
+TrainResult<typename Model::scalar_type> train_sit(const typename Model::Context& ctx, const SiTTrainerOptions& o, Model& model,
+                                                   const Dataset& ds, const std::vector<TargetEncoder>& online,
+                                                   const nlohmann::json& config_json) {
   namespace fs = std::filesystem;
   using T = typename Model::scalar_type;
+  using D = typename Model::device_type;
+  std::unique_ptr<CpuContext> own_cpu;  // the online encoders' context when the model is elsewhere
+  const CpuContext* cpu = nullptr;
+  if constexpr (std::is_same_v<D, Cpu>) {
+    cpu = &ctx;
+  } else {
+    own_cpu = std::make_unique<CpuContext>();
+    cpu = own_cpu.get();
+  }
   const SiTConfig& cfg = model.config;
   const std::vector<std::string> stored = ds.encoders();
   const bool images = ds.kind() == "images";
   detail::check_targets("train_sit", cfg.z_dims, (cfg.input_size / cfg.patch_size) * (cfg.input_size / cfg.patch_size), stored,
                         online, images, ds.kind());
 
-  AdamW<T> opt(model.params(), AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = o.adam_epsilon,
+  AdamW<T, D> opt(model.params(), AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = o.adam_epsilon,
                                             .weight_decay = o.adam_weight_decay});
-  Ema<T> ema(model.params(), o.ema_decay, o.ema_update_freq);
+  Ema<T, D> ema(model.params(), o.ema_decay, o.ema_update_freq);
   Philox rng(static_cast<std::uint64_t>(o.seed), 1);
   const fs::path run(o.run_dir);
   fs::create_directories(run / "checkpoints");
   detail::write_args(run, config_json, "train_sit");
   std::int64_t step = detail::resume_run(run, o.resume_step, model, opt, {&ema}, rng, o.quiet);
-  JsonlLogger log((run / "log.jsonl").string());
+  JsonlLogger logger((run / "log.jsonl").string());
   const std::int64_t B = o.batch_size, N = ds.size();
   IREPA_CHECK(B > 0 && N > 0, "train_sit: batch size {} over {} samples", B, N);
   auto loader = detail::epoch_loader<T>(ds, B, o.seed, step);
@@ -192,17 +220,21 @@ TrainResult<typename Model::scalar_type> train_sit(const CpuContext& ctx, const 
     auto b = loader.next();
     SiTBatch<T> batch{b.x, b.y, {}};
     for (const auto& e : stored) batch.zs.push_back(b.features.at(e));
-    const std::vector<Tensor<T>> online_z = detail::online_targets<T>(ctx, online, b.x);
+    const std::vector<Tensor<T>> online_z = detail::online_targets<T>(*cpu, online, b.x);
     for (const auto& z : online_z) batch.zs.push_back(z);
-    if (images) b.x.flat() = b.x.flat() * T(1.0 / 127.5) - T(1);
+    if (images)
+      for (std::int64_t i = 0; i < b.x.numel(); ++i) b.x[i] = b.x[i] * T(1.0 / 127.5) - T(1);
     nn::drop_labels(rng, b.y.view(), o.cfg_prob, o.num_classes);
-    model.params().zero_grad();
+    fill(ctx, model.params().grads(), T(0));
     const auto st = sit_loss(ctx, model, o.objective, batch, rng);
     // Clip, AdamW and EMA in one pass over the arena (same results as the three in turn).
     const double gn = grad_norm(ctx, model.params());
     opt.step(ctx, model.params(), o.learning_rate, clip_coefficient(gn, o.max_grad_norm), {&ema}, step);
-    log.log(step, {{"loss", st.total}, {"denoising_loss", st.denoising}, {"proj_loss", st.alignment}, {"grad_norm", gn},
-                   {"lr", o.learning_rate}});
+    // Built up entry by entry: nvcc's front end mis-parses a nested braced list here.
+    std::map<std::string, double> scalars;
+    scalars["loss"] = st.total, scalars["denoising_loss"] = st.denoising, scalars["proj_loss"] = st.alignment;
+    scalars["grad_norm"] = gn, scalars["lr"] = o.learning_rate;
+    logger.log(step, scalars);
     res.history.push_back({step, st.total, st.denoising, st.alignment, gn});
     if (!o.quiet && (step % o.log_every == 0 || step == o.max_train_steps)) {
       const double r = meter.rate(step, B);
@@ -215,19 +247,25 @@ TrainResult<typename Model::scalar_type> train_sit(const CpuContext& ctx, const 
       save_checkpoint((run / "checkpoints" / (detail::step_name(step) + ".safetensors")).string(), model, opt, {&ema}, rng,
                       CheckpointInfo{.step = step, .config = config_json});
     if (o.sampling_steps > 0 && step % o.sampling_steps == 0 && (cfg.in_channels == 1 || cfg.in_channels == 3)) {
-      Model ema_model(cfg, model.head);  // sampling uses the EMA weights
-      ema_model.params().values().copy_from(ema.values());
-      const auto y = class_grid_labels(std::min(o.classes_in_grid, o.num_classes), o.samples_per_class);
-      const auto x = sample_sit(ctx, ema_model, y, static_cast<std::uint64_t>(o.seed), o.sample_steps, o.cfg_scale, o.objective.path);
-      fs::create_directories(run / "samples");
-      io::write_image_grid<double>((run / "samples" / (detail::step_name(step) + ".png")).string(), x,
-                                   io::GridOptions{.columns = o.samples_per_class});
+      if constexpr (std::is_same_v<D, Cpu>) {
+        Model ema_model(cfg, model.head);  // sampling uses the EMA weights
+        ema_model.params().values().copy_from(ema.values());
+        write_sample_grid(ctx, ema_model, o, step);
+      } else if constexpr (std::is_same_v<T, float>) {
+        if (o.sample_on_host) {
+          Tensor<T> keep;
+          o.sample_on_host(step, detail::host_values(ema.values(), keep));
+        }
+      }
     }
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::int64_t done = o.max_train_steps - first + 1;
   res.images_per_second = done > 0 && res.seconds > 0 ? static_cast<double>(done * B) / res.seconds : 0;
-  res.ema = Tensor<T>::copy_of(ema.values());
+  {
+    Tensor<T> keep;
+    res.ema = Tensor<T>::copy_of(detail::host_values(ema.values(), keep));
+  }
   return res;
 }
 
