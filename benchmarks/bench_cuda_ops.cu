@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
     {
       auto qkv = random_device<float>(ctx, Shape{batch, tokens, 3 * D});
       Tensor<float, Cuda> out(Shape{batch, tokens, D}), dqkv(Shape{batch, tokens, 3 * D});
-      ops::AttentionSpec<float> spec;
+      ops::AttentionSpec<float, Cuda> spec;
       spec.heads = heads;
       const std::string shape = "B " + std::to_string(batch) + ", T " + std::to_string(tokens) + ", hd " + std::to_string(D / heads);
       const double flops = 4.0 * batch * heads * tokens * tokens * (D / heads);

@@ -18,15 +18,15 @@
 
 namespace irepa::ops {
 
-template <class T>
+template <class T, class D = Cpu>
 struct AttentionSpec {
   std::int64_t heads = 1;
   T scale = 0;                 // 0: head_dim^-0.5
-  ConstView<T> q_norm_weight;  // [hd], or empty: no q/k RMSNorm
-  ConstView<T> k_norm_weight;  // [hd], required with q_norm_weight
+  ConstView<T, D> q_norm_weight;  // [hd], or empty: no q/k RMSNorm
+  ConstView<T, D> k_norm_weight;  // [hd], required with q_norm_weight
   T norm_eps = T(1e-6);
-  ConstView<T> rope_cos;  // [T, hd/2], or empty: no RoPE
-  ConstView<T> rope_sin;  // [T, hd/2]
+  ConstView<T, D> rope_cos;  // [T, hd/2], or empty: no RoPE
+  ConstView<T, D> rope_sin;  // [T, hd/2]
   RopeMode rope_mode = RopeMode::Interleaved;
 
   bool qk_norm() const { return q_norm_weight.numel() > 0; }
@@ -69,8 +69,8 @@ void head_gemm(std::int64_t M, std::int64_t N, std::int64_t K, const T* a, bool 
   }
 }
 
-template <class T>
-std::int64_t check_attention(std::string_view op, const Shape& qkv, const AttentionSpec<T>& s) {
+template <class T, class Device>
+std::int64_t check_attention(std::string_view op, const Shape& qkv, const AttentionSpec<T, Device>& s) {
   IREPA_CHECK(qkv.rank() == 3 && qkv[2] % 3 == 0, "{}: qkv has shape {}, expected [B, T, 3D]", op, qkv.str());
   const std::int64_t D = qkv[2] / 3;
   IREPA_CHECK(s.heads > 0 && D % s.heads == 0, "{}: width {} is not divisible by {} heads", op, D, s.heads);

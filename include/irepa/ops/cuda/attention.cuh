@@ -3,11 +3,15 @@
 // straightforward way: q, k, v split per head, logits and probabilities materialised
 // ([B, H, T, T]) by batched cuBLAS products, a row softmax kernel, and the same products
 // transposed for the backward. Same cache and layout as the CPU path; float or double.
-// q/k RMSNorm and RoPE (JiT) are not on the GPU yet: a spec asking for them is an error, not a
-// silent fallback. (The fused flash-style kernel for bf16 is the performance path still owed.)
+// JiT's q/k RMSNorm and RoPE run on the split heads [B, H, T, hd] with the norm and RoPE ops
+// (RoPE sees the heads as [B H, T, 1, hd], so its table is indexed by the token). The spec's
+// weights and tables are device views. (The fused flash-style kernel for bf16 is the
+// performance path still owed.)
 
 #include "irepa/ops/cpu/attention.hpp"
 #include "irepa/ops/cuda/gemm.cuh"
+#include "irepa/ops/cuda/norm.cuh"
+#include "irepa/ops/cuda/rope.cuh"
 
 namespace irepa::ops {
 
@@ -72,18 +76,19 @@ __global__ void softmax_backward_rows_kernel(const T* p, T* dp, std::int64_t N) 
   for (std::int64_t j = threadIdx.x; j < N; j += blockDim.x) dr[j] = pr[j] * (dr[j] - dot);
 }
 
+/// [B, H, T, hd] seen as [B H, T, 1, hd]: the RoPE op then indexes its table by the token.
 template <class T>
-std::int64_t check_cuda_attention(std::string_view op, const Shape& qkv, const AttentionSpec<T>& s) {
-  IREPA_CHECK(!s.qk_norm() && !s.rope(), "{}: q/k RMSNorm and RoPE are not implemented on CUDA yet (the CPU path has them)", op);
-  return detail::check_attention(op, qkv, s);
+TensorView<T, Cuda> rope_rows(TensorView<T, Cuda> heads) {
+  return heads.reshape(Shape{heads.size(0) * heads.size(1), heads.size(2), 1, heads.size(3)});
 }
 
 }  // namespace cuda_detail
 
 /// out = softmax(q k^T * scale) v per head; returns the cache for attention_backward.
 template <class T>
-AttentionCache<T, Cuda> attention_forward(const CudaContext& ctx, In<T, Cuda> qkv, const AttentionSpec<T>& spec, TensorView<T, Cuda> out) {
-  const std::int64_t hd = cuda_detail::check_cuda_attention("attention_forward", qkv.shape(), spec);
+AttentionCache<T, Cuda> attention_forward(const CudaContext& ctx, In<T, Cuda> qkv, const AttentionSpec<T, Cuda>& spec,
+                                          TensorView<T, Cuda> out) {
+  const std::int64_t hd = detail::check_attention("attention_forward", qkv.shape(), spec);
   const std::int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3, H = spec.heads;
   check_shape("attention_forward", "output", out.shape(), Shape{B, N, D});
   check_contiguous("attention_forward", qkv, out);
@@ -95,9 +100,26 @@ AttentionCache<T, Cuda> attention_forward(const CudaContext& ctx, In<T, Cuda> qk
   c.probs = Tensor<T, Cuda>(Shape{B, H, N, N});
   if (B * N == 0) return c;
   const unsigned blocks = cuda_detail::blocks_for(B * N * D);
-  cuda_detail::qkv_heads_kernel<T, false><<<blocks, cuda_detail::kThreads, 0, ctx.stream()>>>(
-      const_cast<T*>(qkv.data()), c.q.data(), c.k.data(), c.v.data(), B, N, H, hd);
-  CudaContext::check_launch("attention_forward: split heads");
+  if (spec.qk_norm()) {  // split into the raw q, k (kept for backward), then normalise into c.q, c.k
+    c.q_raw = Tensor<T, Cuda>(Shape{B, H, N, hd});
+    c.k_raw = Tensor<T, Cuda>(Shape{B, H, N, hd});
+    c.q_r = Tensor<T, Cuda>(Shape{B, H, N});
+    c.k_r = Tensor<T, Cuda>(Shape{B, H, N});
+    cuda_detail::qkv_heads_kernel<T, false><<<blocks, cuda_detail::kThreads, 0, ctx.stream()>>>(
+        const_cast<T*>(qkv.data()), c.q_raw.data(), c.k_raw.data(), c.v.data(), B, N, H, hd);
+    CudaContext::check_launch("attention_forward: split heads");
+    rms_norm_forward<T>(ctx, c.q_raw.cview(), spec.q_norm_weight, spec.norm_eps, c.q.view(), c.q_r.view().reshape(Shape{B * H * N}));
+    rms_norm_forward<T>(ctx, c.k_raw.cview(), spec.k_norm_weight, spec.norm_eps, c.k.view(), c.k_r.view().reshape(Shape{B * H * N}));
+  } else {
+    cuda_detail::qkv_heads_kernel<T, false><<<blocks, cuda_detail::kThreads, 0, ctx.stream()>>>(
+        const_cast<T*>(qkv.data()), c.q.data(), c.k.data(), c.v.data(), B, N, H, hd);
+    CudaContext::check_launch("attention_forward: split heads");
+  }
+  if (spec.rope()) {
+    const auto q = cuda_detail::rope_rows(c.q.view()), k = cuda_detail::rope_rows(c.k.view());
+    rope_forward<T>(ctx, q, spec.rope_cos, spec.rope_sin, spec.rope_mode, q);
+    rope_forward<T>(ctx, k, spec.rope_cos, spec.rope_sin, spec.rope_mode, k);
+  }
   cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, N, hd, c.q.data(), false, N * hd, c.k.data(), true, N * hd, c.probs.data(),
                                          N * N, scale, T(0), "attention_forward: q k^T");
   cuda_detail::softmax_rows_kernel<T><<<static_cast<unsigned>(B * H * N), cuda_detail::row_threads(N), 0, ctx.stream()>>>(
@@ -111,15 +133,19 @@ AttentionCache<T, Cuda> attention_forward(const CudaContext& ctx, In<T, Cuda> qk
   return c;
 }
 
-/// dqkv [B, T, 3D] assigned.
+/// dqkv [B, T, 3D] assigned; dq_norm_weight, dk_norm_weight [hd] accumulated (used only with q/k norm).
 template <class T>
-void attention_backward(const CudaContext& ctx, const AttentionSpec<T>& spec, const AttentionCache<T, Cuda>& c, In<T, Cuda> dout,
-                        TensorView<T, Cuda> dqkv) {
-  const std::int64_t hd = cuda_detail::check_cuda_attention("attention_backward", dqkv.shape(), spec);
+void attention_backward(const CudaContext& ctx, const AttentionSpec<T, Cuda>& spec, const AttentionCache<T, Cuda>& c, In<T, Cuda> dout,
+                        TensorView<T, Cuda> dqkv, TensorView<T, Cuda> dq_norm_weight = {}, TensorView<T, Cuda> dk_norm_weight = {}) {
+  const std::int64_t hd = detail::check_attention("attention_backward", dqkv.shape(), spec);
   const std::int64_t B = dqkv.size(0), N = dqkv.size(1), D = dqkv.size(2) / 3, H = spec.heads;
   check_shape("attention_backward", "dout", dout.shape(), Shape{B, N, D});
   check_shape("attention_backward", "cached q", c.q.shape(), Shape{B, H, N, hd});
   check_contiguous("attention_backward", dout, dqkv);
+  if (spec.qk_norm()) {
+    check_shape("attention_backward", "dq_norm_weight", dq_norm_weight.shape(), Shape{hd});
+    check_shape("attention_backward", "dk_norm_weight", dk_norm_weight.shape(), Shape{hd});
+  }
   if (B * N == 0) return;
   const T scale = spec.scale != T(0) ? spec.scale : T(1) / std::sqrt(static_cast<T>(hd));
   const unsigned blocks = cuda_detail::blocks_for(B * N * D);
@@ -139,6 +165,20 @@ void attention_backward(const CudaContext& ctx, const AttentionSpec<T>& spec, co
                                          T(0), "attention_backward: dS k");
   cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, hd, N, dP.data(), true, sp, c.q.data(), false, sq, dK.data(), sq, scale,
                                          T(0), "attention_backward: dS^T q");
+  if (spec.rope()) {  // back through the rotation (in place)
+    const auto dq = cuda_detail::rope_rows(dQ.view()), dk = cuda_detail::rope_rows(dK.view());
+    rope_backward<T>(ctx, spec.rope_cos, spec.rope_sin, spec.rope_mode, dq, dq);
+    rope_backward<T>(ctx, spec.rope_cos, spec.rope_sin, spec.rope_mode, dk, dk);
+  }
+  if (spec.qk_norm()) {  // back through the RMSNorms, into the raw q, k
+    Tensor<T, Cuda> dq_raw(Shape{B, H, N, hd}), dk_raw(Shape{B, H, N, hd});
+    rms_norm_backward<T>(ctx, c.q_raw.cview(), spec.q_norm_weight, c.q_r.cview().reshape(Shape{B * H * N}), dQ.cview(), dq_raw.view(),
+                         dq_norm_weight);
+    rms_norm_backward<T>(ctx, c.k_raw.cview(), spec.k_norm_weight, c.k_r.cview().reshape(Shape{B * H * N}), dK.cview(), dk_raw.view(),
+                         dk_norm_weight);
+    dQ = std::move(dq_raw);
+    dK = std::move(dk_raw);
+  }
   cuda_detail::qkv_heads_kernel<T, true><<<blocks, cuda_detail::kThreads, 0, ctx.stream()>>>(dqkv.data(), dQ.data(), dK.data(),
                                                                                             dV.data(), B, N, H, hd);
   CudaContext::check_launch("attention_backward: merge heads");
