@@ -396,3 +396,44 @@ TEST_CASE("model names as the reference's --model flag", "[sit]") {
   REQUIRE_IREPA_ERROR(apply_model_name(c, "SiT-M/2"), "'SiT-M/2' is not known");
   REQUIRE_IREPA_ERROR(apply_model_name(c, "SiT-S/3"), "patch size must be 2, 4 or 8");
 }
+
+TEST_CASE("SiT: the device-generic helpers on the CPU (chunks, unpatchify, broadcast add, host copies)", "[sit][device]") {
+  CpuContext ctx(2);
+  const std::int64_t B = 3, k = 6, D = 5, C = 2, p = 2, gh = 3, gw = 4;
+  // adaLN's chunks: split then merge gives the input back, and chunk j of image b is m[b, j D ..].
+  const auto m = test::randn<double>({B, k * D});
+  Tensor<double> chunks(Shape{k, B, D}), back(m.shape());
+  ops::split_chunks<double>(ctx, m, chunks.view());
+  CHECK(chunks(4, 1, 3) == m(1, 4 * D + 3));
+  ops::merge_chunks<double>(ctx, chunks, back.view());
+  CHECK(std::equal(m.data(), m.data() + m.numel(), back.data()));
+  // unpatchify: token (r, q), position (i, j), channel c lands at pixel (c, r p + i, q p + j); the
+  // inverse takes it back.
+  const auto tok = test::randn<double>({B, gh * gw, p * p * C});
+  Tensor<double> img(Shape{B, C, gh * p, gw * p}), tok2(tok.shape());
+  ops::unpatchify<double>(ctx, tok, img.view(), C, p, TokenGrid{gh, gw}, false);
+  CHECK(img(2, 1, 1 * p + 1, 3 * p + 0) == tok(2, 1 * gw + 3, (1 * p + 0) * C + 1));
+  ops::unpatchify<double>(ctx, img, tok2.view(), C, p, TokenGrid{gh, gw}, true);
+  CHECK(std::equal(tok.data(), tok.data() + tok.numel(), tok2.data()));
+  REQUIRE_IREPA_ERROR(ops::unpatchify<double>(ctx, tok, tok2.view(), C, p, TokenGrid{gh, gw}, false), "unpatchify: image has shape");
+  // A row added to every image.
+  auto acc = test::randn<double>({B, gh, D});
+  const auto before = acc.clone();
+  const auto row = test::randn<double>({gh, D});
+  ops::add_broadcast<double>(ctx, acc.view(), row);
+  CHECK(acc(2, 1, 4) == before(2, 1, 4) + row(1, 4));
+  REQUIRE_IREPA_ERROR(ops::add_broadcast<double>(ctx, acc.view(), test::randn<double>({7})), "do not repeat a row of 7");
+
+  // A model's host copy carries values (and gradients when asked); copy_params_from takes them back.
+  SiTConfig cfg;
+  cfg.input_size = 8, cfg.in_channels = 3, cfg.num_classes = 5, cfg.encoder_depth = 1, cfg.z_dims = {6};
+  cfg.depth = 1, cfg.hidden_size = 16, cfg.num_heads = 2, cfg.patch_size = 2;
+  SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, double> a(cfg), b(cfg);
+  test::rng().normal(a.params().values());
+  test::rng().normal(a.params().grads());
+  const auto host = a.to_host_model(/*grads=*/true);
+  CHECK(std::equal(a.params().values().data(), a.params().values().data() + a.num_params(), host.params().values().data()));
+  CHECK(std::equal(a.params().grads().data(), a.params().grads().data() + a.num_params(), host.params().grads().data()));
+  b.copy_params_from(host);
+  CHECK(std::equal(a.params().values().data(), a.params().values().data() + a.num_params(), b.params().values().data()));
+}

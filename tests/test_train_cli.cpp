@@ -104,6 +104,22 @@ TEST_CASE("irepa-train: resume is bit-identical through the command line, with Y
   CHECK(slurp(dir / "e.log").find("'batch-size' has the value 'many'") != std::string::npos);
   CHECK(run(common + " --exp-name x --projection-layer-type attention", dir / "f.log") != 0);
   CHECK(slurp(dir / "f.log").find("'attention' is not known") != std::string::npos);
+  CHECK(run(common + " --exp-name x --device tpu", dir / "g.log") != 0);
+  CHECK(slurp(dir / "g.log").find("--device 'tpu' is not known; expected cpu, cuda or cuda:N") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "out" / "x"));
+
+  // --device cuda: trains on a GPU when there is one; otherwise a clear error (no GPU, or a
+  // build without CUDA), and no run folder.
+  const int gpu = run(common + " --exp-name gpu --device cuda --max-train-steps 2", dir / "h.log");
+  INFO(slurp(dir / "h.log"));
+  if (gpu == 0) {
+    CHECK(fs::exists(dir / "out" / "gpu" / "checkpoints" / "0000002.safetensors"));
+  } else {
+    const std::string h = slurp(dir / "h.log");
+    CHECK((h.find("needs a build with CUDA") != std::string::npos || h.find("cudaSetDevice") != std::string::npos ||
+           h.find("cudaGetDevice") != std::string::npos || h.find("CUDA") != std::string::npos));
+    CHECK_FALSE(fs::exists(dir / "out" / "gpu" / "checkpoints"));
+  }
   fs::remove_all(dir);
 }
 

@@ -1,5 +1,7 @@
 #include "cpu_reference.hpp"
 
+#include "irepa/ops/tensor_ops.hpp"
+
 #include <cmath>
 
 #include "irepa/align/normalizers.hpp"
@@ -146,11 +148,49 @@ T2 timestep_features_backward(const T2& t, const T2& dout) {
   ops::timestep_features_backward<double>(cpu(), t, dout, dt.view());
   return dt;
 }
+T2 patchify_forward(const T2& x, const T2& w, const T2& b) {
+  const std::int64_t p = w.size(2);
+  T2 y(Shape{x.size(0), (x.size(2) / p) * (x.size(3) / p), w.size(0)});
+  ops::patchify_forward<double>(cpu(), x, w, b, y.view());
+  return y;
+}
+void patchify_backward(const T2& x, const T2& w, const T2& dy, T2& dx, T2& dw, T2& db) {
+  ops::patchify_backward<double>(cpu(), x, w, dy, dx.view(), dw.view(), db.view());
+}
+T2 unpatchify(const T2& src, std::int64_t C, std::int64_t p, std::int64_t gh, std::int64_t gw, bool inverse, const Shape& out) {
+  T2 dst(out);
+  ops::unpatchify<double>(cpu(), src, dst.view(), C, p, TokenGrid{gh, gw}, inverse);
+  return dst;
+}
+T2 split_chunks(const T2& m, std::int64_t k) {
+  T2 out(Shape{k, m.size(0), m.size(1) / k});
+  ops::split_chunks<double>(cpu(), m, out.view());
+  return out;
+}
+T2 merge_chunks(const T2& c) {
+  T2 out(Shape{c.size(1), c.size(0) * c.size(2)});
+  ops::merge_chunks<double>(cpu(), c, out.view());
+  return out;
+}
+T2 add_broadcast(const T2& acc, const T2& row) {
+  T2 out = acc.clone();
+  ops::add_broadcast<double>(cpu(), out.view(), row);
+  return out;
+}
 void attention(const T2& qkv, std::int64_t heads, const T2& dout, T2& out, T2& dqkv) {
   ops::AttentionSpec<double> spec;
   spec.heads = heads;
   const auto cache = ops::attention_forward<double>(cpu(), qkv, spec, out.view());
   ops::attention_backward<double>(cpu(), spec, cache, dout, dqkv.view());
+}
+
+void attention_qk(const T2& qkv, std::int64_t heads, const T2& qw, const T2& kw, const T2& cos, const T2& sin, bool interleaved,
+                  const T2& dout, T2& out, T2& dqkv, T2& dqw, T2& dkw) {
+  ops::AttentionSpec<double> spec;
+  spec.heads = heads, spec.q_norm_weight = qw, spec.k_norm_weight = kw, spec.rope_cos = cos, spec.rope_sin = sin;
+  spec.rope_mode = interleaved ? ops::RopeMode::Interleaved : ops::RopeMode::HalfSplit;
+  const auto cache = ops::attention_forward<double>(cpu(), qkv, spec, out.view());
+  ops::attention_backward<double>(cpu(), spec, cache, dout, dqkv.view(), dqw.view(), dkw.view());
 }
 
 namespace {

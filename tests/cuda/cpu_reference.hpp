@@ -44,8 +44,21 @@ T2 embedding_forward(const T2& table, const irepa::Tensor<std::int64_t>& idx);
 void embedding_backward(const irepa::Tensor<std::int64_t>& idx, const T2& dy, T2& dtable);
 T2 timestep_features_forward(const T2& t, std::int64_t dim);
 T2 timestep_features_backward(const T2& t, const T2& dout);
+/// Patch embedding forward and backward (dx assigned; dw, db accumulate). x [B, C, H, W], w [D, C, p, p].
+T2 patchify_forward(const T2& x, const T2& w, const T2& b);
+void patchify_backward(const T2& x, const T2& w, const T2& dy, T2& dx, T2& dw, T2& db);
+/// The whole-tensor helpers: unpatchify (tokens [B, h w, p p C] -> image and back), adaLN's
+/// split / merge of [B, k D], the broadcast add of a row.
+T2 unpatchify(const T2& src, std::int64_t C, std::int64_t p, std::int64_t gh, std::int64_t gw, bool inverse, const irepa::Shape& out);
+T2 split_chunks(const T2& m, std::int64_t k);
+T2 merge_chunks(const T2& c);
+T2 add_broadcast(const T2& acc, const T2& row);
 /// Attention forward (out) and backward (dqkv) from qkv [B, N, 3D] and dout [B, N, D].
 void attention(const T2& qkv, std::int64_t heads, const T2& dout, T2& out, T2& dqkv);
+/// The same with JiT's q/k RMSNorm (weights qw, kw [hd]; dqw, dkw accumulate) and RoPE (cos, sin
+/// [T, hd/2], interleaved or half-split).
+void attention_qk(const T2& qkv, std::int64_t heads, const T2& qw, const T2& kw, const T2& cos, const T2& sin, bool interleaved,
+                  const T2& dout, T2& out, T2& dqkv, T2& dqw, T2& dkw);
 
 /// AdamW (lr, weight decay on the first n0 values only) with EMAs 0.999 and 0.9 fused, over
 /// the given gradients, each step clipped to norm 1: the arena's values, EMAs and exp_avg_sq after.

@@ -1,6 +1,7 @@
 // CUDA ops against the CPU double path (label "cuda"; needs a GPU): activations (and SwiGLU,
-// RoPE), the same-padded conv, the label and timestep embeddings, the alignment reductions
-// (token mean / std, SpatialNorm, cosine, L2 norm), adaLN
+// RoPE), the same-padded conv, the patch embedding, unpatchify and adaLN chunking, the label
+// and timestep embeddings, the alignment reductions (token mean / std, SpatialNorm, cosine, L2
+// norm), adaLN
 // modulate / gated residual, LayerNorm, RMSNorm, the linear layer (cuBLAS), attention and the
 // optimizer passes, forward and backward, at several shapes (not all equal, not powers of two),
 // in float (relative error <= 1e-5) and double (<= 1e-12); the mixed-precision bf16 linear at
@@ -27,6 +28,7 @@
 #include "irepa/ops/cuda/optim.cuh"
 #include "irepa/ops/cuda/reduce.cuh"
 #include "irepa/ops/cuda/rope.cuh"
+#include "irepa/ops/cuda/tensor_ops.cuh"
 
 using namespace irepa;
 
@@ -250,6 +252,47 @@ void conv_and_embeddings(const CudaContext& ctx, std::int64_t B, std::int64_t H,
   }
 }
 
+/// The patch embedding and the whole-tensor helpers of the device-generic layers.
+template <class T>
+void patchify_and_tensor_ops(const CudaContext& ctx, std::int64_t B, std::int64_t C, std::int64_t gh, std::int64_t gw, std::int64_t p,
+                             std::int64_t D) {
+  const Shape xs{B, C, gh * p, gw * p}, ws{D, C, p, p}, ys{B, gh * gw, D};
+  const std::string tag = " " + xs.str() + " p " + std::to_string(p) + " -> " + std::to_string(D);
+  const auto x = randn(xs), w = randn(ws, 0.2), b = randn(Shape{D}), dy = randn(ys), dw0 = randn(ws), db0 = randn(Shape{D});
+  Tensor<double> dx(xs), dw = dw0.clone(), db = db0.clone();
+  const auto x_ = dev<T>(ctx, x), w_ = dev<T>(ctx, w);
+  Tensor<T, Cuda> y_(ys), dx_(xs);
+  auto dw_ = dev<T>(ctx, dw0), db_ = dev<T>(ctx, db0);
+  ops::patchify_forward<T>(ctx, x_, w_, dev<T>(ctx, b), y_.view());
+  expect_close(ctx, "patchify_forward" + tag, y_, cpu_ref::patchify_forward(x, w, b));
+  cpu_ref::patchify_backward(x, w, dy, dx, dw, db);
+  ops::patchify_backward<T>(ctx, x_, w_, dev<T>(ctx, dy), dx_.view(), dw_.view(), db_.view());
+  expect_close(ctx, "patchify_backward dx" + tag, dx_, dx);
+  expect_close(ctx, "patchify_backward dw (accumulated)" + tag, dw_, dw);
+  expect_close(ctx, "patchify_backward db (accumulated)" + tag, db_, db);
+
+  // unpatchify both ways: tokens [B, T, p p C] <-> image [B, C, H, W].
+  const auto tok = randn(Shape{B, gh * gw, p * p * C}), img = randn(xs);
+  Tensor<T, Cuda> img_(xs), tok_(tok.shape());
+  ops::unpatchify<T>(ctx, dev<T>(ctx, tok), img_.view(), C, p, TokenGrid{gh, gw}, false);
+  expect_close(ctx, "unpatchify" + tag, img_, cpu_ref::unpatchify(tok, C, p, gh, gw, false, xs));
+  ops::unpatchify<T>(ctx, dev<T>(ctx, img), tok_.view(), C, p, TokenGrid{gh, gw}, true);
+  expect_close(ctx, "unpatchify (inverse)" + tag, tok_, cpu_ref::unpatchify(img, C, p, gh, gw, true, tok.shape()));
+
+  // adaLN's chunks of [B, 6 D], and a position row added over the batch.
+  const auto m = randn(Shape{B, 6 * D});
+  Tensor<T, Cuda> ch_(Shape{6, B, D}), back_(m.shape());
+  ops::split_chunks<T>(ctx, dev<T>(ctx, m), ch_.view());
+  const auto chunks = cpu_ref::split_chunks(m, 6);
+  expect_close(ctx, "split_chunks 6" + tag, ch_, chunks);
+  ops::merge_chunks<T>(ctx, ch_.cview(), back_.view());
+  expect_close(ctx, "merge_chunks 6" + tag, back_, cpu_ref::merge_chunks(chunks));
+  const auto acc = randn(ys), row = randn(Shape{gh * gw, D});
+  auto acc_ = dev<T>(ctx, acc);
+  ops::add_broadcast<T>(ctx, acc_.view(), dev<T>(ctx, row));
+  expect_close(ctx, "add_broadcast" + tag, acc_, cpu_ref::add_broadcast(acc, row));
+}
+
 /// iREPA's alignment path: token mean / std and SpatialNorm, cosine similarity and L2 norm.
 template <class T>
 void alignment(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int64_t D) {
@@ -292,13 +335,42 @@ void attention(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int6
   const auto qkv = randn(Shape{B, N, 3 * D}), dout = randn(Shape{B, N, D});
   Tensor<double> out(Shape{B, N, D}), dqkv(Shape{B, N, 3 * D});
   cpu_ref::attention(qkv, H, dout, out, dqkv);
-  ops::AttentionSpec<T> spec;
+  ops::AttentionSpec<T, Cuda> spec;
   spec.heads = H;
   Tensor<T, Cuda> out_(Shape{B, N, D}), dqkv_(Shape{B, N, 3 * D});
   const auto cache = ops::attention_forward<T>(ctx, dev<T>(ctx, qkv), spec, out_.view());
   expect_close(ctx, "attention_forward" + tag, out_, out);
   ops::attention_backward<T>(ctx, spec, cache, dev<T>(ctx, dout), dqkv_.view());
   expect_close(ctx, "attention_backward dqkv" + tag, dqkv_, dqkv);
+}
+
+/// JiT's attention: q/k RMSNorm and 2-D RoPE inside, forward and backward (with the norm
+/// weights' gradients), interleaved and half-split.
+template <class T>
+void attention_qk(const CudaContext& ctx, std::int64_t B, std::int64_t gh, std::int64_t gw, std::int64_t D, std::int64_t H,
+                  bool interleaved) {
+  const std::int64_t N = gh * gw, hd = D / H;
+  const std::string tag = " B " + std::to_string(B) + " T " + std::to_string(N) + " D " + std::to_string(D) + " heads " +
+                          std::to_string(H) + (interleaved ? " interleaved" : " half-split");
+  const auto qkv = randn(Shape{B, N, 3 * D}), dout = randn(Shape{B, N, D});
+  auto qw = randn(Shape{hd}, 0.3), kw = randn(Shape{hd}, 0.3);
+  for (std::int64_t i = 0; i < hd; ++i) qw[i] += 1, kw[i] += 1;
+  const auto dqw0 = randn(Shape{hd}), dkw0 = randn(Shape{hd});
+  Tensor<double> cos, sin, out(Shape{B, N, D}), dqkv(Shape{B, N, 3 * D}), dqw = dqw0.clone(), dkw = dkw0.clone();
+  cpu_ref::rope(randn(Shape{1, N, 1, hd}), randn(Shape{1, N, 1, hd}), gh, gw, true, cos, sin);  // JiT's axial table
+  cpu_ref::attention_qk(qkv, H, qw, kw, cos, sin, interleaved, dout, out, dqkv, dqw, dkw);
+  const auto qw_ = dev<T>(ctx, qw), kw_ = dev<T>(ctx, kw), cos_ = dev<T>(ctx, cos), sin_ = dev<T>(ctx, sin);
+  ops::AttentionSpec<T, Cuda> spec;
+  spec.heads = H, spec.q_norm_weight = qw_.cview(), spec.k_norm_weight = kw_.cview(), spec.rope_cos = cos_.cview();
+  spec.rope_sin = sin_.cview(), spec.rope_mode = interleaved ? ops::RopeMode::Interleaved : ops::RopeMode::HalfSplit;
+  Tensor<T, Cuda> out_(Shape{B, N, D}), dqkv_(Shape{B, N, 3 * D});
+  auto dqw_ = dev<T>(ctx, dqw0), dkw_ = dev<T>(ctx, dkw0);
+  const auto cache = ops::attention_forward<T>(ctx, dev<T>(ctx, qkv), spec, out_.view());
+  expect_close(ctx, "attention_forward q/k norm + RoPE" + tag, out_, out);
+  ops::attention_backward<T>(ctx, spec, cache, dev<T>(ctx, dout), dqkv_.view(), dqw_.view(), dkw_.view());
+  expect_close(ctx, "attention_backward q/k norm + RoPE dqkv" + tag, dqkv_, dqkv);
+  expect_close(ctx, "attention_backward dq_norm_weight (accumulated)" + tag, dqw_, dqw);
+  expect_close(ctx, "attention_backward dk_norm_weight (accumulated)" + tag, dkw_, dkw);
 }
 
 /// The mixed-precision linear (bf16 activations and weights, FP32 accumulation, float weight
@@ -397,6 +469,8 @@ void all(const CudaContext& ctx) {
   linear<T>(ctx, 300, 96, 384);
   linear<T>(ctx, 1024, 768, 2304);
   linear<T>(ctx, 5, 1152, 6912);  // adaLN's few-row product
+  patchify_and_tensor_ops<T>(ctx, 3, 4, 16, 16, 2, 768);  // SiT-B/2's patch embedding of 32x32 latents
+  patchify_and_tensor_ops<T>(ctx, 2, 3, 5, 7, 4, 40);
   conv_and_embeddings<T>(ctx, 2, 7, 5, 6, 10, 3);
   conv_and_embeddings<T>(ctx, 4, 16, 16, 768, 768, 3);  // iREPA's projector on SiT-B's 16x16 tokens
   conv_and_embeddings<T>(ctx, 1, 9, 11, 4, 3, 5);
@@ -406,6 +480,9 @@ void all(const CudaContext& ctx) {
   attention<T>(ctx, 2, 17, 64, 4);     // head dim 16
   attention<T>(ctx, 3, 256, 768, 12);  // SiT-B/2's blocks: head dim 64
   attention<T>(ctx, 1, 100, 288, 4);   // head dim 72
+  attention_qk<T>(ctx, 2, 4, 5, 64, 4, true);
+  attention_qk<T>(ctx, 2, 16, 16, 768, 12, true);  // JiT-B/16's blocks at 256 x 256
+  attention_qk<T>(ctx, 1, 7, 9, 288, 4, false);    // head dim 72, half-split
   optimizer<T>(ctx, 1000, 37);
   optimizer<T>(ctx, 300'001, 768);
 }
@@ -431,10 +508,10 @@ int main() {
     Tensor<float, Cuda> a(Shape{2, 3, 4}), bad(Shape{2, 5}), qkv(Shape{2, 3, 12}), out(Shape{2, 3, 4});
     expect_error("modulate_forward with a [2, 5] shift", "shift",
                  [&] { ops::modulate_forward<float>(ctx, a.view(), bad.view(), bad.view(), a.view()); });
-    Tensor<float> w(Shape{2});
-    ops::AttentionSpec<float> normed;
+    Tensor<float, Cuda> w(Shape{3});
+    ops::AttentionSpec<float, Cuda> normed;
     normed.heads = 2, normed.q_norm_weight = w.view(), normed.k_norm_weight = w.view();
-    expect_error("attention_forward with q/k norm", "not implemented on CUDA",
+    expect_error("attention_forward with a q/k norm weight of the wrong size", "q_norm weight",
                  [&] { ops::attention_forward<float>(ctx, qkv.view(), normed, out.view()); });
   } catch (const std::exception& e) {
     std::printf("FAILED with an exception: %s\n", e.what());

@@ -1,0 +1,117 @@
+// CPU reference of the whole-model CUDA test (see sit_reference.hpp).
+
+#include "sit_reference.hpp"
+
+#include "irepa/diffusion/sit_loss.hpp"
+
+namespace sit_ref {
+
+namespace {
+template <class T>
+irepa::Tensor<T> cast(irepa::ConstView<float> x) {
+  irepa::Tensor<T> y(x.shape());
+  for (std::int64_t i = 0; i < x.numel(); ++i) y[i] = static_cast<T>(x.data()[i]);
+  return y;
+}
+template <class T>
+irepa::Tensor<double> widen(irepa::ConstView<T> x) {
+  irepa::Tensor<double> y(x.shape());
+  for (std::int64_t i = 0; i < x.numel(); ++i) y[i] = static_cast<double>(x.data()[i]);
+  return y;
+}
+
+template <class T>
+Result run_in(const Case& c) {
+  using namespace irepa;
+  CpuContext ctx;
+  SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, T> m(c.cfg);
+  IREPA_CHECK(m.params().numel() == c.params.numel(), "sit_ref: {} parameter values for a model of {}", c.params.numel(),
+              m.params().numel());
+  m.params().values().copy_from(cast<T>(c.params).cview());
+  m.params().zero_grad();
+  const Tensor<T> x = cast<T>(c.x), t = cast<T>(c.t), noise = cast<T>(c.noise), z = cast<T>(c.z);
+  const SiTBatch<T> batch{x, c.y, {z.cview()}};
+  const auto st = sit_loss(ctx, m, SiTObjective{}, batch, t.cview(), noise.cview());
+  Result r{st.total, st.denoising, st.alignment, widen<T>(st.cache.output()), widen<T>(st.cache.projected(0)),
+           widen<T>(m.params().grads()), {}, {}};
+  for (const auto& e : m.params().entries()) {
+    r.offsets.push_back(e.offset);
+    r.names.push_back(e.name);
+  }
+  return r;
+}
+}  // namespace
+
+Result run(const Case& c, bool in_double) { return in_double ? run_in<double>(c) : run_in<float>(c); }
+
+}  // namespace sit_ref
+
+#include "irepa/train/optim.hpp"
+
+namespace sit_ref {
+void adamw_step(const irepa::SiTConfig& cfg, irepa::Tensor<float>& params, const irepa::Tensor<float>& grads,
+                irepa::Tensor<float>& ema, double clip) {
+  using namespace irepa;
+  CpuContext ctx;
+  SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float> m(cfg);
+  m.params().values().copy_from(params.cview());
+  m.params().grads().copy_from(grads.cview());
+  AdamW<float> opt(m.params(), AdamWOptions{.lr = 1e-4, .weight_decay = 0.01, .decay = decay_weights_only});
+  Ema<float> e(m.params(), 0.9999);
+  e.values().copy_from(ema.cview());
+  opt.step(ctx, m.params(), 1e-4, clip, {&e}, 1);
+  params.view().copy_from(m.params().values());
+  ema.view().copy_from(e.values());
+}
+}  // namespace sit_ref
+
+#include <filesystem>
+
+namespace sit_ref {
+void write_shards(const std::string& dir, std::uint64_t seed) {
+  using namespace irepa;
+  std::filesystem::create_directories(dir);
+  Philox rng(seed, 11);
+  for (int s = 0; s < 2; ++s) {
+    Tensor<std::int64_t> px(Shape{12 * 64}), labels(Shape{12});
+    rng.randint(px.view(), 0, 256);
+    rng.randint(labels.view(), 0, 10);
+    Tensor<std::uint8_t> img(Shape{12, 1, 8, 8});
+    for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
+    Tensor<float> hog(Shape{12, 16, 12});
+    rng.normal(hog.view());
+    io::SafeTensorsWriter w;
+    w.add("images", img);
+    w.add("labels", labels);
+    w.add("features.hog", hog);
+    w.write(dir + "/part" + std::to_string(s) + ".safetensors");
+  }
+}
+
+irepa::SiTConfig train_model_config() {
+  irepa::SiTConfig c;
+  c.input_size = 8, c.in_channels = 1, c.num_classes = 10, c.encoder_depth = 1, c.z_dims = {12}, c.kernel_size = 3;
+  c.depth = 2, c.hidden_size = 32, c.num_heads = 2, c.patch_size = 2;
+  return c;
+}
+
+irepa::SiTTrainerOptions train_options(const std::string& run_dir) {
+  irepa::SiTTrainerOptions o;
+  o.run_dir = run_dir, o.batch_size = 5, o.max_train_steps = 20, o.seed = 3, o.checkpointing_steps = 10, o.log_every = 10;
+  o.num_classes = 10, o.learning_rate = 1e-3, o.ema_decay = 0.9, o.quiet = true;
+  o.objective.proj_coeff = 1.0;
+  return o;
+}
+
+std::vector<double> train_losses_cpu(const std::string& shards, const std::string& run_dir) {
+  using namespace irepa;
+  CpuContext ctx(2);
+  data::ShardedDataset ds(shards);
+  SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float> m(train_model_config());
+  m.init(3);
+  const auto r = train_sit(ctx, train_options(run_dir), m, ds, {}, nlohmann::json::object());
+  std::vector<double> losses;
+  for (const auto& h : r.history) losses.push_back(h.total);
+  return losses;
+}
+}  // namespace sit_ref

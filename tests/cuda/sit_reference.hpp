@@ -1,0 +1,51 @@
+#pragma once
+// The CPU side of the whole-model CUDA test: one SiT iREPA objective step (forward, both losses,
+// backward into every parameter) on the CPU, in double or float, from given parameter values
+// and inputs. Compiled by the host compiler (sit_reference.cpp), so nvcc never instantiates the
+// CPU model.
+
+#include <cstdint>
+#include <vector>
+
+#include "irepa/core/tensor.hpp"
+#include "irepa/models/sit.hpp"
+#include "irepa/train/sit_trainer.hpp"
+
+namespace sit_ref {
+
+/// The inputs of one step; params are the arena's values in state_dict order.
+struct Case {
+  irepa::SiTConfig cfg;
+  irepa::Tensor<float> params, x, t, noise, z;  // x, noise [B, C, H, W]; t [B]; z [B, T, Z]
+  irepa::Tensor<std::int64_t> y;                // [B]
+};
+
+struct Result {
+  double total = 0, denoising = 0, alignment = 0;
+  irepa::Tensor<double> out, zhat, grads;  // model output, projected tokens, the gradient arena
+  std::vector<std::int64_t> offsets;       // each parameter's first gradient value
+  std::vector<std::string> names;
+};
+
+/// SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>> on the CPU, in double or float.
+Result run(const Case& c, bool in_double);
+
+}  // namespace sit_ref
+
+namespace sit_ref {
+/// AdamW<float> (lr 1e-4, weight decay 0.01 on weights only, the given clip factor) with an
+/// EMA (decay 0.9999) fused, one step on the CPU from params and grads; params and ema updated.
+void adamw_step(const irepa::SiTConfig& cfg, irepa::Tensor<float>& params, const irepa::Tensor<float>& grads,
+                irepa::Tensor<float>& ema, double clip);
+}  // namespace sit_ref
+
+namespace sit_ref {
+/// Writes the small image shards of the trainer test (2 x 12 images [1, 8, 8], labels,
+/// features.hog [12, 16, 12]) into dir.
+void write_shards(const std::string& dir, std::uint64_t seed);
+/// The trainer test's run on the CPU (float): the total loss of every step.
+std::vector<double> train_losses_cpu(const std::string& shards, const std::string& run_dir);
+/// The trainer test's model and options (both devices use these).
+irepa::SiTConfig train_model_config();
+irepa::SiTTrainerOptions train_options(const std::string& run_dir);
+}  // namespace sit_ref

@@ -1,0 +1,230 @@
+// The whole SiT on the GPU (label "cuda"; needs a GPU): a SiT-B/2 iREPA step (3x3 conv
+// projector, SpatialNorm, after block 4) with random parameters and inputs, against the CPU:
+// the losses, the model output, the projected tokens and every parameter's gradient. The CPU
+// runs the step in double (the truth) and in float; the GPU's float error against double must
+// be within a small factor of the CPU float path's own (the two differ only in summation order),
+// so the bound adapts to the model's depth instead of a guessed constant. Then clip + AdamW + EMA
+// on the GPU against AdamW<float>::step on the CPU from the same gradients. Inputs are fresh
+// random draws each run; the seed is printed (IREPA_TEST_SEED replays).
+// Then the trainer on the GPU (train_sit with the model, AdamW and EMA there) on small image
+// shards: each step's loss against the CPU run's, and a run resumed from its step-10 checkpoint
+// ending bit-identical to the one that went straight through.
+// Last, every SiT golden file (../shared/golden and tests/data/golden, or the folders named on the
+// command line) runs in float on the GPU: outputs, losses and every gradient within 1e-4 of the
+// reference's float64 values, the bound the CPU float path is held to.
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
+#include "cuda_test_support.hpp"
+#include "irepa/check/golden_sit.hpp"
+#include "irepa/core/rng.hpp"
+#include "irepa/diffusion/sit_loss.hpp"
+#include "irepa/train/optim.hpp"
+#include "irepa/train/sit_trainer.hpp"
+#include "sit_reference.hpp"
+
+using namespace irepa;
+
+namespace {
+
+double rel(ConstView<double> got, ConstView<double> want, std::int64_t begin = 0, std::int64_t end = -1) {
+  if (end < 0) end = want.numel();
+  double d = 0, n = 0;
+  for (std::int64_t i = begin; i < end; ++i) {
+    const double a = got.data()[i], b = want.data()[i];
+    d += (a - b) * (a - b);
+    n += b * b;
+  }
+  return n > 0 ? std::sqrt(d / n) : std::sqrt(d);
+}
+
+Tensor<double> widen(ConstView<float> x) {
+  Tensor<double> y(x.shape());
+  for (std::int64_t i = 0; i < x.numel(); ++i) y[i] = x.data()[i];
+  return y;
+}
+
+/// The GPU's error may be at most this many times the CPU float path's, plus a floor for
+/// values the float path happens to get (nearly) exact.
+constexpr double kFactor = 4.0, kFloor = 2e-6;
+
+void expect_close(const char* what, double gpu_err, double cpu_err) {
+  const double bound = kFactor * cpu_err + kFloor;
+  IREPA_CUDA_EXPECT(gpu_err <= bound, "%s: GPU float error %.3g against double, bound %.3g (CPU float %.3g)", what, gpu_err, bound,
+                    cpu_err);
+}
+
+}  // namespace
+
+/// Every sit_*.safetensors golden file in dir, in float on the GPU; returns how many ran.
+int golden_files(const CudaContext& ctx, const std::filesystem::path& dir) {
+  int n = 0;
+  if (!std::filesystem::is_directory(dir)) return 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with("sit_") || e.path().extension() != ".safetensors" || name.find("sampler") != std::string::npos) continue;
+    io::SafeTensorsFile f(e.path().string());
+    const auto rows = golden::check_sit_on<float>(f, 1e-4, ctx);
+    double worst = 0;
+    for (const auto& r : rows) {
+      IREPA_CUDA_EXPECT(r.ok(), "golden %s: %s relative error %.3g (tolerance %.0e)", name.c_str(), r.name.c_str(), r.rel, r.tol);
+      worst = std::max(worst, r.rel);
+    }
+    IREPA_CUDA_EXPECT(rows.size() > 10, "golden %s: only %zu rows compared", name.c_str(), rows.size());
+    std::printf("golden %s on the GPU in float: %zu tensors, largest relative error %.2g\n", name.c_str(), rows.size(), worst);
+    ++n;
+  }
+  return n;
+}
+
+int main(int argc, char** argv) {
+  if (!cuda_test::have_device()) return 1;
+  const char* s = std::getenv("IREPA_TEST_SEED");
+  const std::uint64_t seed =
+      s ? std::strtoull(s, nullptr, 10) : static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  std::printf("seed %llu (IREPA_TEST_SEED replays)\n", static_cast<unsigned long long>(seed));
+  CudaContext ctx;
+
+  sit_ref::Case c;
+  apply_model_name(c.cfg, "SiT-B/2");
+  c.cfg.input_size = 32, c.cfg.in_channels = 4, c.cfg.num_classes = 1000, c.cfg.encoder_depth = 4, c.cfg.z_dims = {768};
+  c.cfg.kernel_size = 3;
+  const std::int64_t B = 3, T = 256;
+  using Model = SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float, Cuda>;
+  Model m(c.cfg);
+
+  // Random parameters (not the adaLN-Zero init, under which most gradients vanish).
+  Philox rng(seed, 7);
+  c.params = Tensor<float>(Shape{m.num_params()});
+  rng.normal(c.params.view(), 0.0f, 0.03f);
+  m.copy_params_from([&] {
+    Model::HostModel h(c.cfg);
+    h.params().values().copy_from(c.params.cview());
+    return h;
+  }());
+  c.x = Tensor<float>(Shape{B, 4, 32, 32});
+  c.noise = Tensor<float>(c.x.shape());
+  c.t = Tensor<float>(Shape{B});
+  c.z = Tensor<float>(Shape{B, T, 768});
+  rng.normal(c.x.view());
+  rng.normal(c.noise.view());
+  rng.uniform(c.t.view(), 0.0f, 1.0f);
+  rng.normal(c.z.view(), 0.5f, 2.0f);  // a mean for SpatialNorm to remove
+  c.y = Tensor<std::int64_t>(Shape{B});
+  rng.randint(c.y.view(), 0, 1001);  // 1000: the null class
+
+  const SiTBatch<float> batch{c.x, c.y, {c.z.cview()}};
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto st = sit_loss(ctx, m, SiTObjective{}, batch, c.t.cview(), c.noise.cview());
+  const Tensor<float> grads = to_host<float>(ctx, m.params().grads());
+  const double gpu_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto ref = sit_ref::run(c, true);
+  const auto cpu = sit_ref::run(c, false);
+  std::printf("step: GPU %.2f s (first call, with set-up); loss %.9g (double %.12g, CPU float %.9g)\n", gpu_s, st.total, ref.total,
+              cpu.total);
+
+  auto scalar_err = [](double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); };
+  expect_close("total loss", scalar_err(st.total, ref.total), scalar_err(cpu.total, ref.total));
+  expect_close("denoising loss", scalar_err(st.denoising, ref.denoising), scalar_err(cpu.denoising, ref.denoising));
+  expect_close("alignment loss", scalar_err(st.alignment, ref.alignment), scalar_err(cpu.alignment, ref.alignment));
+  {
+    const auto out = widen(to_host(ctx, st.cache.output()).cview());
+    const auto zhat = widen(to_host(ctx, st.cache.projected(0)).cview());
+    expect_close("model output", rel(out, ref.out), rel(cpu.out, ref.out));
+    expect_close("projected tokens", rel(zhat, ref.zhat), rel(cpu.zhat, ref.zhat));
+  }
+  const auto g = widen(grads.cview());
+  double worst = 0;
+  std::string worst_name;
+  for (std::size_t i = 0; i < ref.names.size(); ++i) {
+    const std::int64_t b = ref.offsets[i], e = i + 1 < ref.offsets.size() ? ref.offsets[i + 1] : g.numel();
+    const double eg = rel(g, ref.grads, b, e), ec = rel(cpu.grads, ref.grads, b, e);
+    expect_close(("grad " + ref.names[i]).c_str(), eg, ec);
+    if (eg > worst) worst = eg, worst_name = ref.names[i];
+  }
+  std::printf("%zu parameter gradients; the largest GPU error against double: %.3g (%s)\n", ref.names.size(), worst,
+              worst_name.c_str());
+  expect_close("all gradients", rel(g, ref.grads), rel(cpu.grads, ref.grads));
+
+  // Clip + AdamW + EMA on the GPU against the CPU optimizer from the same (GPU) gradients.
+  {
+    AdamW<float, Cuda> opt(m.params(), AdamWOptions{.lr = 1e-4, .weight_decay = 0.01, .decay = decay_weights_only});
+    Ema<float, Cuda> ema(m.params(), 0.9999);
+    const double gn = grad_norm(ctx, m.params());
+    double gn_ref = 0;
+    for (std::int64_t i = 0; i < grads.numel(); ++i) gn_ref += static_cast<double>(grads[i]) * grads[i];
+    gn_ref = std::sqrt(gn_ref);
+    IREPA_CUDA_EXPECT(std::abs(gn - gn_ref) <= 1e-12 * gn_ref, "grad norm %.15g, summed on the host %.15g", gn, gn_ref);
+    const double clip = clip_coefficient(gn, 1.0);
+    opt.step(ctx, m.params(), 1e-4, clip, {&ema}, 1);
+    Tensor<float> p = Tensor<float>::copy_of(c.params.cview()), e = Tensor<float>::copy_of(c.params.cview());
+    sit_ref::adamw_step(c.cfg, p, grads, e, clip);
+    const auto pg = widen(to_host<float>(ctx, m.params().values()).cview()), eg = widen(to_host<float>(ctx, ema.values()).cview());
+    const double ep = rel(pg, widen(p.cview())), ee = rel(eg, widen(e.cview()));
+    IREPA_CUDA_EXPECT(ep <= 1e-7 && ee <= 1e-7, "AdamW + EMA step: parameters %.3g, EMA %.3g from the CPU step", ep, ee);
+    std::printf("grad norm %.6g (clip %.4g); AdamW step against the CPU: %.2g, EMA %.2g\n", gn, clip, ep, ee);
+  }
+
+  // The trainer: GPU losses against the CPU's, and resume on the GPU bit-identical.
+  {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("irepa_cuda_train_" + std::to_string(seed));
+    sit_ref::write_shards((dir / "shards").string(), seed);
+    const auto cpu_losses = sit_ref::train_losses_cpu((dir / "shards").string(), (dir / "cpu").string());
+    data::ShardedDataset ds((dir / "shards").string());
+    using Small = SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float, Cuda>;
+    auto train = [&](const std::string& name, std::int64_t resume) {
+      Small sm(sit_ref::train_model_config());
+      sm.init(3);
+      auto o = sit_ref::train_options((dir / name).string());
+      o.resume_step = resume;
+      return train_sit(ctx, o, sm, ds, {}, nlohmann::json::object());
+    };
+    const auto straight = train("straight", 0);
+    double worst = 0;
+    for (std::size_t i = 0; i < straight.history.size() && i < cpu_losses.size(); ++i)
+      worst = std::max(worst, std::abs(straight.history[i].total - cpu_losses[i]) / std::abs(cpu_losses[i]));
+    IREPA_CUDA_EXPECT(straight.history.size() == 20 && cpu_losses.size() == 20, "trainer: %zu GPU and %zu CPU steps, expected 20",
+                      straight.history.size(), cpu_losses.size());
+    IREPA_CUDA_EXPECT(worst <= 1e-3, "trainer: GPU loss differs from the CPU run's by %.3g (relative) at worst", worst);
+    fs::create_directories(dir / "resumed" / "checkpoints");
+    fs::copy_file(dir / "straight" / "checkpoints" / "0000010.safetensors", dir / "resumed" / "checkpoints" / "0000010.safetensors");
+    const auto resumed = train("resumed", 10);
+    bool same = resumed.ema.numel() == straight.ema.numel();
+    for (std::int64_t i = 0; same && i < straight.ema.numel(); ++i) same = resumed.ema[i] == straight.ema[i];
+    IREPA_CUDA_EXPECT(same, "trainer: the EMA after resuming at step 10 differs from the straight run's");
+    io::SafeTensorsFile a((dir / "straight" / "checkpoints" / "0000020.safetensors").string());
+    io::SafeTensorsFile b((dir / "resumed" / "checkpoints" / "0000020.safetensors").string());
+    std::size_t differing = 0;
+    for (const auto& n : a.names()) {
+      const auto x = a.load<float>(n), y = b.load<float>(n);
+      for (std::int64_t i = 0; i < x.numel(); ++i)
+        if (x[i] != y[i]) {
+          ++differing;
+          break;
+        }
+    }
+    IREPA_CUDA_EXPECT(differing == 0, "trainer: %zu of %zu checkpoint tensors differ between the resumed and the straight run",
+                      differing, a.names().size());
+    std::printf("trainer on the GPU: 20 steps, loss within %.2g of the CPU run's; resumed run bit-identical: %s\n", worst,
+                same && differing == 0 ? "yes" : "no");
+    fs::remove_all(dir);
+  }
+
+  // The golden files: folders from the command line, else the build's defaults.
+  std::vector<std::filesystem::path> dirs;
+  for (int i = 1; i < argc; ++i) dirs.emplace_back(argv[i]);
+  if (dirs.empty()) dirs = {IREPA_GOLDEN_DIR, IREPA_EXTRA_GOLDEN_DIR};
+  int files = 0;
+  for (const auto& d : dirs) files += golden_files(ctx, d);
+  IREPA_CUDA_EXPECT(files >= 3, "only %d SiT golden files found (folders given or built in)", files);
+  return cuda_test::finish("test_cuda_sit");
+}
