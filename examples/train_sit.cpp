@@ -6,12 +6,16 @@
 //
 //   irepa-train --data-dir shards/ --model SiT-B/2 --config configs/irepa.yaml --exp-name b2-irepa
 //   irepa-train ... --resume-step 50000            # continues bit-identically from a checkpoint
+//   irepa-train ... --device cuda                  # the model, AdamW and EMA on the GPU (a CUDA build)
 //
 // Writes OUTPUT_DIR/EXP_NAME/: args.json (the resolved flags), log.jsonl (every step's scalars), checkpoints/NNNNNNN.safetensors
 // (model, EMA, optimizer, RNG, config), samples/NNNNNNN.png (EMA model, Euler ODE, when the data
 // has 1 or 3 channels), and a progress line on stdout.
 
 #include "cli_flags.hpp"
+#if defined(IREPA_WITH_CUDA)
+#include "train_sit_cuda.hpp"
+#endif
 
 #include <cstdio>
 #include <filesystem>
@@ -42,6 +46,7 @@ struct Options {
   std::int64_t sampling_steps = 0, resume_step = 0, checkpointing_steps = 50000, log_every = 100;
   std::int64_t seed = 0;
   int threads = 0;
+  std::string device = "cpu";
   // model
   std::string model = "SiT-B/2";
   std::int64_t num_classes = 1000, encoder_depth = 8, projector_dim = 2048;
@@ -113,6 +118,7 @@ std::vector<Flag> flags(Options& o) {
       flag("log-every", o.log_every, "print the progress line every N steps"),
       flag("seed", o.seed, "seed of initialisation, data order, noise"),
       flag("threads", o.threads, "CPU threads (0: all cores)"),
+      flag("device", o.device, "cpu, or cuda[:N] (the model, optimizer and EMA on GPU N; needs a build with CUDA)"),
       flag("model", o.model, "SiT-S/2, SiT-B/4, SiT-L/2, SiT-XL/2, ... or custom (--depth --hidden-size --num-heads --patch-size)"),
       flag("num-classes", o.num_classes, "classes (the null class is this index)"),
       flag("encoder-depth", o.encoder_depth, "align the tokens after this block (1-based)"),
@@ -166,6 +172,36 @@ SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<Ta
   return c;
 }
 
+/// --device cuda[:N]: the run on a GPU (train_sit_cuda.cu); sample grids drawn here, on the CPU.
+template <class Dataset>
+int train_on_gpu(const Options& o, const HeadChoice& choice, const SiTConfig& cfg, const std::vector<TargetEncoder>& online,
+                 const nlohmann::json& config_json, const Dataset& ds) {
+  int device = 0;
+  if (o.device != "cuda") {
+    IREPA_CHECK(o.device.starts_with("cuda:") && o.device.size() > 5 &&
+                    o.device.find_first_not_of("0123456789", 5) == std::string::npos,
+                "irepa-train: --device '{}' is not known; expected cpu, cuda or cuda:N", o.device);
+    device = std::stoi(o.device.substr(5));
+  }
+#if defined(IREPA_WITH_CUDA)
+  examples::CudaTrainJob job{choice, cfg, static_cast<std::uint64_t>(o.seed), trainer_options(o), online, config_json, device};
+  job.options.sample_on_host = [&o, &choice, &cfg, opts = job.options](std::int64_t step, ConstView<float> ema) {
+    with_head(choice, [&](auto head) {
+      CpuContext ctx(o.threads);
+      SiT<Dynamic, DynamicPatch, decltype(head), float> m(cfg, head);
+      m.params().values().copy_from(ema);
+      write_sample_grid(ctx, m, opts, step);
+    });
+  };
+  examples::train_sit_cuda(job, ds);
+  return 0;
+#else
+  (void)choice, (void)cfg, (void)online, (void)config_json, (void)ds, (void)device;
+  fail("irepa-train: --device {} needs a build with CUDA (configure with -DIREPA_ENABLE_CUDA=ON; nvcc was not used here)",
+       o.device);
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -190,6 +226,7 @@ int main(int argc, char** argv) {
     auto run_on = [&](const auto& ds) {
       const auto online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
       const SiTConfig cfg = model_config(o, ds, online);
+      if (o.device != "cpu") return train_on_gpu(o, choice, cfg, online, config_json, ds);
       return with_head(choice, [&](auto head) {
         CpuContext ctx(o.threads);
         SiT<Dynamic, DynamicPatch, decltype(head), float> model(cfg, head);

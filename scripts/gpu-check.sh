@@ -6,8 +6,11 @@
 #       benchmarks, and copies them with the non-CUDA shared libraries they need into a bundle
 #       folder (default build/gpu-bundle, a few MiB).
 #   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test (test_cuda_core,
-#       test_cuda_ops) and the benchmarks (irepa-bench-cuda-ops: our CUDA ops next to cuBLAS's
-#       bf16 GEMM ceiling) from the bundle, and prints the tables last (exit 1 when a test fails).
+#       test_cuda_ops, test_cuda_sit) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
+#       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
+#       and SiT-XL/2 batch 128 train steps), then the same steps in PyTorch (eager float, and
+#       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
+#       and prints the tables last (exit 1 when a test fails).
 #
 # With the device tool: build here, then run with carry ["build/gpu-bundle"] and the command
 # "scripts/gpu-check.sh run".
@@ -23,8 +26,10 @@ build)
     -DCMAKE_CUDA_ARCHITECTURES="${IREPA_CUDA_ARCH:-90}" -DIREPA_BUILD_EXAMPLES=OFF \
     -DIREPA_ARCH_FLAGS=-march=x86-64-v3 >/dev/null  # portable: the GPU host is another CPU
   cmake --build build/gpu
-  rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib"
+  rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib" "$bundle/golden"
   cp build/gpu/tests/cuda/test_cuda_* "$bundle/tests/"
+  # The SiT golden files test_cuda_sit runs on the GPU (the GPU machine may not have ../shared).
+  cp "${IREPA_GOLDEN_DIR:-../shared/golden}"/sit_*.safetensors tests/data/golden/sit_*.safetensors "$bundle/golden/"
   cp build/gpu/benchmarks/irepa-bench-* "$bundle/bench/" 2>/dev/null || true
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do
@@ -44,11 +49,25 @@ run)
     echo "== $name"; tail -n 30 "$log/$name.log"
   }
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
-  for t in "$bundle"/tests/*; do step "$(basename "$t")" "$t"; done
+  for t in "$bundle"/tests/*; do
+    if [ "$(basename "$t")" = test_cuda_sit ]; then step test_cuda_sit "$t" "$bundle/golden"; else step "$(basename "$t")" "$t"; fi
+  done
   [ -x "$bundle/bench/irepa-bench-cuda-ops" ] && step bench-cuda-ops "$bundle/bench/irepa-bench-cuda-ops" --batch 256 --reps 20
+  if [ -x "$bundle/bench/irepa-bench-train-cuda" ]; then
+    step train-B2-ours "$bundle/bench/irepa-bench-train-cuda" --model SiT-B/2 --batch-size 256 --steps 10
+    step train-XL2-ours "$bundle/bench/irepa-bench-train-cuda" --model SiT-XL/2 --batch-size 128 --steps 5
+  fi
+  if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    ts=benchmarks/reference/sit_step_torch.py
+    step train-B2-torch-float timeout 120 python3 $ts --device cuda --model B/2 --batch 256 --steps 5
+    step train-B2-torch-compile timeout 240 python3 $ts --device cuda --compile --bf16 --model B/2 --batch 256 --steps 10
+    step train-XL2-torch-compile timeout 300 python3 $ts --device cuda --compile --bf16 --model XL/2 --batch 128 --steps 5
+  fi
   [ -x "$bundle/bench/irepa-bench-ops" ] && step bench-ops "$bundle/bench/irepa-bench-ops" --benchmark_min_time=0.2 \
     --benchmark_filter='linear|attention' --threads 16
   if [ -f "$log/bench-cuda-ops.log" ]; then echo; echo "== CUDA ops (irepa-bench-cuda-ops)"; cat "$log/bench-cuda-ops.log"; fi
+  echo; echo "== train step, ours (float) and PyTorch"
+  for f in "$log"/train-*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
   echo
   echo "| step | result | time |"
   echo "|---|---|---|"

@@ -103,7 +103,7 @@ def param_shapes(c):
 
 def timestep_features(t, dim=256):
     half = dim // 2
-    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=t.dtype) / half)
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=t.dtype, device=t.device) / half)
     args = t[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 

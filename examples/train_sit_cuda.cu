@@ -1,0 +1,28 @@
+// irepa-train --device cuda: see train_sit_cuda.hpp.
+
+#include "train_sit_cuda.hpp"
+
+#include <cstdio>
+
+namespace irepa::examples {
+
+namespace {
+template <class Dataset>
+void run(const CudaTrainJob& job, const Dataset& ds) {
+  with_head(job.head, [&](auto head) {
+    CudaContext ctx(job.device);
+    SiT<Dynamic, DynamicPatch, decltype(head), float, Cuda> model(job.model, head);
+    model.init(job.seed);
+    std::printf("SiT %lldx%lld, %lld heads, patch %lld: %lld parameters on cuda:%d; %lld samples of %s %s; %zu target encoder(s)\n",
+                static_cast<long long>(model.depth), static_cast<long long>(model.hidden), static_cast<long long>(model.heads),
+                static_cast<long long>(model.patch), static_cast<long long>(model.num_params()), job.device,
+                static_cast<long long>(ds.size()), ds.kind().c_str(), ds.sample_shape().str().c_str(), job.model.z_dims.size());
+    train_sit(ctx, job.options, model, ds, job.online, job.config);
+  });
+}
+}  // namespace
+
+void train_sit_cuda(const CudaTrainJob& job, const data::ImageDataset& ds) { run(job, ds); }
+void train_sit_cuda(const CudaTrainJob& job, const data::ShardedDataset& ds) { run(job, ds); }
+
+}  // namespace irepa::examples

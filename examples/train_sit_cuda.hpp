@@ -1,0 +1,37 @@
+#pragma once
+// irepa-train's GPU path (--device cuda): the same run as on the CPU, with the model, its
+// optimizer and EMA on the GPU. Defined in train_sit_cuda.cu (compiled by nvcc, so that the CPU
+// program never instantiates CUDA code and nvcc never the CPU model); the sample grids come back
+// to the CPU program through options.sample_on_host.
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <irepa/align/dispatch.hpp>
+#include <irepa/data/fashion_mnist.hpp>
+#include <irepa/data/loader.hpp>
+#include <irepa/data/shards.hpp>
+#include <irepa/models/sit.hpp>
+#include <irepa/models/target_encoder.hpp>
+#include <irepa/train/sit_trainer.hpp>
+
+namespace irepa::examples {
+
+struct CudaTrainJob {
+  HeadChoice head;
+  SiTConfig model;
+  std::uint64_t seed = 0;
+  SiTTrainerOptions options;
+  std::vector<TargetEncoder> online;
+  nlohmann::json config;
+  int device = 0;
+};
+
+/// Builds the model on GPU `job.device`, initialises it from job.seed (on the host, as the CPU
+/// run does) and trains it; prints the model line first.
+void train_sit_cuda(const CudaTrainJob& job, const data::ImageDataset& ds);
+void train_sit_cuda(const CudaTrainJob& job, const data::ShardedDataset& ds);
+
+}  // namespace irepa::examples
