@@ -172,7 +172,7 @@ SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<Ta
   return c;
 }
 
-/// --device cuda[:N]: the run on a GPU (train_sit_cuda.cu); sample grids drawn here, on the CPU.
+/// --device cuda[:N]: the run on a GPU (train_sit_cuda.cu).
 template <class Dataset>
 int train_on_gpu(const Options& o, const HeadChoice& choice, const SiTConfig& cfg, const std::vector<TargetEncoder>& online,
                  const nlohmann::json& config_json, const Dataset& ds) {
@@ -185,14 +185,6 @@ int train_on_gpu(const Options& o, const HeadChoice& choice, const SiTConfig& cf
   }
 #if defined(IREPA_WITH_CUDA)
   examples::CudaTrainJob job{choice, cfg, static_cast<std::uint64_t>(o.seed), trainer_options(o), online, config_json, device};
-  job.options.sample_on_host = [&o, &choice, &cfg, opts = job.options](std::int64_t step, ConstView<float> ema) {
-    with_head(choice, [&](auto head) {
-      CpuContext ctx(o.threads);
-      SiT<Dynamic, DynamicPatch, decltype(head), float> m(cfg, head);
-      m.params().values().copy_from(ema);
-      write_sample_grid(ctx, m, opts, step);
-    });
-  };
   examples::train_sit_cuda(job, ds);
   return 0;
 #else

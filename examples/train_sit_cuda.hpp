@@ -1,8 +1,8 @@
 #pragma once
 // irepa-train's GPU path (--device cuda): the same run as on the CPU, with the model, its
 // optimizer and EMA on the GPU. Defined in train_sit_cuda.cu (compiled by nvcc, so that the CPU
-// program never instantiates CUDA code and nvcc never the CPU model); the sample grids come back
-// to the CPU program through options.sample_on_host.
+// program never instantiates CUDA code and nvcc never the CPU model). Sample grids are drawn on the
+// GPU too (the sampler's state stays on the host).
 
 #include <cstdint>
 #include <vector>

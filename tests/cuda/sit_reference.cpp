@@ -99,6 +99,7 @@ irepa::SiTTrainerOptions train_options(const std::string& run_dir) {
   irepa::SiTTrainerOptions o;
   o.run_dir = run_dir, o.batch_size = 5, o.max_train_steps = 20, o.seed = 3, o.checkpointing_steps = 10, o.log_every = 10;
   o.num_classes = 10, o.learning_rate = 1e-3, o.ema_decay = 0.9, o.quiet = true;
+  o.sampling_steps = 10, o.samples_per_class = 2, o.sample_steps = 4;  // a grid at steps 10 and 20
   o.objective.proj_coeff = 1.0;
   return o;
 }

@@ -8,7 +8,7 @@
 // random draws each run; the seed is printed (IREPA_TEST_SEED replays).
 // Then the trainer on the GPU (train_sit with the model, AdamW and EMA there) on small image
 // shards: each step's loss against the CPU run's, and a run resumed from its step-10 checkpoint
-// ending bit-identical to the one that went straight through.
+// ending bit-identical to the one that went straight through (sample grids, drawn on the GPU, too).
 // Last, every SiT golden file (../shared/golden and tests/data/golden, or the folders named on the
 // command line) runs in float on the GPU: outputs, losses and every gradient within 1e-4 of the
 // reference's float64 values, the bound the CPU float path is held to.
@@ -21,6 +21,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "cuda_test_support.hpp"
@@ -214,6 +216,15 @@ int main(int argc, char** argv) {
     }
     IREPA_CUDA_EXPECT(differing == 0, "trainer: %zu of %zu checkpoint tensors differ between the resumed and the straight run",
                       differing, a.names().size());
+    // The sample grids (drawn on the GPU from the EMA): written, and the same after resuming.
+    auto slurp = [](const fs::path& p) {
+      std::ifstream f(p, std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(f), {});
+    };
+    const std::string grid = slurp(dir / "straight" / "samples" / "0000020.png");
+    IREPA_CUDA_EXPECT(grid.size() > 100, "trainer: no sample grid at step 20 (%zu bytes)", grid.size());
+    IREPA_CUDA_EXPECT(grid == slurp(dir / "resumed" / "samples" / "0000020.png"), "trainer: the resumed run's step-20 grid differs");
+    IREPA_CUDA_EXPECT(grid != slurp(dir / "straight" / "samples" / "0000010.png"), "trainer: the grids of steps 10 and 20 are equal");
     std::printf("trainer on the GPU: 20 steps, loss within %.2g of the CPU run's; resumed run bit-identical: %s\n", worst,
                 same && differing == 0 ? "yes" : "no");
     fs::remove_all(dir);

@@ -9,12 +9,13 @@
 //    is doubled (labels, then the null class), v = v_null + s (v_cond - v_null) (the SDE guides its
 //    drift). The guidance test uses the step's starting time, also for Heun's second evaluation.
 // A sampler calls a VelocityFn: (x [B', C, H, W] double, t, labels [B']) -> v, so the same code
-// drives a SiT (sit_velocity) or an exact velocity field in tests.
+// drives a SiT (sit_velocity, on the CPU or a device) or an exact velocity field in tests.
 
 #include <cmath>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "irepa/core/context.hpp"
@@ -138,15 +139,22 @@ inline NoiseFn philox_noise(Philox& rng) {
 /// The velocity of a SiT-like model (forward(ctx, x, t, y, align) -> cache.output()), evaluated
 /// in the model's scalar type.
 template <class Model>
-VelocityFn sit_velocity(const CpuContext& ctx, const Model& model) {
+VelocityFn sit_velocity(const typename Model::Context& ctx, const Model& model) {
   using T = typename Model::scalar_type;
   return [&ctx, &model](ConstView<double> x, double t, ConstView<std::int64_t> y) {
     Tensor<T> xt(x.shape()), tt(Shape{x.size(0)});
     for (std::int64_t i = 0; i < x.numel(); ++i) xt[i] = static_cast<T>(x.data()[i]);
     tt.fill(static_cast<T>(t));
-    const auto c = model.forward(ctx, xt, tt, y, /*align=*/false);
     Tensor<double> v(x.shape());
-    for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<double>(c.output().data()[i]);
+    auto widen = [&](ConstView<T> out) {
+      for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<double>(out.data()[i]);
+    };
+    if constexpr (std::is_same_v<typename Model::device_type, Cpu>) {
+      widen(model.forward(ctx, xt, tt, y, /*align=*/false).output());
+    } else {  // a device model: the state stays on the host, x and t go up, v comes back
+      const auto xd = to_device(ctx, xt.cview()), td = to_device(ctx, tt.cview());
+      widen(to_host(ctx, model.forward(ctx, xd, td, y, /*align=*/false).output()).cview());
+    }
     return v;
   };
 }

@@ -48,10 +48,6 @@ struct SiTTrainerOptions {
   int sample_steps = 50;
   double cfg_scale = 1.0;
   bool quiet = false;  // no progress line
-  // A model on a device: sample grids are drawn by this hook (the step, the EMA weights on the
-  // host in arena order), which a CPU program sets up (sampling runs the CPU model). Unset: no
-  // grids from a device run.
-  std::function<void(std::int64_t step, ConstView<float> ema)> sample_on_host = {};
 };
 
 struct TrainRecord {
@@ -77,8 +73,8 @@ inline Tensor<std::int64_t> class_grid_labels(std::int64_t rows, std::int64_t co
 /// Class-conditional samples of a SiT (Euler ODE with classifier-free guidance) from noise
 /// drawn by Philox(seed, stream 7): x [N, C, H, W] in the data's scaled range.
 template <class Model>
-Tensor<double> sample_sit(const CpuContext& ctx, const Model& model, ConstView<std::int64_t> y, std::uint64_t seed, int steps,
-                          double cfg_scale, PathType path) {
+Tensor<double> sample_sit(const typename Model::Context& ctx, const Model& model, ConstView<std::int64_t> y, std::uint64_t seed,
+                          int steps, double cfg_scale, PathType path) {
   const auto& c = model.config;
   Philox srng(seed, 7);
   Tensor<double> z(Shape{y.numel(), c.in_channels, c.input_size, c.input_size});  // [N, C, H, W]
@@ -163,10 +159,10 @@ std::vector<Tensor<T>> online_targets(const CpuContext& ctx, const std::vector<T
 }
 }  // namespace detail
 
-/// The class-conditional sample grid of a training step from a host model holding the EMA
-/// weights: <run_dir>/samples/<step>.png, one class per row.
+/// The class-conditional sample grid of a training step from a model holding the EMA weights:
+/// <run_dir>/samples/<step>.png, one class per row.
 template <class Model>
-void write_sample_grid(const CpuContext& ctx, const Model& ema_model, const SiTTrainerOptions& o, std::int64_t step) {
+void write_sample_grid(const typename Model::Context& ctx, const Model& ema_model, const SiTTrainerOptions& o, std::int64_t step) {
   const auto y = class_grid_labels(std::min(o.classes_in_grid, o.num_classes), o.samples_per_class);
   const auto x = sample_sit(ctx, ema_model, y, static_cast<std::uint64_t>(o.seed), o.sample_steps, o.cfg_scale, o.objective.path);
   const std::filesystem::path dir = std::filesystem::path(o.run_dir) / "samples";
@@ -247,16 +243,9 @@ TrainResult<typename Model::scalar_type> train_sit(const typename Model::Context
       save_checkpoint((run / "checkpoints" / (detail::step_name(step) + ".safetensors")).string(), model, opt, {&ema}, rng,
                       CheckpointInfo{.step = step, .config = config_json});
     if (o.sampling_steps > 0 && step % o.sampling_steps == 0 && (cfg.in_channels == 1 || cfg.in_channels == 3)) {
-      if constexpr (std::is_same_v<D, Cpu>) {
-        Model ema_model(cfg, model.head);  // sampling uses the EMA weights
-        ema_model.params().values().copy_from(ema.values());
-        write_sample_grid(ctx, ema_model, o, step);
-      } else if constexpr (std::is_same_v<T, float>) {
-        if (o.sample_on_host) {
-          Tensor<T> keep;
-          o.sample_on_host(step, detail::host_values(ema.values(), keep));
-        }
-      }
+      Model ema_model(cfg, model.head);  // sampling uses the EMA weights
+      D::copy_sync(ema_model.params().values().data(), ema.values().data(), sizeof(T) * static_cast<std::size_t>(ema.values().numel()));
+      write_sample_grid(ctx, ema_model, o, step);
     }
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
