@@ -62,6 +62,57 @@ TEST_CASE("AdamW follows PyTorch: decoupled decay on weights only, bias correcti
   CHECK(opt.steps() == 3);
 }
 
+namespace {
+/// Five parameters in the order weight, weight, bias, bias, weight (decay flags 1 1 0 0 1).
+struct FiveParams {
+  using scalar_type = double;
+  using device_type = Cpu;
+  Param<double> w1{Shape{3, 5}}, w2{Shape{4, 2}}, b1{Shape{7}}, b2{Shape{3}}, w3{Shape{2, 6}};
+  template <class V>
+  void visit_params(V&& v, std::string_view) {
+    v("a.weight", w1), v("b.weight", w2), v("a.bias", b1), v("b.bias", b2), v("c.weight", w3);
+  }
+};
+}  // namespace
+
+TEST_CASE("AdamW merges adjacent parameters with the same decay into one pass, with each parameter's own update", "[train][optim]") {
+  FiveParams m;
+  ParamArena<double> arena(m);
+  test::rng().normal(arena.values());
+  const Tensor<double> start = Tensor<double>::copy_of(arena.values());
+  const AdamWOptions o{.lr = 0.05, .weight_decay = 0.3, .decay = decay_weights_only};
+  AdamW<double> opt(arena, o);
+  CHECK(opt.segments() == 3);  // {w1 w2}, {b1 b2}, {w3}
+  AdamW<double> all_decay(arena, AdamWOptions{.lr = 0.05, .weight_decay = 0.3});
+  CHECK(all_decay.segments() == 1);
+  CpuContext ctx(2);
+  std::vector<Tensor<double>> g;
+  for (int s = 1; s <= 3; ++s) {
+    g.emplace_back(Shape{arena.numel()});
+    test::rng().normal(g.back().view());
+    arena.grads().copy_from(g.back().cview());
+    opt.step(ctx, arena, o.lr);
+  }
+  // Each value by hand (torch's AdamW), decayed only when its parameter is a weight.
+  std::int64_t checked = 0;
+  for (const auto& e : arena.entries()) {
+    const double keep = e.shape.rank() >= 2 ? 1 - o.lr * o.weight_decay : 1.0;
+    for (std::int64_t i = e.offset; i < e.offset + e.shape.numel(); ++i, ++checked) {
+      double p = start[i], mm = 0, vv = 0;
+      for (int s = 1; s <= 3; ++s) {
+        const double gi = g[static_cast<std::size_t>(s - 1)][i];
+        mm = o.beta1 * mm + (1 - o.beta1) * gi;
+        vv = o.beta2 * vv + (1 - o.beta2) * gi * gi;
+        const double bc1 = 1 - std::pow(o.beta1, s), bc2 = 1 - std::pow(o.beta2, s);
+        p = p * keep - o.lr / bc1 * mm / (std::sqrt(vv) / std::sqrt(bc2) + o.eps);
+      }
+      INFO(e.name << "[" << i - e.offset << "]");
+      CHECK(arena.values()[i] == Approx(p).epsilon(1e-12).margin(1e-15));
+    }
+  }
+  CHECK(checked == arena.numel());
+}
+
 TEST_CASE("clip_grad_norm returns the global norm and scales as torch does", "[train][optim]") {
   TwoParams<> m;
   ParamArena<double> arena(m);

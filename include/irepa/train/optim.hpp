@@ -56,8 +56,15 @@ class AdamW {
   AdamW(const ParamArena<T, D>& arena, AdamWOptions o) : opt_(std::move(o)), m_(Shape{arena.numel()}), v_(Shape{arena.numel()}) {
     D::zero_sync(m_.data(), sizeof(T) * static_cast<std::size_t>(m_.numel()));
     D::zero_sync(v_.data(), sizeof(T) * static_cast<std::size_t>(v_.numel()));
-    for (const auto& e : arena.entries())
-      segments_.push_back({e.offset, e.shape.numel(), opt_.decay ? opt_.decay(e.name, e.shape) : true});
+    // Adjacent parameters with the same decay flag form one segment: the update is elementwise,
+    // so this only saves launches (one kernel per segment on a GPU: ~25 instead of ~150 for SiT-B).
+    for (const auto& e : arena.entries()) {
+      const bool decay = opt_.decay ? opt_.decay(e.name, e.shape) : true;
+      if (!segments_.empty() && segments_.back().decay == decay && segments_.back().offset + segments_.back().count == e.offset)
+        segments_.back().count += e.shape.numel();
+      else
+        segments_.push_back({e.offset, e.shape.numel(), decay});
+    }
   }
 
   /// One update with learning rate lr (the schedule's value for this step) from arena.grads().
@@ -90,7 +97,7 @@ class AdamW {
     const double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(step_));
     if constexpr (!std::is_same_v<D, Cpu>) {
 #if defined(__CUDACC__)
-      // The same coefficients and arithmetic, one kernel per decay segment.
+      // The same coefficients and arithmetic, one kernel per segment.
       for (const auto& s : segments_) {
         const ops::AdamWCoefficients c{.beta1 = opt_.beta1, .beta2 = opt_.beta2, .eps = opt_.eps, .step_size = lr / bc1,
                                        .bc2_sqrt = std::sqrt(bc2), .keep = s.decay ? 1 - lr * opt_.weight_decay : 1.0,
@@ -147,6 +154,8 @@ class AdamW {
   static constexpr std::int64_t kBlock = 2048;  // values per block of the fused pass
 
   std::int64_t steps() const { return step_; }
+  /// Runs of adjacent parameters sharing a decay flag (one pass, one GPU launch each).
+  std::size_t segments() const { return segments_.size(); }
   void set_steps(std::int64_t s) { step_ = s; }
   const AdamWOptions& options() const { return opt_; }
   /// First and second moments, laid out as the arena (for checkpoints).
