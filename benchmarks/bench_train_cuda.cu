@@ -30,7 +30,7 @@ using namespace irepa;
 namespace {
 
 struct Options {
-  std::string model = "SiT-B/2", head = "irepa";
+  std::string model = "SiT-B/2", head = "irepa", precision = "fp32", attention = "materialized";
   std::int64_t batch = 256, input_size = 32, z_dim = 768, encoder_depth = 4;
   int steps = 10, warmup = 3;
 };
@@ -73,6 +73,11 @@ double step_flops_per_image(const SiTConfig& cfg, std::int64_t D, std::int64_t d
 template <class Model>
 void run(const Options& o, const SiTConfig& cfg, typename Model::head_type head) {
   CudaContext ctx;
+  const MatmulPrecision precision = parse_matmul_precision(o.precision);
+  ctx.set_matmul_precision(precision);
+  IREPA_CHECK(o.attention == "fused" || o.attention == "materialized",
+              "irepa-bench-train-cuda: --attention '{}' is not known; expected fused or materialized", o.attention);
+  ctx.set_fused_attention(o.attention == "fused");
   Model m(cfg, head);
   m.init(1);
   AdamW<float, Cuda> opt(m.params(), AdamWOptions{.lr = 1e-4});
@@ -105,16 +110,18 @@ void run(const Options& o, const SiTConfig& cfg, typename Model::head_type head)
   const double peak_gb = static_cast<double>(detail::CudaMemoryCache::instance().stats().peak_in_use) / 1e9;
   const double flops = step_flops_per_image(cfg, m.hidden, m.depth, m.grid.tokens(), m.patch, o.head, o.z_dim) *
                        static_cast<double>(o.batch);
+  ctx.set_matmul_precision(MatmulPrecision::fp32);  // the ceilings: plain FP32 and bf16 inputs
   const double f32 = gemm_tflops(ctx, false), b16 = gemm_tflops(ctx, true);
   const double achieved = flops / median / 1e12;
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, ctx.device());
-  std::printf("device: %s; precision: float32 (no TF32); last loss %.4f\n", prop.name, loss);
-  std::printf("| model | head | batch | params | median step | best step | img/s | TFLOP/s | MFU vs fp32 GEMM (%.1f) | vs bf16 GEMM (%.1f) | peak memory |\n",
+  std::printf("device: %s; float storage, matrix products in %s%s; last loss %.4f\n", prop.name, std::string(to_string(precision)).c_str(),
+              precision == MatmulPrecision::fp32 ? " (no TF32)" : " (tensor cores, FP32 accumulation)", loss);
+  std::printf("| model | head | matmul | attention | batch | params | median step | best step | img/s | TFLOP/s | MFU vs fp32 GEMM (%.1f) | vs bf16 GEMM (%.1f) | peak memory |\n",
               f32, b16);
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
-  std::printf("| %s | %s | %lld | %.1fM | %.1f ms | %.1f ms | %.1f | %.1f | %.0f%% | %.0f%% | %.2f GB |\n", o.model.c_str(),
-              o.head.c_str(), static_cast<long long>(o.batch), static_cast<double>(m.num_params()) / 1e6, median * 1e3,
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| %s | %s | %s | %s | %lld | %.1fM | %.1f ms | %.1f ms | %.1f | %.1f | %.0f%% | %.0f%% | %.2f GB |\n", o.model.c_str(),
+              o.head.c_str(), o.precision.c_str(), o.attention.c_str(), static_cast<long long>(o.batch), static_cast<double>(m.num_params()) / 1e6, median * 1e3,
               times.front() * 1e3, static_cast<double>(o.batch) / median, achieved, 100.0 * achieved / f32, 100.0 * achieved / b16,
               peak_gb);
 }
@@ -133,10 +140,12 @@ int main(int argc, char** argv) {
     else if (k == "--encoder-depth") o.encoder_depth = std::atoll(v.c_str());
     else if (k == "--steps") o.steps = std::atoi(v.c_str());
     else if (k == "--warmup") o.warmup = std::atoi(v.c_str());
+    else if (k == "--precision") o.precision = v;
+    else if (k == "--attention") o.attention = v;
     else {
       std::fprintf(stderr,
                    "irepa-bench-train-cuda: unknown option %s (--model, --head irepa|repa, --batch-size, --input-size, --z-dim, "
-                   "--encoder-depth, --steps, --warmup)\n",
+                   "--encoder-depth, --steps, --warmup, --precision fp32|tf32|bf16, --attention materialized|fused)\n",
                    k.c_str());
       return 2;
     }

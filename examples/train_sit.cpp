@@ -46,7 +46,7 @@ struct Options {
   std::int64_t sampling_steps = 0, resume_step = 0, checkpointing_steps = 50000, log_every = 100;
   std::int64_t seed = 0;
   int threads = 0;
-  std::string device = "cpu";
+  std::string device = "cpu", matmul_precision = "fp32", attention = "materialized";
   // model
   std::string model = "SiT-B/2";
   std::int64_t num_classes = 1000, encoder_depth = 8, projector_dim = 2048;
@@ -119,6 +119,10 @@ std::vector<Flag> flags(Options& o) {
       flag("seed", o.seed, "seed of initialisation, data order, noise"),
       flag("threads", o.threads, "CPU threads (0: all cores)"),
       flag("device", o.device, "cpu, or cuda[:N] (the model, optimizer and EMA on GPU N; needs a build with CUDA)"),
+      flag("matmul-precision", o.matmul_precision,
+           "GPU matrix products: fp32 (exact float, the default), tf32 or bf16 (tensor cores, FP32 accumulation); the CPU takes fp32 only"),
+      flag("attention", o.attention,
+           "GPU attention: materialized (cuBLAS products around a softmax kernel) or fused (no T x T probabilities in memory)"),
       flag("model", o.model, "SiT-S/2, SiT-B/4, SiT-L/2, SiT-XL/2, ... or custom (--depth --hidden-size --num-heads --patch-size)"),
       flag("num-classes", o.num_classes, "classes (the null class is this index)"),
       flag("encoder-depth", o.encoder_depth, "align the tokens after this block (1-based)"),
@@ -184,7 +188,8 @@ int train_on_gpu(const Options& o, const HeadChoice& choice, const SiTConfig& cf
     device = std::stoi(o.device.substr(5));
   }
 #if defined(IREPA_WITH_CUDA)
-  examples::CudaTrainJob job{choice, cfg, static_cast<std::uint64_t>(o.seed), trainer_options(o), online, config_json, device};
+  examples::CudaTrainJob job{choice, cfg, static_cast<std::uint64_t>(o.seed), trainer_options(o), online, config_json, device,
+                             parse_matmul_precision(o.matmul_precision), o.attention == "fused"};
   examples::train_sit_cuda(job, ds);
   return 0;
 #else
@@ -213,12 +218,18 @@ int main(int argc, char** argv) {
   try {
     IREPA_CHECK(o.batch_size > 0 && o.max_train_steps > 0 && o.checkpointing_steps > 0 && o.log_every > 0,
                 "irepa-train: --batch-size, --max-train-steps, --checkpointing-steps and --log-every must be positive");
+    IREPA_CHECK(o.attention == "fused" || o.attention == "materialized",
+                "irepa-train: --attention '{}' is not known; expected materialized or fused", o.attention);
+    (void)parse_matmul_precision(o.matmul_precision);  // unknown values are errors before any work
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
       const auto online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
       const SiTConfig cfg = model_config(o, ds, online);
       if (o.device != "cpu") return train_on_gpu(o, choice, cfg, online, config_json, ds);
+      IREPA_CHECK(parse_matmul_precision(o.matmul_precision) == MatmulPrecision::fp32,
+                  "irepa-train: --matmul-precision {} runs on a GPU only; the CPU computes in fp32", o.matmul_precision);
+      IREPA_CHECK(o.attention == "materialized", "irepa-train: --attention {} runs on a GPU only", o.attention);
       return with_head(choice, [&](auto head) {
         CpuContext ctx(o.threads);
         SiT<Dynamic, DynamicPatch, decltype(head), float> model(cfg, head);

@@ -27,6 +27,8 @@ struct CudaTrainJob {
   std::vector<TargetEncoder> online;
   nlohmann::json config;
   int device = 0;
+  MatmulPrecision precision = MatmulPrecision::fp32;
+  bool fused_attention = false;
 };
 
 /// Builds the model on GPU `job.device`, initialises it from job.seed (on the host, as the CPU

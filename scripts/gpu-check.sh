@@ -8,7 +8,8 @@
 #   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test (test_cuda_core,
 #       test_cuda_ops, test_cuda_sit) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
 #       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
-#       and SiT-XL/2 batch 128 train steps), then the same steps in PyTorch (eager float, and
+#       and SiT-XL/2 batch 128 train steps, FP32 with materialised attention and bf16 products
+#       with the fused attention kernels), then the same steps in PyTorch (eager float, and
 #       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
 #       and prints the tables last (exit 1 when a test fails).
 #
@@ -54,8 +55,11 @@ run)
   done
   [ -x "$bundle/bench/irepa-bench-cuda-ops" ] && step bench-cuda-ops "$bundle/bench/irepa-bench-cuda-ops" --batch 256 --reps 20
   if [ -x "$bundle/bench/irepa-bench-train-cuda" ]; then
-    step train-B2-ours "$bundle/bench/irepa-bench-train-cuda" --model SiT-B/2 --batch-size 256 --steps 10
-    step train-XL2-ours "$bundle/bench/irepa-bench-train-cuda" --model SiT-XL/2 --batch-size 128 --steps 5
+    tb="$bundle/bench/irepa-bench-train-cuda"
+    step train-B2-ours "$tb" --model SiT-B/2 --batch-size 256 --steps 10
+    step train-B2-ours-bf16-fused "$tb" --model SiT-B/2 --batch-size 256 --steps 10 --precision bf16 --attention fused
+    step train-XL2-ours "$tb" --model SiT-XL/2 --batch-size 128 --steps 5
+    step train-XL2-ours-bf16-fused "$tb" --model SiT-XL/2 --batch-size 128 --steps 5 --precision bf16 --attention fused
   fi
   if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     ts=benchmarks/reference/sit_step_torch.py
@@ -66,7 +70,7 @@ run)
   [ -x "$bundle/bench/irepa-bench-ops" ] && step bench-ops "$bundle/bench/irepa-bench-ops" --benchmark_min_time=0.2 \
     --benchmark_filter='linear|attention' --threads 16
   if [ -f "$log/bench-cuda-ops.log" ]; then echo; echo "== CUDA ops (irepa-bench-cuda-ops)"; cat "$log/bench-cuda-ops.log"; fi
-  echo; echo "== train step, ours (float) and PyTorch"
+  echo; echo "== train step, ours (float storage; FP32 or bf16 products) and PyTorch"
   for f in "$log"/train-*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
   echo
   echo "| step | result | time |"

@@ -106,6 +106,12 @@ TEST_CASE("irepa-train: resume is bit-identical through the command line, with Y
   CHECK(slurp(dir / "f.log").find("'attention' is not known") != std::string::npos);
   CHECK(run(common + " --exp-name x --device tpu", dir / "g.log") != 0);
   CHECK(slurp(dir / "g.log").find("--device 'tpu' is not known; expected cpu, cuda or cuda:N") != std::string::npos);
+  CHECK(run(common + " --exp-name x --matmul-precision fp16", dir / "g2.log") != 0);
+  CHECK(slurp(dir / "g2.log").find("matmul precision 'fp16' is not known; expected fp32, tf32 or bf16") != std::string::npos);
+  CHECK(run(common + " --exp-name x --matmul-precision bf16", dir / "g3.log") != 0);  // on the CPU
+  CHECK(slurp(dir / "g3.log").find("--matmul-precision bf16 runs on a GPU only") != std::string::npos);
+  CHECK(run(common + " --exp-name x --attention flash", dir / "g4.log") != 0);
+  CHECK(slurp(dir / "g4.log").find("--attention 'flash' is not known; expected materialized or fused") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "out" / "x"));
 
   // --device cuda: trains on a GPU when there is one; otherwise a clear error (no GPU, or a

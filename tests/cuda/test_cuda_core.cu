@@ -17,6 +17,7 @@
 #include "irepa/core/dtype.hpp"
 #include "irepa/core/rng.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/ops/cuda/common.cuh"
 
 namespace {
 
@@ -104,6 +105,27 @@ int main() {
     irepa::Tensor<float, irepa::Cuda> b(irepa::Shape{1010});  // the same 4096-byte class
     IREPA_CUDA_EXPECT(b.data() == first, "the cached block was not reused");
     IREPA_CUDA_EXPECT(cache.stats().peak_in_use >= before.in_use + 4096, "peak %zu", cache.stats().peak_in_use);
+  }
+  // Pinned staging: uploads return before their DMA lands and the host buffer is overwritten at
+  // once; every upload must still arrive whole (two staging buffers, reused in turn and grown).
+  {
+    std::vector<irepa::Tensor<float, irepa::Cuda>> dev;
+    irepa::Tensor<float> host(irepa::Shape{1});
+    std::vector<std::int64_t> sizes;
+    for (int k = 0; k < 9; ++k) {
+      const std::int64_t n = (std::int64_t{1} << (12 + 2 * (k % 5))) + 37 * k;  // 4 K .. 1 M values, growing and shrinking
+      sizes.push_back(n);
+      host = irepa::Tensor<float>(irepa::Shape{n});
+      for (std::int64_t i = 0; i < n; ++i) host[i] = static_cast<float>(k * 1000003 + i);
+      dev.push_back(irepa::to_device<float>(ctx, host.cview()));
+      for (std::int64_t i = 0; i < n; ++i) host[i] = -1.0f;  // reused before the copy is known to be done
+    }
+    std::int64_t wrong = 0;
+    for (int k = 0; k < 9; ++k) {
+      const auto back = irepa::to_host<float>(ctx, dev[static_cast<std::size_t>(k)].cview());
+      for (std::int64_t i = 0; i < sizes[static_cast<std::size_t>(k)]; ++i) wrong += back[i] != static_cast<float>(k * 1000003 + i);
+    }
+    IREPA_CUDA_EXPECT(wrong == 0, "%lld values wrong after staged uploads and downloads", static_cast<long long>(wrong));
   }
   // cuBLAS errors become irepa::Error naming the call and cuBLAS's status.
   {

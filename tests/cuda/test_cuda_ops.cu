@@ -145,6 +145,24 @@ void adaln(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int64_t 
   ops::gated_residual_backward<T>(ctx, scale_, br_, dy_, dx_.view(), dsh_.view());
   expect_close(ctx, "gated_residual_backward dy" + tag, dx_, dx);
   expect_close(ctx, "gated_residual_backward dgate" + tag, dsh_, dsh);
+
+  // LayerNorm + modulate fused, and its backward with the residual gradient added.
+  Tensor<double> xn(s), r(Shape{B * N}), dxn(s);
+  cpu_ref::layer_norm_forward(x, 1e-6, xn, r);
+  Tensor<T, Cuda> xn_(s), r_(Shape{B * N});
+  ops::adaln_norm_forward<T>(ctx, x_, T(1e-6), dev<T>(ctx, shift), scale_, xn_.view(), r_.view(), y_.view());
+  expect_close(ctx, "adaln_norm_forward xn" + tag, xn_, xn);
+  expect_close(ctx, "adaln_norm_forward rstd" + tag, r_, r);
+  expect_close(ctx, "adaln_norm_forward h" + tag, y_, cpu_ref::modulate_forward(xn, shift, scale));
+  cpu_ref::modulate_backward(xn, scale, dy, dxn, dsh, dsc);
+  Tensor<double> want = cpu_ref::layer_norm_backward(xn, r, dxn);
+  for (std::int64_t i = 0; i < want.numel(); ++i) want[i] += br[i];
+  ops::adaln_norm_backward<T>(ctx, xn_, r_, scale_, dy_, br_, dx_.view(), dsh_.view(), dsc_.view());
+  expect_close(ctx, "adaln_norm_backward dx (+ residual)" + tag, dx_, want);
+  expect_close(ctx, "adaln_norm_backward dshift" + tag, dsh_, dsh);
+  expect_close(ctx, "adaln_norm_backward dscale" + tag, dsc_, dsc);
+  ops::adaln_norm_backward<T>(ctx, xn_, r_, scale_, dy_, {}, dx_.view(), dsh_.view(), dsc_.view());
+  expect_close(ctx, "adaln_norm_backward dx (no residual)" + tag, dx_, cpu_ref::layer_norm_backward(xn, r, dxn));
 }
 
 template <class T>
@@ -328,6 +346,15 @@ void alignment(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int6
   expect_close(ctx, "l2_normalize_backward" + tag, dx_, dx);
 }
 
+/// With ctx.fused_attention() (float), the cache must come from the fused kernels: no
+/// probabilities, one log-sum-exp per query row.
+template <class T>
+void expect_fused_when_asked(const CudaContext& ctx, const ops::AttentionCache<T, Cuda>& c, std::int64_t rows, const std::string& tag) {
+  if (!ctx.fused_attention() || !std::is_same_v<T, float>) return;
+  IREPA_CUDA_EXPECT(c.probs.numel() == 0 && c.lse.numel() == rows, "fused attention%s: the cache holds %lld probabilities, %lld lse",
+                    tag.c_str(), static_cast<long long>(c.probs.numel()), static_cast<long long>(c.lse.numel()));
+}
+
 template <class T>
 void attention(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int64_t D, std::int64_t H) {
   const std::string tag = " B " + std::to_string(B) + " T " + std::to_string(N) + " D " + std::to_string(D) + " heads " +
@@ -339,6 +366,7 @@ void attention(const CudaContext& ctx, std::int64_t B, std::int64_t N, std::int6
   spec.heads = H;
   Tensor<T, Cuda> out_(Shape{B, N, D}), dqkv_(Shape{B, N, 3 * D});
   const auto cache = ops::attention_forward<T>(ctx, dev<T>(ctx, qkv), spec, out_.view());
+  expect_fused_when_asked(ctx, cache, B * H * N, tag);
   expect_close(ctx, "attention_forward" + tag, out_, out);
   ops::attention_backward<T>(ctx, spec, cache, dev<T>(ctx, dout), dqkv_.view());
   expect_close(ctx, "attention_backward dqkv" + tag, dqkv_, dqkv);
@@ -366,6 +394,7 @@ void attention_qk(const CudaContext& ctx, std::int64_t B, std::int64_t gh, std::
   Tensor<T, Cuda> out_(Shape{B, N, D}), dqkv_(Shape{B, N, 3 * D});
   auto dqw_ = dev<T>(ctx, dqw0), dkw_ = dev<T>(ctx, dkw0);
   const auto cache = ops::attention_forward<T>(ctx, dev<T>(ctx, qkv), spec, out_.view());
+  expect_fused_when_asked(ctx, cache, B * H * N, tag);
   expect_close(ctx, "attention_forward q/k norm + RoPE" + tag, out_, out);
   ops::attention_backward<T>(ctx, spec, cache, dev<T>(ctx, dout), dqkv_.view(), dqw_.view(), dkw_.view());
   expect_close(ctx, "attention_backward q/k norm + RoPE dqkv" + tag, dqkv_, dqkv);
@@ -503,6 +532,18 @@ int main() {
     linear_bf16(ctx, 34, 40, 72);
     linear_bf16(ctx, 1024, 768, 2304);
     linear_bf16(ctx, 4096, 1152, 1152);
+    // The fused attention kernels (float, head dim <= 128): partial tiles, head dims 16, 64, 72,
+    // 96, 128 and 100 (not a multiple of 32), with and without q/k norm + RoPE.
+    ctx.set_fused_attention(true);
+    attention<float>(ctx, 2, 17, 64, 4);      // head dim 16
+    attention<float>(ctx, 3, 256, 768, 12);   // 64, SiT-B/2
+    attention<float>(ctx, 2, 100, 288, 4);    // 72 (SiT-XL's 1152 / 16)
+    attention<float>(ctx, 1, 33, 384, 4);     // 96
+    attention<float>(ctx, 2, 65, 1024, 8);    // 128
+    attention<float>(ctx, 1, 40, 300, 3);     // 100
+    attention_qk<float>(ctx, 2, 16, 16, 768, 12, true);
+    attention_qk<float>(ctx, 1, 7, 9, 288, 4, false);
+    ctx.set_fused_attention(false);
     // Errors before anything is launched: a wrong shape is named; what the GPU path lacks is
     // refused, never replaced by something else.
     Tensor<float, Cuda> a(Shape{2, 3, 4}), bad(Shape{2, 5}), qkv(Shape{2, 3, 12}), out(Shape{2, 3, 4});

@@ -156,6 +156,49 @@ int main(int argc, char** argv) {
               worst_name.c_str());
   expect_close("all gradients", rel(g, ref.grads), rel(cpu.grads, ref.grads));
 
+  // The same step with the products on the tensor cores (float storage, FP32 accumulation):
+  // bf16 inputs within 2e-2 relative of double, TF32 inputs within 5e-3, per tensor.
+  for (const auto& [precision, tol] : {std::pair{MatmulPrecision::bf16, 2e-2}, std::pair{MatmulPrecision::tf32, 5e-3}}) {
+    ctx.set_matmul_precision(precision);
+    fill(ctx, m.params().grads(), 0.0f);
+    const auto sp = sit_loss(ctx, m, SiTObjective{}, batch, c.t.cview(), c.noise.cview());
+    const auto gp = widen(to_host<float>(ctx, m.params().grads()).cview());
+    const std::string p(to_string(precision));
+    auto expect_within = [&](const std::string& what, double err) {
+      IREPA_CUDA_EXPECT(err <= tol, "%s products: %s relative error %.3g against double (tolerance %.0e)", p.c_str(), what.c_str(),
+                        err, tol);
+    };
+    expect_within("total loss", scalar_err(sp.total, ref.total));
+    expect_within("denoising loss", scalar_err(sp.denoising, ref.denoising));
+    expect_within("alignment loss", scalar_err(sp.alignment, ref.alignment));
+    expect_within("model output", rel(widen(to_host(ctx, sp.cache.output()).cview()), ref.out));
+    double worst_p = 0;
+    for (std::size_t i = 0; i < ref.names.size(); ++i) {
+      const std::int64_t b = ref.offsets[i], e = i + 1 < ref.offsets.size() ? ref.offsets[i + 1] : gp.numel();
+      const double err = rel(gp, ref.grads, b, e);
+      expect_within("grad " + ref.names[i], err);
+      worst_p = std::max(worst_p, err);
+    }
+    std::printf("%s products: loss %.6g (double %.6g); largest gradient error %.3g\n", p.c_str(), sp.total, ref.total, worst_p);
+  }
+  ctx.set_matmul_precision(MatmulPrecision::fp32);
+  {  // the fused attention kernels: still float32 throughout, so the float bound holds
+    ctx.set_fused_attention(true);
+    fill(ctx, m.params().grads(), 0.0f);
+    const auto sf = sit_loss(ctx, m, SiTObjective{}, batch, c.t.cview(), c.noise.cview());
+    const auto gf = widen(to_host<float>(ctx, m.params().grads()).cview());
+    expect_close("fused attention: total loss", scalar_err(sf.total, ref.total), scalar_err(cpu.total, ref.total));
+    expect_close("fused attention: model output", rel(widen(to_host(ctx, sf.cache.output()).cview()), ref.out), rel(cpu.out, ref.out));
+    for (std::size_t i = 0; i < ref.names.size(); ++i) {
+      const std::int64_t b = ref.offsets[i], e = i + 1 < ref.offsets.size() ? ref.offsets[i + 1] : gf.numel();
+      expect_close(("fused attention: grad " + ref.names[i]).c_str(), rel(gf, ref.grads, b, e), rel(cpu.grads, ref.grads, b, e));
+    }
+    std::printf("fused attention: loss %.9g, all gradients %.3g from double\n", sf.total, rel(gf, ref.grads));
+    ctx.set_fused_attention(false);
+  }
+  ctx.synchronize();
+  Cuda::upload_sync(m.params().grads().data(), grads.data(), sizeof(float) * static_cast<std::size_t>(grads.numel()));  // the FP32 ones
+
   // Clip + AdamW + EMA on the GPU against the CPU optimizer from the same (GPU) gradients.
   {
     AdamW<float, Cuda> opt(m.params(), AdamWOptions{.lr = 1e-4, .weight_decay = 0.01, .decay = decay_weights_only});

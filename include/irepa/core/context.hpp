@@ -2,11 +2,14 @@
 // Execution contexts, one per device. Ops take the context of their device as the first
 // argument; the backend is chosen once, when the user creates the context.
 //  - CpuContext: an Eigen thread pool and ThreadPoolDevice (thread count settable).
-//  - CudaContext: device, stream, cuBLAS and cuBLASLt handles bound to that stream, and the
-//    GEMM workspace; errors of CUDA and cuBLAS calls become irepa::Error naming the call.
+//  - CudaContext: device, stream, cuBLAS and cuBLASLt handles bound to that stream, the GEMM
+//    workspace, the matmul precision and pinned staging buffers for host transfers; errors of
+//    CUDA and cuBLAS calls become irepa::Error naming the call.
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <memory>
 #include <string_view>
@@ -83,6 +86,31 @@ class CpuContext {
   int threads_ = 1;
 };
 
+/// How float matrix products run on the GPU (CudaContext::set_matmul_precision):
+///  - fp32: FP32 math, no TF32 (the parity path, the default);
+///  - tf32: inputs rounded to TF32 on the tensor cores, FP32 accumulation;
+///  - bf16: inputs rounded to bf16 on the tensor cores, FP32 accumulation, float storage of
+///    activations, weights and gradients (autocast's arithmetic for the products; the
+///    elementwise ops and reductions stay in float).
+/// Double products are always FP64.
+enum class MatmulPrecision { fp32, tf32, bf16 };
+
+inline std::string_view to_string(MatmulPrecision p) {
+  switch (p) {
+    case MatmulPrecision::tf32: return "tf32";
+    case MatmulPrecision::bf16: return "bf16";
+    default: return "fp32";
+  }
+}
+
+/// "fp32", "tf32" or "bf16"; anything else is an Error naming the three.
+inline MatmulPrecision parse_matmul_precision(std::string_view s) {
+  if (s == "fp32") return MatmulPrecision::fp32;
+  if (s == "tf32") return MatmulPrecision::tf32;
+  if (s == "bf16") return MatmulPrecision::bf16;
+  fail("matmul precision '{}' is not known; expected fp32, tf32 or bf16", s);
+}
+
 class CudaContext {
  public:
   using device_type = Cuda;
@@ -109,6 +137,10 @@ class CudaContext {
   ~CudaContext() {
 #if defined(IREPA_WITH_CUDA)
     if (stream_) cudaStreamSynchronize(stream_);
+    for (auto& b : staging_) {
+      if (b.host) cudaFreeHost(b.host);
+      if (b.done) cudaEventDestroy(b.done);
+    }
     if (cublaslt_) cublasLtDestroy(cublaslt_);
     if (cublas_) cublasDestroy(cublas_);
     Cuda::deallocate(workspace_);
@@ -118,6 +150,14 @@ class CudaContext {
 
   int device() const { return device_; }
   static constexpr std::string_view name() { return "cuda"; }
+  /// Applies to every float product issued through this context from now on.
+  void set_matmul_precision(MatmulPrecision p) { precision_ = p; }
+  MatmulPrecision matmul_precision() const { return precision_; }
+  /// Attention through the fused kernels (ops/cuda/flash_attention.cuh: no [B, H, T, T]
+  /// probabilities in memory; float, head dim <= 128) instead of cuBLAS products around a
+  /// softmax kernel. A cache records which path made it, so backward follows its forward.
+  void set_fused_attention(bool on) { fused_attention_ = on; }
+  bool fused_attention() const { return fused_attention_; }
 #if defined(IREPA_WITH_CUDA)
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas() const { return cublas_; }
@@ -132,13 +172,59 @@ class CudaContext {
   }
   /// After a kernel launch: a bad configuration is reported here, with the kernel's name.
   static void check_launch(std::string_view kernel) { check(cudaGetLastError(), kernel); }
+
+  /// Host -> device through pinned staging memory (two buffers used in turn): the host data is
+  /// copied into a page-locked buffer and the DMA queued on the stream, so the call returns
+  /// before the transfer lands and `host` may be reused at once. A buffer is reused only after
+  /// its previous transfer finished (its event).
+  void upload(void* dst, const void* host, std::size_t bytes) const {
+    if (bytes == 0) return;
+    Staging& b = staging_[next_staging_];
+    next_staging_ = (next_staging_ + 1) % staging_.size();
+    if (b.done) check(cudaEventSynchronize(b.done), "upload: cudaEventSynchronize (staging buffer)");
+    reserve(b, bytes);
+    std::memcpy(b.host, host, bytes);
+    check(cudaMemcpyAsync(dst, b.host, bytes, cudaMemcpyHostToDevice, stream_), "upload: cudaMemcpyAsync");
+    check(cudaEventRecord(b.done, stream_), "upload: cudaEventRecord");
+  }
+  /// Device -> host through pinned staging memory; waits for the stream (every op before it).
+  void download(void* host, const void* src, std::size_t bytes) const {
+    if (bytes == 0) return;
+    Staging& b = staging_[next_staging_];
+    next_staging_ = (next_staging_ + 1) % staging_.size();
+    if (b.done) check(cudaEventSynchronize(b.done), "download: cudaEventSynchronize (staging buffer)");
+    reserve(b, bytes);
+    check(cudaMemcpyAsync(b.host, src, bytes, cudaMemcpyDeviceToHost, stream_), "download: cudaMemcpyAsync");
+    check(cudaEventRecord(b.done, stream_), "download: cudaEventRecord");
+    synchronize();
+    std::memcpy(host, b.host, bytes);
+  }
 #else
   void synchronize() const {}
 #endif
 
  private:
   int device_ = 0;
+  MatmulPrecision precision_ = MatmulPrecision::fp32;
+  bool fused_attention_ = false;
 #if defined(IREPA_WITH_CUDA)
+  struct Staging {
+    void* host = nullptr;  // page-locked (cudaHostAlloc)
+    std::size_t capacity = 0;
+    cudaEvent_t done = nullptr;  // recorded after the buffer's last transfer
+  };
+  /// Grows b to at least `bytes` (rounded up to 1 MiB; its last transfer has finished).
+  static void reserve(Staging& b, std::size_t bytes) {
+    if (!b.done) check(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming), "cudaEventCreate (staging)");
+    if (bytes <= b.capacity) return;
+    if (b.host) check(cudaFreeHost(b.host), "cudaFreeHost (staging)");
+    b.host = nullptr, b.capacity = 0;
+    const std::size_t cap = (bytes + (std::size_t{1} << 20) - 1) & ~((std::size_t{1} << 20) - 1);
+    check(cudaHostAlloc(&b.host, cap, cudaHostAllocDefault), "cudaHostAlloc (pinned staging buffer)");
+    b.capacity = cap;
+  }
+  mutable std::array<Staging, 2> staging_{};
+  mutable std::size_t next_staging_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   cublasLtHandle_t cublaslt_ = nullptr;

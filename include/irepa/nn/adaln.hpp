@@ -114,9 +114,8 @@ struct SiTBlock {
     c.chunks = detail::split_chunks<T>(ctx, c.mod.y, 6);
     c.xn1 = Tensor<T, D>(x.shape());
     c.rstd1 = Tensor<T, D>(bt);
-    ops::layer_norm_forward<T>(ctx, x, T(ln_eps), c.xn1.view(), c.rstd1.view());
     c.h1 = Tensor<T, D>(x.shape());
-    ops::modulate_forward<T>(ctx, c.xn1, c.chunk(0), c.chunk(1), c.h1.view());
+    ops::adaln_norm_forward<T>(ctx, x, T(ln_eps), c.chunk(0), c.chunk(1), c.xn1.view(), c.rstd1.view(), c.h1.view());
     c.qkv = qkv.forward(ctx, c.h1);
     c.a = Tensor<T, D>(x.shape());
     c.attn = ops::attention_forward<T>(ctx, c.qkv.y, attention_spec(), c.a.view());
@@ -126,9 +125,8 @@ struct SiTBlock {
 
     c.xn2 = Tensor<T, D>(x.shape());
     c.rstd2 = Tensor<T, D>(bt);
-    ops::layer_norm_forward<T>(ctx, c.x1, T(ln_eps), c.xn2.view(), c.rstd2.view());
     c.h2 = Tensor<T, D>(x.shape());
-    ops::modulate_forward<T>(ctx, c.xn2, c.chunk(3), c.chunk(4), c.h2.view());
+    ops::adaln_norm_forward<T>(ctx, c.x1, T(ln_eps), c.chunk(3), c.chunk(4), c.xn2.view(), c.rstd2.view(), c.h2.view());
     c.u = fc1.forward(ctx, c.h2);
     c.g = Tensor<T, D>(c.u.y.shape());
     ops::gelu_tanh_forward<T>(ctx, c.u.y, c.g.view());
@@ -145,14 +143,12 @@ struct SiTBlock {
     auto dchunk = [&](int j) { return dchunks.view().select(0, j); };
 
     // out = x1 + gate2 * m
-    Tensor<T, D> dm(xs), dg(c.g.shape()), du(c.g.shape()), dh(xs), dxn(xs), dx1(xs);
+    Tensor<T, D> dm(xs), dg(c.g.shape()), du(c.g.shape()), dh(xs), dx1(xs);
     ops::gated_residual_backward<T>(ctx, c.chunk(5), c.m.y, dout, dm.view(), dchunk(5));
     fc2.backward(ctx, c.m, dm, dg.view());
     ops::gelu_tanh_backward<T>(ctx, c.u.y, dg, du.view());
     fc1.backward(ctx, c.u, du, dh.view());
-    ops::modulate_backward<T>(ctx, c.xn2, c.chunk(4), dh, dxn.view(), dchunk(3), dchunk(4));
-    ops::layer_norm_backward<T>(ctx, c.xn2, c.rstd2, dxn, dx1.view());
-    detail::add_into<T>(ctx, dx1.view(), dout);
+    ops::adaln_norm_backward<T>(ctx, c.xn2, c.rstd2, c.chunk(4), dh, dout, dx1.view(), dchunk(3), dchunk(4));  // + dout: the residual
 
     // x1 = x + gate1 * o
     Tensor<T, D> d_o(xs), da(xs), dqkv(c.qkv.y.shape());
@@ -160,9 +156,7 @@ struct SiTBlock {
     proj.backward(ctx, c.o, d_o, da.view());
     ops::attention_backward<T>(ctx, attention_spec(), c.attn, da, dqkv.view());
     qkv.backward(ctx, c.qkv, dqkv, dh.view());
-    ops::modulate_backward<T>(ctx, c.xn1, c.chunk(1), dh, dxn.view(), dchunk(0), dchunk(1));
-    ops::layer_norm_backward<T>(ctx, c.xn1, c.rstd1, dxn, dx);
-    detail::add_into<T>(ctx, dx, dx1);
+    ops::adaln_norm_backward<T>(ctx, c.xn1, c.rstd1, c.chunk(1), dh, dx1, dx, dchunk(0), dchunk(1));
 
     // the modulation vectors come from adaLN(s)
     Tensor<T, D> dmod = detail::merge_chunks<T>(ctx, dchunks);
@@ -213,9 +207,9 @@ struct FinalLayer {
     c.chunks = detail::split_chunks<T>(ctx, c.mod.y, 2);
     c.xn = Tensor<T, D>(x.shape());
     c.rstd = Tensor<T, D>(Shape{x.size(0) * x.size(1)});
-    ops::layer_norm_forward<T>(ctx, x, T(ln_eps), c.xn.view(), c.rstd.view());
     c.h = Tensor<T, D>(x.shape());
-    ops::modulate_forward<T>(ctx, c.xn, c.chunks.cview().select(0, 0), c.chunks.cview().select(0, 1), c.h.view());
+    ops::adaln_norm_forward<T>(ctx, x, T(ln_eps), c.chunks.cview().select(0, 0), c.chunks.cview().select(0, 1), c.xn.view(),
+                               c.rstd.view(), c.h.view());
     c.y = linear.forward(ctx, c.h);
     return c;
   }
@@ -223,11 +217,10 @@ struct FinalLayer {
   /// dx assigned; ds accumulated; parameter grads accumulated.
   void backward(const Context& ctx, const Cache& c, ConstView<T, D> dy, TensorView<T, D> dx, TensorView<T, D> ds) const {
     const Shape& xs = c.xn.shape();
-    Tensor<T, D> dh(xs), dxn(xs), dchunks(Shape{2, xs[0], xs[2]});
+    Tensor<T, D> dh(xs), dchunks(Shape{2, xs[0], xs[2]});
     linear.backward(ctx, c.y, dy, dh.view());
-    ops::modulate_backward<T>(ctx, c.xn, c.chunks.cview().select(0, 1), dh, dxn.view(), dchunks.view().select(0, 0),
-                              dchunks.view().select(0, 1));
-    ops::layer_norm_backward<T>(ctx, c.xn, c.rstd, dxn, dx);
+    ops::adaln_norm_backward<T>(ctx, c.xn, c.rstd, c.chunks.cview().select(0, 1), dh, {}, dx, dchunks.view().select(0, 0),
+                                dchunks.view().select(0, 1));
     Tensor<T, D> dmod = detail::merge_chunks<T>(ctx, dchunks);
     Tensor<T, D> dsi(ds.shape());
     adaLN.backward(ctx, c.mod, dmod, dsi.view());

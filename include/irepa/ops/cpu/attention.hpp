@@ -41,7 +41,8 @@ struct AttentionCache {
   Tensor<T, D> q, k, v;         // [B, H, T, hd], after norm and RoPE
   Tensor<T, D> q_raw, k_raw;    // [B, H, T, hd], before norm (only with q/k norm)
   Tensor<T, D> q_r, k_r;        // [B, H, T] RMS factors (only with q/k norm)
-  Tensor<T, D> probs;           // [B, H, T, T]
+  Tensor<T, D> probs;           // [B, H, T, T] (empty on the GPU's fused path)
+  Tensor<T, D> o, lse;          // [B, H, T, hd] output and [B, H, T] log-sum-exp (the GPU's fused path only)
 };
 
 namespace detail {

@@ -2,9 +2,14 @@
 // adaLN on the CPU, per-image vectors broadcast over tokens. x, y [B, T, D]; shift, scale, gate [B, D].
 //  - modulate:        y = x * (1 + scale) + shift
 //  - gated residual:  out = x + gate * y  (adaLN-Zero's residual branch)
+//  - adaLN norm:      h = LayerNorm(x) * (1 + scale) + shift, and its backward with the residual
+//    stream's gradient added (the pair the GPU fuses into one pass over the row; here the
+//    composition of the ops above, so the CPU's values are those of the separate ops).
 
 #include "irepa/core/context.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/ops/cpu/norm.hpp"
+#include "irepa/ops/cpu/tensor_ops.hpp"
 
 namespace irepa::ops {
 
@@ -109,6 +114,26 @@ void gated_residual_backward(const CpuContext& ctx, In<T> gate, In<T> y, In<T> d
       }
     }
   });
+}
+
+/// xn = LayerNorm(x) (no affine), rstd [B T] (both kept for the backward), h = xn (1 + scale) + shift.
+template <class T>
+void adaln_norm_forward(const CpuContext& ctx, In<T> x, T eps, In<T> shift, In<T> scale, TensorView<T> xn, TensorView<T> rstd,
+                        TensorView<T> h) {
+  layer_norm_forward<T>(ctx, x, eps, xn, rstd);
+  modulate_forward<T>(ctx, xn, shift, scale, h);
+}
+
+/// dx = LayerNorm'(dh (1 + scale)) + residual (residual may be empty), dshift = sum_T dh,
+/// dscale = sum_T dh xn; all assigned.
+template <class T>
+void adaln_norm_backward(const CpuContext& ctx, In<T> xn, In<T> rstd, In<T> scale, In<T> dh, In<T> residual, TensorView<T> dx,
+                         TensorView<T> dshift, TensorView<T> dscale) {
+  if (residual.numel()) check_shape("adaln_norm_backward", "residual gradient", residual.shape(), xn.shape());
+  Tensor<T> dxn(xn.shape());
+  modulate_backward<T>(ctx, xn, scale, dh, dxn.view(), dshift, dscale);
+  layer_norm_backward<T>(ctx, xn, rstd, dxn.cview(), dx);
+  if (residual.numel()) add_into<T>(ctx, dx, residual);
 }
 
 }  // namespace irepa::ops

@@ -5,10 +5,12 @@
 // transposed for the backward. Same cache and layout as the CPU path; float or double.
 // JiT's q/k RMSNorm and RoPE run on the split heads [B, H, T, hd] with the norm and RoPE ops
 // (RoPE sees the heads as [B H, T, 1, hd], so its table is indexed by the token). The spec's
-// weights and tables are device views. (The fused flash-style kernel for bf16 is the
-// performance path still owed.)
+// weights and tables are device views. With ctx.fused_attention() (float, head dim <= 128) the
+// products and the softmax run as the fused kernels of flash_attention.cuh instead, and the
+// cache holds the output and log-sum-exp in place of the probabilities.
 
 #include "irepa/ops/cpu/attention.hpp"
+#include "irepa/ops/cuda/flash_attention.cuh"
 #include "irepa/ops/cuda/gemm.cuh"
 #include "irepa/ops/cuda/norm.cuh"
 #include "irepa/ops/cuda/rope.cuh"
@@ -97,7 +99,6 @@ AttentionCache<T, Cuda> attention_forward(const CudaContext& ctx, In<T, Cuda> qk
   c.q = Tensor<T, Cuda>(Shape{B, H, N, hd});
   c.k = Tensor<T, Cuda>(Shape{B, H, N, hd});
   c.v = Tensor<T, Cuda>(Shape{B, H, N, hd});
-  c.probs = Tensor<T, Cuda>(Shape{B, H, N, N});
   if (B * N == 0) return c;
   const unsigned blocks = cuda_detail::blocks_for(B * N * D);
   if (spec.qk_norm()) {  // split into the raw q, k (kept for backward), then normalise into c.q, c.k
@@ -120,6 +121,15 @@ AttentionCache<T, Cuda> attention_forward(const CudaContext& ctx, In<T, Cuda> qk
     rope_forward<T>(ctx, q, spec.rope_cos, spec.rope_sin, spec.rope_mode, q);
     rope_forward<T>(ctx, k, spec.rope_cos, spec.rope_sin, spec.rope_mode, k);
   }
+  if (ctx.fused_attention() && cuda_detail::flash_supported<T>(B * H, N, hd)) {
+    if constexpr (std::is_same_v<T, float>) {
+      c.o = Tensor<T, Cuda>(Shape{B, H, N, hd});
+      c.lse = Tensor<T, Cuda>(Shape{B, H, N});
+      cuda_detail::flash_forward(ctx, c.q.data(), c.k.data(), c.v.data(), c.o.data(), out.data(), c.lse.data(), B, H, N, hd, scale);
+      return c;
+    }
+  }
+  c.probs = Tensor<T, Cuda>(Shape{B, H, N, N});
   cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, N, hd, c.q.data(), false, N * hd, c.k.data(), true, N * hd, c.probs.data(),
                                          N * N, scale, T(0), "attention_forward: q k^T");
   cuda_detail::softmax_rows_kernel<T><<<static_cast<unsigned>(B * H * N), cuda_detail::row_threads(N), 0, ctx.stream()>>>(
@@ -149,22 +159,30 @@ void attention_backward(const CudaContext& ctx, const AttentionSpec<T, Cuda>& sp
   if (B * N == 0) return;
   const T scale = spec.scale != T(0) ? spec.scale : T(1) / std::sqrt(static_cast<T>(hd));
   const unsigned blocks = cuda_detail::blocks_for(B * N * D);
-  Tensor<T, Cuda> dO(Shape{B, H, N, hd}), dQ(Shape{B, H, N, hd}), dK(Shape{B, H, N, hd}), dV(Shape{B, H, N, hd}), dP(Shape{B, H, N, N});
+  Tensor<T, Cuda> dO(Shape{B, H, N, hd}), dQ(Shape{B, H, N, hd}), dK(Shape{B, H, N, hd}), dV(Shape{B, H, N, hd});
   cuda_detail::merge_heads_kernel<T, true><<<blocks, cuda_detail::kThreads, 0, ctx.stream()>>>(dO.data(), const_cast<T*>(dout.data()),
                                                                                               B, N, H, hd);
   CudaContext::check_launch("attention_backward: split dout");
   const std::int64_t sq = N * hd, sp = N * N;
-  cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, hd, N, c.probs.data(), true, sp, dO.data(), false, sq, dV.data(), sq, T(1),
-                                         T(0), "attention_backward: p^T dO");
-  cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, N, hd, dO.data(), false, sq, c.v.data(), true, sq, dP.data(), sp, T(1), T(0),
-                                         "attention_backward: dO v^T");
-  cuda_detail::softmax_backward_rows_kernel<T><<<static_cast<unsigned>(B * H * N), cuda_detail::row_threads(N), 0, ctx.stream()>>>(
-      c.probs.data(), dP.data(), N);
-  CudaContext::check_launch("attention_backward: softmax");
-  cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, hd, N, dP.data(), false, sp, c.k.data(), false, sq, dQ.data(), sq, scale,
-                                         T(0), "attention_backward: dS k");
-  cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, hd, N, dP.data(), true, sp, c.q.data(), false, sq, dK.data(), sq, scale,
-                                         T(0), "attention_backward: dS^T q");
+  if (c.lse.numel() > 0) {  // the forward ran the fused kernels
+    if constexpr (std::is_same_v<T, float>)
+      cuda_detail::flash_backward(ctx, c.q.data(), c.k.data(), c.v.data(), c.o.data(), c.lse.data(), dO.data(), dQ.data(), dK.data(),
+                                  dV.data(), B, H, N, hd, scale);
+  } else {
+    check_shape("attention_backward", "cached probabilities", c.probs.shape(), Shape{B, H, N, N});
+    cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, hd, N, c.probs.data(), true, sp, dO.data(), false, sq, dV.data(), sq, T(1),
+                                           T(0), "attention_backward: p^T dO");
+    Tensor<T, Cuda> dP(Shape{B, H, N, N});
+    cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, N, hd, dO.data(), false, sq, c.v.data(), true, sq, dP.data(), sp, T(1), T(0),
+                                           "attention_backward: dO v^T");
+    cuda_detail::softmax_backward_rows_kernel<T><<<static_cast<unsigned>(B * H * N), cuda_detail::row_threads(N), 0, ctx.stream()>>>(
+        c.probs.data(), dP.data(), N);
+    CudaContext::check_launch("attention_backward: softmax");
+    cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, hd, N, dP.data(), false, sp, c.k.data(), false, sq, dQ.data(), sq, scale,
+                                           T(0), "attention_backward: dS k");
+    cuda_detail::gemm_row_major_batched<T>(ctx, B * H, N, hd, N, dP.data(), true, sp, c.q.data(), false, sq, dK.data(), sq, scale,
+                                           T(0), "attention_backward: dS^T q");
+  }
   if (spec.rope()) {  // back through the rotation (in place)
     const auto dq = cuda_detail::rope_rows(dQ.view()), dk = cuda_detail::rope_rows(dK.view());
     rope_backward<T>(ctx, spec.rope_cos, spec.rope_sin, spec.rope_mode, dq, dq);

@@ -15,16 +15,13 @@
 
 namespace irepa {
 
-/// A host tensor copied to the device (on ctx's stream; the host memory may be reused once
-/// this returns, since the copy from pageable memory is staged).
+/// A host tensor copied to the device (on ctx's stream, through its pinned staging buffers:
+/// returns before the copy lands; the host memory may be reused at once).
 template <class T>
 Tensor<T, Cuda> to_device(const CudaContext& ctx, ConstView<T> host) {
   check_contiguous("to_device", host);
   Tensor<T, Cuda> d(host.shape());
-  if (host.numel())
-    CudaContext::check(cudaMemcpyAsync(d.data(), host.data(), sizeof(T) * static_cast<std::size_t>(host.numel()),
-                                       cudaMemcpyHostToDevice, ctx.stream()),
-                       "to_device: cudaMemcpyAsync");
+  ctx.upload(d.data(), host.data(), sizeof(T) * static_cast<std::size_t>(host.numel()));
   return d;
 }
 
@@ -33,10 +30,7 @@ template <class T>
 Tensor<T> to_host(const CudaContext& ctx, ConstView<T, Cuda> dev) {
   check_contiguous("to_host", dev);
   Tensor<T> h(dev.shape());
-  if (dev.numel())
-    CudaContext::check(cudaMemcpyAsync(h.data(), dev.data(), sizeof(T) * static_cast<std::size_t>(dev.numel()),
-                                       cudaMemcpyDeviceToHost, ctx.stream()),
-                       "to_host: cudaMemcpyAsync");
+  ctx.download(h.data(), dev.data(), sizeof(T) * static_cast<std::size_t>(dev.numel()));
   ctx.synchronize();
   return h;
 }

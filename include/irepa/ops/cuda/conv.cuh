@@ -101,7 +101,8 @@ void conv2d_same_forward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, I
     Tensor<T, Cuda> ones(Shape{N, 1});
     fill<T>(ctx, ones.view(), T(1));
     // y += 1 b^T: the bias as a rank-1 product keeps to cuBLAS, as the weight product does.
-    cuda_detail::gemm_row_major<T>(ctx, N, Co, 1, ones.data(), false, b.data(), false, y.data(), T(1), T(1), "conv2d_same_forward: bias");
+    cuda_detail::gemm_row_major<T>(ctx, N, Co, 1, ones.data(), false, b.data(), false, y.data(), T(1), T(1), "conv2d_same_forward: bias",
+                                   /*exact=*/true);
   }
 }
 
@@ -129,7 +130,7 @@ void conv2d_same_backward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, 
     Tensor<T, Cuda> ones(Shape{1, N});
     fill<T>(ctx, ones.view(), T(1));
     cuda_detail::gemm_row_major<T>(ctx, 1, Co, N, ones.data(), false, dy.data(), false, db.data(), T(1), T(1),
-                                   "conv2d_same_backward: db");  // 1^T dy
+                                   "conv2d_same_backward: db", /*exact=*/true);  // 1^T dy
   }
   if (dx.numel() > 0) {
     check_shape("conv2d_same_backward", "dx", dx.shape(), x.shape());
