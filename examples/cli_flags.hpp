@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <irepa/core/context.hpp>
 #include <irepa/core/error.hpp>
 
 namespace irepa::cli {
@@ -95,6 +96,27 @@ inline nlohmann::json resolved(const std::vector<Flag>& fl) {
   nlohmann::json j;
   for (const auto& f : fl) j[f.name] = f.value();
   return j;
+}
+
+/// --device: "cpu" -> -1, "cuda" -> 0, "cuda:N" -> N; anything else is an error naming the forms.
+inline int parse_device(const std::string& prog, const std::string& device) {
+  if (device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  IREPA_CHECK(device.starts_with("cuda:") && device.size() > 5 && device.size() < 10 &&
+                  device.find_first_not_of("0123456789", 5) == std::string::npos,
+              "{}: --device '{}' is not known; expected cpu, cuda or cuda:N", prog, device);
+  return std::stoi(device.substr(5));
+}
+
+/// The GPU-only settings (--matmul-precision, --attention): checked on any device, refused on the CPU
+/// unless at their CPU values.
+inline void check_gpu_settings(const std::string& prog, bool on_gpu, const std::string& matmul_precision,
+                               const std::string& attention) {
+  IREPA_CHECK(attention == "fused" || attention == "materialized",
+              "{}: --attention '{}' is not known; expected materialized or fused", prog, attention);
+  const bool fp32 = parse_matmul_precision(matmul_precision) == MatmulPrecision::fp32;
+  IREPA_CHECK(on_gpu || fp32, "{}: --matmul-precision {} runs on a GPU only; the CPU computes in fp32", prog, matmul_precision);
+  IREPA_CHECK(on_gpu || attention == "materialized", "{}: --attention {} runs on a GPU only", prog, attention);
 }
 
 }  // namespace irepa::cli

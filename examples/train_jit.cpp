@@ -9,7 +9,8 @@
 //
 // Writes OUTPUT_DIR/EXP_NAME/: args.json, log.jsonl, checkpoints/NNNNNNN.safetensors (model, both
 // EMAs, optimizer, RNG, config; --resume_step continues bit-identically), samples/NNNNNNN.png
-// (first EMA, the JiT sampler) and a progress line on stdout.
+// (first EMA, the JiT sampler) and a progress line on stdout. --device cuda runs the model,
+// AdamW and both EMAs on a GPU (a CUDA build; --matmul_precision, --attention choose its paths).
 
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +22,9 @@
 #include <irepa/train/jit_trainer.hpp>
 
 #include "cli_flags.hpp"
+#if defined(IREPA_WITH_CUDA)
+#include "train_jit_cuda.hpp"
+#endif
 
 namespace {
 
@@ -31,6 +35,7 @@ struct Options {
   std::string output_dir = "./exps", exp_name = "jit", data_path, dataset = "shards";
   std::int64_t resume_step = 0, checkpointing_steps = 10000, sample_grid_freq = 0, log_freq = 100, seed = 0;
   int threads = 0;
+  std::string device = "cpu", matmul_precision = "fp32", attention = "materialized";
   std::string model = "JiT-B/16";
   std::int64_t img_size = 0, class_num = 1000;  // img_size 0: the data's
   std::int64_t depth = 0, hidden_size = 0, num_heads = 0, patch_size = 0, bottleneck_dim = 0, in_context_len = 32,
@@ -69,6 +74,11 @@ std::vector<Flag> flags(Options& o) {
       flag("log_freq", o.log_freq, "print the progress line every N steps"),
       flag("seed", o.seed, "seed of initialisation, data order, flips, noise"),
       flag("threads", o.threads, "CPU threads (0: all cores)"),
+      flag("device", o.device, "cpu, or cuda[:N] (the model, optimizer and EMAs on GPU N; needs a build with CUDA)"),
+      flag("matmul_precision", o.matmul_precision,
+           "GPU matrix products: fp32 (exact float, the default), tf32 or bf16 (tensor cores, FP32 accumulation); the CPU takes fp32 only"),
+      flag("attention", o.attention,
+           "GPU attention: materialized (cuBLAS products around a softmax kernel) or fused (no T x T probabilities in memory)"),
       flag("model", o.model, "JiT-B/16, JiT-B/32, JiT-L/16, JiT-L/32, JiT-H/16, JiT-H/32, or custom (--depth --hidden_size ...)"),
       flag("img_size", o.img_size, "image size the model is built for (0: the data's; it must match)"),
       flag("class_num", o.class_num, "classes (the null class is this index)"),
@@ -182,12 +192,25 @@ int main(int argc, char** argv) {
                 "irepa-train-jit: --batch_size, --epochs, --checkpointing_steps and --log_freq must be positive");
     IREPA_CHECK(o.projection_loss_type == "cosine", "irepa-train-jit: --projection_loss_type '{}' is not implemented (cosine is)",
                 o.projection_loss_type);
+    const int device = cli::parse_device("irepa-train-jit", o.device);
+    cli::check_gpu_settings("irepa-train-jit", device >= 0, o.matmul_precision, o.attention);
     const nlohmann::json config_json = cli::resolved(fl);
     const auto opts = trainer_options(o);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
       const auto online = o.enable_repa ? make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir) : std::vector<TargetEncoder>{};
       const JiTConfig cfg = model_config(o, ds, online);
+      if (device >= 0) {
+#if defined(IREPA_WITH_CUDA)
+        examples::train_jit_cuda(examples::CudaJiTJob{choice, cfg, static_cast<std::uint64_t>(o.seed), opts, online, config_json, device,
+                                                      parse_matmul_precision(o.matmul_precision), o.attention == "fused"},
+                                 ds);
+        return 0;
+#else
+        fail("irepa-train-jit: --device {} needs a build with CUDA (configure with -DIREPA_ENABLE_CUDA=ON; nvcc was not used here)",
+             o.device);
+#endif
+      }
       return with_head(choice, [&](auto head) {
         CpuContext ctx(o.threads);
         JiT<Dynamic, DynamicPatch, decltype(head), float> model(cfg, head);

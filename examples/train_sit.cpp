@@ -180,13 +180,7 @@ SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<Ta
 template <class Dataset>
 int train_on_gpu(const Options& o, const HeadChoice& choice, const SiTConfig& cfg, const std::vector<TargetEncoder>& online,
                  const nlohmann::json& config_json, const Dataset& ds) {
-  int device = 0;
-  if (o.device != "cuda") {
-    IREPA_CHECK(o.device.starts_with("cuda:") && o.device.size() > 5 &&
-                    o.device.find_first_not_of("0123456789", 5) == std::string::npos,
-                "irepa-train: --device '{}' is not known; expected cpu, cuda or cuda:N", o.device);
-    device = std::stoi(o.device.substr(5));
-  }
+  const int device = cli::parse_device("irepa-train", o.device);
 #if defined(IREPA_WITH_CUDA)
   examples::CudaTrainJob job{choice, cfg, static_cast<std::uint64_t>(o.seed), trainer_options(o), online, config_json, device,
                              parse_matmul_precision(o.matmul_precision), o.attention == "fused"};
@@ -218,18 +212,13 @@ int main(int argc, char** argv) {
   try {
     IREPA_CHECK(o.batch_size > 0 && o.max_train_steps > 0 && o.checkpointing_steps > 0 && o.log_every > 0,
                 "irepa-train: --batch-size, --max-train-steps, --checkpointing-steps and --log-every must be positive");
-    IREPA_CHECK(o.attention == "fused" || o.attention == "materialized",
-                "irepa-train: --attention '{}' is not known; expected materialized or fused", o.attention);
-    (void)parse_matmul_precision(o.matmul_precision);  // unknown values are errors before any work
+    cli::check_gpu_settings("irepa-train", cli::parse_device("irepa-train", o.device) >= 0, o.matmul_precision, o.attention);
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
       const auto online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
       const SiTConfig cfg = model_config(o, ds, online);
       if (o.device != "cpu") return train_on_gpu(o, choice, cfg, online, config_json, ds);
-      IREPA_CHECK(parse_matmul_precision(o.matmul_precision) == MatmulPrecision::fp32,
-                  "irepa-train: --matmul-precision {} runs on a GPU only; the CPU computes in fp32", o.matmul_precision);
-      IREPA_CHECK(o.attention == "materialized", "irepa-train: --attention {} runs on a GPU only", o.attention);
       return with_head(choice, [&](auto head) {
         CpuContext ctx(o.threads);
         SiT<Dynamic, DynamicPatch, decltype(head), float> model(cfg, head);

@@ -313,3 +313,41 @@ TEST_CASE("JiT sampler: Heun then a final Euler step, guidance on the predicted 
   o.cfg_scale = 1.0;
   CHECK(test::rel_error(jit_sample(ctx, m, z0, y, o), ref) > 1e-6);
 }
+
+TEST_CASE("JiT in-context token ops: prepend and its backward and slicing tokens out and back, with shape checks", "[jit][device]") {
+  CpuContext ctx(2);
+  const std::int64_t B = 2, L = 3, N = 5, D = 4;
+  Tensor<double> emb(Shape{B, D}), pos(Shape{L, D}), x(Shape{B, N, D}), out(Shape{B, L + N, D});
+  test::rng().normal(emb.view());
+  test::rng().normal(pos.view());
+  test::rng().normal(x.view());
+  ops::prepend_context<double>(ctx, emb, pos, x, out.view());
+  for (std::int64_t b = 0; b < B; ++b) {
+    for (std::int64_t l = 0; l < L; ++l)
+      for (std::int64_t d = 0; d < D; ++d) CHECK(out[(b * (L + N) + l) * D + d] == emb[b * D + d] + pos[l * D + d]);
+    for (std::int64_t i = 0; i < N * D; ++i) CHECK(out[(b * (L + N) + L) * D + i] == x[b * N * D + i]);
+  }
+  // Backward: the adjoint of prepend (sums accumulate onto what is there).
+  Tensor<double> dout(out.shape()), demb(emb.shape()), dpos(pos.shape()), dx(x.shape());
+  test::rng().normal(dout.view());
+  demb.fill(1.0), dpos.fill(-1.0);
+  ops::prepend_context_backward<double>(ctx, dout, demb.view(), dpos.view(), dx.view());
+  double lhs = 0, rhs = 0;  // <dout, prepend(emb, pos, x)> = <demb - 1, emb> + <dpos + 1, pos> + <dx, x>
+  for (std::int64_t i = 0; i < out.numel(); ++i) lhs += dout[i] * out[i];
+  for (std::int64_t i = 0; i < emb.numel(); ++i) rhs += (demb[i] - 1.0) * emb[i];
+  for (std::int64_t i = 0; i < pos.numel(); ++i) rhs += (dpos[i] + 1.0) * pos[i];
+  for (std::int64_t i = 0; i < x.numel(); ++i) rhs += dx[i] * x[i];
+  CHECK(lhs == Approx(rhs).epsilon(1e-12));
+  // Slicing the patch tokens back out gives x; adding them back doubles that part only.
+  Tensor<double> sl(x.shape());
+  ops::slice_tokens<double>(ctx, out, L, sl.view());
+  CHECK(test::rel_error(sl, x) == 0.0);
+  ops::add_slice_tokens<double>(ctx, out.view(), L, x);
+  CHECK(out[(1 * (L + N) + L) * D + 2] == 2.0 * x[1 * N * D + 2]);
+  CHECK(out[(1 * (L + N) + 1) * D + 2] == emb[1 * D + 2] + pos[1 * D + 2]);
+  // Errors name the tensor and the shapes.
+  Tensor<double> bad_pos(Shape{L, D + 1}), bad_out(Shape{B, L + N - 1, D}), small(Shape{B, N + 1, D});
+  REQUIRE_IREPA_ERROR(ops::prepend_context<double>(ctx, emb, bad_pos, x, out.view()), "in-context positions have shape [3, 5]");
+  REQUIRE_IREPA_ERROR(ops::prepend_context<double>(ctx, emb, pos, x, bad_out.view()), "output");
+  REQUIRE_IREPA_ERROR(ops::slice_tokens<double>(ctx, out, L + 3, small.view()), "do not fit");
+}

@@ -83,6 +83,23 @@ TEST_CASE("irepa-train-jit: resume is bit-identical through the command line, wi
   CHECK(run("--data_path " + (dir / "shards").string() + " --output_dir " + (dir / "out").string() + " --model JiT-B/8",
             dir / "e.log") != 0);
   CHECK(slurp(dir / "e.log").find("patch size must be 16 or 32") != std::string::npos);
+  CHECK(run(common + " --exp_name x --device tpu", dir / "f.log") != 0);
+  CHECK(slurp(dir / "f.log").find("--device 'tpu' is not known; expected cpu, cuda or cuda:N") != std::string::npos);
+  CHECK(run(common + " --exp_name x --matmul_precision bf16", dir / "g.log") != 0);  // on the CPU
+  CHECK(slurp(dir / "g.log").find("--matmul-precision bf16 runs on a GPU only") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "out" / "x"));
+
+  // --device cuda: trains on a GPU when there is one; otherwise a clear error and no checkpoint.
+  const int gpu = run(common + " --exp_name gpu --device cuda --max_train_steps 2", dir / "h.log");
+  INFO(slurp(dir / "h.log"));
+  if (gpu == 0) {
+    CHECK(fs::exists(dir / "out" / "gpu" / "checkpoints" / "0000002.safetensors"));
+  } else {
+    const std::string h = slurp(dir / "h.log");
+    CHECK((h.find("needs a build with CUDA") != std::string::npos || h.find("CUDA") != std::string::npos ||
+           h.find("cuda") != std::string::npos));
+    CHECK_FALSE(fs::exists(dir / "out" / "gpu" / "checkpoints" / "0000002.safetensors"));
+  }
   fs::remove_all(dir);
 }
 

@@ -116,3 +116,35 @@ std::vector<double> train_losses_cpu(const std::string& shards, const std::strin
   return losses;
 }
 }  // namespace sit_ref
+
+namespace sit_ref {
+irepa::JiTConfig jit_train_model_config() {
+  irepa::JiTConfig c;
+  c.input_size = 8, c.in_channels = 1, c.num_classes = 10, c.encoder_depth = 2, c.z_dims = {12}, c.kernel_size = 3;
+  c.depth = 3, c.hidden_size = 32, c.num_heads = 2, c.patch_size = 2, c.bottleneck_dim = 8;
+  c.in_context_len = 3, c.in_context_start = 1;
+  return c;
+}
+
+irepa::JiTTrainerOptions jit_train_options(const std::string& run_dir) {
+  irepa::JiTTrainerOptions o;
+  o.run_dir = run_dir, o.batch_size = 5, o.max_train_steps = 20, o.seed = 3, o.checkpointing_steps = 10, o.log_every = 10;
+  o.num_classes = 10, o.lr = 1e-3, o.warmup_epochs = 1, o.quiet = true;
+  o.hflip = false;  // the shards hold stored features
+  o.sampling_steps = 10, o.classes_in_grid = 4, o.samples_per_class = 2, o.sampler.num_steps = 3;
+  o.objective.proj_coeff = 1.0;
+  return o;
+}
+
+std::vector<double> jit_train_losses_cpu(const std::string& shards, const std::string& run_dir) {
+  using namespace irepa;
+  CpuContext ctx(2);
+  data::ShardedDataset ds(shards);
+  JiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float> m(jit_train_model_config());
+  m.init(3);
+  const auto r = train_jit(ctx, jit_train_options(run_dir), m, ds, {}, nlohmann::json::object());
+  std::vector<double> losses;
+  for (const auto& h : r.history) losses.push_back(h.total);
+  return losses;
+}
+}  // namespace sit_ref

@@ -49,3 +49,13 @@ std::vector<double> train_losses_cpu(const std::string& shards, const std::strin
 irepa::SiTConfig train_model_config();
 irepa::SiTTrainerOptions train_options(const std::string& run_dir);
 }  // namespace sit_ref
+
+#include "irepa/train/jit_trainer.hpp"
+
+namespace sit_ref {
+/// The JiT trainer test: a small JiT (in-context tokens entering at block 1, aligned after
+/// block 2, so both token paths run) on the same shards, its options, and the CPU run's losses.
+irepa::JiTConfig jit_train_model_config();
+irepa::JiTTrainerOptions jit_train_options(const std::string& run_dir);
+std::vector<double> jit_train_losses_cpu(const std::string& shards, const std::string& run_dir);
+}  // namespace sit_ref

@@ -216,10 +216,63 @@ void linear(const CudaContext& ctx, std::int64_t rows, std::int64_t I, std::int6
   const auto x_ = dev<T>(ctx, c.x), w_ = dev<T>(ctx, c.w);
   ops::linear_forward<T>(ctx, x_, w_, dev<T>(ctx, c.b), y_.view());
   expect_close(ctx, "linear_forward" + c.tag, y_, c.y);
+  {  // operands at odd offsets (as parameters in the arena): float's cuBLASLt path must pick an
+     // algorithm for 4-byte alignment or step aside for the plain product
+    Tensor<T, Cuda> wb(Shape{c.w.numel() + c.b.numel() + 1}), out(Shape{c.y.numel() + 1});
+    Tensor<T> packed(Shape{wb.numel()});
+    for (std::int64_t i = 0; i < c.w.numel(); ++i) packed[1 + i] = static_cast<T>(c.w[i]);
+    for (std::int64_t i = 0; i < c.b.numel(); ++i) packed[1 + c.w.numel() + i] = static_cast<T>(c.b[i]);
+    packed[0] = T(0);
+    Cuda::upload_sync(wb.data(), packed.data(), sizeof(T) * static_cast<std::size_t>(packed.numel()));
+    const ConstView<T, Cuda> wv(wb.data() + 1, c.w.shape()), bv(wb.data() + 1 + c.w.numel(), c.b.shape());
+    const TensorView<T, Cuda> yv(out.data() + 1, c.y.shape());
+    ops::linear_forward<T>(ctx, x_, wv, bv, yv);
+    Tensor<T, Cuda> y2(c.y.shape());
+    ops::copy<T>(ctx, yv, y2.view());
+    expect_close(ctx, "linear_forward (operands at odd offsets)" + c.tag, y2, c.y);
+  }
   ops::linear_backward<T>(ctx, x_, w_, dev<T>(ctx, c.dy), dx_.view(), dw_.view(), db_.view());
   expect_close(ctx, "linear_backward dx" + c.tag, dx_, c.dx);
   expect_close(ctx, "linear_backward dw (accumulated)" + c.tag, dw_, c.dw);
   expect_close(ctx, "linear_backward db (accumulated)" + c.tag, db_, c.db);
+}
+
+/// JiT's in-context tokens: prepend (label embedding + positions), its backward (sums over
+/// images and rows accumulated onto what is there), slicing tokens out and adding them back.
+template <class T>
+void context_tokens(const CudaContext& ctx, std::int64_t B, std::int64_t L, std::int64_t N, std::int64_t D) {
+  const std::string tag = " B " + std::to_string(B) + " L " + std::to_string(L) + " N " + std::to_string(N) + " D " + std::to_string(D);
+  const auto emb = randn(Shape{B, D}), pos = randn(Shape{L, D}), x = randn(Shape{B, N, D}), dout = randn(Shape{B, L + N, D});
+  const auto demb0 = randn(Shape{B, D}), dpos0 = randn(Shape{L, D});
+  Tensor<double> want(Shape{B, L + N, D}), demb = demb0.clone(), dpos = dpos0.clone(), dx(Shape{B, N, D});
+  for (std::int64_t b = 0; b < B; ++b) {
+    for (std::int64_t l = 0; l < L; ++l)
+      for (std::int64_t d = 0; d < D; ++d) {
+        want[(b * (L + N) + l) * D + d] = emb[b * D + d] + pos[l * D + d];
+        demb[b * D + d] += dout[(b * (L + N) + l) * D + d];
+        dpos[l * D + d] += dout[(b * (L + N) + l) * D + d];
+      }
+    for (std::int64_t i = 0; i < N * D; ++i) {
+      want[(b * (L + N) + L) * D + i] = x[b * N * D + i];
+      dx[b * N * D + i] = dout[(b * (L + N) + L) * D + i];
+    }
+  }
+  Tensor<T, Cuda> out_(want.shape()), dx_(dx.shape()), sl_(dx.shape());
+  auto demb_ = dev<T>(ctx, demb0), dpos_ = dev<T>(ctx, dpos0), acc_ = dev<T>(ctx, dout);
+  const auto x_ = dev<T>(ctx, x), dout_ = dev<T>(ctx, dout);
+  ops::prepend_context<T>(ctx, dev<T>(ctx, emb), dev<T>(ctx, pos), x_, out_.view());
+  expect_close(ctx, "prepend_context" + tag, out_, want);
+  ops::prepend_context_backward<T>(ctx, dout_, demb_.view(), dpos_.view(), dx_.view());
+  expect_close(ctx, "prepend_context_backward demb (accumulated)" + tag, demb_, demb);
+  expect_close(ctx, "prepend_context_backward dposemb (accumulated)" + tag, dpos_, dpos);
+  expect_close(ctx, "prepend_context_backward dx" + tag, dx_, dx);
+  ops::slice_tokens<T>(ctx, dout_, L, sl_.view());
+  expect_close(ctx, "slice_tokens" + tag, sl_, dx);
+  Tensor<double> twice = dout.clone();
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t i = 0; i < N * D; ++i) twice[(b * (L + N) + L) * D + i] += x[b * N * D + i];
+  ops::add_slice_tokens<T>(ctx, acc_.view(), L, x_);
+  expect_close(ctx, "add_slice_tokens" + tag, acc_, twice);
 }
 
 /// The same-padded conv (iREPA's 3x3 projector; k 1 and 5 too) and the embeddings.
@@ -500,6 +553,8 @@ void all(const CudaContext& ctx) {
   linear<T>(ctx, 5, 1152, 6912);  // adaLN's few-row product
   patchify_and_tensor_ops<T>(ctx, 3, 4, 16, 16, 2, 768);  // SiT-B/2's patch embedding of 32x32 latents
   patchify_and_tensor_ops<T>(ctx, 2, 3, 5, 7, 4, 40);
+  context_tokens<T>(ctx, 3, 32, 256, 768);  // JiT-B/16 at 256 x 256: 32 class tokens before 256 patches
+  context_tokens<T>(ctx, 2, 5, 7, 12);
   conv_and_embeddings<T>(ctx, 2, 7, 5, 6, 10, 3);
   conv_and_embeddings<T>(ctx, 4, 16, 16, 768, 768, 3);  // iREPA's projector on SiT-B's 16x16 tokens
   conv_and_embeddings<T>(ctx, 1, 9, 11, 4, 3, 5);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cuda_test_support.hpp"
+#include "irepa/check/golden_jit.hpp"
 #include "irepa/check/golden_sit.hpp"
 #include "irepa/core/rng.hpp"
 #include "irepa/diffusion/sit_loss.hpp"
@@ -66,15 +67,18 @@ void expect_close(const char* what, double gpu_err, double cpu_err) {
 
 }  // namespace
 
-/// Every sit_*.safetensors golden file in dir, in float on the GPU; returns how many ran.
+/// Every sit_*.safetensors and jit_*.safetensors golden file in dir (objective: outputs, losses,
+/// every gradient), in float on the GPU; returns how many ran.
 int golden_files(const CudaContext& ctx, const std::filesystem::path& dir) {
   int n = 0;
   if (!std::filesystem::is_directory(dir)) return 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    if (!name.starts_with("sit_") || e.path().extension() != ".safetensors" || name.find("sampler") != std::string::npos) continue;
+    const bool jit = name.starts_with("jit_");
+    if (!(name.starts_with("sit_") || jit) || e.path().extension() != ".safetensors" || name.find("sampler") != std::string::npos)
+      continue;
     io::SafeTensorsFile f(e.path().string());
-    const auto rows = golden::check_sit_on<float>(f, 1e-4, ctx);
+    const auto rows = jit ? golden::check_jit_on<float>(f, 1e-4, ctx) : golden::check_sit_on<float>(f, 1e-4, ctx);
     double worst = 0;
     for (const auto& r : rows) {
       IREPA_CUDA_EXPECT(r.ok(), "golden %s: %s relative error %.3g (tolerance %.0e)", name.c_str(), r.name.c_str(), r.rel, r.tol);
@@ -273,12 +277,51 @@ int main(int argc, char** argv) {
     fs::remove_all(dir);
   }
 
+  // The JiT trainer on the GPU (in-context tokens, strip, RoPE, q/k norm, SwiGLU, both EMAs):
+  // losses against the CPU run's, and a resumed run bit-identical to the straight one.
+  {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("irepa_cuda_jit_train_" + std::to_string(seed));
+    sit_ref::write_shards((dir / "shards").string(), seed);
+    const auto cpu_losses = sit_ref::jit_train_losses_cpu((dir / "shards").string(), (dir / "cpu").string());
+    data::ShardedDataset ds((dir / "shards").string());
+    using Small = JiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float, Cuda>;
+    auto train = [&](const std::string& name, std::int64_t resume) {
+      Small sm(sit_ref::jit_train_model_config());
+      sm.init(3);
+      auto o = sit_ref::jit_train_options((dir / name).string());
+      o.resume_step = resume;
+      return train_jit(ctx, o, sm, ds, {}, nlohmann::json::object());
+    };
+    const auto straight = train("straight", 0);
+    double worst = 0;
+    for (std::size_t i = 0; i < straight.history.size() && i < cpu_losses.size(); ++i)
+      worst = std::max(worst, std::abs(straight.history[i].total - cpu_losses[i]) / std::abs(cpu_losses[i]));
+    IREPA_CUDA_EXPECT(straight.history.size() == 20 && cpu_losses.size() == 20, "JiT trainer: %zu GPU and %zu CPU steps, expected 20",
+                      straight.history.size(), cpu_losses.size());
+    IREPA_CUDA_EXPECT(worst <= 1e-3, "JiT trainer: GPU loss differs from the CPU run's by %.3g (relative) at worst", worst);
+    fs::create_directories(dir / "resumed" / "checkpoints");
+    fs::copy_file(dir / "straight" / "checkpoints" / "0000010.safetensors", dir / "resumed" / "checkpoints" / "0000010.safetensors");
+    const auto resumed = train("resumed", 10);
+    bool same = resumed.ema.numel() == straight.ema.numel();
+    for (std::int64_t i = 0; same && i < straight.ema.numel(); ++i) same = resumed.ema[i] == straight.ema[i];
+    IREPA_CUDA_EXPECT(same, "JiT trainer: the EMA after resuming at step 10 differs from the straight run's");
+    std::ifstream ga(dir / "straight" / "samples" / "0000020.png", std::ios::binary), gb(dir / "resumed" / "samples" / "0000020.png",
+                                                                                             std::ios::binary);
+    const std::string a((std::istreambuf_iterator<char>(ga)), {}), b((std::istreambuf_iterator<char>(gb)), {});
+    IREPA_CUDA_EXPECT(a.size() > 100 && a == b, "JiT trainer: step-20 sample grids missing (%zu bytes) or different after resuming",
+                      a.size());
+    std::printf("JiT trainer on the GPU: 20 steps, loss within %.2g of the CPU run's; resumed run bit-identical: %s\n", worst,
+                same ? "yes" : "no");
+    fs::remove_all(dir);
+  }
+
   // The golden files: folders from the command line, else the build's defaults.
   std::vector<std::filesystem::path> dirs;
   for (int i = 1; i < argc; ++i) dirs.emplace_back(argv[i]);
   if (dirs.empty()) dirs = {IREPA_GOLDEN_DIR, IREPA_EXTRA_GOLDEN_DIR};
   int files = 0;
   for (const auto& d : dirs) files += golden_files(ctx, d);
-  IREPA_CUDA_EXPECT(files >= 3, "only %d SiT golden files found (folders given or built in)", files);
+  IREPA_CUDA_EXPECT(files >= 5, "only %d SiT and JiT golden files found (folders given or built in)", files);
   return cuda_test::finish("test_cuda_sit");
 }

@@ -28,9 +28,9 @@ struct JiTObjective {
 template <class Model>
 struct JiTStep {
   using T = typename Model::scalar_type;
-  Tensor<T> t, noise;                   // [B], [B, C, H, W] (noise already times noise_scale)
-  Tensor<T> model_input, target_v, v_pred;
-  std::vector<Tensor<T>> z_normalized;
+  Tensor<T> t, noise;                   // [B], [B, C, H, W] (noise already times noise_scale), host
+  Tensor<T> model_input, target_v, v_pred;  // host
+  std::vector<Tensor<T, typename Model::device_type>> z_normalized;
   double denoising = 0, alignment = 0, total = 0;
   std::vector<double> alignment_per_encoder;
   typename Model::Cache cache;
@@ -46,11 +46,15 @@ void sample_logit_normal(Philox& rng, double P_mean, double P_std, TensorView<T>
 
 /// Runs the objective with given t [B] and e [B, C, H, W] (already scaled by noise_scale); labels
 /// as given (drop them before with nn::drop_labels). Backward accumulates parameter gradients.
+/// Inputs are host tensors; a device model gets the model input uploaded and its output read
+/// back (the interpolation and the loss arithmetic stay on the host, as for SiT).
 template <class Model>
-JiTStep<Model> jit_loss(const CpuContext& ctx, const Model& model, const JiTObjective& obj,
+JiTStep<Model> jit_loss(const typename Model::Context& ctx, const Model& model, const JiTObjective& obj,
                         const SiTBatch<typename Model::scalar_type>& batch, ConstView<typename Model::scalar_type> t,
                         ConstView<typename Model::scalar_type> noise, bool backward = true) {
   using T = typename Model::scalar_type;
+  using D = typename Model::device_type;
+  constexpr bool on_host = std::is_same_v<D, Cpu>;
   const Shape& xs = batch.x.shape();
   IREPA_CHECK(xs.rank() == 4, "jit_loss: images have shape {}, expected [B, C, H, W]", xs.str());
   const std::int64_t B = xs[0], per = xs.numel() / B;
@@ -74,9 +78,17 @@ JiTStep<Model> jit_loss(const CpuContext& ctx, const Model& model, const JiTObje
       st.target_v[i] = (x - z) * inv[static_cast<std::size_t>(b)];
     }
   }
-  st.cache = model.forward(ctx, st.model_input, t, batch.y, /*align=*/J > 0);
-
-  const ConstView<T> out = st.cache.output();
+  Tensor<T> out_copy;
+  ConstView<T> out;
+  if constexpr (on_host) {
+    st.cache = model.forward(ctx, st.model_input, t, batch.y, /*align=*/J > 0);
+    out = st.cache.output();
+  } else {
+    const Tensor<T, D> xin = to_device(ctx, st.model_input.cview()), td = to_device(ctx, t);
+    st.cache = model.forward(ctx, xin, td, batch.y, /*align=*/J > 0);
+    out_copy = to_host(ctx, st.cache.output());
+    out = out_copy.cview();
+  }
   Tensor<T> dout(xs);
   double sum = 0;
   const double g = 2 * obj.grad_scale / static_cast<double>(B * per);
@@ -91,23 +103,28 @@ JiTStep<Model> jit_loss(const CpuContext& ctx, const Model& model, const JiTObje
   }
   st.denoising = sum / static_cast<double>(B * per);
 
-  std::vector<Tensor<T>> dz;
+  std::vector<Tensor<T, D>> dz;
   st.alignment = detail::alignment_terms(ctx, model.head, st.cache, batch.zs, obj.grad_scale * obj.proj_coeff, backward,
                                          "jit_loss", st.z_normalized, st.alignment_per_encoder, dz);
   st.total = st.denoising + obj.proj_coeff * st.alignment;
   IREPA_CHECK(std::isfinite(st.total), "jit_loss: the loss is not finite (denoising {}, alignment {})", st.denoising,
               st.alignment);
   if (backward) {
-    std::vector<ConstView<T>> dzv;
+    std::vector<ConstView<T, D>> dzv;
     for (const auto& d : dz) dzv.push_back(d.cview());
-    model.backward(ctx, st.cache, dout, dzv);
+    if constexpr (on_host) {
+      model.backward(ctx, st.cache, dout, dzv);
+    } else {
+      const Tensor<T, D> doutd = to_device(ctx, dout.cview());
+      model.backward(ctx, st.cache, doutd, dzv);
+    }
   }
   return st;
 }
 
 /// t = sigmoid(N(P_mean, P_std)) per image, e = noise_scale N(0, 1), both drawn from rng; then jit_loss.
 template <class Model>
-JiTStep<Model> jit_loss(const CpuContext& ctx, const Model& model, const JiTObjective& obj,
+JiTStep<Model> jit_loss(const typename Model::Context& ctx, const Model& model, const JiTObjective& obj,
                         const SiTBatch<typename Model::scalar_type>& batch, Philox& rng, bool backward = true) {
   using T = typename Model::scalar_type;
   Tensor<T> t(Shape{batch.x.size(0)}), noise(batch.x.shape());
@@ -126,9 +143,11 @@ struct JiTSamplerOptions {
 };
 
 /// z0 [B, C, H, W] the starting noise (noise_scale N(0, 1)), labels [B] -> generated images.
-/// Time grid in double; the network sees t as T.
+/// Time grid in double; the network sees t as T. The sampler's state is on the host; a device
+/// model gets each step's input uploaded and its prediction read back.
 template <class Model>
-Tensor<typename Model::scalar_type> jit_sample(const CpuContext& ctx, const Model& model, ConstView<typename Model::scalar_type> z0,
+Tensor<typename Model::scalar_type> jit_sample(const typename Model::Context& ctx, const Model& model,
+                                               ConstView<typename Model::scalar_type> z0,
                                                ConstView<std::int64_t> labels, const JiTSamplerOptions& o) {
   using T = typename Model::scalar_type;
   IREPA_CHECK(o.num_steps >= 1, "jit_sample: num_steps {} must be at least 1", o.num_steps);
@@ -149,11 +168,17 @@ Tensor<typename Model::scalar_type> jit_sample(const CpuContext& ctx, const Mode
       tin[k] = static_cast<T>(tt);
       yin[k] = k < B ? labels[k] : null;
     }
-    const auto c = model.forward(ctx, zin, tin, yin, /*align=*/false);
+    Tensor<T> pred;
+    if constexpr (std::is_same_v<typename Model::device_type, Cpu>) {
+      pred = std::move(model.forward(ctx, zin, tin, yin, /*align=*/false).out);
+    } else {
+      const auto zd = to_device(ctx, zin.cview()), td = to_device(ctx, tin.cview());
+      pred = to_host(ctx, model.forward(ctx, zd, td, yin, /*align=*/false).output());
+    }
     const T w = static_cast<T>(o.cfg_scale), inv = T(1) / std::max(T(1) - static_cast<T>(tt), static_cast<T>(o.t_eps));
     Tensor<T> v(z.shape());
     for (std::int64_t i = 0; i < B * per; ++i) {
-      const T x = guided ? c.out[B * per + i] + w * (c.out[i] - c.out[B * per + i]) : c.out[i];
+      const T x = guided ? pred[B * per + i] + w * (pred[i] - pred[B * per + i]) : pred[i];
       v[i] = (x - z[i]) * inv;
     }
     return v;

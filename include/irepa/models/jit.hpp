@@ -69,28 +69,32 @@ inline void apply_jit_model_name(JiTConfig& cfg, std::string_view name) {
   cfg.patch_size = patch == "16" ? 16 : 32;
 }
 
-template <class Size, int Patch, class Head, class T = float>
+template <class Size, int Patch, class Head, class T = float, class D = Cpu>
   requires SizeTag<Size> && AlignmentHead<Head> && (Patch >= 0)
 struct JiT {
   using scalar_type = T;
-  using device_type = Cpu;
-  using Context = CpuContext;
+  using device_type = D;
+  using Context = ContextOf<D>;
   using head_type = Head;
-  using ProjectorLayer = typename Head::projector::template layer<T>;
+  using ProjectorLayer = projector_layer_t<typename Head::projector, T, D>;
+  /// The same model on the host: what a device model is initialised, saved and loaded through.
+  using HostModel = JiT<Size, Patch, Head, T, Cpu>;
+  static_assert(std::is_same_v<typename ProjectorLayer::device_type, D>,
+                "JiT: the projector policy has no layer<T, D> for this device (a policy that declares only layer<T> runs on the CPU)");
 
   JiTConfig config;
   Head head;
   std::int64_t depth = 0, hidden = 0, heads = 0, patch = 0, bottleneck = 0, ctx_len = 0, ctx_start = 0;
   TokenGrid grid;
 
-  nn::TimestepEmbedder<T> t_embedder;
-  nn::LabelEmbedder<T> y_embedder;
-  nn::BottleneckPatchEmbed<T> x_embedder;
-  Tensor<T> pos_embed;          // [1, N, D] fixed 2-D sin-cos buffer
-  Param<T> in_context_posemb;   // [1, L, D]
-  std::vector<nn::JiTBlock<T>> blocks;
+  nn::TimestepEmbedder<T, D> t_embedder;
+  nn::LabelEmbedder<T, D> y_embedder;
+  nn::BottleneckPatchEmbed<T, D> x_embedder;
+  Tensor<T, D> pos_embed;          // [1, N, D] fixed 2-D sin-cos buffer
+  Param<T, D> in_context_posemb;   // [1, L, D]
+  std::vector<nn::JiTBlock<T, D>> blocks;
   std::vector<ProjectorLayer> projectors;
-  nn::JiTFinalLayer<T> final_layer;
+  nn::JiTFinalLayer<T, D> final_layer;
 
   explicit JiT(const JiTConfig& cfg, Head h = {}) : config(cfg), head(std::move(h)) {
     depth = detail::resolve_size("depth", Size::depth, cfg.depth);
@@ -117,12 +121,12 @@ struct JiT {
                 "JiT: encoder_depth {} must be in [1, {}] (the block whose output is aligned)", cfg.encoder_depth, depth);
     grid = TokenGrid{cfg.input_size / patch, cfg.input_size / patch};
 
-    t_embedder = nn::TimestepEmbedder<T>(hidden);
-    y_embedder = nn::LabelEmbedder<T>(cfg.num_classes, hidden, /*null_class=*/true);
-    x_embedder = nn::BottleneckPatchEmbed<T>(cfg.in_channels, bottleneck, hidden, patch);
-    pos_embed = Tensor<T>(Shape{1, grid.tokens(), hidden});
+    t_embedder = nn::TimestepEmbedder<T, D>(hidden);
+    y_embedder = nn::LabelEmbedder<T, D>(cfg.num_classes, hidden, /*null_class=*/true);
+    x_embedder = nn::BottleneckPatchEmbed<T, D>(cfg.in_channels, bottleneck, hidden, patch);
+    pos_embed = Tensor<T, D>(Shape{1, grid.tokens(), hidden});
     reset_pos_embed();
-    in_context_posemb = Param<T>(Shape{1, ctx_len, hidden});
+    in_context_posemb = Param<T, D>(Shape{1, ctx_len, hidden});
     blocks.reserve(static_cast<std::size_t>(depth));
     for (std::int64_t i = 0; i < depth; ++i) blocks.emplace_back(hidden, heads, cfg.mlp_ratio);
     for (std::int64_t z : cfg.z_dims) {
@@ -130,14 +134,14 @@ struct JiT {
       projectors.emplace_back(ProjectorSpec{.in_dim = hidden, .out_dim = z, .hidden_dim = cfg.projector_dim,
                                             .kernel_size = cfg.kernel_size});
     }
-    final_layer = nn::JiTFinalLayer<T>(hidden, patch, cfg.in_channels);
-    arena_ = ParamArena<T>(*this);
+    final_layer = nn::JiTFinalLayer<T, D>(hidden, patch, cfg.in_channels);
+    arena_ = ParamArena<T, D>(*this);
   }
 
   JiT(JiT&&) noexcept = default;
   JiT& operator=(JiT&&) noexcept = default;
 
-  const ParamArena<T>& params() const { return arena_; }
+  const ParamArena<T, D>& params() const { return arena_; }
   std::int64_t num_params() const { return arena_.numel(); }
   std::int64_t out_channels() const { return config.in_channels; }
   std::int64_t head_dim() const { return hidden / heads; }
@@ -153,12 +157,37 @@ struct JiT {
       projectors[i].visit_params(v, join_name(prefix, "projectors." + std::to_string(i)));
     final_layer.visit_params(v, join_name(prefix, "final_layer"));
   }
-  std::vector<io::NamedView<T>> buffers() const { return {{"pos_embed", pos_embed.view()}}; }
+  std::vector<io::NamedView<T>> buffers() const
+    requires(D::host_accessible)
+  {
+    return {{"pos_embed", pos_embed.view()}};
+  }
 
   /// The reference's initialisation from Philox(seed): xavier Linears and patch convs, zero
   /// biases, N(0, 0.02) label table, time-MLP weights and in-context positions, unit RMSNorm
-  /// weights, zero adaLN and output layers; projectors by their own init.
+  /// weights, zero adaLN and output layers; projectors by their own init. A device model draws
+  /// the same values on the host and copies them over.
   void init(std::uint64_t seed) {
+    if constexpr (!std::is_same_v<D, Cpu>) {
+      HostModel host(config, head);
+      host.init(seed);
+      copy_params_from(host);
+    } else {
+      init_on_host(seed);
+    }
+  }
+
+  /// Parameter values from a host model of the same configuration (a device model's upload).
+  void copy_params_from(const HostModel& host) { detail::upload_params("JiT", arena_, host.params()); }
+  /// The model on the host, with these parameter values (and, with grads, these gradients).
+  HostModel to_host_model(bool grads = false) const {
+    HostModel host(config, head);
+    detail::download_params(arena_, host.params(), grads);
+    return host;
+  }
+
+ private:
+  void init_on_host(std::uint64_t seed) {
     Philox rng(seed, /*stream=*/0x1175);
     t_embedder.init(rng);
     y_embedder.init(rng);
@@ -170,181 +199,180 @@ struct JiT {
     reset_pos_embed();
   }
 
+ public:
   struct Cache {
-    Tensor<T> x;                          // [B, C, H, W] model input (copied)
-    Tensor<std::int64_t> y;               // [B]
-    typename nn::TimestepEmbedder<T>::Cache temb;
-    Tensor<T> yemb, c, s;                 // [B, D] label embedding, conditioning, SiLU(conditioning)
-    typename nn::BottleneckPatchEmbed<T>::Cache embed;
-    Tensor<T> h0;                         // [B, N, D] embedded tokens + positions
-    Tensor<T> rope_cos, rope_sin;         // [N, hd/2] patch tokens only
-    Tensor<T> rope_cos_ctx, rope_sin_ctx; // [L + N, hd/2] identity rows for the in-context tokens
-    Tensor<T> with_ctx;                   // [B, L + N, D] input of block in_context_start
-    std::vector<typename nn::JiTBlock<T>::Cache> blocks;
-    Tensor<T> aligned;                    // [B, N, D] tokens the projectors read (stripped copy), if needed
+    Tensor<T, D> x;                          // [B, C, H, W] model input (copied)
+    Tensor<std::int64_t> y;                  // [B] on the host
+    typename nn::TimestepEmbedder<T, D>::Cache temb;
+    Tensor<T, D> yemb, c, s;                 // [B, D] label embedding, conditioning, SiLU(conditioning)
+    typename nn::BottleneckPatchEmbed<T, D>::Cache embed;
+    Tensor<T, D> h0;                         // [B, N, D] embedded tokens + positions
+    Tensor<T, D> rope_cos, rope_sin;         // [N, hd/2] patch tokens only
+    Tensor<T, D> rope_cos_ctx, rope_sin_ctx; // [L + N, hd/2] identity rows for the in-context tokens
+    Tensor<T, D> with_ctx;                   // [B, L + N, D] input of block in_context_start
+    std::vector<typename nn::JiTBlock<T, D>::Cache> blocks;
+    Tensor<T, D> aligned;                    // [B, N, D] tokens the projectors read (stripped copy), if needed
     std::vector<typename ProjectorLayer::Cache> projectors;
-    Tensor<T> final_in;                   // [B, N, D] tokens without the in-context ones
-    typename nn::JiTFinalLayer<T>::Cache final;
-    Tensor<T> out;                        // [B, C, H, W] predicted clean image
+    Tensor<T, D> final_in;                   // [B, N, D] tokens without the in-context ones
+    typename nn::JiTFinalLayer<T, D>::Cache final;
+    Tensor<T, D> out;                        // [B, C, H, W] predicted clean image
 
-    ConstView<T> output() const { return out.cview(); }
-    ConstView<T> projected(std::size_t i) const { return projectors.at(i).output(); }
+    ConstView<T, D> output() const { return out.cview(); }
+    ConstView<T, D> projected(std::size_t i) const { return projectors.at(i).output(); }
   };
 
-  /// x [B, C, H, W] (the noisy image z), t [B] (1 = clean), y [B] (num_classes = null).
-  Cache forward(const CpuContext& ctx, ConstView<T> x, ConstView<T> t, ConstView<std::int64_t> y, bool align = true) const {
+  /// x [B, C, H, W] (the noisy image z), t [B] (1 = clean) on the model's device, y [B] on the
+  /// host (num_classes = null).
+  Cache forward(const Context& ctx, ConstView<T, D> x, ConstView<T, D> t, ConstView<std::int64_t> y, bool align = true) const {
     IREPA_CHECK(x.rank() == 4 && x.size(1) == config.in_channels && x.size(2) == config.input_size &&
                     x.size(3) == config.input_size,
                 "JiT: input has shape {}, expected [B, {}, {}, {}]", x.shape().str(), config.in_channels, config.input_size,
                 config.input_size);
-    const std::int64_t B = x.size(0), N = grid.tokens(), D = hidden, Lc = ctx_len;
+    const std::int64_t B = x.size(0), N = grid.tokens(), W = hidden, Lc = ctx_len;
     check_shape("JiT", "t", t.shape(), Shape{B});
     check_shape("JiT", "labels", y.shape(), Shape{B});
     Cache c;
-    c.x = Tensor<T>::copy_of(x);
+    c.x = Tensor<T, D>(x.shape());
+    ops::copy<T>(ctx, x, c.x.view());
     c.y = Tensor<std::int64_t>::copy_of(y);
     c.temb = t_embedder.forward(ctx, t);
-    c.yemb = Tensor<T>(Shape{B, D});
+    c.yemb = Tensor<T, D>(Shape{B, W});
     y_embedder.forward(ctx, c.y, c.yemb.view());
-    c.c = Tensor<T>::copy_of(c.yemb);
+    c.c = Tensor<T, D>(c.yemb.shape());
+    ops::copy<T>(ctx, c.yemb, c.c.view());
     nn::detail::add_into<T>(ctx, c.c.view(), c.temb.output());
-    c.s = Tensor<T>(c.c.shape());
+    c.s = Tensor<T, D>(c.c.shape());
     ops::silu_forward<T>(ctx, c.c, c.s.view());
 
-    c.h0 = Tensor<T>(Shape{B, N, D});
+    c.h0 = Tensor<T, D>(Shape{B, N, W});
     c.embed = x_embedder.forward(ctx, c.x, c.h0.view());
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t i = 0; i < N * D; ++i) c.h0[b * N * D + i] += pos_embed[i];
-    std::tie(c.rope_cos, c.rope_sin) = ops::rope_table_axial_2d<T>(grid.h, grid.w, head_dim());
-    if (Lc > 0) std::tie(c.rope_cos_ctx, c.rope_sin_ctx) = ops::rope_table_axial_2d<T>(grid.h, grid.w, head_dim(), 10000.0, Lc);
+    ops::add_broadcast<T>(ctx, c.h0.view(), pos_embed.cview());
+    {  // RoPE tables: built on the host, on the model's device for the blocks
+      auto [cs, sn] = ops::rope_table_axial_2d<T>(grid.h, grid.w, head_dim());
+      c.rope_cos = to_device(ctx, cs.cview()), c.rope_sin = to_device(ctx, sn.cview());
+      if (Lc > 0) {
+        auto [cc, sc] = ops::rope_table_axial_2d<T>(grid.h, grid.w, head_dim(), 10000.0, Lc);
+        c.rope_cos_ctx = to_device(ctx, cc.cview()), c.rope_sin_ctx = to_device(ctx, sc.cview());
+      }
+    }
 
     c.blocks.reserve(blocks.size());
     for (std::int64_t i = 0; i < depth; ++i) {
-      ConstView<T> in = i == 0 ? c.h0.cview() : c.blocks[static_cast<std::size_t>(i - 1)].output();
+      ConstView<T, D> in = i == 0 ? c.h0.cview() : c.blocks[static_cast<std::size_t>(i - 1)].output();
       if (Lc > 0 && i == ctx_start) {  // prepend the in-context class tokens
-        c.with_ctx = Tensor<T>(Shape{B, Lc + N, D});
-        for (std::int64_t b = 0; b < B; ++b) {
-          T* row = c.with_ctx.data() + b * (Lc + N) * D;
-          for (std::int64_t l = 0; l < Lc; ++l)
-            for (std::int64_t d = 0; d < D; ++d) row[l * D + d] = c.yemb[b * D + d] + in_context_posemb.value.data()[l * D + d];
-          std::copy_n(in.data() + b * N * D, N * D, row + Lc * D);
-        }
+        c.with_ctx = Tensor<T, D>(Shape{B, Lc + N, W});
+        ops::prepend_context<T>(ctx, c.yemb, in_context_posemb.value.reshape(Shape{Lc, W}), in, c.with_ctx.view());
         in = c.with_ctx.cview();
       }
       const bool has_ctx = Lc > 0 && i >= ctx_start;
       c.blocks.push_back(blocks[static_cast<std::size_t>(i)].forward(
           ctx, in, c.s, has_ctx ? c.rope_cos_ctx.cview() : c.rope_cos.cview(), has_ctx ? c.rope_sin_ctx.cview() : c.rope_sin.cview()));
       if (align && !projectors.empty() && i + 1 == config.encoder_depth) {
-        ConstView<T> tokens = c.blocks.back().output();
+        ConstView<T, D> tokens = c.blocks.back().output();
         if (has_ctx) {
-          c.aligned = strip(tokens);
+          c.aligned = strip(ctx, tokens);
           tokens = c.aligned.cview();
         }
         for (const auto& p : projectors) c.projectors.push_back(p.forward(ctx, tokens, grid));
       }
     }
-    c.final_in = Lc > 0 ? strip(c.blocks.back().output()) : Tensor<T>::copy_of(c.blocks.back().output());
+    c.final_in = strip(ctx, c.blocks.back().output());
     c.final = final_layer.forward(ctx, c.final_in, c.s);
-    c.out = Tensor<T>(x.shape());
+    c.out = Tensor<T, D>(x.shape());
     unpatchify(ctx, c.final.output(), c.out.view(), false);
     return c;
   }
 
   /// dout [B, C, H, W]; dzs[i] the gradients of projector i's output (empty: no alignment).
   /// Parameter gradients accumulate into params().grads().
-  void backward(const CpuContext& ctx, const Cache& c, ConstView<T> dout, std::span<const ConstView<T>> dzs = {}) const {
+  void backward(const Context& ctx, const Cache& c, ConstView<T, D> dout, std::span<const ConstView<T, D>> dzs = {}) const {
     check_shape("JiT::backward", "dout", dout.shape(), c.out.shape());
     IREPA_CHECK(dzs.empty() || (dzs.size() == projectors.size() && c.projectors.size() == projectors.size()),
                 "JiT::backward: {} projected-token gradients for {} projectors ({} run in forward)", dzs.size(),
                 projectors.size(), c.projectors.size());
-    const std::int64_t B = c.x.size(0), N = grid.tokens(), D = hidden, Lc = ctx_len;
-    Tensor<T> dy(c.final.output().shape());
+    const std::int64_t B = c.x.size(0), N = grid.tokens(), W = hidden, Lc = ctx_len;
+    Tensor<T, D> dy(c.final.output().shape());
     unpatchify(ctx, dout, dy.view(), true);
-    Tensor<T> ds(Shape{B, D}), dfin(Shape{B, N, D});
-    ds.fill(T(0));
+    Tensor<T, D> ds(Shape{B, W}), dfin(Shape{B, N, W});
+    fill(ctx, ds.view(), T(0));
     final_layer.backward(ctx, c.final, dy, dfin.view(), ds.view());
 
     // dx: gradient of the current block's output; with in-context tokens [B, L + N, D].
-    Tensor<T> dx = Lc > 0 ? Tensor<T>(Shape{B, Lc + N, D}) : std::move(dfin);
+    Tensor<T, D> dx = Lc > 0 ? Tensor<T, D>(Shape{B, Lc + N, W}) : std::move(dfin);
     if (Lc > 0) {
-      dx.fill(T(0));
-      unstrip_add(dfin, dx);
+      fill(ctx, dx.view(), T(0));
+      ops::add_slice_tokens<T>(ctx, dx.view(), Lc, dfin);
     }
-    Tensor<T> dyemb(Shape{B, D});
-    dyemb.fill(T(0));
+    Tensor<T, D> dyemb(Shape{B, W});
+    fill(ctx, dyemb.view(), T(0));
     for (std::int64_t i = depth; i-- > 0;) {
       const bool has_ctx = Lc > 0 && i >= ctx_start;
       if (!dzs.empty() && i + 1 == config.encoder_depth) {
-        Tensor<T> dp(Shape{B, N, D});
+        Tensor<T, D> dp(Shape{B, N, W});
         for (std::size_t j = 0; j < projectors.size(); ++j) {
           check_shape("JiT::backward", "projected-token gradient", dzs[j].shape(), c.projectors[j].output().shape());
           projectors[j].backward(ctx, c.projectors[j], dzs[j], dp.view());
           if (has_ctx)
-            unstrip_add(dp, dx);
+            ops::add_slice_tokens<T>(ctx, dx.view(), dx.size(1) - N, dp);
           else
             nn::detail::add_into<T>(ctx, dx.view(), dp);
         }
       }
       const auto& bc = c.blocks[static_cast<std::size_t>(i)];
-      Tensor<T> dxin(bc.x.shape());
+      Tensor<T, D> dxin(bc.x.shape());
       blocks[static_cast<std::size_t>(i)].backward(ctx, bc, dx, dxin.view(), ds.view());
       if (Lc > 0 && i == ctx_start) {  // the in-context tokens: label embedding + in_context_posemb
-        Tensor<T> rest(Shape{B, N, D});
-        for (std::int64_t b = 0; b < B; ++b) {
-          const T* row = dxin.data() + b * (Lc + N) * D;
-          for (std::int64_t l = 0; l < Lc; ++l)
-            for (std::int64_t d = 0; d < D; ++d) {
-              in_context_posemb.grad.data()[l * D + d] += row[l * D + d];
-              dyemb[b * D + d] += row[l * D + d];
-            }
-          std::copy_n(row + Lc * D, N * D, rest.data() + b * N * D);
-        }
+        Tensor<T, D> rest(Shape{B, N, W});
+        ops::prepend_context_backward<T>(ctx, dxin, dyemb.view(), in_context_posemb.grad.reshape(Shape{Lc, W}), rest.view());
         dxin = std::move(rest);
       }
       dx = std::move(dxin);
     }
     x_embedder.backward(ctx, c.embed, dx);
-    Tensor<T> dc(ds.shape());
+    Tensor<T, D> dc(ds.shape());
     ops::silu_backward<T>(ctx, c.c, ds, dc.view());
     t_embedder.backward(ctx, c.temb, dc);
     nn::detail::add_into<T>(ctx, dyemb.view(), dc);
     y_embedder.backward(ctx, c.y, dyemb);
   }
 
+  /// Saves parameters and buffers under prefix + state_dict name (a device model through its
+  /// host copy).
   void save(io::SafeTensorsWriter& w, std::string_view prefix = {}) const {
-    io::add_params(w, arena_, prefix);
-    for (const auto& b : buffers()) w.add<T>(std::string(prefix) + b.name, b.view);
+    if constexpr (!D::host_accessible) {
+      to_host_model().save(w, prefix);
+    } else {
+      io::add_params(w, arena_, prefix);
+      for (const auto& b : buffers()) w.add<T>(std::string(prefix) + b.name, b.view);
+    }
   }
   void load(const io::SafeTensorsFile& f, std::string_view prefix = {}, io::LoadParamsOptions opt = {}) {
-    io::load_params(f, arena_, prefix, opt, buffers());
+    if constexpr (!D::host_accessible) {
+      HostModel host(config, head);
+      host.load(f, prefix, opt);
+      copy_params_from(host);  // pos_embed is the fixed table both sides
+    } else {
+      io::load_params(f, arena_, prefix, opt, buffers());
+    }
   }
 
  private:
   void reset_pos_embed() {
     const Tensor<T> table = ops::sincos_2d_table<T>(grid.h, grid.w, hidden);
-    std::copy_n(table.data(), table.numel(), pos_embed.data());
+    D::upload_sync(pos_embed.data(), table.data(), sizeof(T) * static_cast<std::size_t>(table.numel()));
   }
-  /// [B, L + N, D] -> [B, N, D] (the in-context tokens dropped).
-  Tensor<T> strip(ConstView<T> x) const {
-    const std::int64_t B = x.size(0), N = grid.tokens(), D = hidden, Lc = x.size(1) - N;
-    Tensor<T> out(Shape{B, N, D});
-    for (std::int64_t b = 0; b < B; ++b) std::copy_n(x.data() + (b * (Lc + N) + Lc) * D, N * D, out.data() + b * N * D);
+  /// [B, M, D] -> [B, N, D]: the last N (patch) tokens, the in-context ones dropped (a copy when M = N).
+  Tensor<T, D> strip(const Context& ctx, ConstView<T, D> x) const {
+    const std::int64_t N = grid.tokens();
+    Tensor<T, D> out(Shape{x.size(0), N, hidden});
+    ops::slice_tokens<T>(ctx, x, x.size(1) - N, out.view());
     return out;
   }
-  /// dst [B, L + N, D] patch part += src [B, N, D].
-  void unstrip_add(const Tensor<T>& src, Tensor<T>& dst) const {
-    const std::int64_t B = src.size(0), N = grid.tokens(), D = hidden, Lc = dst.size(1) - N;
-    for (std::int64_t b = 0; b < B; ++b) {
-      T* d = dst.data() + (b * (Lc + N) + Lc) * D;
-      const T* s = src.data() + b * N * D;
-      for (std::int64_t i = 0; i < N * D; ++i) d[i] += s[i];
-    }
-  }
-  void unpatchify(const CpuContext& ctx, ConstView<T> src, TensorView<T> dst, bool inverse) const {
+  void unpatchify(const Context& ctx, ConstView<T, D> src, TensorView<T, D> dst, bool inverse) const {
     ops::unpatchify<T>(ctx, src, dst, config.in_channels, patch, grid, inverse);
   }
 
-  ParamArena<T> arena_;
+  ParamArena<T, D> arena_;
 };
 
 }  // namespace irepa

@@ -69,6 +69,19 @@ inline void apply_model_name(SiTConfig& cfg, std::string_view name) {
 }
 
 namespace detail {
+/// A device model's parameter values from its host twin's arena (same configuration).
+template <class T, class D>
+void upload_params(std::string_view model, const ParamArena<T, D>& dst, const ParamArena<T>& src) {
+  IREPA_CHECK(src.numel() == dst.numel(), "{}: copying {} parameter values into a model with {}", model, src.numel(), dst.numel());
+  D::upload_sync(dst.values().data(), src.values().data(), sizeof(T) * static_cast<std::size_t>(dst.numel()));
+}
+/// The reverse: values (and, with grads, gradients) into the host twin's arena.
+template <class T, class D>
+void download_params(const ParamArena<T, D>& src, const ParamArena<T>& dst, bool grads) {
+  const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(src.numel());
+  D::download_sync(dst.values().data(), src.values().data(), bytes);
+  if (grads) D::download_sync(dst.grads().data(), src.grads().data(), bytes);
+}
 inline std::int64_t resolve_size(const char* what, int fixed, std::int64_t configured) {
   if (fixed > 0) {
     IREPA_CHECK(configured == 0 || configured == fixed, "SiT: the configuration asks for {} = {}, the model type fixes {}",
@@ -198,17 +211,11 @@ struct SiT {
   }
 
   /// Parameter values from a host model of the same configuration (a device model's upload).
-  void copy_params_from(const HostModel& host) {
-    IREPA_CHECK(host.params().numel() == arena_.numel(), "SiT: copying {} parameter values into a model with {}",
-                host.params().numel(), arena_.numel());
-    D::upload_sync(arena_.values().data(), host.params().values().data(), sizeof(T) * static_cast<std::size_t>(arena_.numel()));
-  }
+  void copy_params_from(const HostModel& host) { detail::upload_params("SiT", arena_, host.params()); }
   /// The model on the host, with these parameter values (and, with grads, these gradients).
   HostModel to_host_model(bool grads = false) const {
     HostModel host(config, head);
-    const std::size_t bytes = sizeof(T) * static_cast<std::size_t>(arena_.numel());
-    D::download_sync(host.params().values().data(), arena_.values().data(), bytes);
-    if (grads) D::download_sync(host.params().grads().data(), arena_.grads().data(), bytes);
+    detail::download_params(arena_, host.params(), grads);
     return host;
   }
 

@@ -48,7 +48,7 @@ inline bool jit_decays(std::string_view name, const Shape& shape) { return shape
 /// Class-conditional samples of a JiT (the reference's sampler) from noise drawn by
 /// Philox(seed, stream 7): images [N, C, H, W] in [-1, 1].
 template <class Model>
-Tensor<double> sample_jit(const CpuContext& ctx, const Model& model, ConstView<std::int64_t> y, std::uint64_t seed,
+Tensor<double> sample_jit(const typename Model::Context& ctx, const Model& model, ConstView<std::int64_t> y, std::uint64_t seed,
                           const JiTSamplerOptions& so, double noise_scale = 1.0) {
   const auto& c = model.config;
   Philox srng(seed, 7);
@@ -76,12 +76,18 @@ void flip_horizontal(TensorView<T> x, const std::vector<bool>& flip) {
   }
 }
 
-/// Trains `model` (already initialised) on the image dataset `ds`; targets as train_sit.
+/// Trains `model` (already initialised) on the image dataset `ds`; targets as train_sit. The
+/// model may be on a device (ctx is then its context): data, flips, label dropout, the online
+/// encoders and the RNG stay on the host, so a run is the same sequence of batches anywhere.
 template <class Model, class Dataset>
-TrainResult<typename Model::scalar_type> train_jit(const CpuContext& ctx, const JiTTrainerOptions& o, Model& model, const Dataset& ds,
-                                                   const std::vector<TargetEncoder>& online, const nlohmann::json& config_json) {
+TrainResult<typename Model::scalar_type> train_jit(const typename Model::Context& ctx, const JiTTrainerOptions& o, Model& model,
+                                                   const Dataset& ds, const std::vector<TargetEncoder>& online,
+                                                   const nlohmann::json& config_json) {
   namespace fs = std::filesystem;
   using T = typename Model::scalar_type;
+  using D = typename Model::device_type;
+  std::unique_ptr<CpuContext> own_cpu;
+  const CpuContext* cpu = &detail::host_context(ctx, own_cpu);  // the online encoders
   const JiTConfig& cfg = model.config;
   IREPA_CHECK(ds.kind() == "images", "train_jit: JiT trains on images, but the data holds {}", ds.kind());
   const std::vector<std::string> stored = ds.encoders();
@@ -103,9 +109,9 @@ TrainResult<typename Model::scalar_type> train_jit(const CpuContext& ctx, const 
   sched.total_steps = std::max(total, sched.warmup_steps + 1);
   sched.kind = o.lr_schedule == "cosine" ? LrSchedule::Kind::WarmupCosine : LrSchedule::Kind::WarmupConstant;
 
-  AdamW<T> opt(model.params(), AdamWOptions{.lr = sched.lr, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = 1e-8,
-                                            .weight_decay = o.weight_decay, .decay = jit_decays});
-  Ema<T> ema1(model.params(), o.ema_decay1, 1), ema2(model.params(), o.ema_decay2, 1);
+  AdamW<T, D> opt(model.params(), AdamWOptions{.lr = sched.lr, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = 1e-8,
+                                               .weight_decay = o.weight_decay, .decay = jit_decays});
+  Ema<T, D> ema1(model.params(), o.ema_decay1, 1), ema2(model.params(), o.ema_decay2, 1);
   Philox rng(static_cast<std::uint64_t>(o.seed), 1);
   const fs::path run(o.run_dir);
   fs::create_directories(run / "checkpoints");
@@ -128,16 +134,20 @@ TrainResult<typename Model::scalar_type> train_jit(const CpuContext& ctx, const 
     }
     SiTBatch<T> batch{b.x, b.y, {}};
     for (const auto& e : stored) batch.zs.push_back(b.features.at(e));
-    const std::vector<Tensor<T>> online_z = detail::online_targets<T>(ctx, online, b.x);
+    const std::vector<Tensor<T>> online_z = detail::online_targets<T>(*cpu, online, b.x);
     for (const auto& z : online_z) batch.zs.push_back(z);
-    b.x.flat() = b.x.flat() * T(1.0 / 255.0) * T(2) - T(1);
+    for (std::int64_t i = 0; i < b.x.numel(); ++i) b.x[i] = b.x[i] * T(1.0 / 255.0) * T(2) - T(1);
     nn::drop_labels(rng, b.y.view(), o.label_drop_prob, o.num_classes);
-    model.params().zero_grad();
+    fill(ctx, model.params().grads(), T(0));
     const auto st = jit_loss(ctx, model, o.objective, batch, rng);
     const double gn = grad_norm(ctx, model.params());  // measured, not clipped (as the reference)
     const double lr = sched.at(step - 1);  // the reference sets the rate from the 0-based iteration
     opt.step(ctx, model.params(), lr, 1.0, {&ema1, &ema2}, step);  // AdamW and both EMAs in one pass
-    log.log(step, {{"loss", st.total}, {"denoising_loss", st.denoising}, {"proj_loss", st.alignment}, {"grad_norm", gn}, {"lr", lr}});
+    // Built up entry by entry: nvcc's front end mis-parses a nested braced list here.
+    std::map<std::string, double> scalars;
+    scalars["loss"] = st.total, scalars["denoising_loss"] = st.denoising, scalars["proj_loss"] = st.alignment;
+    scalars["grad_norm"] = gn, scalars["lr"] = lr;
+    log.log(step, scalars);
     res.history.push_back({step, st.total, st.denoising, st.alignment, gn});
     if (!o.quiet && (step % o.log_every == 0 || step == total)) {
       const double r = meter.rate(step, B);
@@ -150,8 +160,8 @@ TrainResult<typename Model::scalar_type> train_jit(const CpuContext& ctx, const 
       save_checkpoint((run / "checkpoints" / (detail::step_name(step) + ".safetensors")).string(), model, opt, {&ema1, &ema2}, rng,
                       CheckpointInfo{.step = step, .config = config_json});
     if (o.sampling_steps > 0 && step % o.sampling_steps == 0) {
-      Model ema_model(cfg, model.head);
-      ema_model.params().values().copy_from(ema1.values());
+      Model ema_model(cfg, model.head);  // sampling uses the first EMA's weights
+      D::copy_sync(ema_model.params().values().data(), ema1.values().data(), sizeof(T) * static_cast<std::size_t>(ema1.values().numel()));
       const auto y = class_grid_labels(std::min(o.classes_in_grid, o.num_classes), o.samples_per_class);
       const auto x = sample_jit(ctx, ema_model, y, static_cast<std::uint64_t>(o.seed), o.sampler, o.objective.noise_scale);
       fs::create_directories(run / "samples");
@@ -162,7 +172,10 @@ TrainResult<typename Model::scalar_type> train_jit(const CpuContext& ctx, const 
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::int64_t done = total - first + 1;
   res.images_per_second = done > 0 && res.seconds > 0 ? static_cast<double>(done * B) / res.seconds : 0;
-  res.ema = Tensor<T>::copy_of(ema1.values());
+  {
+    Tensor<T> keep;
+    res.ema = Tensor<T>::copy_of(detail::host_values(ema1.values(), keep));
+  }
   return res;
 }
 

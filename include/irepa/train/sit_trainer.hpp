@@ -84,6 +84,17 @@ Tensor<double> sample_sit(const typename Model::Context& ctx, const Model& model
 }
 
 namespace detail {
+/// The CPU context for the host-side work of a run (online target encoders): the model's own
+/// context when the model is on the CPU, else a new one kept in `own`.
+template <class Ctx>
+const CpuContext& host_context(const Ctx& ctx, std::unique_ptr<CpuContext>& own) {
+  if constexpr (std::is_same_v<Ctx, CpuContext>) {
+    return ctx;
+  } else {
+    own = std::make_unique<CpuContext>();
+    return *own;
+  }
+}
 inline std::string step_name(std::int64_t s) { return fmt::format("{:07d}", s); }
 
 /// args.json: the resolved settings of this invocation.
@@ -182,14 +193,8 @@ TrainResult<typename Model::scalar_type> train_sit(const typename Model::Context
   namespace fs = std::filesystem;
   using T = typename Model::scalar_type;
   using D = typename Model::device_type;
-  std::unique_ptr<CpuContext> own_cpu;  // the online encoders' context when the model is elsewhere
-  const CpuContext* cpu = nullptr;
-  if constexpr (std::is_same_v<D, Cpu>) {
-    cpu = &ctx;
-  } else {
-    own_cpu = std::make_unique<CpuContext>();
-    cpu = own_cpu.get();
-  }
+  std::unique_ptr<CpuContext> own_cpu;
+  const CpuContext* cpu = &detail::host_context(ctx, own_cpu);  // the online encoders
   const SiTConfig& cfg = model.config;
   const std::vector<std::string> stored = ds.encoders();
   const bool images = ds.kind() == "images";

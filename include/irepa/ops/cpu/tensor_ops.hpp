@@ -1,6 +1,7 @@
 #pragma once
 // Whole-tensor helpers the device-generic layers need, CPU backend (CpuContext overloads):
-// copies, fills, sums, adaLN's chunking, a broadcast row add and the reference's unpatchify.
+// copies, fills, sums, adaLN's chunking, a broadcast row add, the reference's unpatchify and
+// JiT's in-context token handling (prepend, slice).
 // ops/cuda/tensor_ops.cuh has the same functions for CudaContext.
 
 #include <algorithm>
@@ -118,6 +119,76 @@ void unpatchify(const CpuContext& ctx, In<T> src, TensorView<T> dst, std::int64_
             }
     }
   });
+}
+
+namespace detail {
+inline void check_context_tokens(std::string_view op, const Shape& emb, const Shape& posemb, const Shape& x, const Shape& out) {
+  IREPA_CHECK(x.rank() == 3, "{}: tokens have shape {}, expected [B, N, D]", op, x.str());
+  check_shape(op, "label embedding", emb, Shape{x[0], x[2]});
+  IREPA_CHECK(posemb.rank() == 2 && posemb[1] == x[2], "{}: in-context positions have shape {}, expected [L, {}]", op, posemb.str(),
+              x[2]);
+  check_shape(op, "output", out, Shape{x[0], posemb[0] + x[1], x[2]});
+}
+inline void check_token_slice(std::string_view op, const Shape& whole, std::int64_t start, const Shape& part) {
+  IREPA_CHECK(whole.rank() == 3 && part.rank() == 3 && whole[0] == part[0] && whole[2] == part[2] && start >= 0 &&
+                  start + part[1] <= whole[1],
+              "{}: tokens [{}, {}) of {} do not fit a slice of shape {}", op, start, start + (part.rank() == 3 ? part[1] : 0),
+              whole.str(), part.str());
+}
+}  // namespace detail
+
+/// JiT's in-context tokens: out [B, L + N, D] = (emb[b] + posemb[l] for l < L, then x [B, N, D]).
+/// emb [B, D], posemb [L, D].
+template <class T>
+void prepend_context(const CpuContext&, In<T> emb, In<T> posemb, In<T> x, TensorView<T> out) {
+  detail::check_context_tokens("prepend_context", emb.shape(), posemb.shape(), x.shape(), out.shape());
+  check_contiguous("prepend_context", emb, posemb, x, out);
+  const std::int64_t B = x.size(0), N = x.size(1), D = x.size(2), L = posemb.size(0);
+  for (std::int64_t b = 0; b < B; ++b) {
+    T* row = out.data() + b * (L + N) * D;
+    for (std::int64_t l = 0; l < L; ++l)
+      for (std::int64_t d = 0; d < D; ++d) row[l * D + d] = emb.data()[b * D + d] + posemb.data()[l * D + d];
+    std::copy_n(x.data() + b * N * D, N * D, row + L * D);
+  }
+}
+
+/// Its backward: demb [B, D] and dposemb [L, D] accumulated (images in order), dx [B, N, D] assigned.
+template <class T>
+void prepend_context_backward(const CpuContext&, In<T> dout, TensorView<T> demb, TensorView<T> dposemb, TensorView<T> dx) {
+  detail::check_context_tokens("prepend_context_backward", demb.shape(), dposemb.shape(), dx.shape(), dout.shape());
+  check_contiguous("prepend_context_backward", dout, demb, dposemb, dx);
+  const std::int64_t B = dx.size(0), N = dx.size(1), D = dx.size(2), L = dposemb.size(0);
+  for (std::int64_t b = 0; b < B; ++b) {
+    const T* row = dout.data() + b * (L + N) * D;
+    for (std::int64_t l = 0; l < L; ++l)
+      for (std::int64_t d = 0; d < D; ++d) {
+        dposemb.data()[l * D + d] += row[l * D + d];
+        demb.data()[b * D + d] += row[l * D + d];
+      }
+    std::copy_n(row + L * D, N * D, dx.data() + b * N * D);
+  }
+}
+
+/// out [B, N, D] = x [B, M, D] tokens [start, start + N).
+template <class T>
+void slice_tokens(const CpuContext&, In<T> x, std::int64_t start, TensorView<T> out) {
+  detail::check_token_slice("slice_tokens", x.shape(), start, out.shape());
+  check_contiguous("slice_tokens", x, out);
+  const std::int64_t B = x.size(0), M = x.size(1), N = out.size(1), D = x.size(2);
+  for (std::int64_t b = 0; b < B; ++b) std::copy_n(x.data() + (b * M + start) * D, N * D, out.data() + b * N * D);
+}
+
+/// dst [B, M, D] tokens [start, start + N) += src [B, N, D] (slice_tokens' backward).
+template <class T>
+void add_slice_tokens(const CpuContext&, TensorView<T> dst, std::int64_t start, In<T> src) {
+  detail::check_token_slice("add_slice_tokens", dst.shape(), start, src.shape());
+  check_contiguous("add_slice_tokens", dst, src);
+  const std::int64_t B = dst.size(0), M = dst.size(1), N = src.size(1), D = dst.size(2);
+  for (std::int64_t b = 0; b < B; ++b) {
+    T* d = dst.data() + (b * M + start) * D;
+    const T* s = src.data() + b * N * D;
+    for (std::int64_t i = 0; i < N * D; ++i) d[i] += s[i];
+  }
 }
 
 }  // namespace ops

@@ -1,13 +1,16 @@
 #pragma once
 // Linear layer on the GPU (CudaContext overloads of ops/cpu/linear.hpp): y = x W^T + b through
-// cuBLAS (ops/cuda/gemm.cuh), float (FP32 math, no TF32: the parity path) or double, and the
+// cuBLAS (ops/cuda/gemm.cuh; in float through cuBLASLt with the bias in the epilogue when it
+// offers an algorithm), float (in the context's matmul precision) or double, and the
 // mixed-precision overloads (bf16 activations and weight copies, FP32 accumulation, float
 // weight and bias gradients). The bias gradient is a product with a ones vector (deterministic,
 // unlike atomics).
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 
 #include <climits>
+#include <cstdint>
 
 #include "irepa/ops/cpu/linear.hpp"
 #include "irepa/ops/cuda/gemm.cuh"
@@ -43,6 +46,72 @@ inline void gemm_bf16_row_major(const CudaContext& ctx, std::int64_t M, std::int
                             op);
 }
 
+/// Largest power of two (up to 256) dividing the address: cuBLASLt's alignment preferences.
+inline std::uint64_t pointer_alignment(const void* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::uint64_t al = 256;
+  while (al > 1 && a % al != 0) al /= 2;
+  return al;
+}
+
+/// y [rows, O] = x [rows, I] W^T + b as one cublasLtMatmul with the bias epilogue (float, in the
+/// context's matmul precision). Returns false, having done nothing, when cuBLASLt offers no
+/// algorithm (or the bias is not 16-byte aligned, which the epilogue needs); the caller then
+/// runs the product and adds the bias itself.
+inline bool linear_bias_lt(const CudaContext& ctx, std::int64_t rows, std::int64_t O, std::int64_t I, const float* x, const float* w,
+                           const float* b, float* y) {
+  if (rows > INT_MAX || O > INT_MAX || I > INT_MAX || pointer_alignment(b) < 16) return false;
+  const cublasComputeType_t ct = ctx.matmul_precision() == MatmulPrecision::bf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                 : ctx.matmul_precision() == MatmulPrecision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                                   : CUBLAS_COMPUTE_32F;
+  // Column-major view: y^T [O, rows] = (W^T [I, O])^T x^T [I, rows]; the bias runs along y^T's rows.
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  struct Cleanup {
+    cublasLtMatmulDesc_t& d;
+    cublasLtMatrixLayout_t &a, &b, &c;
+    cublasLtMatmulPreference_t& p;
+    ~Cleanup() {
+      if (p) cublasLtMatmulPreferenceDestroy(p);
+      if (c) cublasLtMatrixLayoutDestroy(c);
+      if (b) cublasLtMatrixLayoutDestroy(b);
+      if (a) cublasLtMatrixLayoutDestroy(a);
+      if (d) cublasLtMatmulDescDestroy(d);
+    }
+  } cleanup{desc, la, lb, lc, pref};
+  auto ok = [](cublasStatus_t s, std::string_view call) { CudaContext::check_cublas(s, call); };
+  ok(cublasLtMatmulDescCreate(&desc, ct, CUDA_R_32F), "linear_forward: cublasLtMatmulDescCreate");
+  const cublasOperation_t opT = CUBLAS_OP_T;
+  const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+  ok(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)), "linear_forward: TRANSA");
+  ok(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)), "linear_forward: EPILOGUE");
+  ok(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof(b)), "linear_forward: BIAS_POINTER");
+  ok(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, static_cast<std::uint64_t>(I), static_cast<std::uint64_t>(O), I),
+     "linear_forward: layout W");
+  ok(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, static_cast<std::uint64_t>(I), static_cast<std::uint64_t>(rows), I),
+     "linear_forward: layout x");
+  ok(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, static_cast<std::uint64_t>(O), static_cast<std::uint64_t>(rows), O),
+     "linear_forward: layout y");
+  ok(cublasLtMatmulPreferenceCreate(&pref), "linear_forward: cublasLtMatmulPreferenceCreate");
+  const std::uint64_t ws = CudaContext::kWorkspaceBytes;
+  const std::uint64_t aa = pointer_alignment(w), ab = pointer_alignment(x), ac = pointer_alignment(y);
+  ok(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)), "linear_forward: workspace");
+  ok(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof(aa)), "linear_forward: align A");
+  ok(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof(ab)), "linear_forward: align B");
+  ok(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof(ac)), "linear_forward: align C");
+  ok(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof(ac)), "linear_forward: align D");
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  if (cublasLtMatmulAlgoGetHeuristic(ctx.cublaslt(), desc, la, lb, lc, lc, pref, 1, &heur, &found) != CUBLAS_STATUS_SUCCESS ||
+      found == 0)
+    return false;
+  const float alpha = 1, beta = 0;
+  ok(cublasLtMatmul(ctx.cublaslt(), desc, &alpha, w, la, x, lb, &beta, y, lc, y, lc, &heur.algo, ctx.workspace(), ws, ctx.stream()),
+     "linear_forward: cublasLtMatmul (bias epilogue)");
+  return true;
+}
+
 }  // namespace cuda_detail
 
 /// y = x W^T + b.   x [N.., I], w [O, I], b [O] (empty view: no bias), y [N.., O].
@@ -52,6 +121,11 @@ void linear_forward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, In<T, 
   detail::check_linear<T>("linear_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), y.shape());
   check_contiguous("linear_forward", x, w, b, y);
   const std::int64_t rows = x.shape().rows(), I = w.size(1), O = w.size(0);
+  if constexpr (std::is_same_v<T, float>) {  // the bias in the product's epilogue when cuBLASLt can
+    if (b.numel() > 0 && rows * O > 0 && I > 0 &&
+        cuda_detail::linear_bias_lt(ctx, rows, O, I, x.data(), w.data(), b.data(), y.data()))
+      return;
+  }
   cuda_detail::gemm_row_major<T>(ctx, rows, O, I, x.data(), false, w.data(), true, y.data(), T(1), T(0), "linear_forward: gemm");
   if (b.numel() > 0 && rows * O > 0) {
     cuda_detail::add_bias_kernel<T><<<cuda_detail::blocks_for(rows * O), cuda_detail::kThreads, 0, ctx.stream()>>>(

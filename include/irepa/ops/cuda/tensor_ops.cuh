@@ -1,6 +1,7 @@
 #pragma once
 // CUDA backend of ops/cpu/tensor_ops.hpp (CudaContext overloads; nvcc only): copies, sums,
-// adaLN's chunking, a broadcast row add and unpatchify, all on the context's stream.
+// adaLN's chunking, a broadcast row add, unpatchify and JiT's in-context tokens, all on the
+// context's stream.
 
 #include "irepa/ops/cpu/tensor_ops.hpp"
 #include "irepa/ops/cuda/common.cuh"
@@ -49,6 +50,51 @@ void copy_2d(const CudaContext& ctx, T* dst, std::int64_t dst_pitch, const T* sr
                                        sizeof(T) * static_cast<std::size_t>(src_pitch), sizeof(T) * static_cast<std::size_t>(width),
                                        static_cast<std::size_t>(rows), cudaMemcpyDeviceToDevice, ctx.stream()),
                      op);
+}
+
+/// The in-context rows: out[b, l] = emb[b] + posemb[l] for l < L (row pitch (L + N) D).
+template <class T>
+__global__ void context_rows_kernel(const T* emb, const T* posemb, T* out, std::int64_t B, std::int64_t L, std::int64_t N,
+                                    std::int64_t D) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < B * L * D;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t d = i % D, l = (i / D) % L, b = i / (L * D);
+    out[(b * (L + N) + l) * D + d] = emb[b * D + d] + posemb[l * D + d];
+  }
+}
+
+/// dposemb[l, d] += sum over images in order; one thread per (l, d).
+template <class T>
+__global__ void context_posemb_grad_kernel(const T* dout, T* dposemb, std::int64_t B, std::int64_t L, std::int64_t N, std::int64_t D) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < L * D;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    T s = dposemb[i];
+    for (std::int64_t b = 0; b < B; ++b) s += dout[b * (L + N) * D + i];
+    dposemb[i] = s;
+  }
+}
+
+/// demb[b, d] += sum over the L in-context rows in order; one thread per (b, d).
+template <class T>
+__global__ void context_emb_grad_kernel(const T* dout, T* demb, std::int64_t B, std::int64_t L, std::int64_t N, std::int64_t D) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < B * D;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t b = i / D, d = i % D;
+    T s = demb[i];
+    for (std::int64_t l = 0; l < L; ++l) s += dout[(b * (L + N) + l) * D + d];
+    demb[i] = s;
+  }
+}
+
+/// dst[b, start + n] += src[b, n] over [B, N, D] (dst row pitch M D).
+template <class T>
+__global__ void add_slice_tokens_kernel(T* dst, const T* src, std::int64_t M, std::int64_t start, std::int64_t N, std::int64_t ND,
+                                        std::int64_t total) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t b = i / ND, r = i % ND, D = ND / N;
+    dst[(b * M + start) * D + r] += src[i];
+  }
 }
 
 }  // namespace cuda_detail
@@ -122,6 +168,60 @@ void unpatchify(const CudaContext& ctx, In<T, Cuda> src, TensorView<T, Cuda> dst
     cuda_detail::unpatchify_kernel<T, false><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, ctx.stream()>>>(
         src.data(), dst.data(), image[0], C, p, grid.h, grid.w);
   CudaContext::check_launch("unpatchify");
+}
+
+/// JiT's in-context tokens: out [B, L + N, D] = (emb[b] + posemb[l], then x), as the CPU op.
+template <class T>
+void prepend_context(const CudaContext& ctx, In<T, Cuda> emb, In<T, Cuda> posemb, In<T, Cuda> x, TensorView<T, Cuda> out) {
+  detail::check_context_tokens("prepend_context", emb.shape(), posemb.shape(), x.shape(), out.shape());
+  check_contiguous("prepend_context", emb, posemb, x, out);
+  const std::int64_t B = x.size(0), N = x.size(1), D = x.size(2), L = posemb.size(0);
+  if (B * L * D > 0) {
+    cuda_detail::context_rows_kernel<T><<<cuda_detail::blocks_for(B * L * D), cuda_detail::kThreads, 0, ctx.stream()>>>(
+        emb.data(), posemb.data(), out.data(), B, L, N, D);
+    CudaContext::check_launch("prepend_context");
+  }
+  cuda_detail::copy_2d(ctx, out.data() + L * D, (L + N) * D, x.data(), N * D, N * D, B, "prepend_context: cudaMemcpy2DAsync");
+}
+
+/// Its backward: demb [B, D] and dposemb [L, D] accumulated, dx [B, N, D] assigned.
+template <class T>
+void prepend_context_backward(const CudaContext& ctx, In<T, Cuda> dout, TensorView<T, Cuda> demb, TensorView<T, Cuda> dposemb,
+                              TensorView<T, Cuda> dx) {
+  detail::check_context_tokens("prepend_context_backward", demb.shape(), dposemb.shape(), dx.shape(), dout.shape());
+  check_contiguous("prepend_context_backward", dout, demb, dposemb, dx);
+  const std::int64_t B = dx.size(0), N = dx.size(1), D = dx.size(2), L = dposemb.size(0);
+  if (L * D > 0) {
+    cuda_detail::context_posemb_grad_kernel<T><<<cuda_detail::blocks_for(L * D), cuda_detail::kThreads, 0, ctx.stream()>>>(
+        dout.data(), dposemb.data(), B, L, N, D);
+    CudaContext::check_launch("prepend_context_backward: positions");
+    cuda_detail::context_emb_grad_kernel<T><<<cuda_detail::blocks_for(B * D), cuda_detail::kThreads, 0, ctx.stream()>>>(
+        dout.data(), demb.data(), B, L, N, D);
+    CudaContext::check_launch("prepend_context_backward: label embedding");
+  }
+  cuda_detail::copy_2d(ctx, dx.data(), N * D, dout.data() + L * D, (L + N) * D, N * D, B,
+                       "prepend_context_backward: cudaMemcpy2DAsync");
+}
+
+/// out [B, N, D] = x [B, M, D] tokens [start, start + N).
+template <class T>
+void slice_tokens(const CudaContext& ctx, In<T, Cuda> x, std::int64_t start, TensorView<T, Cuda> out) {
+  detail::check_token_slice("slice_tokens", x.shape(), start, out.shape());
+  check_contiguous("slice_tokens", x, out);
+  const std::int64_t B = x.size(0), M = x.size(1), N = out.size(1), D = x.size(2);
+  cuda_detail::copy_2d(ctx, out.data(), N * D, x.data() + start * D, M * D, N * D, B, "slice_tokens: cudaMemcpy2DAsync");
+}
+
+/// dst [B, M, D] tokens [start, start + N) += src [B, N, D].
+template <class T>
+void add_slice_tokens(const CudaContext& ctx, TensorView<T, Cuda> dst, std::int64_t start, In<T, Cuda> src) {
+  detail::check_token_slice("add_slice_tokens", dst.shape(), start, src.shape());
+  check_contiguous("add_slice_tokens", dst, src);
+  const std::int64_t N = src.size(1), total = src.numel();
+  if (total == 0) return;
+  cuda_detail::add_slice_tokens_kernel<T><<<cuda_detail::blocks_for(total), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      dst.data(), src.data(), dst.size(1), start, N, N * src.size(2), total);
+  CudaContext::check_launch("add_slice_tokens");
 }
 
 }  // namespace irepa::ops
