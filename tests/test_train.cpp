@@ -75,16 +75,22 @@ struct FiveParams {
 };
 }  // namespace
 
-TEST_CASE("AdamW merges adjacent parameters with the same decay into one pass, with each parameter's own update", "[train][optim]") {
+TEST_CASE("AdamW segments: merged runs of one decay flag for the GPU and one per parameter on the CPU with torch's update per value", "[train][optim]") {
   FiveParams m;
   ParamArena<double> arena(m);
+  // The GPU's merged runs: {w1 w2}, {b1 b2}, {w3}; one run when everything decays.
+  const auto runs = adamw_segments(arena, decay_weights_only, /*merge=*/true);
+  REQUIRE(runs.size() == 3);
+  CHECK((runs[0].offset == 0 && runs[0].count == 15 + 8 && runs[0].decay));
+  CHECK((runs[1].offset == 23 && runs[1].count == 7 + 3 && !runs[1].decay));
+  CHECK((runs[2].offset == 33 && runs[2].count == 12 && runs[2].decay));
+  CHECK(adamw_segments(arena, DecayPredicate{}, true).size() == 1);
+  CHECK(adamw_segments(arena, decay_weights_only, false).size() == 5);
   test::rng().normal(arena.values());
   const Tensor<double> start = Tensor<double>::copy_of(arena.values());
   const AdamWOptions o{.lr = 0.05, .weight_decay = 0.3, .decay = decay_weights_only};
   AdamW<double> opt(arena, o);
-  CHECK(opt.segments() == 3);  // {w1 w2}, {b1 b2}, {w3}
-  AdamW<double> all_decay(arena, AdamWOptions{.lr = 0.05, .weight_decay = 0.3});
-  CHECK(all_decay.segments() == 1);
+  CHECK(opt.segments() == 5);  // the CPU keeps one per parameter (its rounding follows the blocks)
   CpuContext ctx(2);
   std::vector<Tensor<double>> g;
   for (int s = 1; s <= 3; ++s) {

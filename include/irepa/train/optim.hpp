@@ -48,6 +48,31 @@ struct AdamWOptions {
 template <class T, class D = Cpu>
 class Ema;
 
+/// A run of the arena updated with one weight-decay flag.
+struct AdamWSegment {
+  std::int64_t offset, count;
+  bool decay;
+};
+
+/// The arena's parameters as AdamW segments: one per parameter, or with merge, adjacent
+/// parameters with the same decay flag joined into one run. The GPU merges (one kernel launch per
+/// segment: ~25 instead of ~150 for SiT-B; its update is per element, so the values do not
+/// change). The CPU does not: its blocks follow the segments, and an element's rounding can
+/// depend on whether it falls in a block's vector body or its scalar tail (FP contraction), so
+/// merging there would change a run's bits.
+template <class T, class D>
+std::vector<AdamWSegment> adamw_segments(const ParamArena<T, D>& arena, const DecayPredicate& pred, bool merge) {
+  std::vector<AdamWSegment> out;
+  for (const auto& e : arena.entries()) {
+    const bool decay = pred ? pred(e.name, e.shape) : true;
+    if (merge && !out.empty() && out.back().decay == decay && out.back().offset + out.back().count == e.offset)
+      out.back().count += e.shape.numel();
+    else
+      out.push_back({e.offset, e.shape.numel(), decay});
+  }
+  return out;
+}
+
 template <class T, class D = Cpu>
 class AdamW {
  public:
@@ -56,15 +81,7 @@ class AdamW {
   AdamW(const ParamArena<T, D>& arena, AdamWOptions o) : opt_(std::move(o)), m_(Shape{arena.numel()}), v_(Shape{arena.numel()}) {
     D::zero_sync(m_.data(), sizeof(T) * static_cast<std::size_t>(m_.numel()));
     D::zero_sync(v_.data(), sizeof(T) * static_cast<std::size_t>(v_.numel()));
-    // Adjacent parameters with the same decay flag form one segment: the update is elementwise,
-    // so this only saves launches (one kernel per segment on a GPU: ~25 instead of ~150 for SiT-B).
-    for (const auto& e : arena.entries()) {
-      const bool decay = opt_.decay ? opt_.decay(e.name, e.shape) : true;
-      if (!segments_.empty() && segments_.back().decay == decay && segments_.back().offset + segments_.back().count == e.offset)
-        segments_.back().count += e.shape.numel();
-      else
-        segments_.push_back({e.offset, e.shape.numel(), decay});
-    }
+    segments_ = adamw_segments(arena, opt_.decay, /*merge=*/!std::is_same_v<D, Cpu>);
   }
 
   /// One update with learning rate lr (the schedule's value for this step) from arena.grads().
@@ -154,7 +171,7 @@ class AdamW {
   static constexpr std::int64_t kBlock = 2048;  // values per block of the fused pass
 
   std::int64_t steps() const { return step_; }
-  /// Runs of adjacent parameters sharing a decay flag (one pass, one GPU launch each).
+  /// The update's segments (see adamw_segments: merged on a GPU, one per parameter on the CPU).
   std::size_t segments() const { return segments_.size(); }
   void set_steps(std::int64_t s) { step_ = s; }
   const AdamWOptions& options() const { return opt_; }
@@ -163,10 +180,7 @@ class AdamW {
   TensorView<T, D> exp_avg_sq() const { return v_.view(); }
 
  private:
-  struct Segment {
-    std::int64_t offset, count;
-    bool decay;
-  };
+  using Segment = AdamWSegment;
   AdamWOptions opt_;
   Tensor<T, D> m_, v_;
   std::vector<Segment> segments_;
