@@ -122,8 +122,8 @@ TEST_CASE("irepa-train: resume is bit-identical through the command line, with Y
     CHECK(fs::exists(dir / "out" / "gpu" / "checkpoints" / "0000002.safetensors"));
   } else {
     const std::string h = slurp(dir / "h.log");
-    CHECK((h.find("needs a build with CUDA") != std::string::npos || h.find("cudaSetDevice") != std::string::npos ||
-           h.find("cudaGetDevice") != std::string::npos || h.find("CUDA") != std::string::npos));
+    // A build without CUDA says so; a CUDA error names its cudaError code.
+    CHECK((h.find("needs a build with CUDA") != std::string::npos || h.find("cudaError") != std::string::npos));
     CHECK_FALSE(fs::exists(dir / "out" / "gpu" / "checkpoints"));
   }
   fs::remove_all(dir);

@@ -204,7 +204,6 @@ struct SiT {
       HostModel host(config, head);
       host.init(seed);
       copy_params_from(host);
-      return;
     } else {
       init_on_host(seed);
     }
