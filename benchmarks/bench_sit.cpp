@@ -1,5 +1,6 @@
-// irepa-bench-sit: a whole SiT on the CPU, forward alone and a training step (forward, losses,
-// backward into the flat gradient arena), at a model size given on the command line. Our flags
+// irepa-bench-sit: a whole SiT on the CPU, the training forward (which keeps its cache), the
+// sampling forward (infer, which does not) and an objective step (forward, losses, backward into
+// the flat gradient arena), at a model size given on the command line. Our flags
 // come first; Google Benchmark's (--benchmark_filter, --benchmark_format=csv, ...) pass through.
 //
 //   irepa-bench-sit                          # SiT-B/2 iREPA (conv 3x3, z-score), batch 4, float
@@ -17,7 +18,7 @@
 #include <string>
 
 #include "irepa/align/dispatch.hpp"
-#include "irepa/diffusion/sit_loss.hpp"
+#include "irepa/diffusion/sit_objective.hpp"
 #include "irepa/models/sit.hpp"
 
 namespace {
@@ -71,13 +72,18 @@ void register_model(const Options& o, const SiTConfig& cfg, CpuContext& ctx) {
       st.counters["img/s"] = benchmark::Counter(static_cast<double>(B), benchmark::Counter::kIsIterationInvariantRate);
       st.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
     })->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark((name + "/infer").c_str(), [=, &ctx](benchmark::State& st) {
+      for (auto _ : st) benchmark::DoNotOptimize(m->infer(ctx, *x, *t, *y).data());
+      st.counters["img/s"] = benchmark::Counter(static_cast<double>(B), benchmark::Counter::kIsIterationInvariantRate);
+      st.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    })->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark((name + "/train_step").c_str(), [=, &ctx](benchmark::State& st) {
       SiTObjective obj;
       obj.proj_coeff = 1.0;
-      SiTBatch<T> batch{*x, *y, {z->cview()}};
+      const auto batch = upload_batch(ctx, HostBatch<T>{*x, *y, {z->cview()}}, m->label_rows());
       for (auto _ : st) {
         m->params().zero_grad();
-        benchmark::DoNotOptimize(sit_loss(ctx, *m, obj, batch, *t, *noise).total);
+        benchmark::DoNotOptimize(objective_step(ctx, *m, obj, batch, *t, *noise).scalars.data());
       }
       st.counters["img/s"] = benchmark::Counter(static_cast<double>(B), benchmark::Counter::kIsIterationInvariantRate);
       st.counters["GFLOP/s"] = benchmark::Counter(3 * flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);

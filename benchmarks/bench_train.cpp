@@ -1,6 +1,6 @@
 // irepa-bench-train: the whole training step of SiT with an alignment head, as irepa-train runs
-// it (forward, losses, backward, grad-norm clip, AdamW, EMA), timed after warm-up. Prints one
-// table row: model, head, batch, threads, median and best step time, img/s.
+// it (Trainer::step: forward, losses, backward, grad-norm clip, AdamW, EMA), timed after warm-up.
+// Prints one table row: model, head, batch, threads, median and best step time, img/s.
 //
 //   irepa-bench-train --device cpu --model SiT-B/2 --batch-size 4
 //   irepa-bench-train --model SiT-S/2 --head repa --batch-size 16 --steps 10
@@ -16,10 +16,9 @@
 #include <string>
 
 #include "irepa/align/dispatch.hpp"
-#include "irepa/diffusion/sit_loss.hpp"
 #include "irepa/models/sit.hpp"
-#include "irepa/nn/embedders.hpp"
-#include "irepa/train/optim.hpp"
+#include "irepa/ops/cpu/sgemm.hpp"
+#include "train_step_timer.hpp"
 
 namespace {
 
@@ -34,39 +33,13 @@ struct Options {
 template <class Model>
 void run(const Options& o, const SiTConfig& cfg, typename Model::head_type head) {
   CpuContext ctx(o.threads);
-  Model m(cfg, head);
-  m.init(1);
-  AdamW<float> opt(m.params(), AdamWOptions{.lr = 1e-4});
-  Ema<float> ema(m.params(), 0.9999);
-  Philox rng(2);
-  Tensor<float> x(Shape{o.batch, cfg.in_channels, cfg.input_size, cfg.input_size}), z(Shape{o.batch, m.grid.tokens(), o.z_dim});
-  Tensor<std::int64_t> y(Shape{o.batch});
-  rng.normal(x.view());
-  rng.normal(z.view());
-  rng.randint(y.view(), 0, cfg.num_classes);
-  SiTObjective obj{.proj_coeff = o.head == "irepa" ? 1.0 : 0.5};
-  std::vector<double> times;
-  for (int s = 1; s <= o.warmup + o.steps; ++s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    Tensor<std::int64_t> labels = y.clone();
-    nn::drop_labels(rng, labels.view(), 0.1, cfg.num_classes);
-    m.params().zero_grad();
-    sit_loss(ctx, m, obj, SiTBatch<float>{x, labels, {z}}, rng);
-    const double gn = grad_norm(ctx, m.params());  // clip, AdamW and EMA in one pass, as irepa::train_sit
-    opt.step(ctx, m.params(), 1e-4, clip_coefficient(gn, 1.0), {&ema}, s);
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s > o.warmup) times.push_back(dt);
-  }
-  std::sort(times.begin(), times.end());
-  const double median = times[times.size() / 2];
-  double mean = 0;
-  for (double t : times) mean += t / static_cast<double>(times.size());
+  const auto r = bench::time_train_steps<Model>(ctx, cfg, head, o.batch, o.z_dim, o.warmup, o.steps, o.head == "irepa" ? 1.0 : 0.5);
   std::printf("float GEMM kernel: %s\n", ops::cpu::kSgemmAvailable ? std::string(ops::cpu::kSgemmIsa).c_str() : "eigen");
   std::printf("| model | head | batch | threads | params | median step | mean step | best step | img/s (median) |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   std::printf("| %s | %s | %lld | %d | %.1fM | %.3f s | %.3f s | %.3f s | %.3f |\n", o.model.c_str(), o.head.c_str(),
-              static_cast<long long>(o.batch), ctx.threads(), static_cast<double>(m.num_params()) / 1e6, median, mean,
-              times.front(), static_cast<double>(o.batch) / median);
+              static_cast<long long>(o.batch), ctx.threads(), static_cast<double>(r.params) / 1e6, r.median, r.mean, r.best,
+              static_cast<double>(o.batch) / r.median);
 }
 
 }  // namespace
@@ -87,12 +60,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     IREPA_CHECK(o.device == "cpu", "irepa-bench-train: --device '{}' is not available in this build (cpu only so far)", o.device);
-    SiTConfig cfg;
-    cfg.input_size = o.input_size;
-    cfg.z_dims = {o.z_dim};
-    cfg.encoder_depth = o.encoder_depth;
-    cfg.kernel_size = 3;
-    apply_model_name(cfg, o.model);
+    const SiTConfig cfg = bench::bench_sit_config(o.model, o.input_size, o.z_dim, o.encoder_depth);
     const HeadChoice choice{.projection = o.head == "irepa" ? "conv" : "mlp", .spnorm = o.head == "irepa" ? "zscore" : "none"};
     with_head(choice, [&](auto head) { run<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head); });
   } catch (const std::exception& e) {

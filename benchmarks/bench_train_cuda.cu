@@ -1,8 +1,8 @@
 // irepa-bench-train-cuda: the whole SiT training step on the GPU (needs one), as irepa-bench-train
-// times it on the CPU: forward, denoising + alignment losses, backward, grad-norm clip, AdamW and
-// EMA, after warm-up steps, in float (the parity path; the bf16 path is still to come). Prints a
-// table: img/s, step time, peak device memory, and MFU against a cuBLAS fp32 GEMM measured in the
-// same run (and the bf16 GEMM ceiling beside it).
+// times it on the CPU (Trainer::step: forward, denoising + alignment losses, backward, grad-norm
+// clip, AdamW and EMA) after warm-up steps, with the matrix products in fp32, tf32 or bf16.
+// Prints a table: img/s, step time, peak device memory, host <-> device bytes per step, and MFU
+// against cuBLAS fp32 and bf16 GEMMs measured in the same run.
 //
 //   irepa-bench-train-cuda --model SiT-B/2 --batch-size 256
 //   irepa-bench-train-cuda --model SiT-XL/2 --batch-size 128 --steps 5
@@ -19,11 +19,9 @@
 #include <vector>
 
 #include "irepa/align/dispatch.hpp"
-#include "irepa/diffusion/sit_loss.hpp"
 #include "irepa/models/sit.hpp"
-#include "irepa/nn/embedders.hpp"
 #include "irepa/ops/cuda/linear.cuh"
-#include "irepa/train/optim.hpp"
+#include "train_step_timer.hpp"
 
 using namespace irepa;
 
@@ -78,36 +76,11 @@ void run(const Options& o, const SiTConfig& cfg, typename Model::head_type head)
   IREPA_CHECK(o.attention == "fused" || o.attention == "materialized",
               "irepa-bench-train-cuda: --attention '{}' is not known; expected fused or materialized", o.attention);
   ctx.set_fused_attention(o.attention == "fused");
-  Model m(cfg, head);
-  m.init(1);
-  AdamW<float, Cuda> opt(m.params(), AdamWOptions{.lr = 1e-4});
-  Ema<float, Cuda> ema(m.params(), 0.9999);
-  Philox rng(2);
-  Tensor<float> x(Shape{o.batch, cfg.in_channels, cfg.input_size, cfg.input_size}), z(Shape{o.batch, m.grid.tokens(), o.z_dim});
-  Tensor<std::int64_t> y(Shape{o.batch});
-  rng.normal(x.view());
-  rng.normal(z.view());
-  rng.randint(y.view(), 0, cfg.num_classes);
-  const SiTObjective obj{.proj_coeff = o.head == "irepa" ? 1.0 : 0.5};
   detail::CudaMemoryCache::instance().reset_peak();
-  std::vector<double> times;
-  double loss = 0;
-  for (int s = 1; s <= o.warmup + o.steps; ++s) {
-    ctx.synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    Tensor<std::int64_t> labels = y.clone();
-    nn::drop_labels(rng, labels.view(), 0.1, cfg.num_classes);
-    fill(ctx, m.params().grads(), 0.0f);
-    loss = sit_loss(ctx, m, obj, SiTBatch<float>{x, labels, {z}}, rng).total;
-    const double gn = grad_norm(ctx, m.params());
-    opt.step(ctx, m.params(), 1e-4, clip_coefficient(gn, 1.0), {&ema}, s);
-    ctx.synchronize();
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s > o.warmup) times.push_back(dt);
-  }
-  std::sort(times.begin(), times.end());
-  const double median = times[times.size() / 2];
+  const auto r = bench::time_train_steps<Model>(ctx, cfg, head, o.batch, o.z_dim, o.warmup, o.steps, o.head == "irepa" ? 1.0 : 0.5);
+  const double median = r.median;
   const double peak_gb = static_cast<double>(detail::CudaMemoryCache::instance().stats().peak_in_use) / 1e9;
+  const Model m(cfg, head);  // the sizes for the FLOP count (after the peak was read)
   const double flops = step_flops_per_image(cfg, m.hidden, m.depth, m.grid.tokens(), m.patch, o.head, o.z_dim) *
                        static_cast<double>(o.batch);
   ctx.set_matmul_precision(MatmulPrecision::fp32);  // the ceilings: plain FP32 and bf16 inputs
@@ -115,14 +88,15 @@ void run(const Options& o, const SiTConfig& cfg, typename Model::head_type head)
   const double achieved = flops / median / 1e12;
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, ctx.device());
-  std::printf("device: %s; float storage, matrix products in %s%s; last loss %.4f\n", prop.name, std::string(to_string(precision)).c_str(),
-              precision == MatmulPrecision::fp32 ? " (no TF32)" : " (tensor cores, FP32 accumulation)", loss);
+  std::printf("device: %s; float storage, matrix products in %s%s; last loss %.4f; per step %lld bytes up, %lld down\n", prop.name,
+              std::string(to_string(precision)).c_str(), precision == MatmulPrecision::fp32 ? " (no TF32)" : " (tensor cores, FP32 accumulation)",
+              r.last_loss, static_cast<long long>(r.per_step.upload_bytes), static_cast<long long>(r.per_step.download_bytes));
   std::printf("| model | head | matmul | attention | batch | params | median step | best step | img/s | TFLOP/s | MFU vs fp32 GEMM (%.1f) | vs bf16 GEMM (%.1f) | peak memory |\n",
               f32, b16);
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::printf("| %s | %s | %s | %s | %lld | %.1fM | %.1f ms | %.1f ms | %.1f | %.1f | %.0f%% | %.0f%% | %.2f GB |\n", o.model.c_str(),
               o.head.c_str(), o.precision.c_str(), o.attention.c_str(), static_cast<long long>(o.batch), static_cast<double>(m.num_params()) / 1e6, median * 1e3,
-              times.front() * 1e3, static_cast<double>(o.batch) / median, achieved, 100.0 * achieved / f32, 100.0 * achieved / b16,
+              r.best * 1e3, static_cast<double>(o.batch) / median, achieved, 100.0 * achieved / f32, 100.0 * achieved / b16,
               peak_gb);
 }
 
@@ -154,12 +128,7 @@ int main(int argc, char** argv) {
     IREPA_CHECK(o.head == "irepa" || o.head == "repa", "irepa-bench-train-cuda: --head '{}' is not known; expected irepa or repa", o.head);
     IREPA_CHECK(o.batch > 0 && o.steps > 0 && o.warmup >= 0, "irepa-bench-train-cuda: batch {} and steps {} must be positive", o.batch,
                 o.steps);
-    SiTConfig cfg;
-    cfg.input_size = o.input_size;
-    cfg.z_dims = {o.z_dim};
-    cfg.encoder_depth = o.encoder_depth;
-    cfg.kernel_size = 3;
-    apply_model_name(cfg, o.model);
+    const SiTConfig cfg = bench::bench_sit_config(o.model, o.input_size, o.z_dim, o.encoder_depth);
     const HeadChoice choice{.projection = o.head == "irepa" ? "conv" : "mlp", .spnorm = o.head == "irepa" ? "zscore" : "none"};
     with_head(choice, [&](auto head) { run<SiT<Dynamic, DynamicPatch, decltype(head), float, Cuda>>(o, cfg, head); });
   } catch (const std::exception& e) {

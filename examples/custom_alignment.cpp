@@ -134,7 +134,7 @@ bool check_inside_sit() {
   rng.uniform(t.view(), 0.1, 0.9);
   rng.normal(z.view());
   rng.randint(y.view(), 0, c.num_classes);
-  SiTBatch<double> batch{x, y, {z}};
+  const auto batch = upload_batch(ctx, HostBatch<double>{x, y, {z}}, m.label_rows());
   SiTObjective obj;
   obj.proj_coeff = 1.0;
   std::vector<check::GradTarget> targets;
@@ -147,14 +147,10 @@ bool check_inside_sit() {
   const auto r = check::gradient_check(
       [&] {
         Tensor<double> v(Shape{1});
-        v[0] = sit_loss(ctx, m, obj, batch, t, noise, false).total;
+        v[0] = objective_step(ctx, m, obj, batch, t, noise, 1.0, /*backward=*/false).losses(ctx).total;
         return v;
       },
-      [&](const std::vector<Tensor<double>>& g) {
-        SiTObjective o = obj;
-        o.grad_scale = g[0][0];
-        sit_loss(ctx, m, o, batch, t, noise);
-      },
+      [&](const std::vector<Tensor<double>>& g) { objective_step(ctx, m, obj, batch, t, noise, /*grad_scale=*/g[0][0]); },
       targets, opt);
   std::printf("SiT with GramLoss, %zu parameter tensors: %s (worst relative error %.2e)\n", targets.size(),
               r.ok() ? "passed" : "FAILED", r.worst());
@@ -187,7 +183,7 @@ bool train(int steps) {
         }
         z(b, tk, o) = s;
       }
-  SiTBatch<float> batch{x, y, {z}};
+  const auto batch = upload_batch(ctx, HostBatch<float>{x, y, {z}}, m.label_rows());
   SiTObjective obj;
   obj.proj_coeff = 1.0;
   Tensor<float> velocity(Shape{m.params().numel()});
@@ -199,7 +195,7 @@ bool train(int steps) {
   rng.normal(noise.view());
   for (int s = 0; s < steps; ++s) {
     m.params().zero_grad();
-    const auto st = sit_loss(ctx, m, obj, batch, t, noise);
+    const auto st = objective_step(ctx, m, obj, batch, t, noise).losses(ctx);
     auto v = velocity.flat();
     v = v * momentum + m.params().grads().flat();  // one pass over the flat arena
     m.params().values().flat() -= v * lr;

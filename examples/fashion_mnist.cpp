@@ -33,7 +33,7 @@
 #include <irepa/metrics/classifier.hpp>
 #include <irepa/metrics/frechet.hpp>
 #include <irepa/models/hog.hpp>
-#include <irepa/train/sit_trainer.hpp>
+#include <irepa/train/trainer.hpp>
 
 namespace {
 
@@ -167,18 +167,13 @@ Outcome run_method(const CpuContext& ctx, const Options& o, const Method& m, con
   if (m.aligned) online.push_back(make_target_encoder(kTarget, 28));
   cfg.z_dims.clear();
   for (const auto& e : online) cfg.z_dims.push_back(e.dim);
-  const SiTTrainerOptions to{.run_dir = dir.string(),
-                             .batch_size = o.batch_size,
-                             .max_train_steps = o.steps,
-                             .seed = o.seed,
-                             .checkpointing_steps = o.steps,
-                             .log_every = o.log_every,
-                             .num_classes = 10,
-                             .learning_rate = o.learning_rate,
-                             .ema_decay = o.ema_decay,
-                             .cfg_prob = 0.1,
-                             .objective = {.proj_coeff = m.aligned ? o.proj_coeff : 0.0},
-                             .cfg_scale = o.cfg_scale};
+  TrainerOptions to;
+  to.run_dir = dir.string(), to.batch_size = o.batch_size, to.max_train_steps = o.steps, to.seed = o.seed;
+  to.checkpointing_steps = o.steps, to.log_every = o.log_every;
+  to.schedule = LrSchedule{.kind = LrSchedule::Kind::Constant, .lr = o.learning_rate};
+  to.ema_decays = {o.ema_decay};
+  to.label_drop_prob = 0.1;
+  const SiTObjective objective{.proj_coeff = m.aligned ? o.proj_coeff : 0.0};
   const nlohmann::json args = {{"job", "irepa-fashion"},
                                {"method", m.key},
                                {"target", m.aligned ? kTarget : "none"},
@@ -206,7 +201,7 @@ Outcome run_method(const CpuContext& ctx, const Options& o, const Method& m, con
                 m.title.c_str(), static_cast<long long>(o.depth), static_cast<long long>(o.hidden_size),
                 static_cast<long long>(o.num_heads), static_cast<long long>(model.num_params()), m.aligned ? kTarget : "none");
     std::fflush(stdout);
-    const auto res = train_sit(ctx, to, model, ds, online, args);
+    const auto res = train(ctx, to, model, objective, ds, online, args);
     Outcome out{m, res.history, res.seconds, res.images_per_second, 0, 0, 0, model.num_params()};
     Model ema(cfg, head);
     ema.params().values().copy_from(res.ema.view());
@@ -216,7 +211,9 @@ Outcome run_method(const CpuContext& ctx, const Options& o, const Method& m, con
                 o.sample_steps, o.cfg_scale);
     std::fflush(stdout);
     const auto y = class_grid_labels(10, o.eval_per_class);  // [10 * per_class], class-major
-    const auto x = sample_sit(ctx, ema, y, static_cast<std::uint64_t>(o.seed), o.sample_steps, o.cfg_scale, to.objective.path);
+    const auto x = sample_sit(ctx, ema, y.cview(), static_cast<std::uint64_t>(o.seed),
+                              SamplerOptions{.kind = SamplerKind::Euler, .num_steps = o.sample_steps, .cfg_scale = o.cfg_scale,
+                                             .path = objective.path});
     out.sample_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     // Grid: the first 10 samples of each class, one row per class.
     const std::int64_t cols = std::min<std::int64_t>(10, o.eval_per_class);

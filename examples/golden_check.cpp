@@ -2,6 +2,9 @@
 // rebuilds what each describes from its metadata `config`, runs our code, prints the worst
 // relative error per tensor group, and exits non-zero when any is above tolerance.
 //
+// The readers live in examples/golden/ (not public headers). A file may borrow its params/ from
+// another file of its folder (config key params_from).
+//
 // Models understood so far: `spatial_metrics`, `encoder:hog` (float32, tolerance 1e-5), `encoder:dinov2`,
 // `encoder:dinov3`, `encoder:pe`, `encoder:sam2`, `SiT-sampler`, `SiT` and `JiT` (any depth, width, heads, patch,
 // kernel size, number of encoders, path / in-context setting; run in double, or in float with
@@ -18,7 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <irepa/check/golden.hpp>
+#include "golden/golden.hpp"
 #include <irepa/io/safetensors.hpp>
 #include <irepa/metrics/spatial.hpp>
 

@@ -16,15 +16,14 @@
 #include <filesystem>
 #include <string>
 
-#include <irepa/irepa.hpp>
 #include <irepa/data/fashion_mnist.hpp>
 #include <irepa/data/shards.hpp>
-#include <irepa/train/jit_trainer.hpp>
+#include <irepa/diffusion/jit_objective.hpp>
+#include <irepa/models/jit.hpp>
+#include <irepa/train/recipes.hpp>
 
 #include "cli_flags.hpp"
-#if defined(IREPA_WITH_CUDA)
-#include "train_jit_cuda.hpp"
-#endif
+#include "train_job.hpp"
 
 namespace {
 
@@ -148,27 +147,42 @@ JiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<Ta
   return c;
 }
 
-JiTTrainerOptions trainer_options(const Options& o) {
-  JiTTrainerOptions t;
+/// The JiT reference's recipe (train/recipes.hpp) with this run's settings, for n images.
+TrainerOptions trainer_options(const Options& o, std::int64_t n) {
+  TrainerOptions t;
   t.run_dir = (std::filesystem::path(o.output_dir) / o.exp_name).string();
-  t.batch_size = o.batch_size, t.epochs = o.epochs, t.max_train_steps = o.max_train_steps, t.seed = o.seed;
+  t.batch_size = o.batch_size, t.max_train_steps = o.max_train_steps, t.seed = o.seed;
   t.checkpointing_steps = o.checkpointing_steps, t.sampling_steps = o.sample_grid_freq, t.resume_step = o.resume_step;
-  t.log_every = o.log_freq, t.num_classes = o.class_num;
-  t.blr = o.blr, t.lr = o.lr, t.min_lr = o.min_lr, t.lr_schedule = o.lr_schedule, t.warmup_epochs = o.warmup_epochs;
-  t.weight_decay = o.weight_decay, t.ema_decay1 = o.ema_decay1, t.ema_decay2 = o.ema_decay2;
-  t.label_drop_prob = o.label_drop_prob, t.hflip = o.hflip;
-  t.objective = {.P_mean = o.P_mean, .P_std = o.P_std, .noise_scale = o.noise_scale, .t_eps = o.t_eps};
+  t.log_every = o.log_freq;
+  apply_jit_recipe(t, JiTRecipe{.epochs = o.epochs, .blr = o.blr, .lr = o.lr, .min_lr = o.min_lr, .lr_schedule = o.lr_schedule,
+                                .warmup_epochs = o.warmup_epochs, .weight_decay = o.weight_decay, .ema_decay1 = o.ema_decay1,
+                                .ema_decay2 = o.ema_decay2, .hflip = o.hflip},
+                   n);
+  t.label_drop_prob = o.label_drop_prob;
+  t.grid = SampleSettings{.steps = o.num_sampling_steps, .heun = o.sampling_method == "heun", .cfg_scale = o.cfg,
+                          .guidance_low = o.interval_min, .guidance_high = o.interval_max};
+  t.classes_in_grid = std::min<std::int64_t>(o.class_num, 10), t.samples_per_class = o.sample_grid_per_class;
+  return t;
+}
+
+JiTObjective objective(const Options& o) {
+  JiTObjective obj{.P_mean = o.P_mean, .P_std = o.P_std, .noise_scale = o.noise_scale, .t_eps = o.t_eps};
   try {
-    t.objective.proj_coeff = std::stod(o.proj_coeff);
+    obj.proj_coeff = std::stod(o.proj_coeff);
   } catch (const std::exception&) {
     fail("irepa-train-jit: --proj_coeff '{}' is not a number (one coefficient: only the cosine loss is implemented)", o.proj_coeff);
   }
-  IREPA_CHECK(o.sampling_method == "heun" || o.sampling_method == "euler",
-              "irepa-train-jit: --sampling_method '{}' is not known (heun or euler)", o.sampling_method);
-  t.sampler = {.num_steps = o.num_sampling_steps, .heun = o.sampling_method == "heun", .cfg_scale = o.cfg,
-               .interval_min = o.interval_min, .interval_max = o.interval_max, .t_eps = o.t_eps};
-  t.classes_in_grid = std::min<std::int64_t>(o.class_num, 10), t.samples_per_class = o.sample_grid_per_class;
-  return t;
+  return obj;
+}
+
+/// The run on the CPU, or on GPU N with --device cuda[:N] (train_cuda.cu).
+template <class Dataset>
+int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choice, const JiTConfig& cfg, const Dataset& ds) {
+  IREPA_CHECK(ds.kind() == "images", "irepa-train-jit: JiT trains on images, but the data holds {}", ds.kind());
+  std::printf("learning rate %.3g (blr %.3g x batch %lld / 256 unless --lr), %lld steps\n", job.options.schedule.lr, o.blr,
+              static_cast<long long>(o.batch_size), static_cast<long long>(job.options.max_train_steps));
+  examples::run_training<examples::JiTFamily>("irepa-train-jit", job, choice, cfg, objective(o), ds);
+  return 0;
 }
 
 }  // namespace
@@ -195,35 +209,16 @@ int main(int argc, char** argv) {
     const int device = cli::parse_device("irepa-train-jit", o.device);
     cli::check_gpu_settings("irepa-train-jit", device >= 0, o.matmul_precision, o.attention);
     const nlohmann::json config_json = cli::resolved(fl);
-    const auto opts = trainer_options(o);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
+    (void)objective(o);  // a bad --proj_coeff or sampler is refused before the data is read
+    IREPA_CHECK(o.sampling_method == "heun" || o.sampling_method == "euler",
+                "irepa-train-jit: --sampling_method '{}' is not known (heun or euler)", o.sampling_method);
     auto run_on = [&](const auto& ds) {
-      const auto online = o.enable_repa ? make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir) : std::vector<TargetEncoder>{};
-      const JiTConfig cfg = model_config(o, ds, online);
-      if (device >= 0) {
-#if defined(IREPA_WITH_CUDA)
-        examples::train_jit_cuda(examples::CudaJiTJob{choice, cfg, static_cast<std::uint64_t>(o.seed), opts, online, config_json, device,
-                                                      parse_matmul_precision(o.matmul_precision), o.attention == "fused"},
-                                 ds);
-        return 0;
-#else
-        fail("irepa-train-jit: --device {} needs a build with CUDA (configure with -DIREPA_ENABLE_CUDA=ON; nvcc was not used here)",
-             o.device);
-#endif
-      }
-      return with_head(choice, [&](auto head) {
-        CpuContext ctx(o.threads);
-        JiT<Dynamic, DynamicPatch, decltype(head), float> model(cfg, head);
-        model.init(static_cast<std::uint64_t>(o.seed));
-        std::printf("JiT %lldx%lld, %lld heads, patch %lld, bottleneck %lld, %lld in-context tokens from block %lld: %lld parameters; "
-                    "%lld images %s; %zu target encoder(s); lr %.3g\n",
-                    static_cast<long long>(model.depth), static_cast<long long>(model.hidden), static_cast<long long>(model.heads),
-                    static_cast<long long>(model.patch), static_cast<long long>(model.bottleneck), static_cast<long long>(model.ctx_len),
-                    static_cast<long long>(model.ctx_start), static_cast<long long>(model.num_params()),
-                    static_cast<long long>(ds.size()), ds.sample_shape().str().c_str(), cfg.z_dims.size(), opts.base_lr());
-        train_jit(ctx, opts, model, ds, online, config_json);
-        return 0;
-      });
+      examples::TrainJob job{.seed = static_cast<std::uint64_t>(o.seed), .options = trainer_options(o, ds.size()), .online = {},
+                             .config = config_json, .threads = o.threads, .device = device,
+                             .precision = parse_matmul_precision(o.matmul_precision), .fused_attention = o.attention == "fused"};
+      if (o.enable_repa) job.online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
+      return run(o, job, choice, model_config(o, ds, job.online), ds);
     };
     if (o.dataset == "fashion-mnist")
       return run_on(data::ImageDataset::fashion_mnist(o.data_path.empty() ? data::kFashionMnistDir : o.data_path));

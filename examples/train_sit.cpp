@@ -12,28 +12,17 @@
 // (model, EMA, optimizer, RNG, config), samples/NNNNNNN.png (EMA model, Euler ODE, when the data
 // has 1 or 3 channels), and a progress line on stdout.
 
-#include "cli_flags.hpp"
-#if defined(IREPA_WITH_CUDA)
-#include "train_sit_cuda.hpp"
-#endif
-
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <map>
-#include <set>
 #include <string>
 
-#include <irepa/irepa.hpp>
 #include <irepa/data/fashion_mnist.hpp>
-#include <irepa/data/loader.hpp>
-#include <irepa/data/sampler.hpp>
 #include <irepa/data/shards.hpp>
-#include <irepa/io/image_grid.hpp>
-#include <irepa/train/checkpoint.hpp>
-#include <irepa/train/logger.hpp>
-#include <irepa/train/optim.hpp>
-#include <irepa/train/sit_trainer.hpp>
+#include <irepa/diffusion/sit_objective.hpp>
+#include <irepa/models/sit.hpp>
+
+#include "cli_flags.hpp"
+#include "train_job.hpp"
 
 namespace {
 
@@ -68,30 +57,28 @@ struct Options {
   std::string encoder_dir;  // ViT encoder weights: <dir>/<name>.safetensors
 };
 
-SiTTrainerOptions trainer_options(const Options& o) {
-  return {.run_dir = (std::filesystem::path(o.output_dir) / o.exp_name).string(),
-          .batch_size = o.batch_size,
-          .max_train_steps = o.max_train_steps,
-          .seed = o.seed,
-          .checkpointing_steps = o.checkpointing_steps,
-          .sampling_steps = o.sampling_steps,
-          .resume_step = o.resume_step,
-          .log_every = o.log_every,
-          .num_classes = o.num_classes,
-          .learning_rate = o.learning_rate,
-          .adam_beta1 = o.adam_beta1,
-          .adam_beta2 = o.adam_beta2,
-          .adam_weight_decay = o.adam_weight_decay,
-          .adam_epsilon = o.adam_epsilon,
-          .max_grad_norm = o.max_grad_norm,
-          .ema_decay = o.ema_decay,
-          .ema_update_freq = o.ema_update_freq,
-          .cfg_prob = o.cfg_prob,
-          .objective = {.path = parse_path_type(o.path_type), .weighting = parse_time_sampling(o.weighting), .proj_coeff = o.proj_coeff},
-          .classes_in_grid = std::min<std::int64_t>(o.num_classes, 10),
-          .samples_per_class = o.samples_per_class,
-          .sample_steps = o.sample_steps,
-          .cfg_scale = o.cfg_scale};
+/// The reference's SiT recipe with this run's settings (TrainerOptions' defaults are that recipe).
+TrainerOptions trainer_options(const Options& o) {
+  TrainerOptions t;
+  t.run_dir = (std::filesystem::path(o.output_dir) / o.exp_name).string();
+  t.batch_size = o.batch_size, t.max_train_steps = o.max_train_steps, t.seed = o.seed;
+  t.checkpointing_steps = o.checkpointing_steps, t.sampling_steps = o.sampling_steps, t.resume_step = o.resume_step;
+  t.log_every = o.log_every;
+  t.adamw = AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = o.adam_epsilon,
+                         .weight_decay = o.adam_weight_decay};
+  t.schedule = LrSchedule{.kind = LrSchedule::Kind::Constant, .lr = o.learning_rate};
+  t.max_grad_norm = o.max_grad_norm;
+  t.ema_decays = {o.ema_decay};
+  t.ema_update_freq = o.ema_update_freq;
+  t.label_drop_prob = o.cfg_prob;
+  t.grid = SampleSettings{.steps = o.sample_steps, .heun = false, .cfg_scale = o.cfg_scale};
+  t.classes_in_grid = std::min<std::int64_t>(o.num_classes, 10);
+  t.samples_per_class = o.samples_per_class;
+  return t;
+}
+
+SiTObjective objective(const Options& o) {
+  return {.path = parse_path_type(o.path_type), .weighting = parse_time_sampling(o.weighting), .proj_coeff = o.proj_coeff};
 }
 
 using cli::Flag;
@@ -176,21 +163,11 @@ SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<Ta
   return c;
 }
 
-/// --device cuda[:N]: the run on a GPU (train_sit_cuda.cu).
+/// The run on the CPU, or on GPU N with --device cuda[:N] (train_cuda.cu).
 template <class Dataset>
-int train_on_gpu(const Options& o, const HeadChoice& choice, const SiTConfig& cfg, const std::vector<TargetEncoder>& online,
-                 const nlohmann::json& config_json, const Dataset& ds) {
-  const int device = cli::parse_device("irepa-train", o.device);
-#if defined(IREPA_WITH_CUDA)
-  examples::CudaTrainJob job{choice, cfg, static_cast<std::uint64_t>(o.seed), trainer_options(o), online, config_json, device,
-                             parse_matmul_precision(o.matmul_precision), o.attention == "fused"};
-  examples::train_sit_cuda(job, ds);
+int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choice, const SiTConfig& cfg, const Dataset& ds) {
+  examples::run_training<examples::SiTFamily>("irepa-train", job, choice, cfg, objective(o), ds);
   return 0;
-#else
-  (void)choice, (void)cfg, (void)online, (void)config_json, (void)ds, (void)device;
-  fail("irepa-train: --device {} needs a build with CUDA (configure with -DIREPA_ENABLE_CUDA=ON; nvcc was not used here)",
-       o.device);
-#endif
 }
 
 }  // namespace
@@ -216,20 +193,11 @@ int main(int argc, char** argv) {
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
-      const auto online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
-      const SiTConfig cfg = model_config(o, ds, online);
-      if (o.device != "cpu") return train_on_gpu(o, choice, cfg, online, config_json, ds);
-      return with_head(choice, [&](auto head) {
-        CpuContext ctx(o.threads);
-        SiT<Dynamic, DynamicPatch, decltype(head), float> model(cfg, head);
-        model.init(static_cast<std::uint64_t>(o.seed));
-        std::printf("SiT %lldx%lld, %lld heads, patch %lld: %lld parameters; %lld samples of %s %s; %zu target encoder(s)\n",
-                    static_cast<long long>(model.depth), static_cast<long long>(model.hidden), static_cast<long long>(model.heads),
-                    static_cast<long long>(model.patch), static_cast<long long>(model.num_params()), static_cast<long long>(ds.size()),
-                    ds.kind().c_str(), ds.sample_shape().str().c_str(), cfg.z_dims.size());
-        train_sit(ctx, trainer_options(o), model, ds, online, config_json);
-        return 0;
-      });
+      examples::TrainJob job{.seed = static_cast<std::uint64_t>(o.seed), .options = trainer_options(o), .online = {},
+                             .config = config_json, .threads = o.threads, .device = cli::parse_device("irepa-train", o.device),
+                             .precision = parse_matmul_precision(o.matmul_precision), .fused_attention = o.attention == "fused"};
+      job.online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
+      return run(o, job, choice, model_config(o, ds, job.online), ds);
     };
     if (o.dataset == "fashion-mnist") return run_on(data::ImageDataset::fashion_mnist(o.data_dir.empty() ? data::kFashionMnistDir : o.data_dir));
     IREPA_CHECK(o.dataset == "shards", "irepa-train: --dataset '{}' is not known; expected shards or fashion-mnist", o.dataset);

@@ -29,8 +29,9 @@ build)
   cmake --build build/gpu
   rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib" "$bundle/golden"
   cp build/gpu/tests/cuda/test_cuda_* "$bundle/tests/"
-  # The SiT and JiT golden files test_cuda_sit runs on the GPU (the GPU machine may not have ../shared).
-  cp "${IREPA_GOLDEN_DIR:-../shared/golden}"/{sit,jit}_*.safetensors tests/data/golden/sit_*.safetensors "$bundle/golden/"
+  # The SiT, JiT and sampler golden files test_cuda_sit runs on the GPU (the GPU machine may not have ../shared).
+  cp "${IREPA_GOLDEN_DIR:-../shared/golden}"/{sit,jit}_*.safetensors "${IREPA_GOLDEN_DIR:-../shared/golden}"/samplers_sit.safetensors \
+    tests/data/golden/sit_*.safetensors "$bundle/golden/"
   cp build/gpu/benchmarks/irepa-bench-* "$bundle/bench/" 2>/dev/null || true
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "irepa/diffusion/sit_loss.hpp"
+#include "irepa/diffusion/objective.hpp"
 #include "test_support.hpp"
 
 namespace irepa::test {
@@ -26,11 +26,13 @@ struct RandomBatch {
   Tensor<T> x, t, noise;
   Tensor<std::int64_t> y;
   std::vector<Tensor<T>> zs;
-  SiTBatch<T> batch() const {
-    SiTBatch<T> b{x, y, {}};
+  HostBatch<T> host() const {
+    HostBatch<T> b{x, y, {}};
     for (const auto& z : zs) b.zs.push_back(z);
     return b;
   }
+  /// On the CPU (the model's device in these tests), labels checked against `label_rows`.
+  Batch<T> batch(std::int64_t label_rows) const { return upload_batch(CpuContext{1}, host(), label_rows); }
 };
 
 template <class Model>

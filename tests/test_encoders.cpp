@@ -1,7 +1,7 @@
 // Target encoders: the weight-free HOG encoder against the reference's golden file and
 // scikit-image cases (tests/data/golden/hog_extra_*), its name parsing, and what HOG means.
 
-#include <irepa/check/golden.hpp>
+#include "golden/golden.hpp"
 #include <irepa/models/hog.hpp>
 
 #include <map>

@@ -5,12 +5,14 @@
 
 #include <filesystem>
 
-#include "irepa/check/golden.hpp"
+#include <cstring>
+
+#include "golden/golden.hpp"
 #include "irepa/check/gradient_check.hpp"
-#include "irepa/diffusion/jit_loss.hpp"
+#include "irepa/diffusion/jit_objective.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/jit.hpp"
-#include "irepa/train/jit_trainer.hpp"
+#include "irepa/train/recipes.hpp"
 #include "model_test_support.hpp"
 #include "test_support.hpp"
 
@@ -80,17 +82,15 @@ void gradient_check_whole_model(Head head, JiTConfig cfg) {
   check::GradCheckOptions opt;
   opt.max_elements = 6;
   opt.step = 1e-4;
+  const CpuContext ctx;
+  const auto batch = data.batch(m.label_rows());
   const auto report = check::gradient_check(
       [&] {
         Tensor<double> out(Shape{1});
-        out[0] = jit_loss(CpuContext{}, m, obj, data.batch(), data.t, data.noise, false).total;
+        out[0] = objective_step(ctx, m, obj, batch, data.t, data.noise, 1.0, /*backward=*/false).losses(ctx).total;
         return out;
       },
-      [&](const std::vector<Tensor<double>>& g) {
-        JiTObjective o = obj;
-        o.grad_scale = g[0][0];
-        jit_loss(CpuContext{}, m, o, data.batch(), data.t, data.noise, true);
-      },
+      [&](const std::vector<Tensor<double>>& g) { objective_step(ctx, m, obj, batch, data.t, data.noise, /*grad_scale=*/g[0][0]); },
       targets, opt);
   INFO(report.report());
   REQUIRE(report.ok());
@@ -155,8 +155,9 @@ TEST_CASE("JiT: a fixed size gives the same numbers as Dynamic with the same val
   dyn.params().values().copy_from(fixed.params().values());
   const auto data = random_batch(fixed, 2);
   JiTObjective obj;
-  const auto a = jit_loss(CpuContext{}, fixed, obj, data.batch(), data.t, data.noise);
-  const auto b = jit_loss(CpuContext{}, dyn, obj, data.batch(), data.t, data.noise);
+  const CpuContext ctx;
+  const auto a = objective_step(ctx, fixed, obj, data.batch(fixed.label_rows()), data.t, data.noise).losses(ctx);
+  const auto b = objective_step(ctx, dyn, obj, data.batch(dyn.label_rows()), data.t, data.noise).losses(ctx);
   CHECK(a.total == b.total);
   CHECK(test::rel_error(fixed.params().grads(), dyn.params().grads()) == 0.0);
   CHECK(a.total > 0);
@@ -208,13 +209,31 @@ TEST_CASE("JiT training: weight decay skips biases and 1-D tensors, as the refer
   CHECK_FALSE(jit_decays("blocks.0.attn.qkv.bias", Shape{96}));
   CHECK_FALSE(jit_decays("blocks.0.attn.q_norm.weight", Shape{16}));
   CHECK_FALSE(jit_decays("final_layer.norm_final.weight", Shape{64}));
-  JiTTrainerOptions o;
+  JiTRecipe r;
+  CHECK(r.base_lr(64) == 5e-5 * 64 / 256);  // blr * batch / 256
+  CHECK(r.steps_per_epoch(1000, 64) == 15);
+  TrainerOptions o;
   o.batch_size = 64;
-  CHECK(o.base_lr() == 5e-5 * 64 / 256);  // blr * batch / 256
-  o.lr = 1e-3;
-  CHECK(o.base_lr() == 1e-3);
-  CHECK(o.steps_per_epoch(1000) == 15);
-  CHECK(o.total_steps(1000) == 200 * 15);
+  o.max_train_steps = 0;  // from the epochs
+  apply_jit_recipe(o, r, 1000);
+  CHECK(o.max_train_steps == 200 * 15);
+  CHECK(o.schedule.kind == LrSchedule::Kind::WarmupConstant);
+  CHECK(o.schedule.warmup_steps == 5 * 15);
+  CHECK(o.schedule.at(0) == 0.0);  // the reference sets the rate from the 0-based iteration
+  CHECK(o.schedule.at(75) == Approx(5e-5 * 64 / 256));
+  CHECK((o.adamw.beta1 == 0.9 && o.adamw.beta2 == 0.95 && o.adamw.decay("a.bias", Shape{4}) == false));
+  CHECK(o.ema_decays == std::vector<double>{0.9999, 0.9996});
+  CHECK(std::isinf(o.max_grad_norm));  // no clipping: the norm is logged
+  CHECK(o.hflip);
+  r.lr = 1e-3, r.lr_schedule = "cosine";
+  o.max_train_steps = 40;
+  apply_jit_recipe(o, r, 1000);
+  CHECK(o.schedule.lr == 1e-3);
+  CHECK(o.max_train_steps == 40);
+  CHECK(o.schedule.kind == LrSchedule::Kind::WarmupCosine);
+  CHECK(o.schedule.total_steps == 76);  // past the warm-up, so the cosine has a length
+  r.lr_schedule = "step";
+  REQUIRE_IREPA_ERROR(apply_jit_recipe(o, r, 1000), "'step' is not known");
 }
 
 TEST_CASE("JiT: model names and configuration errors", "[jit]") {
@@ -239,9 +258,11 @@ TEST_CASE("JiT: model names and configuration errors", "[jit]") {
   auto data = random_batch(m, 2);
   data.y[1] = cfg.num_classes + 1;
   REQUIRE_IREPA_ERROR(m.forward(CpuContext{}, data.x, data.t, data.y), "index 5", "5 rows");  // 4 classes + the null row
+  REQUIRE_IREPA_ERROR(data.batch(m.label_rows()), "label 5 at position 1", "5 label rows");
   data = random_batch(m, 2);
   data.zs[0] = test::randn<double>(Shape{2, 9, 8});
-  REQUIRE_IREPA_ERROR(jit_loss(CpuContext{}, m, JiTObjective{}, data.batch(), data.t, data.noise), "target features 0");
+  REQUIRE_IREPA_ERROR(objective_step(CpuContext{}, m, JiTObjective{}, data.batch(m.label_rows()), data.t, data.noise),
+                      "target features 0");
 }
 
 TEST_CASE("JiT: save and load round-trip, and a file of another model is named", "[jit]") {
@@ -350,4 +371,21 @@ TEST_CASE("JiT in-context token ops: prepend and its backward and slicing tokens
   REQUIRE_IREPA_ERROR(ops::prepend_context<double>(ctx, emb, bad_pos, x, out.view()), "in-context positions have shape [3, 5]");
   REQUIRE_IREPA_ERROR(ops::prepend_context<double>(ctx, emb, pos, x, bad_out.view()), "output");
   REQUIRE_IREPA_ERROR(ops::slice_tokens<double>(ctx, out, L + 3, small.view()), "do not fit");
+}
+
+TEST_CASE("JiT: the sampling forward (infer) gives the training forward's output bit for bit", "[jit]") {
+  for (const std::int64_t start : {0, 1, 2}) {  // in-context tokens from the first, a middle and the last block
+    auto cfg = small_config();
+    cfg.in_context_start = start;
+    JiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>, float> m(cfg);
+    randomize(m, 0.5);
+    const auto data = random_batch(m, 3);
+    const CpuContext ctx(2);
+    const auto cache = m.forward(ctx, data.x, data.t, data.y);
+    const auto out = m.infer(ctx, data.x, data.t, data.y);
+    INFO("in-context start " << start);
+    REQUIRE(out.shape() == cache.output().shape());
+    CHECK(std::memcmp(out.data(), cache.output().data(), sizeof(float) * static_cast<std::size_t>(out.numel())) == 0);
+    CHECK(test::rel_error(out, Tensor<float>(out.shape(), 0.0f)) > 0.0);  // not a zero image
+  }
 }

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "irepa/check/golden.hpp"
+#include "golden/golden.hpp"
 #include "irepa/diffusion/samplers.hpp"
 #include "test_support.hpp"
 
@@ -59,7 +59,8 @@ TEST_CASE("with the exact velocity of Gaussian data, the samplers reproduce its 
   const auto z = test::randn<double>({N, 2});
   Tensor<std::int64_t> y(Shape{N});
   y.fill(0);
-  const VelocityFn f = [&](ConstView<double> x, double t, ConstView<std::int64_t>) { return g.velocity(x, t); };
+  const VelocityFn<double> f = [&](ConstView<double> x, double t, ConstView<std::int64_t>) { return g.velocity(x, t); };
+  const CpuContext ctx(2);
   Philox noise_rng(test::rng().seed() + 17);
   for (auto [kind, steps] : {std::pair{SamplerKind::Euler, 200}, std::pair{SamplerKind::Heun, 40},
                              std::pair{SamplerKind::EulerMaruyama, 250}}) {
@@ -67,7 +68,7 @@ TEST_CASE("with the exact velocity of Gaussian data, the samplers reproduce its 
     o.kind = kind;
     o.num_steps = steps;
     o.path = path;
-    const auto x = sample(f, z, y, o, philox_noise(noise_rng));
+    const auto x = sample<double>(ctx, f, z, y, o, philox_noise<double>(ctx, noise_rng));
     double m[2] = {0, 0}, c[2][2] = {{0, 0}, {0, 0}};
     for (std::int64_t b = 0; b < N; ++b)
       for (int i = 0; i < 2; ++i) m[i] += x(b, i) / static_cast<double>(N);
@@ -87,7 +88,7 @@ TEST_CASE("with the exact velocity of Gaussian data, the samplers reproduce its 
 TEST_CASE("classifier-free guidance doubles the batch and applies only inside its interval", "[samplers]") {
   // v = 1 for class 3, v = -2 for the null class (7), everywhere: each guided Euler step moves
   // x by dt (v_null + s (v_cond - v_null)), each unguided one by dt v_cond.
-  const VelocityFn f = [](ConstView<double> x, double, ConstView<std::int64_t> labels) {
+  const VelocityFn<double> f = [](ConstView<double> x, double, ConstView<std::int64_t> labels) {
     Tensor<double> v(x.shape());
     const std::int64_t per = x.numel() / x.size(0);
     for (std::int64_t b = 0; b < x.size(0); ++b)
@@ -103,11 +104,14 @@ TEST_CASE("classifier-free guidance doubles the batch and applies only inside it
   o.cfg_scale = 2.5;
   o.guidance_high = 0.6;
   o.null_class = 7;
-  const auto x = sample(f, x0, y, o);
+  const CpuContext ctx(1);
+  const auto x = sample<double>(ctx, f, x0, y, o);
   const double guided = -2.0 + 2.5 * (1.0 - -2.0);
   const double expect_shift = -0.25 * (1.0 + 1.0 + guided + guided);
   for (std::int64_t i = 0; i < x.numel(); ++i) CHECK(x[i] == Approx(x0[i] + expect_shift).epsilon(1e-12));
 
-  REQUIRE_IREPA_ERROR(sample(f, x0, y, SamplerOptions{.kind = SamplerKind::EulerMaruyama, .num_steps = 3}), "noise source");
+  REQUIRE_IREPA_ERROR(sample<double>(ctx, f, x0, y, SamplerOptions{.kind = SamplerKind::EulerMaruyama, .num_steps = 3}), "noise source");
+  y[1] = 8;  // neither a class below the null one nor the null class
+  REQUIRE_IREPA_ERROR(sample<double>(ctx, f, x0, y, o), "label 8 at position 1", "0..7");
   REQUIRE_IREPA_ERROR(parse_sampler("ddim"), "'ddim'", "euler, heun or euler_maruyama");
 }

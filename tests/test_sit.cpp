@@ -2,9 +2,11 @@
 // every parameter gradient), fixed sizes against Dynamic, whole-model gradient checks on fresh
 // random shapes, initialisation, save / load, and the errors users see.
 
+#include <cstring>
 #include <filesystem>
 
-#include "irepa/check/golden.hpp"
+#include "golden/golden.hpp"
+#include "irepa/diffusion/sit_objective.hpp"
 #include "irepa/check/gradient_check.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/sit.hpp"
@@ -79,17 +81,15 @@ void gradient_check_whole_model(Head head, SiTConfig cfg, PathType path) {
   });
   check::GradCheckOptions opt;
   opt.max_elements = 6;  // a random subset of each tensor: every parameter tensor is visited
+  const CpuContext ctx;
+  const auto batch = data.batch(m.label_rows());
   const auto report = check::gradient_check(
       [&] {
         Tensor<double> out(Shape{1});
-        out[0] = sit_loss(CpuContext{}, m, obj, data.batch(), data.t, data.noise, false).total;
+        out[0] = objective_step(ctx, m, obj, batch, data.t, data.noise, 1.0, /*backward=*/false).losses(ctx).total;
         return out;
       },
-      [&](const std::vector<Tensor<double>>& g) {
-        SiTObjective o = obj;
-        o.grad_scale = g[0][0];
-        sit_loss(CpuContext{}, m, o, data.batch(), data.t, data.noise, true);
-      },
+      [&](const std::vector<Tensor<double>>& g) { objective_step(ctx, m, obj, batch, data.t, data.noise, /*grad_scale=*/g[0][0]); },
       targets, opt);
   INFO(report.report());
   REQUIRE(report.ok());
@@ -141,12 +141,13 @@ TEST_CASE("SiT: a fixed size gives the same numbers as Dynamic with the same val
   const auto data = random_batch(fixed, 2);
   SiTObjective obj;
   obj.proj_coeff = 1.0;
-  const auto a = sit_loss(CpuContext{}, fixed, obj, data.batch(), data.t, data.noise);
-  const auto b = sit_loss(CpuContext{}, dyn, obj, data.batch(), data.t, data.noise);
-  CHECK(a.total == b.total);
+  const CpuContext ctx;
+  const auto a = objective_step(ctx, fixed, obj, data.batch(fixed.label_rows()), data.t, data.noise);
+  const auto b = objective_step(ctx, dyn, obj, data.batch(dyn.label_rows()), data.t, data.noise);
+  CHECK(a.losses(ctx).total == b.losses(ctx).total);
   CHECK(test::rel_error(a.cache.output(), b.cache.output()) == 0.0);
   CHECK(test::rel_error(fixed.params().grads(), dyn.params().grads()) == 0.0);
-  CHECK(a.total > 0);  // a real loss, not a degenerate zero
+  CHECK(a.losses(ctx).total > 0);  // a real loss, not a degenerate zero
 }
 
 TEST_CASE("SiT: parameter names are the reference's state_dict names", "[sit]") {
@@ -292,21 +293,25 @@ TEST_CASE("SiT: wrong configurations and inputs are errors that say what was exp
     auto data = random_batch(m, 2);
     const auto wrong = test::randn<double>(Shape{2, 3, 8, 8});
     REQUIRE_IREPA_ERROR(m.forward(CpuContext{}, wrong, data.t, data.y), "[2, 3, 8, 8]", "expected [B, 3, 6, 6]");
+    const CpuContext ctx;
     data.y[1] = 6;
-    REQUIRE_IREPA_ERROR(sit_loss(CpuContext{}, m, SiTObjective{}, data.batch(), data.t, data.noise), "index 6",
-                        "6 rows");
+    REQUIRE_IREPA_ERROR(data.batch(m.label_rows()), "label 6 at position 1", "6 label rows");
+    // Past the upload's check (a batch uploaded for a larger table), the embedding names the index.
+    const auto unchecked = data.batch(100);
+    REQUIRE_IREPA_ERROR(objective_step(ctx, m, SiTObjective{}, unchecked, data.t, data.noise), "index 6", "6 rows");
     data.y[1] = 0;
-    auto b = data.batch();
+    auto b = data.batch(m.label_rows());
     b.zs.pop_back();
-    REQUIRE_IREPA_ERROR(sit_loss(CpuContext{}, m, SiTObjective{}, b, data.t, data.noise), "1 target feature tensors",
-                        "2 projectors");
+    REQUIRE_IREPA_ERROR(objective_step(ctx, m, SiTObjective{}, b, data.t, data.noise), "1 target feature tensors", "2 projectors");
   }
   SECTION("a NaN loss") {
     SiT<Dynamic, DynamicPatch, REPAHead, double> m(cfg);
     randomize(m);
     auto data = random_batch(m, 2);
     data.x[5] = std::numeric_limits<double>::quiet_NaN();
-    REQUIRE_IREPA_ERROR(sit_loss(CpuContext{}, m, SiTObjective{}, data.batch(), data.t, data.noise), "not finite");
+    const CpuContext ctx;
+    REQUIRE_IREPA_ERROR(objective_step(ctx, m, SiTObjective{}, data.batch(m.label_rows()), data.t, data.noise).losses(ctx),
+                        "not finite");
   }
 }
 
@@ -436,4 +441,74 @@ TEST_CASE("SiT: the device-generic helpers on the CPU (chunks, unpatchify, broad
   CHECK(std::equal(a.params().grads().data(), a.params().grads().data() + a.num_params(), host.params().grads().data()));
   b.copy_params_from(host);
   CHECK(std::equal(a.params().values().data(), a.params().values().data() + a.num_params(), b.params().values().data()));
+}
+
+TEST_CASE("The golden checker reads params/ borrowed from another file (params_from), and names a bad borrow", "[sit][golden]") {
+  const auto src = extra_golden_dir() / "sit_extra_patch4_conv5_three_encoders.safetensors";
+  const auto dir = std::filesystem::temp_directory_path() / ("irepa_params_from_" + std::to_string(test::rng().seed()));
+  std::filesystem::create_directories(dir);
+  io::SafeTensorsFile f(src.string());
+  // The parameters alone in one file, everything else in another that names it.
+  io::SafeTensorsWriter params, rest;
+  for (const auto& [k, v] : f.metadata()) params.set_metadata(k, v);
+  auto cfg = golden::config_of(f);
+  cfg["params_from"] = "the_params.safetensors";
+  for (const auto& [k, v] : f.metadata()) rest.set_metadata(k, k == "config" ? cfg.dump() : v);
+  for (const auto& name : f.names()) {
+    auto& w = name.starts_with("params/") ? params : rest;
+    if (f.info(name).dtype == DType::I64)
+      w.add<std::int64_t>(name, f.load<std::int64_t>(name));
+    else
+      w.add<double>(name, f.load<double>(name));
+  }
+  params.write((dir / "the_params.safetensors").string());
+  rest.write((dir / "borrowing.safetensors").string());
+  const auto want = golden::check_sit<double>(f, 1e-9);
+  const auto got = golden::check_sit<double>(io::SafeTensorsFile((dir / "borrowing.safetensors").string()), 1e-9);
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    INFO(got[i].name);
+    CHECK(got[i].name == want[i].name);
+    CHECK(got[i].rel == want[i].rel);
+    CHECK(got[i].ok());
+  }
+  // A borrow from a file that is not there, and a file that names a borrow but holds params/ itself.
+  std::filesystem::rename(dir / "the_params.safetensors", dir / "moved.safetensors");
+  REQUIRE_IREPA_ERROR(golden::check_sit<double>(io::SafeTensorsFile((dir / "borrowing.safetensors").string()), 1e-9),
+                      "borrows its params/ from", "does not exist");
+  io::SafeTensorsWriter both;
+  for (const auto& [k, v] : f.metadata()) both.set_metadata(k, k == "config" ? golden::config_of(f).dump() : v);
+  auto cfg2 = golden::config_of(f);
+  cfg2["params_from"] = "moved.safetensors";
+  both.set_metadata("config", cfg2.dump());
+  for (const auto& name : f.names())
+    if (f.info(name).dtype != DType::I64) both.add<double>(name, f.load<double>(name));
+  both.write((dir / "both.safetensors").string());
+  REQUIRE_IREPA_ERROR(golden::check_sit<double>(io::SafeTensorsFile((dir / "both.safetensors").string()), 1e-9), "names params_from",
+                      "holds 'params/");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("SiT: the sampling forward (infer) gives the training forward's output bit for bit, with far less memory", "[sit]") {
+  auto cfg = small_config();
+  cfg.kernel_size = 3;
+  cfg.depth = 4;
+  cfg.encoder_depth = 2;
+  SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float> m(cfg);
+  randomize(m);
+  const auto data = random_batch(m, 3);
+  const CpuContext ctx(2);
+  const std::size_t before = Cpu::memory_stats().in_use;
+  Cpu::reset_peak();
+  const auto cache = m.forward(ctx, data.x, data.t, data.y);
+  const std::size_t train_peak = Cpu::memory_stats().peak_in_use - before;
+  Cpu::reset_peak();
+  const std::size_t before_infer = Cpu::memory_stats().in_use;
+  const auto out = m.infer(ctx, data.x, data.t, data.y);
+  const std::size_t infer_peak = Cpu::memory_stats().peak_in_use - before_infer;
+  REQUIRE(out.shape() == cache.output().shape());
+  CHECK(std::memcmp(out.data(), cache.output().data(), sizeof(float) * static_cast<std::size_t>(out.numel())) == 0);
+  INFO("training forward " << train_peak << " bytes, infer " << infer_peak);
+  CHECK(infer_peak * 2 < train_peak);  // four blocks: the cache holds all of them, infer one at a time
+  CHECK(infer_peak > 0);
 }

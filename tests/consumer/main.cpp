@@ -48,7 +48,8 @@ int main() {
   data.normal(dino.view());
   data.randint(labels.view(), 0, 1000);
   irepa::Philox noise(1);
-  auto step = irepa::sit_loss(ctx, model, obj, {lat, labels, {dino}}, noise);
+  const auto batch = irepa::upload_batch(ctx, irepa::HostBatch<float>{lat, labels, {dino}}, model.label_rows());
+  const auto step = irepa::objective_step(ctx, model, obj, batch, noise).losses(ctx);
   const bool sit_ok = std::isfinite(step.total) && step.total > 0;
   std::printf("SiT-S/2 iREPA: %lld parameters, loss %.4f (denoising %.4f, alignment %.4f)\n",
               static_cast<long long>(model.num_params()), step.total, step.denoising, step.alignment);

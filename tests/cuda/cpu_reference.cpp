@@ -9,6 +9,7 @@
 #include "irepa/ops/reduce.hpp"
 #include "irepa/ops/attention.hpp"
 #include "irepa/ops/conv.hpp"
+#include "irepa/ops/diffusion.hpp"
 #include "irepa/ops/embedding.hpp"
 #include "irepa/ops/linear.hpp"
 #include "irepa/ops/modulate.hpp"
@@ -231,6 +232,80 @@ AdamWRun adamw_steps(const T2& p0, const std::vector<T2>& grads, std::int64_t n0
   out.ema1 = copy(e1.values().data());
   out.exp_avg_sq = copy(adamw.exp_avg_sq().data());
   return out;
+}
+
+void sit_interpolate(const T2& x, const T2& noise, const T2& t, PathType path, T2& model_input, T2& target) {
+  model_input = T2(x.shape()), target = T2(x.shape());
+  ops::sit_interpolate<double>(cpu(), x, noise, t, path, model_input.view(), target.view());
+}
+double mse_per_image(const T2& out, const T2& target, double grad_scale, T2& per_sample, T2& dout) {
+  per_sample = T2(Shape{target.size(0)}), dout = T2(target.shape());
+  T2 loss(Shape{1});
+  ops::mse_per_image<double>(cpu(), out, target, grad_scale, per_sample.view(), dout.view(), loss.view());
+  return loss[0];
+}
+void jit_interpolate(const T2& x, const T2& noise, const T2& t, double t_eps, T2& z, T2& target_v) {
+  z = T2(x.shape()), target_v = T2(x.shape());
+  ops::jit_interpolate<double>(cpu(), x, noise, t, t_eps, z.view(), target_v.view());
+}
+double jit_velocity_mse(const T2& out, const T2& z, const T2& target_v, const T2& t, double t_eps, double grad_scale, T2& v_pred,
+                        T2& dout) {
+  v_pred = T2(z.shape()), dout = T2(z.shape());
+  T2 loss(Shape{1});
+  ops::jit_velocity_mse<double>(cpu(), out, z, target_v, t, t_eps, grad_scale, v_pred.view(), dout.view(), loss.view());
+  return loss[0];
+}
+T2 lognormal_time(const T2& n, PathType path) {
+  T2 t(n.shape());
+  ops::lognormal_time<double>(cpu(), n, path, t.view());
+  return t;
+}
+T2 logit_normal_time(const T2& n, double P_mean, double P_std) {
+  T2 t(n.shape());
+  ops::logit_normal_time<double>(cpu(), n, P_mean, P_std, t.view());
+  return t;
+}
+T2 euler_update(const T2& x, const T2& d, double h) {
+  T2 out(x.shape());
+  ops::euler_update<double>(cpu(), x, d, h, out.view());
+  return out;
+}
+T2 heun_update(const T2& x, const T2& d1, const T2& d2, double h, bool half_each) {
+  T2 out(x.shape());
+  ops::heun_update<double>(cpu(), x, d1, d2, h, half_each ? ops::HeunForm::HalfEach : ops::HeunForm::HalfSum, out.view());
+  return out;
+}
+T2 cfg_combine(const T2& d, double scale) {
+  Shape s = d.shape();
+  s[0] /= 2;
+  T2 out(s);
+  ops::cfg_combine<double>(cpu(), d, scale, out.view());
+  return out;
+}
+T2 sde_drift(const T2& v, const T2& x, double r, double var, double w) {
+  T2 out(v.shape());
+  ops::sde_drift<double>(cpu(), v, x, r, var, w, out.view());
+  return out;
+}
+T2 sde_step(const T2& x, const T2& d, const T2& eps, double dt, double w) {
+  T2 out = x.clone();
+  ops::sde_step<double>(cpu(), out.view(), d, eps, dt, w);
+  return out;
+}
+T2 velocity_from_x(const T2& x_pred, const T2& z, double k) {
+  T2 v(z.shape());
+  ops::velocity_from_x<double>(cpu(), x_pred, z, k, v.view());
+  return v;
+}
+double row_mean(const T2& s, double factor) {
+  T2 out(Shape{1});
+  ops::row_mean<double>(cpu(), s, factor, out.view());
+  return out[0];
+}
+T2 loss_totals(const T2& scalars, double coeff) {
+  T2 s = scalars.clone();
+  ops::loss_totals(cpu(), s.view(), s.numel() - 3, coeff);
+  return s;
 }
 
 }  // namespace cpu_ref

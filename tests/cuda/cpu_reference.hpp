@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "irepa/core/tensor.hpp"
+#include "irepa/diffusion/interpolant.hpp"
 
 namespace cpu_ref {
 
@@ -59,6 +60,26 @@ void attention(const T2& qkv, std::int64_t heads, const T2& dout, T2& out, T2& d
 /// [T, hd/2], interleaved or half-split).
 void attention_qk(const T2& qkv, std::int64_t heads, const T2& qw, const T2& kw, const T2& cos, const T2& sin, bool interleaved,
                   const T2& dout, T2& out, T2& dqkv, T2& dqw, T2& dkw);
+
+/// The diffusion objectives' and samplers' ops (ops/cpu/diffusion.hpp), and the cosine
+/// reduction and loss totals (ops/cpu/reduce.hpp), in double.
+void sit_interpolate(const T2& x, const T2& noise, const T2& t, irepa::PathType path, T2& model_input, T2& target);
+/// per_sample [B], dout, and the loss.
+double mse_per_image(const T2& out, const T2& target, double grad_scale, T2& per_sample, T2& dout);
+void jit_interpolate(const T2& x, const T2& noise, const T2& t, double t_eps, T2& z, T2& target_v);
+double jit_velocity_mse(const T2& out, const T2& z, const T2& target_v, const T2& t, double t_eps, double grad_scale, T2& v_pred,
+                        T2& dout);
+T2 lognormal_time(const T2& n, irepa::PathType path);
+T2 logit_normal_time(const T2& n, double P_mean, double P_std);
+T2 euler_update(const T2& x, const T2& d, double h);
+T2 heun_update(const T2& x, const T2& d1, const T2& d2, double h, bool half_each);
+T2 cfg_combine(const T2& d, double scale);
+T2 sde_drift(const T2& v, const T2& x, double r, double var, double w);
+T2 sde_step(const T2& x, const T2& d, const T2& eps, double dt, double w);
+T2 velocity_from_x(const T2& x_pred, const T2& z, double k);
+double row_mean(const T2& s, double factor);
+/// [total, denoising, alignment, per encoder] with denoising and the per-encoder losses given.
+T2 loss_totals(const T2& scalars, double coeff);
 
 /// AdamW (lr, weight decay on the first n0 values only) with EMAs 0.999 and 0.9 fused, over
 /// the given gradients, each step clipped to norm 1: the arena's values, EMAs and exp_avg_sq after.

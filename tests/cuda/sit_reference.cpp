@@ -2,7 +2,9 @@
 
 #include "sit_reference.hpp"
 
-#include "irepa/diffusion/sit_loss.hpp"
+#include "irepa/diffusion/sit_objective.hpp"
+#include "irepa/data/shards.hpp"
+#include "irepa/train/recipes.hpp"
 
 namespace sit_ref {
 
@@ -30,9 +32,10 @@ Result run_in(const Case& c) {
   m.params().values().copy_from(cast<T>(c.params).cview());
   m.params().zero_grad();
   const Tensor<T> x = cast<T>(c.x), t = cast<T>(c.t), noise = cast<T>(c.noise), z = cast<T>(c.z);
-  const SiTBatch<T> batch{x, c.y, {z.cview()}};
-  const auto st = sit_loss(ctx, m, SiTObjective{}, batch, t.cview(), noise.cview());
-  Result r{st.total, st.denoising, st.alignment, widen<T>(st.cache.output()), widen<T>(st.cache.projected(0)),
+  const auto batch = upload_batch(ctx, HostBatch<T>{x, c.y, {z.cview()}}, m.label_rows());
+  const auto st = objective_step(ctx, m, SiTObjective{}, batch, t.cview(), noise.cview());
+  const StepLosses l = st.losses(ctx);
+  Result r{l.total, l.denoising, l.alignment, widen<T>(st.cache.output()), widen<T>(st.cache.projected(0)),
            widen<T>(m.params().grads()), {}, {}};
   for (const auto& e : m.params().entries()) {
     r.offsets.push_back(e.offset);
@@ -95,12 +98,11 @@ irepa::SiTConfig train_model_config() {
   return c;
 }
 
-irepa::SiTTrainerOptions train_options(const std::string& run_dir) {
-  irepa::SiTTrainerOptions o;
+irepa::TrainerOptions train_options(const std::string& run_dir) {
+  irepa::TrainerOptions o;
   o.run_dir = run_dir, o.batch_size = 5, o.max_train_steps = 20, o.seed = 3, o.checkpointing_steps = 10, o.log_every = 10;
-  o.num_classes = 10, o.learning_rate = 1e-3, o.ema_decay = 0.9, o.quiet = true;
-  o.sampling_steps = 10, o.samples_per_class = 2, o.sample_steps = 4;  // a grid at steps 10 and 20
-  o.objective.proj_coeff = 1.0;
+  o.schedule.lr = 1e-3, o.ema_decays = {0.9}, o.quiet = true;
+  o.sampling_steps = 10, o.samples_per_class = 2, o.grid.steps = 4;  // a grid at steps 10 and 20
   return o;
 }
 
@@ -110,7 +112,7 @@ std::vector<double> train_losses_cpu(const std::string& shards, const std::strin
   data::ShardedDataset ds(shards);
   SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float> m(train_model_config());
   m.init(3);
-  const auto r = train_sit(ctx, train_options(run_dir), m, ds, {}, nlohmann::json::object());
+  const auto r = train(ctx, train_options(run_dir), m, train_objective(), ds, {}, nlohmann::json::object());
   std::vector<double> losses;
   for (const auto& h : r.history) losses.push_back(h.total);
   return losses;
@@ -126,13 +128,12 @@ irepa::JiTConfig jit_train_model_config() {
   return c;
 }
 
-irepa::JiTTrainerOptions jit_train_options(const std::string& run_dir) {
-  irepa::JiTTrainerOptions o;
+irepa::TrainerOptions jit_train_options(const std::string& run_dir) {
+  irepa::TrainerOptions o;
   o.run_dir = run_dir, o.batch_size = 5, o.max_train_steps = 20, o.seed = 3, o.checkpointing_steps = 10, o.log_every = 10;
-  o.num_classes = 10, o.lr = 1e-3, o.warmup_epochs = 1, o.quiet = true;
-  o.hflip = false;  // the shards hold stored features
-  o.sampling_steps = 10, o.classes_in_grid = 4, o.samples_per_class = 2, o.sampler.num_steps = 3;
-  o.objective.proj_coeff = 1.0;
+  o.quiet = true;
+  irepa::apply_jit_recipe(o, irepa::JiTRecipe{.lr = 1e-3, .warmup_epochs = 1, .hflip = false}, 24);  // the shards hold stored features
+  o.sampling_steps = 10, o.classes_in_grid = 4, o.samples_per_class = 2, o.grid = {.steps = 3, .heun = true};
   return o;
 }
 
@@ -142,7 +143,7 @@ std::vector<double> jit_train_losses_cpu(const std::string& shards, const std::s
   data::ShardedDataset ds(shards);
   JiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float> m(jit_train_model_config());
   m.init(3);
-  const auto r = train_jit(ctx, jit_train_options(run_dir), m, ds, {}, nlohmann::json::object());
+  const auto r = train(ctx, jit_train_options(run_dir), m, jit_train_objective(), ds, {}, nlohmann::json::object());
   std::vector<double> losses;
   for (const auto& h : r.history) losses.push_back(h.total);
   return losses;

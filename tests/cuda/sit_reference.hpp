@@ -8,8 +8,11 @@
 #include <vector>
 
 #include "irepa/core/tensor.hpp"
+#include "irepa/diffusion/jit_objective.hpp"
+#include "irepa/diffusion/sit_objective.hpp"
+#include "irepa/models/jit.hpp"
 #include "irepa/models/sit.hpp"
-#include "irepa/train/sit_trainer.hpp"
+#include "irepa/train/trainer.hpp"
 
 namespace sit_ref {
 
@@ -45,17 +48,17 @@ namespace sit_ref {
 void write_shards(const std::string& dir, std::uint64_t seed);
 /// The trainer test's run on the CPU (float): the total loss of every step.
 std::vector<double> train_losses_cpu(const std::string& shards, const std::string& run_dir);
-/// The trainer test's model and options (both devices use these).
+/// The trainer test's model, options and objective (both devices use these).
 irepa::SiTConfig train_model_config();
-irepa::SiTTrainerOptions train_options(const std::string& run_dir);
+irepa::TrainerOptions train_options(const std::string& run_dir);
+inline irepa::SiTObjective train_objective() { return irepa::SiTObjective{.proj_coeff = 1.0}; }
 }  // namespace sit_ref
-
-#include "irepa/train/jit_trainer.hpp"
 
 namespace sit_ref {
 /// The JiT trainer test: a small JiT (in-context tokens entering at block 1, aligned after
 /// block 2, so both token paths run) on the same shards, its options, and the CPU run's losses.
 irepa::JiTConfig jit_train_model_config();
-irepa::JiTTrainerOptions jit_train_options(const std::string& run_dir);
+irepa::TrainerOptions jit_train_options(const std::string& run_dir);
+inline irepa::JiTObjective jit_train_objective() { return irepa::JiTObjective{.proj_coeff = 1.0}; }
 std::vector<double> jit_train_losses_cpu(const std::string& shards, const std::string& run_dir);
 }  // namespace sit_ref

@@ -2,8 +2,11 @@
 // RoPE), the same-padded conv, the patch embedding, unpatchify and adaLN chunking, the label
 // and timestep embeddings, the alignment reductions (token mean / std, SpatialNorm, cosine, L2
 // norm), adaLN
-// modulate / gated residual, LayerNorm, RMSNorm, the linear layer (cuBLAS), attention and the
-// optimizer passes, forward and backward, at several shapes (not all equal, not powers of two),
+// modulate / gated residual, LayerNorm, RMSNorm, the linear layer (cuBLAS), attention, the
+// optimizer passes (norm and clip factor kept on the device), the diffusion objectives' and
+// samplers' steps (interpolation, MSE and its gradient, training times, Euler / Heun / guidance /
+// SDE updates), the cosine reduction and loss totals, and the Philox fills (the host's bits),
+// forward and backward, at several shapes (not all equal, not powers of two),
 // in float (relative error <= 1e-5) and double (<= 1e-12); the mixed-precision bf16 linear at
 // <= 2e-2. Inputs are fresh random draws each run; the seed is printed so that a failure can be
 // replayed with IREPA_TEST_SEED.
@@ -12,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -21,11 +25,13 @@
 #include "irepa/ops/cuda/activation.cuh"
 #include "irepa/ops/cuda/attention.cuh"
 #include "irepa/ops/cuda/conv.cuh"
+#include "irepa/ops/cuda/diffusion.cuh"
 #include "irepa/ops/cuda/embedding.cuh"
 #include "irepa/ops/cuda/linear.cuh"
 #include "irepa/ops/cuda/modulate.cuh"
 #include "irepa/ops/cuda/norm.cuh"
 #include "irepa/ops/cuda/optim.cuh"
+#include "irepa/ops/cuda/random.cuh"
 #include "irepa/ops/cuda/reduce.cuh"
 #include "irepa/ops/cuda/rope.cuh"
 #include "irepa/ops/cuda/tensor_ops.cuh"
@@ -305,11 +311,30 @@ void conv_and_embeddings(const CudaContext& ctx, std::int64_t B, std::int64_t H,
   std::copy_n(dt0.data(), dt0.numel(), dtable.data());
   Tensor<T, Cuda> e_(Shape{B * 3, Co});
   auto dtable_ = dev<T>(ctx, dt0);
-  ops::embedding_forward<T>(ctx, dev<T>(ctx, table), idx, e_.view());
+  const auto idx_ = to_device<std::int64_t>(ctx, idx.cview());  // labels live on the device with the batch
+  ops::embedding_forward<T>(ctx, dev<T>(ctx, table), idx_.cview(), e_.view());
   expect_close(ctx, "embedding_forward", e_, cpu_ref::embedding_forward(table, idx));
   cpu_ref::embedding_backward(idx, dyl, dtable);
-  ops::embedding_backward<T>(ctx, idx, dev<T>(ctx, dyl), dtable_.view());
+  ops::embedding_backward<T>(ctx, idx_.cview(), dev<T>(ctx, dyl), dtable_.view());
   expect_close(ctx, "embedding_backward (accumulated, repeated labels)", dtable_, dtable);
+  {  // An index past the table (one the upload's check would have refused) gives a NaN row and adds nothing.
+    Tensor<std::int64_t> bad(Shape{2});
+    bad[0] = 3, bad[1] = 12;
+    const auto bad_ = to_device<std::int64_t>(ctx, bad.cview());
+    Tensor<T, Cuda> eb_(Shape{2, Co});
+    ops::embedding_forward<T>(ctx, dev<T>(ctx, table), bad_.cview(), eb_.view());
+    const Tensor<T> eb = to_host<T>(ctx, eb_.cview());
+    const Tensor<T> before = to_host<T>(ctx, dtable_.cview());
+    ops::embedding_backward<T>(ctx, bad_.cview(), dev<T>(ctx, randn(Shape{2, Co})), dtable_.view());
+    const Tensor<T> after = to_host<T>(ctx, dtable_.cview());
+    bool ok = true;
+    for (std::int64_t c = 0; c < Co; ++c) ok = ok && eb[c] == static_cast<T>(table[3 * Co + c]) && std::isnan(eb[Co + c]);
+    for (std::int64_t i = 0; i < after.numel(); ++i) ok = ok && (i / Co == 3 || after[i] == before[i]);
+    ++checks;
+    if (!ok) ++failures;
+    std::printf("%-6s %-58s %s\n", std::is_same_v<T, float> ? "float" : "double", "embedding: an index past the table is a NaN row",
+                ok ? "ok" : "FAILED");
+  }
   Tensor<double> t(Shape{B * 3});
   Philox(seed, 99).uniform(t.view(), 0.0, 1.0);
   for (const std::int64_t dim : {std::int64_t{256}, std::int64_t{33}}) {
@@ -513,8 +538,11 @@ void optimizer(const CudaContext& ctx, std::int64_t n0, std::int64_t n1) {
   for (int step = 1; step <= 3; ++step) {
     const auto k = static_cast<std::size_t>(step - 1);
     const auto g_ = dev<T>(ctx, grads[k]);
-    const double norm = std::sqrt(ops::grad_sq_sum<T>(ctx, g_.view()));
-    const double clip = std::min(1.0, 1.0 / (norm + 1e-6));  // torch's clip_grad_norm_ factor, max norm 1
+    // The norm and the clip factor stay on the device; the update reads the factor there.
+    Tensor<double, Cuda> sq_(Shape{1}), norm_(Shape{1}), clip_(Shape{1});
+    ops::grad_sq_sum<T>(ctx, g_.view(), sq_.view());
+    ops::clip_scale(ctx, sq_.cview(), 1.0, norm_.view(), clip_.view());
+    const double clip = to_host<double>(ctx, clip_.cview())[0];  // read back here only to check it
     ++checks;
     if (!(std::abs(clip - want.clip[k]) <= (std::is_same_v<T, float> ? 1e-6 : 1e-13) * want.clip[k]) || !(clip < 1.0)) {
       ++failures;
@@ -522,12 +550,12 @@ void optimizer(const CudaContext& ctx, std::int64_t n0, std::int64_t n1) {
     }
     const double bc1 = 1 - std::pow(defaults.beta1, step), bc2 = 1 - std::pow(defaults.beta2, step);
     ops::AdamWCoefficients c = defaults;
-    c.step_size = lr / bc1, c.bc2_sqrt = std::sqrt(bc2), c.keep = 1 - lr * wd, c.grad_scale = clip;
+    c.step_size = lr / bc1, c.bc2_sqrt = std::sqrt(bc2), c.keep = 1 - lr * wd;
     auto seg = [](auto& t, std::int64_t off, std::int64_t len) { return t.view().slice(0, off, len); };
-    ops::adamw_ema_update<T>(ctx, seg(p_, 0, n0), seg(g_, 0, n0), seg(m_, 0, n0), seg(v_, 0, n0), c, {e0_.data(), 0.999},
-                             {e1_.data(), 0.9});
+    ops::adamw_ema_update<T>(ctx, seg(p_, 0, n0), seg(g_, 0, n0), seg(m_, 0, n0), seg(v_, 0, n0), c, clip_.cview(),
+                             {e0_.data(), 0.999}, {e1_.data(), 0.9});
     c.keep = 1;  // b.bias: not decayed
-    ops::adamw_ema_update<T>(ctx, seg(p_, n0, n1), seg(g_, n0, n1), seg(m_, n0, n1), seg(v_, n0, n1), c,
+    ops::adamw_ema_update<T>(ctx, seg(p_, n0, n1), seg(g_, n0, n1), seg(m_, n0, n1), seg(v_, n0, n1), c, clip_.cview(),
                              {e0_.data() + n0, 0.999}, {e1_.data() + n0, 0.9});
   }
   expect_close(ctx, "adamw_ema_update values after 3 clipped steps", p_, want.values);
@@ -536,8 +564,152 @@ void optimizer(const CudaContext& ctx, std::int64_t n0, std::int64_t n1) {
   expect_close(ctx, "adamw_ema_update exp_avg_sq", v_, want.exp_avg_sq);
 }
 
+/// A device scalar against the CPU double value.
+void expect_scalar(const CudaContext& ctx, const std::string& what, ConstView<double, Cuda> got, double want, double tol) {
+  const double g = to_host<double>(ctx, got)[0];
+  ++checks;
+  const double rel = std::abs(g - want) / std::max(std::abs(want), 1e-300);
+  const bool ok = want != 0 && rel <= tol;
+  if (!ok) ++failures;
+  std::printf("%-6s %-58s rel %.2e (tol %.0e) %s\n", "scalar", what.c_str(), rel, tol, ok ? "ok" : "FAILED");
+}
+
+/// The objectives' steps: SiT's interpolant (both paths) and per-image MSE with its gradient,
+/// JiT's interpolation (t near 1: the t_eps clamp) and velocity MSE, the training times; the
+/// cosine reduction and the loss totals.
+template <class T>
+void objectives(const CudaContext& ctx, std::int64_t B, std::int64_t C, std::int64_t H) {
+  const Shape xs{B, C, H, H};
+  const std::string tag = " " + xs.str();
+  const double ltol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+  const auto x = randn(xs), noise = randn(xs), out = randn(xs);
+  Tensor<double> t(Shape{B});
+  Philox(seed, 31).uniform(t.view(), 0.0, 1.0);
+  t[0] = 0.99;  // JiT: 1 - t below t_eps
+  const auto x_ = dev<T>(ctx, x), n_ = dev<T>(ctx, noise), t_ = dev<T>(ctx, t), out_ = dev<T>(ctx, out);
+  for (const PathType path : {PathType::Linear, PathType::Cosine}) {
+    Tensor<double> mi, tg, ps, dout;
+    cpu_ref::sit_interpolate(x, noise, t, path, mi, tg);
+    Tensor<T, Cuda> mi_(xs), tg_(xs), ps_(Shape{B}), dout_(xs);
+    ops::sit_interpolate<T>(ctx, x_, n_, t_, path, mi_.view(), tg_.view());
+    const std::string p = path == PathType::Linear ? " linear" : " cosine";
+    expect_close(ctx, "sit_interpolate model input" + p + tag, mi_, mi);
+    expect_close(ctx, "sit_interpolate target" + p + tag, tg_, tg);
+    const double loss = cpu_ref::mse_per_image(out, tg, 0.7, ps, dout);
+    Tensor<double, Cuda> loss_(Shape{1});
+    ops::mse_per_image<T>(ctx, out_, dev<T>(ctx, tg), 0.7, ps_.view(), dout_.view(), loss_.view());
+    expect_close(ctx, "mse_per_image per-sample" + p + tag, ps_, ps);
+    expect_close(ctx, "mse_per_image d(output), grad scale 0.7" + p + tag, dout_, dout);
+    expect_scalar(ctx, "mse_per_image loss" + p + tag, loss_.cview(), loss, ltol);
+  }
+  {
+    Tensor<double> z, tv, vp, dout;
+    cpu_ref::jit_interpolate(x, noise, t, 0.05, z, tv);
+    Tensor<T, Cuda> z_(xs), tv_(xs), vp_(xs), dout_(xs);
+    Tensor<double, Cuda> loss_(Shape{1});
+    ops::jit_interpolate<T>(ctx, x_, n_, t_, 0.05, z_.view(), tv_.view());
+    expect_close(ctx, "jit_interpolate z" + tag, z_, z);
+    expect_close(ctx, "jit_interpolate target velocity (t_eps clamp)" + tag, tv_, tv);
+    const double loss = cpu_ref::jit_velocity_mse(out, z, tv, t, 0.05, 1.3, vp, dout);
+    ops::jit_velocity_mse<T>(ctx, out_, dev<T>(ctx, z), dev<T>(ctx, tv), t_, 0.05, 1.3, vp_.view(), dout_.view(), loss_.view());
+    expect_close(ctx, "jit_velocity_mse v_pred" + tag, vp_, vp);
+    expect_close(ctx, "jit_velocity_mse d(output), grad scale 1.3" + tag, dout_, dout);
+    expect_scalar(ctx, "jit_velocity_mse loss" + tag, loss_.cview(), loss, ltol);
+  }
+  {  // training times from normal draws (double in, T out)
+    const auto n = randn(Shape{B});
+    const auto n_ = to_device<double>(ctx, n.cview());
+    Tensor<T, Cuda> tt_(Shape{B});
+    for (const PathType path : {PathType::Linear, PathType::Cosine}) {
+      ops::lognormal_time<T>(ctx, n_.cview(), path, tt_.view());
+      expect_close(ctx, std::string("lognormal_time ") + (path == PathType::Linear ? "linear" : "cosine"), tt_,
+                   cpu_ref::lognormal_time(n, path));
+    }
+    ops::logit_normal_time<T>(ctx, n_.cview(), -0.8, 0.8, tt_.view());
+    expect_close(ctx, "logit_normal_time (-0.8, 0.8)", tt_, cpu_ref::logit_normal_time(n, -0.8, 0.8));
+  }
+  {  // the cosine reduction: the alignment loss from per-row similarities, and the totals
+    const std::int64_t rows = B * H * H;
+    const auto sims = randn(Shape{rows}, 0.3);
+    Tensor<double, Cuda> v_(Shape{1});
+    ops::row_mean<T>(ctx, dev<T>(ctx, sims), -1.0, v_.view());
+    expect_scalar(ctx, "row_mean (negative mean cosine) over " + std::to_string(rows) + " rows", v_.cview(), cpu_ref::row_mean(sims, -1.0),
+                  ltol);
+    const auto scalars = randn(Shape{5});  // total, denoising, alignment (overwritten), two encoders
+    const auto want = cpu_ref::loss_totals(scalars, 0.5);
+    auto s_ = to_device<double>(ctx, scalars.cview());
+    ops::loss_totals(ctx, s_.view(), 2, 0.5);
+    expect_close<double>(ctx, "loss_totals: total and alignment mean", s_, want, 1e-15);
+  }
+}
+
+/// The sampler updates on [B, C, H, W] states against the CPU's.
+template <class T>
+void sampler_updates(const CudaContext& ctx, std::int64_t B, std::int64_t C, std::int64_t H) {
+  const Shape xs{B, C, H, H}, x2s{2 * B, C, H, H};
+  const std::string tag = " " + xs.str();
+  const auto x = randn(xs), d1 = randn(xs), d2 = randn(xs), eps = randn(xs), dd = randn(x2s);
+  const auto x_ = dev<T>(ctx, x), d1_ = dev<T>(ctx, d1), d2_ = dev<T>(ctx, d2);
+  Tensor<T, Cuda> o_(xs);
+  ops::euler_update<T>(ctx, x_, d1_, -0.0625, o_.view());
+  expect_close(ctx, "euler_update" + tag, o_, cpu_ref::euler_update(x, d1, -0.0625));
+  for (const bool half_each : {true, false}) {
+    ops::heun_update<T>(ctx, x_, d1_, d2_, 0.125, half_each ? ops::HeunForm::HalfEach : ops::HeunForm::HalfSum, o_.view());
+    expect_close(ctx, std::string("heun_update ") + (half_each ? "0.5 d1 + 0.5 d2" : "0.5 (d1 + d2)") + tag, o_,
+                 cpu_ref::heun_update(x, d1, d2, 0.125, half_each));
+  }
+  ops::cfg_combine<T>(ctx, dev<T>(ctx, dd), 1.8, o_.view());
+  expect_close(ctx, "cfg_combine of the doubled batch, scale 1.8" + tag, o_, cpu_ref::cfg_combine(dd, 1.8));
+  const PathCoefficients k = interpolant(PathType::Linear, 0.37);
+  const double r = k.alpha / k.d_alpha, var = k.sigma * k.sigma - r * k.d_sigma * k.sigma;
+  ops::sde_drift<T>(ctx, d1_, x_, r, var, 0.74, o_.view());
+  expect_close(ctx, "sde_drift at t 0.37" + tag, o_, cpu_ref::sde_drift(d1, x, r, var, 0.74));
+  auto s_ = dev<T>(ctx, x);
+  ops::sde_step<T>(ctx, s_.view(), d1_, dev<T>(ctx, eps), -0.04, 0.74);
+  expect_close(ctx, "sde_step" + tag, s_, cpu_ref::sde_step(x, d1, eps, -0.04, 0.74));
+  ops::velocity_from_x<T>(ctx, d1_, x_, 1 / 0.3, o_.view());
+  expect_close(ctx, "velocity_from_x" + tag, o_, cpu_ref::velocity_from_x(d1, x, 1 / 0.3));
+}
+
+/// Philox fills on the device: the host's values bit for bit (uniform and normal, float and
+/// double, lengths that end mid-block, a generator already advanced), and the same position after.
+template <class T>
+void random_fills(const CudaContext& ctx, std::int64_t n) {
+  for (const int kind : {0, 1}) {
+    Philox host(seed, 77), device(seed, 77);
+    host.set_position(5), device.set_position(5);
+    Tensor<T> want(Shape{n});
+    Tensor<T, Cuda> got_(Shape{n});
+    for (int draw = 0; draw < 2; ++draw) {  // two draws in a row: the second starts where the first ended
+      if (kind == 0) {
+        host.uniform(want.view(), T(-1), T(3));
+        ops::random_uniform<T>(ctx, device, got_.view(), T(-1), T(3));
+      } else {
+        host.normal(want.view(), T(0.5), T(2));
+        ops::random_normal<T>(ctx, device, got_.view(), T(0.5), T(2));
+      }
+    }
+    const Tensor<T> got = to_host<T>(ctx, got_.cview());
+    ++checks;
+    const bool same = std::memcmp(got.data(), want.data(), sizeof(T) * static_cast<std::size_t>(n)) == 0 &&
+                      host.position() == device.position();
+    if (!same) ++failures;
+    std::printf("%-6s %-58s %s\n", std::is_same_v<T, float> ? "float" : "double",
+                (std::string(kind ? "random_normal" : "random_uniform") + " n " + std::to_string(n) + ": the host's bits").c_str(),
+                same ? "ok" : "FAILED");
+  }
+}
+
 template <class T>
 void all(const CudaContext& ctx) {
+  objectives<T>(ctx, 3, 4, 8);
+  objectives<T>(ctx, 16, 4, 32);  // SiT's 32 x 32 latents
+  objectives<T>(ctx, 2, 3, 64);   // JiT's pixels
+  sampler_updates<T>(ctx, 3, 4, 8);
+  sampler_updates<T>(ctx, 64, 4, 32);
+  random_fills<T>(ctx, 1);
+  random_fills<T>(ctx, 1027);
+  random_fills<T>(ctx, 3 * 4 * 32 * 32);
   activations<T>(ctx, Shape{3, 17, 40});
   activations<T>(ctx, Shape{2, 256, 3072});
   swiglu_and_rope<T>(ctx, 2, 3, 5, 2, 8);

@@ -9,9 +9,12 @@
 // Then the trainer on the GPU (train_sit with the model, AdamW and EMA there) on small image
 // shards: each step's loss against the CPU run's, and a run resumed from its step-10 checkpoint
 // ending bit-identical to the one that went straight through (sample grids, drawn on the GPU, too).
-// Last, every SiT golden file (../shared/golden and tests/data/golden, or the folders named on the
-// command line) runs in float on the GPU: outputs, losses and every gradient within 1e-4 of the
-// reference's float64 values, the bound the CPU float path is held to.
+// A trainer step on the GPU moves nothing between host and device but its batch going up, and a
+// flush only the logged scalars coming back (the context's transfer bytes are counted).
+// Last, every SiT and JiT golden file (../shared/golden and tests/data/golden, or the folders
+// named on the command line) runs in float on the GPU: outputs, losses and every gradient
+// within 1e-4 of the reference's float64 values, the bound the CPU float path is held to; and
+// the sampler file's runs, with the sampler's state on the GPU.
 
 #include <chrono>
 #include <cmath>
@@ -26,12 +29,13 @@
 #include <vector>
 
 #include "cuda_test_support.hpp"
-#include "irepa/check/golden_jit.hpp"
-#include "irepa/check/golden_sit.hpp"
+#include "golden/objectives.hpp"
+#include "irepa/data/shards.hpp"
+#include "golden/samplers.hpp"
 #include "irepa/core/rng.hpp"
-#include "irepa/diffusion/sit_loss.hpp"
+#include "irepa/diffusion/sit_objective.hpp"
 #include "irepa/train/optim.hpp"
-#include "irepa/train/sit_trainer.hpp"
+#include "irepa/train/trainer.hpp"
 #include "sit_reference.hpp"
 
 using namespace irepa;
@@ -78,6 +82,7 @@ int golden_files(const CudaContext& ctx, const std::filesystem::path& dir) {
     if (!(name.starts_with("sit_") || jit) || e.path().extension() != ".safetensors" || name.find("sampler") != std::string::npos)
       continue;
     io::SafeTensorsFile f(e.path().string());
+    if (f.metadata("model") != std::optional<std::string>(jit ? "JiT" : "SiT")) continue;
     const auto rows = jit ? golden::check_jit_on<float>(f, 1e-4, ctx) : golden::check_sit_on<float>(f, 1e-4, ctx);
     double worst = 0;
     for (const auto& r : rows) {
@@ -127,9 +132,12 @@ int main(int argc, char** argv) {
   c.y = Tensor<std::int64_t>(Shape{B});
   rng.randint(c.y.view(), 0, 1001);  // 1000: the null class
 
-  const SiTBatch<float> batch{c.x, c.y, {c.z.cview()}};
+  const auto batch = upload_batch(ctx, HostBatch<float>{c.x, c.y, {c.z.cview()}}, m.label_rows());
+  const auto t_dev = to_device(ctx, c.t.cview()), noise_dev = to_device(ctx, c.noise.cview());
+  auto step = [&] { return objective_step(ctx, m, SiTObjective{}, batch, t_dev.cview(), noise_dev.cview()); };
   const auto t0 = std::chrono::steady_clock::now();
-  const auto st = sit_loss(ctx, m, SiTObjective{}, batch, c.t.cview(), c.noise.cview());
+  const auto sc = step();
+  const StepLosses st = sc.losses(ctx);
   const Tensor<float> grads = to_host<float>(ctx, m.params().grads());
   const double gpu_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto ref = sit_ref::run(c, true);
@@ -142,8 +150,8 @@ int main(int argc, char** argv) {
   expect_close("denoising loss", scalar_err(st.denoising, ref.denoising), scalar_err(cpu.denoising, ref.denoising));
   expect_close("alignment loss", scalar_err(st.alignment, ref.alignment), scalar_err(cpu.alignment, ref.alignment));
   {
-    const auto out = widen(to_host(ctx, st.cache.output()).cview());
-    const auto zhat = widen(to_host(ctx, st.cache.projected(0)).cview());
+    const auto out = widen(to_host(ctx, sc.cache.output()).cview());
+    const auto zhat = widen(to_host(ctx, sc.cache.projected(0)).cview());
     expect_close("model output", rel(out, ref.out), rel(cpu.out, ref.out));
     expect_close("projected tokens", rel(zhat, ref.zhat), rel(cpu.zhat, ref.zhat));
   }
@@ -165,7 +173,8 @@ int main(int argc, char** argv) {
   for (const auto& [precision, tol] : {std::pair{MatmulPrecision::bf16, 2e-2}, std::pair{MatmulPrecision::tf32, 5e-3}}) {
     ctx.set_matmul_precision(precision);
     fill(ctx, m.params().grads(), 0.0f);
-    const auto sp = sit_loss(ctx, m, SiTObjective{}, batch, c.t.cview(), c.noise.cview());
+    const auto spc = step();
+    const StepLosses sp = spc.losses(ctx);
     const auto gp = widen(to_host<float>(ctx, m.params().grads()).cview());
     const std::string p(to_string(precision));
     auto expect_within = [&](const std::string& what, double err) {
@@ -175,7 +184,7 @@ int main(int argc, char** argv) {
     expect_within("total loss", scalar_err(sp.total, ref.total));
     expect_within("denoising loss", scalar_err(sp.denoising, ref.denoising));
     expect_within("alignment loss", scalar_err(sp.alignment, ref.alignment));
-    expect_within("model output", rel(widen(to_host(ctx, sp.cache.output()).cview()), ref.out));
+    expect_within("model output", rel(widen(to_host(ctx, spc.cache.output()).cview()), ref.out));
     double worst_p = 0;
     for (std::size_t i = 0; i < ref.names.size(); ++i) {
       const std::int64_t b = ref.offsets[i], e = i + 1 < ref.offsets.size() ? ref.offsets[i + 1] : gp.numel();
@@ -189,10 +198,11 @@ int main(int argc, char** argv) {
   {  // the fused attention kernels: still float32 throughout, so the float bound holds
     ctx.set_fused_attention(true);
     fill(ctx, m.params().grads(), 0.0f);
-    const auto sf = sit_loss(ctx, m, SiTObjective{}, batch, c.t.cview(), c.noise.cview());
+    const auto sfc = step();
+    const StepLosses sf = sfc.losses(ctx);
     const auto gf = widen(to_host<float>(ctx, m.params().grads()).cview());
     expect_close("fused attention: total loss", scalar_err(sf.total, ref.total), scalar_err(cpu.total, ref.total));
-    expect_close("fused attention: model output", rel(widen(to_host(ctx, sf.cache.output()).cview()), ref.out), rel(cpu.out, ref.out));
+    expect_close("fused attention: model output", rel(widen(to_host(ctx, sfc.cache.output()).cview()), ref.out), rel(cpu.out, ref.out));
     for (std::size_t i = 0; i < ref.names.size(); ++i) {
       const std::int64_t b = ref.offsets[i], e = i + 1 < ref.offsets.size() ? ref.offsets[i + 1] : gf.numel();
       expect_close(("fused attention: grad " + ref.names[i]).c_str(), rel(gf, ref.grads, b, e), rel(cpu.grads, ref.grads, b, e));
@@ -222,6 +232,43 @@ int main(int argc, char** argv) {
     std::printf("grad norm %.6g (clip %.4g); AdamW step against the CPU: %.2g, EMA %.2g\n", gn, clip, ep, ee);
   }
 
+  // A trainer step moves only its batch up; a flush brings back only the logged scalars.
+  {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("irepa_cuda_transfers_" + std::to_string(seed));
+    TrainerOptions o;
+    o.run_dir = dir.string(), o.batch_size = B, o.max_train_steps = 10, o.log_every = 10, o.quiet = true;
+    Trainer<Model, SiTObjective> trainer(ctx, o, m, SiTObjective{.proj_coeff = 1.0}, nlohmann::json::object());
+    const std::int64_t batch_bytes = c.x.numel() * 4 + c.y.numel() * 8 + c.z.numel() * 4;
+    for (int s = 0; s < 3; ++s) {
+      Tensor<std::int64_t> labels = c.y.clone();
+      ctx.synchronize();
+      ctx.reset_transfers();
+      trainer.step(c.x.cview(), labels.view(), {c.z.cview()});
+      ctx.synchronize();
+      const TransferStats t = ctx.transfers();
+      IREPA_CUDA_EXPECT(t.uploads == 3 && t.upload_bytes == batch_bytes && t.downloads == 0 && t.download_bytes == 0,
+                        "trainer step %d: %lld uploads of %lld bytes (the batch is 3 of %lld), %lld downloads of %lld bytes (expected none)",
+                        s + 1, static_cast<long long>(t.uploads), static_cast<long long>(t.upload_bytes), static_cast<long long>(batch_bytes),
+                        static_cast<long long>(t.downloads), static_cast<long long>(t.download_bytes));
+    }
+    ctx.reset_transfers();
+    trainer.flush();
+    const TransferStats f = ctx.transfers();
+    using Steps = Trainer<Model, SiTObjective>;
+    const std::int64_t flush_bytes = 3 * Steps::kLogColumns * 8;  // 3 steps of 4 doubles
+    IREPA_CUDA_EXPECT(f.downloads == 1 && f.download_bytes == flush_bytes && f.uploads == 0,
+                      "flush of 3 steps: %lld downloads of %lld bytes, %lld uploads (expected one of %lld bytes, none up)",
+                      static_cast<long long>(f.downloads), static_cast<long long>(f.download_bytes), static_cast<long long>(f.uploads),
+                      static_cast<long long>(flush_bytes));
+    IREPA_CUDA_EXPECT(trainer.history().size() == 3 && std::isfinite(trainer.history().back().total),
+                      "flush: %zu records, the last loss %g", trainer.history().size(),
+                      trainer.history().empty() ? NAN : trainer.history().back().total);
+    std::printf("trainer step on the GPU: %lld bytes up (the batch), nothing down; a flush of 3 steps: %lld bytes down\n",
+                static_cast<long long>(batch_bytes), static_cast<long long>(f.download_bytes));
+    fs::remove_all(dir);
+  }
+
   // The trainer: GPU losses against the CPU's, and resume on the GPU bit-identical.
   {
     namespace fs = std::filesystem;
@@ -230,14 +277,14 @@ int main(int argc, char** argv) {
     const auto cpu_losses = sit_ref::train_losses_cpu((dir / "shards").string(), (dir / "cpu").string());
     data::ShardedDataset ds((dir / "shards").string());
     using Small = SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float, Cuda>;
-    auto train = [&](const std::string& name, std::int64_t resume) {
+    auto run = [&](const std::string& name, std::int64_t resume) {
       Small sm(sit_ref::train_model_config());
       sm.init(3);
       auto o = sit_ref::train_options((dir / name).string());
       o.resume_step = resume;
-      return train_sit(ctx, o, sm, ds, {}, nlohmann::json::object());
+      return train(ctx, o, sm, sit_ref::train_objective(), ds, {}, nlohmann::json::object());
     };
-    const auto straight = train("straight", 0);
+    const auto straight = run("straight", 0);
     double worst = 0;
     for (std::size_t i = 0; i < straight.history.size() && i < cpu_losses.size(); ++i)
       worst = std::max(worst, std::abs(straight.history[i].total - cpu_losses[i]) / std::abs(cpu_losses[i]));
@@ -246,7 +293,7 @@ int main(int argc, char** argv) {
     IREPA_CUDA_EXPECT(worst <= 1e-3, "trainer: GPU loss differs from the CPU run's by %.3g (relative) at worst", worst);
     fs::create_directories(dir / "resumed" / "checkpoints");
     fs::copy_file(dir / "straight" / "checkpoints" / "0000010.safetensors", dir / "resumed" / "checkpoints" / "0000010.safetensors");
-    const auto resumed = train("resumed", 10);
+    const auto resumed = run("resumed", 10);
     bool same = resumed.ema.numel() == straight.ema.numel();
     for (std::int64_t i = 0; same && i < straight.ema.numel(); ++i) same = resumed.ema[i] == straight.ema[i];
     IREPA_CUDA_EXPECT(same, "trainer: the EMA after resuming at step 10 differs from the straight run's");
@@ -286,14 +333,14 @@ int main(int argc, char** argv) {
     const auto cpu_losses = sit_ref::jit_train_losses_cpu((dir / "shards").string(), (dir / "cpu").string());
     data::ShardedDataset ds((dir / "shards").string());
     using Small = JiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float, Cuda>;
-    auto train = [&](const std::string& name, std::int64_t resume) {
+    auto run = [&](const std::string& name, std::int64_t resume) {
       Small sm(sit_ref::jit_train_model_config());
       sm.init(3);
       auto o = sit_ref::jit_train_options((dir / name).string());
       o.resume_step = resume;
-      return train_jit(ctx, o, sm, ds, {}, nlohmann::json::object());
+      return train(ctx, o, sm, sit_ref::jit_train_objective(), ds, {}, nlohmann::json::object());
     };
-    const auto straight = train("straight", 0);
+    const auto straight = run("straight", 0);
     double worst = 0;
     for (std::size_t i = 0; i < straight.history.size() && i < cpu_losses.size(); ++i)
       worst = std::max(worst, std::abs(straight.history[i].total - cpu_losses[i]) / std::abs(cpu_losses[i]));
@@ -302,7 +349,7 @@ int main(int argc, char** argv) {
     IREPA_CUDA_EXPECT(worst <= 1e-3, "JiT trainer: GPU loss differs from the CPU run's by %.3g (relative) at worst", worst);
     fs::create_directories(dir / "resumed" / "checkpoints");
     fs::copy_file(dir / "straight" / "checkpoints" / "0000010.safetensors", dir / "resumed" / "checkpoints" / "0000010.safetensors");
-    const auto resumed = train("resumed", 10);
+    const auto resumed = run("resumed", 10);
     bool same = resumed.ema.numel() == straight.ema.numel();
     for (std::int64_t i = 0; same && i < straight.ema.numel(); ++i) same = resumed.ema[i] == straight.ema[i];
     IREPA_CUDA_EXPECT(same, "JiT trainer: the EMA after resuming at step 10 differs from the straight run's");
@@ -323,5 +370,14 @@ int main(int argc, char** argv) {
   int files = 0;
   for (const auto& d : dirs) files += golden_files(ctx, d);
   IREPA_CUDA_EXPECT(files >= 5, "only %d SiT and JiT golden files found (folders given or built in)", files);
+  // The samplers with their state on the GPU (float).
+  for (const auto& d : dirs) {
+    const auto path = d / "samplers_sit.safetensors";
+    if (!std::filesystem::exists(path)) continue;
+    for (const auto& r : golden::check_sit_sampler_on<float>(io::SafeTensorsFile(path.string()), 1e-4, ctx)) {
+      IREPA_CUDA_EXPECT(r.ok(), "golden sampler %s: relative error %.3g (tolerance %.0e)", r.name.c_str(), r.rel, r.tol);
+      std::printf("golden sampler %s on the GPU in float: relative error %.2g\n", r.name.c_str(), r.rel);
+    }
+  }
   return cuda_test::finish("test_cuda_sit");
 }

@@ -1,7 +1,8 @@
 #pragma once
 // Alignment loss policies.
 //  - NegCosine: -mean over images and tokens of cos(zhat, z), both L2-normalised over channels
-//    with F.normalize's eps 1e-12 (the reference's CosineProjectionLoss).
+//    with F.normalize's eps 1e-12 (the reference's CosineProjectionLoss). The mean is reduced
+//    on the tokens' device into a [1] double there: nothing comes back to the host.
 
 #include "irepa/core/concepts.hpp"
 #include "irepa/ops/reduce.hpp"
@@ -14,23 +15,20 @@ struct NegCosine {
 
   template <class T, class D = Cpu>
   struct cache {
-    double value = 0;              // the loss
+    Tensor<double, D> value;       // [1] the loss, on the device
     ops::CosineCache<T, D> cos;    // normalised rows and norms
     std::int64_t rows = 0;         // B * T
   };
 
-  /// zhat, z [B, T, Z] on any device; the per-row similarities are summed on the host in double.
+  /// zhat, z [B, T, Z] on any device.
   template <class T, class Ctx, class D = typename Ctx::device_type>
   cache<T, D> forward(const Ctx& ctx, TensorView<const T, D> zhat, In<T, D> z) const {
     IREPA_CHECK(zhat.rank() == 3, "NegCosine: predictions have shape {}, expected [B, T, Z]", zhat.shape().str());
     check_shape("NegCosine", "targets", z.shape(), zhat.shape());
     const std::int64_t rows = zhat.shape().rows();
     Tensor<T, D> s(Shape{rows});
-    cache<T, D> c{0.0, ops::cosine_similarity_forward<T>(ctx, zhat, z, static_cast<T>(eps), s.view()), rows};
-    const Tensor<T> sh = to_host(ctx, s.cview());
-    double sum = 0;
-    for (std::int64_t r = 0; r < rows; ++r) sum += static_cast<double>(sh[r]);
-    c.value = -sum / static_cast<double>(rows);
+    cache<T, D> c{Tensor<double, D>(Shape{1}), ops::cosine_similarity_forward<T>(ctx, zhat, z, static_cast<T>(eps), s.view()), rows};
+    ops::row_mean<T>(ctx, s.cview(), -1.0, c.value.view());
     return c;
   }
 

@@ -14,8 +14,11 @@
 
 #include <concepts>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include "irepa/core/arena.hpp"
 #include "irepa/core/context.hpp"
@@ -148,10 +151,16 @@ concept NormalizerOn = std::default_initializable<N> &&
 template <class N>
 concept Normalizer = NormalizerOn<N, double> && NormalizerOn<N, float>;
 
+/// A loss value as a policy's cache holds it: a [1] double tensor on the device D (reduced where
+/// the tokens are, so a GPU step need not wait for it), or a host double (a CPU policy that
+/// reduces on the host; the objective stores it on the device).
+template <class V, class D>
+concept LossValue = std::convertible_to<V, double> || std::same_as<V, Tensor<double, D>>;
+
 /// An alignment loss policy L: a scalar from predicted tokens zhat and targets z, both [B, T, Z].
-///  requires: L::cache<T>; l.forward(ctx, zhat, z) -> cache<T> with cache.value (the loss,
-///            convertible to double); l.backward(ctx, cache, dloss, dzhat) assigns dzhat
-///            [B, T, Z] = dloss * d(loss)/d(zhat).
+///  requires: L::cache<T>; l.forward(ctx, zhat, z) -> cache<T> with cache.value the loss (a
+///            LossValue); l.backward(ctx, cache, dloss, dzhat) assigns dzhat [B, T, Z] =
+///            dloss * d(loss)/d(zhat).
 ///  ensures:  the loss is a mean over images and tokens, so it does not grow with B or T.
 template <class L, class T, class C = CpuContext>
 concept AlignmentLossOn =
@@ -159,11 +168,94 @@ concept AlignmentLossOn =
     requires(const L& l, C& ctx, ConstView<T, typename C::device_type> zhat, ConstView<T, typename C::device_type> z,
              typename L::template cache<T>& cache, T dloss, TensorView<T, typename C::device_type> dzhat) {
       { l.forward(ctx, zhat, z) } -> std::same_as<typename L::template cache<T>>;
-      { cache.value } -> std::convertible_to<double>;
+      requires LossValue<std::remove_cvref_t<decltype(cache.value)>, typename C::device_type>;
       l.backward(ctx, cache, dloss, dzhat);
     };
 template <class L>
 concept AlignmentLoss = AlignmentLossOn<L, double> && AlignmentLossOn<L, float>;
+
+// ---------------------------------------------------------------------------------------------
+// Models and training objectives: what the one trainer (train/trainer.hpp) and the samplers ask
+// of a diffusion transformer (SiT, JiT) and of its objective (SiTObjective, JiTObjective).
+
+class Philox;
+
+/// What an objective prepares from a batch before the model runs, all on the model's device.
+template <class T, class D = Cpu>
+struct ObjectiveInputs {
+  Tensor<T, D> t;            // [B] time per image, as the model sees it
+  Tensor<T, D> noise;        // [B, C, H, W] the noise as used
+  Tensor<T, D> model_input;  // [B, C, H, W] the noised data
+  Tensor<T, D> target;       // [B, C, H, W] what the loss compares against (SiT: velocity; JiT: target velocity)
+};
+
+/// How a trainer draws its sample grids (each objective reads these in its sampler's terms).
+struct SampleSettings {
+  int steps = 50;
+  bool heun = false;             // Heun (the last interval Euler) instead of Euler
+  double cfg_scale = 1.0;        // classifier-free guidance
+  double guidance_low = 0.0, guidance_high = 1.0;  // SiT: guided on [low, high]; JiT: interval_min / interval_max
+};
+
+/// A diffusion transformer with an alignment head (SiT, JiT, or a user model of the same shape).
+///  requires: scalar_type, device_type, Context, Cache, HostModel (the same model on the CPU),
+///            head_type; params() the flat arena; label_rows() the label table's rows (the
+///            null class included); num_projectors(); host_twin() a HostModel of the same
+///            configuration; construction from (config, head); config.{num_classes,
+///            in_channels, input_size};
+///            forward(ctx, x [B, C, H, W], t [B], y [B] int64, all on the device) -> Cache with
+///            output() [B, C, H, W] and projected(j) [B, T, z_j];
+///            backward(ctx, cache, dout, dzs) accumulating every parameter gradient;
+///            infer(ctx, x, t, y) -> the output [B, C, H, W] without a training cache (sampling).
+///  ensures:  forward and infer give the same output for the same inputs.
+template <class M>
+concept DiffusionModel =
+    requires { typename M::Cache; typename M::HostModel; typename M::head_type; } &&
+    requires(const M& m, const typename M::Context& ctx, ConstView<typename M::scalar_type, typename M::device_type> x,
+             ConstView<std::int64_t, typename M::device_type> y, const typename M::Cache& c,
+             std::span<const ConstView<typename M::scalar_type, typename M::device_type>> dzs) {
+      { m.params() } -> std::same_as<const ParamArena<typename M::scalar_type, typename M::device_type>&>;
+      { m.label_rows() } -> std::convertible_to<std::int64_t>;
+      { m.num_projectors() } -> std::convertible_to<std::size_t>;
+      { m.host_twin() } -> std::same_as<typename M::HostModel>;
+      { m.config.num_classes } -> std::convertible_to<std::int64_t>;
+      { m.config.in_channels } -> std::convertible_to<std::int64_t>;
+      { m.config.input_size } -> std::convertible_to<std::int64_t>;
+      { m.forward(ctx, x, x, y) } -> std::same_as<typename M::Cache>;
+      { c.output() } -> std::convertible_to<ConstView<typename M::scalar_type, typename M::device_type>>;
+      { c.projected(std::size_t{0}) } -> std::convertible_to<ConstView<typename M::scalar_type, typename M::device_type>>;
+      m.backward(ctx, c, x, dzs);
+      { m.infer(ctx, x, x, y) } -> std::same_as<Tensor<typename M::scalar_type, typename M::device_type>>;
+    } && std::constructible_from<M, decltype(std::declval<const M&>().config), typename M::head_type>;
+
+/// A training objective O for model M: how noised inputs and targets are made, the denoising
+/// loss, and how to sample from a model trained with it. Every tensor is on the model's device;
+/// diffusion/objective.hpp builds the inputs from these pieces (make_inputs, draw_inputs).
+///  requires: O::Terms<T, D> (what the loss keeps besides its value: SiT the per-image losses,
+///            JiT the predicted velocity); o.proj_coeff (the alignment coefficient);
+///            o.draw_time(ctx, rng, t [B]) and o.draw_noise(ctx, rng, noise [B, C, H, W]) fill
+///            from rng on the device; o.interpolate(ctx, x, inputs) writes inputs.model_input
+///            and inputs.target from x, inputs.t and inputs.noise;
+///            o.denoising(ctx, inputs, out, grad_scale, dout, loss) -> Terms, writing the loss
+///            into loss [1] (double) and assigning dout = d(grad_scale * loss)/d(out);
+///            o.sample(ctx, model, labels [N] on the host, seed, settings) -> images [N, C, H, W]
+///            on the host, in the data's range.
+///  ensures:  the draws consume rng the same way on every device (same values, same order).
+template <class O, class M>
+concept ObjectiveFor =
+    DiffusionModel<M> &&
+    requires(const O& o, const M& m, const typename M::Context& ctx, ConstView<typename M::scalar_type, typename M::device_type> x,
+             Philox& rng, ObjectiveInputs<typename M::scalar_type, typename M::device_type>& in,
+             TensorView<typename M::scalar_type, typename M::device_type> dout, TensorView<double, typename M::device_type> loss,
+             ConstView<std::int64_t> labels, const SampleSettings& settings) {
+      typename O::template Terms<typename M::scalar_type, typename M::device_type>;
+      { o.proj_coeff } -> std::convertible_to<double>;
+      o.draw_time(ctx, rng, dout);
+      o.draw_noise(ctx, rng, dout);
+      o.interpolate(ctx, x, in);
+      { o.denoising(ctx, in, x, 1.0, dout, loss) } -> std::same_as<typename O::template Terms<typename M::scalar_type, typename M::device_type>>;
+      { o.sample(ctx, m, labels, std::uint64_t{0}, settings) } -> std::same_as<Tensor<double>>;
+    };
 
 static_assert(Device<Cpu> && Device<Cuda>);
 static_assert(Backend<CpuContext> && Backend<CudaContext>);

@@ -28,7 +28,36 @@
 
 namespace irepa {
 
-class CpuContext {
+/// Host <-> device traffic through a context (to_device / to_host): how many copies and bytes
+/// each way since the last reset. On a GPU a training step should move only its batch up and,
+/// at log steps, the logged scalars down; the tests hold the step to that. The CPU context
+/// counts its to_device / to_host copies the same way, so the same rule is checked without a GPU.
+struct TransferStats {
+  std::int64_t uploads = 0, downloads = 0;
+  std::int64_t upload_bytes = 0, download_bytes = 0;
+};
+
+namespace detail {
+class TransferCounter {
+ public:
+  /// Counts and bytes since the last reset_transfers().
+  TransferStats transfers() const { return stats_; }
+  void reset_transfers() const { stats_ = {}; }
+  void count_upload(std::size_t bytes) const {
+    ++stats_.uploads;
+    stats_.upload_bytes += static_cast<std::int64_t>(bytes);
+  }
+  void count_download(std::size_t bytes) const {
+    ++stats_.downloads;
+    stats_.download_bytes += static_cast<std::int64_t>(bytes);
+  }
+
+ private:
+  mutable TransferStats stats_;
+};
+}  // namespace detail
+
+class CpuContext : public detail::TransferCounter {
  public:
   using device_type = Cpu;
 
@@ -111,7 +140,7 @@ inline MatmulPrecision parse_matmul_precision(std::string_view s) {
   fail("matmul precision '{}' is not known; expected fp32, tf32 or bf16", s);
 }
 
-class CudaContext {
+class CudaContext : public detail::TransferCounter {
  public:
   using device_type = Cuda;
   static constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;  // cuBLAS(Lt) split-K and friends
@@ -179,6 +208,7 @@ class CudaContext {
   /// its previous transfer finished (its event).
   void upload(void* dst, const void* host, std::size_t bytes) const {
     if (bytes == 0) return;
+    count_upload(bytes);
     Staging& b = staging_[next_staging_];
     next_staging_ = (next_staging_ + 1) % staging_.size();
     if (b.done) check(cudaEventSynchronize(b.done), "upload: cudaEventSynchronize (staging buffer)");
@@ -190,6 +220,7 @@ class CudaContext {
   /// Device -> host through pinned staging memory; waits for the stream (every op before it).
   void download(void* host, const void* src, std::size_t bytes) const {
     if (bytes == 0) return;
+    count_download(bytes);
     Staging& b = staging_[next_staging_];
     next_staging_ = (next_staging_ + 1) % staging_.size();
     if (b.done) check(cudaEventSynchronize(b.done), "download: cudaEventSynchronize (staging buffer)");
@@ -231,6 +262,16 @@ class CudaContext {
   void* workspace_ = nullptr;
 #endif
 };
+
+namespace detail {
+/// The CPU context for a run's host-side work (online target encoders, data): the model's own
+/// context when the model is on the CPU, else a new one kept in `own`.
+inline const CpuContext& host_context(const CpuContext& ctx, std::unique_ptr<CpuContext>&) { return ctx; }
+inline const CpuContext& host_context(const CudaContext&, std::unique_ptr<CpuContext>& own) {
+  own = std::make_unique<CpuContext>();
+  return *own;
+}
+}  // namespace detail
 
 /// The execution context of device D: ContextOf<Cpu> = CpuContext, ContextOf<Cuda> = CudaContext.
 /// Layers templated on a device take `const ContextOf<D>&`.

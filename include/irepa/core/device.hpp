@@ -2,6 +2,7 @@
 // Device tags. A tag names where a tensor's memory lives; the execution context of the same
 // device (core/context.hpp) runs ops on it. Backends are chosen once, by tag, at the top.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -21,17 +22,62 @@
 
 namespace irepa {
 
+namespace detail {
+/// Bytes the CPU allocator has handed out and not yet taken back, and the peak since the last
+/// reset: activation memory is countable on the CPU as on a GPU (benchmarks read it).
+struct CpuMemoryCounter {
+  std::atomic<std::size_t> in_use{0}, peak{0};
+  static CpuMemoryCounter& instance() {
+    static CpuMemoryCounter c;
+    return c;
+  }
+  void add(std::size_t bytes) {
+    const std::size_t now = in_use.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+    std::size_t p = peak.load(std::memory_order_relaxed);
+    while (now > p && !peak.compare_exchange_weak(p, now, std::memory_order_relaxed)) {
+    }
+  }
+  void remove(std::size_t bytes) { in_use.fetch_sub(bytes, std::memory_order_relaxed); }
+};
+}  // namespace detail
+
+/// What an allocator holds: bytes in use now and the most in use since the last reset_peak.
+struct MemoryStats {
+  std::size_t in_use = 0, peak_in_use = 0;
+};
+
 struct Cpu {
   static constexpr std::string_view name = "cpu";
   static constexpr bool host_accessible = true;
+  // Each block starts with a 64-byte header holding its size (so that deallocate can count it);
+  // the caller's pointer follows it, still 64-byte aligned (full cache lines, AVX-512 loads).
+  static constexpr std::size_t kHeader = 64;
   static void* allocate(std::size_t bytes) {
     if (bytes == 0) return nullptr;
-    // 64-byte alignment: full cache lines and AVX-512 loads.
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    const std::size_t total = kHeader + (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, total);
     if (!p) fail("Cpu::allocate: out of memory allocating {} bytes", bytes);
-    return p;
+    std::memcpy(p, &bytes, sizeof(bytes));
+    detail::CpuMemoryCounter::instance().add(bytes);
+    return static_cast<char*>(p) + kHeader;
   }
-  static void deallocate(void* p) noexcept { std::free(p); }
+  static void deallocate(void* p) noexcept {
+    if (!p) return;
+    char* block = static_cast<char*>(p) - kHeader;
+    std::size_t bytes = 0;
+    std::memcpy(&bytes, block, sizeof(bytes));
+    detail::CpuMemoryCounter::instance().remove(bytes);
+    std::free(block);
+  }
+  /// Bytes handed out by allocate (tensors, arenas, caches) and the peak since reset_peak().
+  static MemoryStats memory_stats() {
+    auto& c = detail::CpuMemoryCounter::instance();
+    return {c.in_use.load(std::memory_order_relaxed), c.peak.load(std::memory_order_relaxed)};
+  }
+  static void reset_peak() {
+    auto& c = detail::CpuMemoryCounter::instance();
+    c.peak.store(c.in_use.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
   // Synchronous transfers for set-up code that has no context (constructors, loading); ops
   // use their context's stream instead.
   static void zero_sync(void* p, std::size_t bytes) {
@@ -151,6 +197,20 @@ struct Cuda {
     if (p) detail::CudaMemoryCache::instance().deallocate(p);
 #else
     (void)p;
+#endif
+  }
+  /// Bytes of device memory in use through allocate (not the cached blocks) and the peak since reset_peak().
+  static MemoryStats memory_stats() {
+#if defined(IREPA_WITH_CUDA)
+    const auto s = detail::CudaMemoryCache::instance().stats();
+    return {s.in_use, s.peak_in_use};
+#else
+    return {};
+#endif
+  }
+  static void reset_peak() {
+#if defined(IREPA_WITH_CUDA)
+    detail::CudaMemoryCache::instance().reset_peak();
 #endif
   }
   // Synchronous, device-wide (cudaDeviceSynchronize before and after): for set-up code without

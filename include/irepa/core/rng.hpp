@@ -228,6 +228,12 @@ IREPA_HOST_DEVICE inline T philox_element(const std::uint32_t key[2], std::uint6
   return v[i % philox_per_block<T>];
 }
 
+/// a + b v as one fused multiply-add, so that a device fill of the stream gives the same bits.
+template <class T>
+IREPA_HOST_DEVICE inline T philox_affine(T a, T b, T v) {
+  return detail::det::fma(b, v, a);
+}
+
 /// A generator: (seed, stream) plus a position, in elements, that each fill advances.
 /// Every fill starts at a block boundary, so a draw of n numbers consumes ceil(n / per_block)
 /// blocks whatever the device; position() / set_position() save and restore the state.
@@ -243,6 +249,14 @@ class Philox {
   /// Blocks consumed so far (the counter's low 64 bits for the next draw).
   std::uint64_t position() const { return block_; }
   void set_position(std::uint64_t block) { block_ = block; }
+  /// Reserves the blocks of a draw of n values of T made elsewhere (a device fill): returns the
+  /// first block and moves the position past ceil(n / per block), as a host fill would.
+  template <class T>
+  std::uint64_t take_blocks(std::int64_t n) {
+    const std::uint64_t first = block_;
+    block_ += (static_cast<std::uint64_t>(n) + philox_per_block<T> - 1) / philox_per_block<T>;
+    return first;
+  }
   const std::uint32_t* key() const { return key_; }
 
   /// Uniform in [0, 1).
@@ -292,7 +306,7 @@ class Philox {
     std::uint64_t block = block_;
     out.for_each_index([&](std::int64_t off) {
       if (i % per == 0) philox_block<T, Kind>(key_, stream_, block++, v);
-      out.data()[off] = a + b * v[i % per];
+      out.data()[off] = philox_affine(a, b, v[i % per]);
       ++i;
     });
     block_ = block;

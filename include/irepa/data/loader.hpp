@@ -8,8 +8,12 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
+
+#include "irepa/data/sampler.hpp"
 
 namespace irepa::data {
 
@@ -85,5 +89,27 @@ class PrefetchLoader {
   std::condition_variable cv_;
   std::thread worker_;
 };
+
+/// The batches of a run: batch i (0-based) holds global samples i B .. i B + B - 1 in the order
+/// of their epochs (a fresh permutation per (seed, epoch)), produced on a background thread from
+/// batch `first` on, as Dataset::get<T> makes them. ds must outlive the loader.
+template <class T, class Dataset>
+auto epoch_loader(const Dataset& ds, std::int64_t B, std::int64_t seed, std::int64_t first) {
+  using Batch = decltype(ds.template get<T>(std::vector<std::int64_t>{}));
+  const std::int64_t N = ds.size();
+  return std::make_unique<PrefetchLoader<Batch>>(
+      [&ds, B, N, seed](std::int64_t i) {
+        std::vector<std::int64_t> idx;
+        std::uint64_t cached_epoch = ~0ULL;
+        std::vector<std::int64_t> perm;
+        for (std::int64_t k = i * B; k < (i + 1) * B; ++k) {
+          const auto [epoch, off] = epoch_and_offset(k, N);
+          if (epoch != cached_epoch) perm = epoch_permutation(N, static_cast<std::uint64_t>(seed), cached_epoch = epoch);
+          idx.push_back(perm[static_cast<std::size_t>(off)]);
+        }
+        return ds.template get<T>(idx);
+      },
+      first);
+}
 
 }  // namespace irepa::data

@@ -3,7 +3,8 @@
 //  - path linear: alpha = 1 - t, sigma = t;  cosine: alpha = cos(pi t / 2), sigma = sin(pi t / 2)
 //  - time sampling uniform: t ~ U(0, 1); lognormal: s = exp(N(0, 1)), t = s / (1 + s) (linear)
 //    or (2 / pi) atan(s) (cosine)
-// Coefficients are computed in double and rounded once to the tensor type.
+// Coefficients are computed in double and rounded once to the tensor type. Drawing t and the
+// noise, and the interpolation itself, are ops (ops/diffusion.hpp) that run where the model is.
 
 #include <cmath>
 #include <numbers>
@@ -36,25 +37,19 @@ struct PathCoefficients {
   double alpha, sigma, d_alpha, d_sigma;
 };
 
-inline PathCoefficients interpolant(PathType path, double t) {
+/// The path's coefficients at time t (host and device code alike).
+IREPA_HOST_DEVICE inline PathCoefficients interpolant(PathType path, double t) {
   if (path == PathType::Linear) return {1.0 - t, t, -1.0, 1.0};
-  const double a = t * std::numbers::pi / 2;
-  return {std::cos(a), std::sin(a), -std::numbers::pi / 2 * std::sin(a), std::numbers::pi / 2 * std::cos(a)};
+  constexpr double half_pi = 1.5707963267948966;
+  const double a = t * half_pi;
+  return {::cos(a), ::sin(a), -half_pi * ::sin(a), half_pi * ::cos(a)};
 }
 
-/// Fills t [B] with training times.
-template <class T>
-void sample_time(Philox& rng, TimeSampling how, PathType path, TensorView<T> t) {
-  if (how == TimeSampling::Uniform) {
-    rng.uniform(t);
-    return;
-  }
-  Tensor<double> n(t.shape());
-  rng.normal(n.view());
-  for (std::int64_t i = 0; i < t.numel(); ++i) {
-    const double s = std::exp(n[i]);
-    t.data()[i] = static_cast<T>(path == PathType::Linear ? s / (1 + s) : 2 / std::numbers::pi * std::atan(s));
-  }
+/// The lognormal time of one draw n ~ N(0, 1): s = exp(n), then s / (1 + s) on the linear path
+/// or (2 / pi) atan(s) on the cosine path.
+IREPA_HOST_DEVICE inline double lognormal_time(PathType path, double n) {
+  const double s = ::exp(n);
+  return path == PathType::Linear ? s / (1 + s) : 2 / 3.141592653589793 * ::atan(s);
 }
 
 }  // namespace irepa

@@ -37,6 +37,16 @@ template <class T, class Ctx>
 void add_into(const Ctx& ctx, TensorView<T, typename Ctx::device_type> acc, In<T, typename Ctx::device_type> x) {
   ops::add_into<T>(ctx, acc, x);
 }
+/// The tail of every adaLN block's backward: the chunks' gradients [k, B, D] back through the
+/// modulation Linear (its parameter gradients accumulate), d(loss)/ds added into ds [B, D].
+template <class T, class D, class Ctx>
+void modulation_backward(const Ctx& ctx, const Linear<T, D>& adaLN, const typename Linear<T, D>::Cache& mod, In<T, D> dchunks,
+                         TensorView<T, D> ds) {
+  Tensor<T, D> dmod = merge_chunks<T>(ctx, dchunks);
+  Tensor<T, D> dsi(ds.shape());
+  adaLN.backward(ctx, mod, dmod, dsi.view());
+  add_into<T>(ctx, ds, dsi);
+}
 }  // namespace detail
 
 template <class T, class D = Cpu>
@@ -158,11 +168,7 @@ struct SiTBlock {
     qkv.backward(ctx, c.qkv, dqkv, dh.view());
     ops::adaln_norm_backward<T>(ctx, c.xn1, c.rstd1, c.chunk(1), dh, dx1, dx, dchunk(0), dchunk(1));
 
-    // the modulation vectors come from adaLN(s)
-    Tensor<T, D> dmod = detail::merge_chunks<T>(ctx, dchunks);
-    Tensor<T, D> dsi(ds.shape());
-    adaLN.backward(ctx, c.mod, dmod, dsi.view());
-    detail::add_into<T>(ctx, ds, dsi);
+    detail::modulation_backward<T, D>(ctx, adaLN, c.mod, dchunks, ds);
   }
 };
 
@@ -221,10 +227,7 @@ struct FinalLayer {
     linear.backward(ctx, c.y, dy, dh.view());
     ops::adaln_norm_backward<T>(ctx, c.xn, c.rstd, c.chunks.cview().select(0, 1), dh, {}, dx, dchunks.view().select(0, 0),
                                 dchunks.view().select(0, 1));
-    Tensor<T, D> dmod = detail::merge_chunks<T>(ctx, dchunks);
-    Tensor<T, D> dsi(ds.shape());
-    adaLN.backward(ctx, c.mod, dmod, dsi.view());
-    detail::add_into<T>(ctx, ds, dsi);
+    detail::modulation_backward<T, D>(ctx, adaLN, c.mod, dchunks, ds);
   }
 };
 

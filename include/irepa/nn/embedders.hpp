@@ -131,11 +131,11 @@ struct LabelEmbedder {
 
   void init(Philox& rng) { normal_init(rng, table.value, 0.02); }
 
-  /// y [B] int64 on the host (num_classes = the null class) -> out [B, D].
-  void forward(const Context& ctx, ConstView<std::int64_t> y, TensorView<T, D> out) const {
+  /// y [B] int64 on the model's device (num_classes = the null class) -> out [B, D].
+  void forward(const Context& ctx, ConstView<std::int64_t, D> y, TensorView<T, D> out) const {
     ops::embedding_forward<T>(ctx, table.value, y, out);
   }
-  void backward(const Context& ctx, ConstView<std::int64_t> y, ConstView<T, D> dout) const {
+  void backward(const Context& ctx, ConstView<std::int64_t, D> y, ConstView<T, D> dout) const {
     ops::embedding_backward<T>(ctx, y, dout, table.grad);
   }
 };

@@ -200,10 +200,7 @@ struct JiTBlock {
     ops::rms_norm_backward<T>(ctx, c.x, norm1.value, c.r1, dxn, dx, norm1.grad);
     detail::add_into<T>(ctx, dx, dx1);
 
-    Tensor<T, D> dmod = detail::merge_chunks<T>(ctx, dchunks);
-    Tensor<T, D> dsi(ds.shape());
-    adaLN.backward(ctx, c.mod, dmod, dsi.view());
-    detail::add_into<T>(ctx, ds, dsi);
+    detail::modulation_backward<T, D>(ctx, adaLN, c.mod, dchunks, ds);
   }
 };
 
@@ -261,10 +258,7 @@ struct JiTFinalLayer {
     ops::modulate_backward<T>(ctx, c.xn, c.chunks.cview().select(0, 1), dh, dxn.view(), dchunks.view().select(0, 0),
                               dchunks.view().select(0, 1));
     ops::rms_norm_backward<T>(ctx, c.x, norm_final.value, c.r, dxn, dx, norm_final.grad);
-    Tensor<T, D> dmod = detail::merge_chunks<T>(ctx, dchunks);
-    Tensor<T, D> dsi(ds.shape());
-    adaLN.backward(ctx, c.mod, dmod, dsi.view());
-    detail::add_into<T>(ctx, ds, dsi);
+    detail::modulation_backward<T, D>(ctx, adaLN, c.mod, dchunks, ds);
   }
 };
 

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "irepa/core/host_twin.hpp"
 #include "irepa/core/rng.hpp"
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
@@ -24,24 +25,6 @@ namespace irepa {
 
 inline std::string ema_prefix(std::size_t k) { return k == 0 ? "ema." : "ema" + std::to_string(k) + "."; }
 
-namespace detail {
-/// The values of a flat buffer on the host: the buffer itself on the CPU, else a copy in keep.
-template <class T, class D>
-TensorView<T> host_values(TensorView<T, D> v, Tensor<T>& keep) {
-  if constexpr (D::host_accessible) {
-    return v;
-  } else {
-    keep = Tensor<T>(v.shape());
-    D::download_sync(keep.data(), v.data(), sizeof(T) * static_cast<std::size_t>(v.numel()));
-    return keep.view();
-  }
-}
-/// Writes a host staging buffer back to the device buffer it was read from (nothing on the CPU).
-template <class T, class D>
-void store_values(TensorView<T, D> v, const Tensor<T>& staged) {
-  if constexpr (!D::host_accessible) D::upload_sync(v.data(), staged.data(), sizeof(T) * static_cast<std::size_t>(v.numel()));
-}
-}  // namespace detail
 
 /// What a checkpoint holds besides tensors.
 struct CheckpointInfo {
@@ -59,11 +42,11 @@ void save_checkpoint(const std::string& path, const Model& model, const AdamW<T,
   for (std::size_t k = 0; k < emas.size(); ++k) {
     IREPA_CHECK(emas[k]->values().numel() == arena.numel(), "save_checkpoint: EMA {} has {} values, the model {}", k,
                 emas[k]->values().numel(), arena.numel());
-    const TensorView<T> ev = detail::host_values(emas[k]->values(), keep);
+    const TensorView<T> ev = host_values(emas[k]->values(), keep);
     for (const auto& e : arena.entries()) w.add<T>(ema_prefix(k) + e.name, TensorView<const T>(ev.data() + e.offset, e.shape));
   }
   Tensor<T> keep_v;
-  const TensorView<T> m = detail::host_values(opt.exp_avg(), keep), v = detail::host_values(opt.exp_avg_sq(), keep_v);
+  const TensorView<T> m = host_values(opt.exp_avg(), keep), v = host_values(opt.exp_avg_sq(), keep_v);
   for (const auto& e : arena.entries()) {
     w.add<T>("optim.exp_avg." + e.name, TensorView<const T>(m.data() + e.offset, e.shape));
     w.add<T>("optim.exp_avg_sq." + e.name, TensorView<const T>(v.data() + e.offset, e.shape));
@@ -130,18 +113,18 @@ CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<T, D
   // does not hold stays as it was), then uploaded.
   Tensor<T> keep;
   for (std::size_t k = 0; k < emas.size(); ++k) {
-    const TensorView<T> ev = detail::host_values(emas[k]->values(), keep);
+    const TensorView<T> ev = host_values(emas[k]->values(), keep);
     for (const auto& e : arena.entries()) f.load_into<T>(ema_prefix(k) + e.name, TensorView<T>(ev.data() + e.offset, e.shape));
-    detail::store_values(emas[k]->values(), keep);
+    store_values(emas[k]->values(), keep);
   }
   Tensor<T> keep_v;
-  const TensorView<T> m = detail::host_values(opt.exp_avg(), keep), v = detail::host_values(opt.exp_avg_sq(), keep_v);
+  const TensorView<T> m = host_values(opt.exp_avg(), keep), v = host_values(opt.exp_avg_sq(), keep_v);
   for (const auto& e : arena.entries()) {
     f.load_into<T>("optim.exp_avg." + e.name, TensorView<T>(m.data() + e.offset, e.shape));
     f.load_into<T>("optim.exp_avg_sq." + e.name, TensorView<T>(v.data() + e.offset, e.shape));
   }
-  detail::store_values(opt.exp_avg(), keep);
-  detail::store_values(opt.exp_avg_sq(), keep_v);
+  store_values(opt.exp_avg(), keep);
+  store_values(opt.exp_avg_sq(), keep_v);
   opt.set_steps(opt_steps);
   rng = Philox(rng_state.at("seed").get<std::uint64_t>(), rng_state.at("stream").get<std::uint64_t>());
   rng.set_position(rng_state.at("position").get<std::uint64_t>());

@@ -1,6 +1,8 @@
 #pragma once
-// Training logs: every logged scalar as one JSON object per line (JSONL, flushed each line so a
-// crash loses nothing), and the human progress line (step, rate, ETA, losses, grad norm).
+// Training logs: every logged scalar as one JSON object per line (JSONL, each line flushed as it
+// is written; the trainer writes a step's line when its scalars come back from the device, at
+// the next log, checkpoint or sample step), and the human progress line (step, rate, ETA,
+// losses, grad norm).
 
 #include <chrono>
 #include <cmath>

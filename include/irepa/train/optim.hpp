@@ -11,23 +11,22 @@
 //    so the 135 M-value arena of SiT-B is streamed once instead of three times. Its results
 //    are bit-identical to clip_grad_norm + AdamW::step + Ema::update.
 //  - LrSchedule: constant, or linear warm-up then constant or cosine to a floor.
-// AdamW, Ema and grad_norm take a device D (default Cpu): on Cuda the same passes run as the
-// kernels of ops/cuda/optim.cuh (included when nvcc compiles the including file).
+// AdamW, Ema and grad_norm take a device D (default Cpu); their passes are the ops of
+// ops/optim.hpp (CPU, and the CUDA kernels when nvcc compiles the including file).
 
 #include <cmath>
 #include <functional>
 #include <initializer_list>
 #include <numbers>
+#include <span>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <vector>
 
 #include "irepa/core/arena.hpp"
 #include "irepa/core/context.hpp"
-#if defined(__CUDACC__)
-#include "irepa/ops/cuda/optim.cuh"
-#endif
+#include "irepa/ops/optim.hpp"
+#include "irepa/ops/tensor_ops.hpp"
 
 namespace irepa {
 
@@ -55,11 +54,8 @@ struct AdamWSegment {
 };
 
 /// The arena's parameters as AdamW segments: one per parameter, or with merge, adjacent
-/// parameters with the same decay flag joined into one run. The GPU merges (one kernel launch per
-/// segment: ~25 instead of ~150 for SiT-B; its update is per element, so the values do not
-/// change). The CPU does not: its blocks follow the segments, and an element's rounding can
-/// depend on whether it falls in a block's vector body or its scalar tail (FP contraction), so
-/// merging there would change a run's bits.
+/// parameters with the same decay flag joined into one run (see ops::adamw_merges_segments: the
+/// GPU merges, ~25 launches instead of ~150 for SiT-B; the CPU does not).
 template <class T, class D>
 std::vector<AdamWSegment> adamw_segments(const ParamArena<T, D>& arena, const DecayPredicate& pred, bool merge) {
   std::vector<AdamWSegment> out;
@@ -81,94 +77,54 @@ class AdamW {
   AdamW(const ParamArena<T, D>& arena, AdamWOptions o) : opt_(std::move(o)), m_(Shape{arena.numel()}), v_(Shape{arena.numel()}) {
     D::zero_sync(m_.data(), sizeof(T) * static_cast<std::size_t>(m_.numel()));
     D::zero_sync(v_.data(), sizeof(T) * static_cast<std::size_t>(v_.numel()));
-    segments_ = adamw_segments(arena, opt_.decay, /*merge=*/!std::is_same_v<D, Cpu>);
+    segments_ = adamw_segments(arena, opt_.decay, ops::adamw_merges_segments<D>);
   }
 
   /// One update with learning rate lr (the schedule's value for this step) from arena.grads().
   void step(const Context& ctx, const ParamArena<T, D>& arena, double lr) { step(ctx, arena, lr, 1.0, {}, 0); }
 
-  /// The fused step: the gradients read as grad_scale * g (clip_coefficient's factor; the arena's
-  /// gradients are left as they are), then each EMA in `emas` that is due at `ema_step` updated
-  /// from the new values in the same pass. Same results as scaling the gradients, step(), and
-  /// Ema::update(ctx, arena, ema_step) for each.
-  void step(const Context& ctx, const ParamArena<T, D>& arena, double lr, double grad_scale,
+  /// The fused step with a gradient scale given on the host (see the device-scalar overload).
+  void step(const Context& ctx, const ParamArena<T, D>& arena, double lr, double grad_scale, std::initializer_list<Ema<T, D>*> emas,
+            std::int64_t ema_step) {
+    Tensor<double, D> gs(Shape{1});
+    fill(ctx, gs.view(), grad_scale);
+    step(ctx, arena, lr, gs.cview(), emas, ema_step);
+  }
+
+  /// The fused step: the gradients read as grad_scale[0] * g (clip_scale's factor, a [1] double
+  /// on the arena's device; the arena's gradients are left as they are), then each EMA in `emas`
+  /// that is due at `ema_step` updated from the new values in the same pass. Same results as
+  /// scaling the gradients, step(), and Ema::update(ctx, arena, ema_step) for each.
+  void step(const Context& ctx, const ParamArena<T, D>& arena, double lr, ConstView<double, D> grad_scale,
             std::initializer_list<Ema<T, D>*> emas, std::int64_t ema_step) {
+    step(ctx, arena, lr, grad_scale, std::span<Ema<T, D>* const>(emas.begin(), emas.size()), ema_step);
+  }
+  void step(const Context& ctx, const ParamArena<T, D>& arena, double lr, ConstView<double, D> grad_scale,
+            std::span<Ema<T, D>* const> emas, std::int64_t ema_step) {
     IREPA_CHECK(arena.numel() == m_.numel(), "AdamW: the arena has {} values, the optimizer was built for {}", arena.numel(),
                 m_.numel());
-    T* ema[2] = {nullptr, nullptr};
-    T ema_d[2] = {}, ema_w[2] = {};
+    ops::EmaTarget<T> ema[2] = {};
     int n_ema = 0;
     for (Ema<T, D>* e : emas) {
       IREPA_CHECK(e && e->values().numel() == arena.numel(), "AdamW::step: an EMA of {} values for an arena of {}",
                   e ? e->values().numel() : 0, arena.numel());
       if (!e->due(ema_step)) continue;
       IREPA_CHECK(n_ema < 2, "AdamW::step: at most 2 EMAs are fused into the step; update further ones with Ema::update");
-      ema[n_ema] = e->values().data();
-      ema_d[n_ema] = static_cast<T>(e->decay());
-      ema_w[n_ema] = T(1) - ema_d[n_ema];
-      ++n_ema;
+      ema[n_ema++] = {e->values().data(), e->decay()};
     }
     // Checked above before anything changes, the step counter included.
     ++step_;
     const double bc1 = 1 - std::pow(opt_.beta1, static_cast<double>(step_));
     const double bc2 = 1 - std::pow(opt_.beta2, static_cast<double>(step_));
-    if constexpr (!std::is_same_v<D, Cpu>) {
-#if defined(__CUDACC__)
-      // The same coefficients and arithmetic, one kernel per segment.
-      for (const auto& s : segments_) {
-        const ops::AdamWCoefficients c{.beta1 = opt_.beta1, .beta2 = opt_.beta2, .eps = opt_.eps, .step_size = lr / bc1,
-                                       .bc2_sqrt = std::sqrt(bc2), .keep = s.decay ? 1 - lr * opt_.weight_decay : 1.0,
-                                       .grad_scale = grad_scale < 1.0 ? grad_scale : 1.0};
-        auto seg = [&](const TensorView<T, D>& t) { return TensorView<T, D>(t.data() + s.offset, Shape{s.count}); };
-        ops::adamw_ema_update<T>(ctx, seg(arena.values()), seg(arena.grads()), seg(m_.view()), seg(v_.view()), c,
-                                 ops::EmaTarget<T>{n_ema > 0 ? ema[0] + s.offset : nullptr, static_cast<double>(ema_d[0])},
-                                 ops::EmaTarget<T>{n_ema > 1 ? ema[1] + s.offset : nullptr, static_cast<double>(ema_d[1])});
-      }
-#else
-      static_assert(sizeof(D) == 0, "AdamW on a device arena: compile this file with nvcc");
-#endif
-    } else {
-      const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2);
-      const T step_size = static_cast<T>(lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2)), eps = static_cast<T>(opt_.eps);
-      const bool scaled = grad_scale < 1.0;
-      const T gs = static_cast<T>(grad_scale);
-      T* p = arena.values().data();
-      const T* g = arena.grads().data();
-      T* m = m_.data();
-      T* v = v_.data();
-      for (const auto& s : segments_) {
-        const T keep = s.decay ? static_cast<T>(1 - lr * opt_.weight_decay) : T(1);
-        ctx.parallel_for(s.count, 12.0, [&](std::int64_t i0, std::int64_t i1) {
-          const std::int64_t b = s.offset + i0, e = s.offset + i1;
-          // Eigen array expressions over short blocks: vectorised (a scalar std::sqrt loop is not,
-          // for errno's sake), and each block stays in L1 between the expressions.
-          using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
-          using Map = Eigen::Map<Arr>;
-          using CMap = Eigen::Map<const Arr>;
-          Arr gbuf(scaled ? kBlock : 0);
-          for (std::int64_t i = b; i < e; i += kBlock) {
-            const std::int64_t n = std::min(kBlock, e - i);
-            Map P(p + i, n), M(m + i, n), V(v + i, n);
-            const CMap G(g + i, n);
-            auto update = [&](const auto& gi) {
-              M = b1 * M + (T(1) - b1) * gi;
-              V = b2 * V + (T(1) - b2) * gi * gi;
-              P = P * keep - step_size * M / (V.sqrt() / bc2_sqrt + eps);
-            };
-            if (scaled) {
-              gbuf.head(n) = G * gs;
-              update(gbuf.head(n));
-            } else {
-              update(G);
-            }
-            for (int k = 0; k < n_ema; ++k) Ema<T>::mix(ema[k] + i, p + i, n, ema_d[k], ema_w[k]);
-          }
-        });
-      }
+    for (const auto& s : segments_) {
+      const ops::AdamWCoefficients c{.beta1 = opt_.beta1, .beta2 = opt_.beta2, .eps = opt_.eps, .step_size = lr / bc1,
+                                     .bc2_sqrt = std::sqrt(bc2), .keep = s.decay ? 1 - lr * opt_.weight_decay : 1.0};
+      auto seg = [&](const TensorView<T, D>& t) { return TensorView<T, D>(t.data() + s.offset, Shape{s.count}); };
+      auto at = [&](const ops::EmaTarget<T>& e) { return ops::EmaTarget<T>{e.values ? e.values + s.offset : nullptr, e.decay}; };
+      ops::adamw_ema_update<T>(ctx, seg(arena.values()), seg(arena.grads()), seg(m_.view()), seg(v_.view()), c, grad_scale, at(ema[0]),
+                               at(ema[1]));
     }
   }
-
-  static constexpr std::int64_t kBlock = 2048;  // values per block of the fused pass
 
   std::int64_t steps() const { return step_; }
   /// The update's segments (see adamw_segments: merged on a GPU, one per parameter on the CPU).
@@ -180,53 +136,23 @@ class AdamW {
   TensorView<T, D> exp_avg_sq() const { return v_.view(); }
 
  private:
-  using Segment = AdamWSegment;
   AdamWOptions opt_;
   Tensor<T, D> m_, v_;
-  std::vector<Segment> segments_;
+  std::vector<AdamWSegment> segments_;
   std::int64_t step_ = 0;
 };
 
-/// The global L2 norm of the gradients (summed in double); the gradients are not changed.
-/// A non-finite norm is an error (a NaN loss upstream).
-template <class T>
-double grad_norm(const CpuContext& ctx, const ParamArena<T>& arena) {
-  const T* g = arena.grads().data();
-  const std::int64_t n = arena.grads().numel();
-  // A fixed split (not one per thread) and 8 running sums per chunk in a fixed lane order: the
-  // norm, and so the clip factor, is the same bits for any thread count or memory alignment,
-  // and the loop vectorises (one running sum is bound by the add latency).
-  constexpr std::int64_t chunks = 16, lanes = 8;
-  std::vector<double> part(static_cast<std::size_t>(chunks), 0.0);
-  ctx.parallel_for(chunks, static_cast<double>(n) / chunks * 2.0 + 1e6, [&](std::int64_t c0, std::int64_t c1) {
-    for (std::int64_t c = c0; c < c1; ++c) {
-      const std::int64_t i0 = c * n / chunks, i1 = (c + 1) * n / chunks;
-      double acc[lanes] = {};
-      std::int64_t i = i0;
-      for (; i + lanes <= i1; i += lanes)
-        for (std::int64_t l = 0; l < lanes; ++l) acc[l] += static_cast<double>(g[i + l]) * static_cast<double>(g[i + l]);
-      for (std::int64_t l = 0; i < i1; ++i, ++l) acc[l] += static_cast<double>(g[i]) * static_cast<double>(g[i]);
-      double s = 0;
-      for (double a : acc) s += a;
-      part[static_cast<std::size_t>(c)] = s;
-    }
-  });
-  double total = 0;
-  for (double s : part) total += s;
-  const double norm = std::sqrt(total);
+/// The global L2 norm of the gradients (summed in double), brought to the host; the gradients
+/// are not changed. A non-finite norm is an error (a NaN loss upstream). A training step keeps
+/// the norm on the device instead (ops::grad_sq_sum, ops::clip_scale).
+template <class T, class D>
+double grad_norm(const ContextOf<D>& ctx, const ParamArena<T, D>& arena) {
+  Tensor<double, D> sq(Shape{1});
+  ops::grad_sq_sum<T>(ctx, arena.grads(), sq.view());
+  const double norm = std::sqrt(to_host<double>(ctx, sq.cview())[0]);
   IREPA_CHECK(std::isfinite(norm), "clip_grad_norm: the gradient norm is {} (a NaN or infinite loss or gradient)", norm);
   return norm;
 }
-
-#if defined(__CUDACC__)
-/// The same norm over a device arena (a fixed-order reduction in double; not the CPU's bits).
-template <class T>
-double grad_norm(const CudaContext& ctx, const ParamArena<T, Cuda>& arena) {
-  const double norm = std::sqrt(ops::grad_sq_sum<T>(ctx, arena.grads()));
-  IREPA_CHECK(std::isfinite(norm), "clip_grad_norm: the gradient norm is {} (a NaN or infinite loss or gradient)", norm);
-  return norm;
-}
-#endif
 
 /// The factor torch's clip_grad_norm_ scales the gradients by: max_norm / (norm + 1e-6) when
 /// that is below 1, else 1.
@@ -239,7 +165,7 @@ inline double clip_coefficient(double norm, double max_norm) {
 /// before clipping. A non-finite norm is an error (a NaN loss upstream), nothing is changed then.
 template <class T>
 double clip_grad_norm(const CpuContext& ctx, const ParamArena<T>& arena, double max_norm) {
-  const double norm = grad_norm(ctx, arena);
+  const double norm = grad_norm<T, Cpu>(ctx, arena);
   const double coef = clip_coefficient(norm, max_norm);
   if (coef < 1.0) {
     const TensorView<T> g = arena.grads();
@@ -260,27 +186,10 @@ class Ema {
   /// Call after the optimizer's step `step` (1-based): updates when step % every == 0.
   void update(const ContextOf<D>& ctx, const ParamArena<T, D>& arena, std::int64_t step) {
     if (step % every_ != 0) return;
-    if constexpr (!std::is_same_v<D, Cpu>) {
-#if defined(__CUDACC__)
-      ops::ema_update<T>(ctx, values_.view(), arena.values(), decay_);
-#else
-      static_assert(sizeof(D) == 0, "Ema on a device arena: compile this file with nvcc");
-#endif
-    } else {
-      const T d = static_cast<T>(decay_), w = T(1) - d;
-      T* e = values_.data();
-      const T* p = arena.values().data();
-      ctx.parallel_for(values_.numel(), 3.0, [&](std::int64_t i0, std::int64_t i1) { mix(e + i0, p + i0, i1 - i0, d, w); });
-    }
+    ops::ema_update<T>(ctx, values_.view(), arena.values(), decay_);
   }
   /// Whether update(.., step) changes the average.
   bool due(std::int64_t step) const { return step % every_ == 0; }
-  /// e = decay e + (1 - decay) p over n values; one definition for Ema::update and the fused step.
-  static void mix(T* e, const T* p, std::int64_t n, T d, T w) {
-    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> E(e, n);
-    const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> P(p, n);
-    E = E * d + P * w;
-  }
   double decay() const { return decay_; }
   std::int64_t every() const { return every_; }
   TensorView<T, D> values() const { return values_.view(); }

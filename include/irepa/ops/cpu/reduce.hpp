@@ -196,4 +196,28 @@ void cosine_similarity_backward(const CpuContext& ctx, const CosineCache<T>& c, 
   });
 }
 
+/// out[0] = factor * (sum of s, in order, in double) / n: a loss that is a mean over rows (the
+/// alignment loss from its per-row similarities, factor -1), kept on the device.
+template <class T>
+void row_mean(const CpuContext&, In<T> s, double factor, TensorView<double> out) {
+  IREPA_CHECK(out.numel() == 1, "row_mean: the result goes into a [1] scalar, got shape {}", out.shape().str());
+  IREPA_CHECK(s.numel() > 0, "row_mean: no rows to average");
+  check_contiguous("row_mean", s, out);
+  double sum = 0;
+  for (std::int64_t r = 0; r < s.numel(); ++r) sum += static_cast<double>(s.data()[r]);
+  out.data()[0] = factor * sum / static_cast<double>(s.numel());
+}
+
+/// The objective's scalars [total, denoising, alignment, alignment_0 .. alignment_{J-1}] (device
+/// doubles): alignment = the per-encoder mean (summed in order), total = denoising + coeff alignment.
+inline void loss_totals(const CpuContext&, TensorView<double> scalars, std::int64_t encoders, double coeff) {
+  IREPA_CHECK(scalars.numel() == 3 + encoders, "loss_totals: {} scalars for {} encoders (expected {})", scalars.numel(), encoders,
+              3 + encoders);
+  double* s = scalars.data();
+  double mean = 0;
+  for (std::int64_t j = 0; j < encoders; ++j) mean += s[3 + j] / static_cast<double>(encoders);
+  s[2] = mean;
+  s[0] = s[1] + coeff * mean;
+}
+
 }  // namespace irepa::ops

@@ -21,14 +21,18 @@ void fill(const CpuContext&, TensorView<T> t, std::type_identity_t<T> v) {
 
 /// A copy of a host view on the context's device (here: a plain copy; the CPU twin of the CUDA
 /// to_device, for device-generic code).
+/// Counted as an upload (CpuContext::transfers), as the CUDA one is.
 template <class T>
-Tensor<T> to_device(const CpuContext&, ConstView<T> host) {
+Tensor<T> to_device(const CpuContext& ctx, ConstView<T> host) {
+  ctx.count_upload(sizeof(T) * static_cast<std::size_t>(host.numel()));
   return Tensor<T>::copy_of(host);
 }
 
-/// A host copy of a view (the CPU twin of the CUDA to_host; lets device-generic code read values).
+/// A host copy of a view (the CPU twin of the CUDA to_host; lets device-generic code read
+/// values); counted as a download.
 template <class T>
-Tensor<T> to_host(const CpuContext&, ConstView<T> v) {
+Tensor<T> to_host(const CpuContext& ctx, ConstView<T> v) {
+  ctx.count_download(sizeof(T) * static_cast<std::size_t>(v.numel()));
   return Tensor<T>::copy_of(v);
 }
 
@@ -60,6 +64,13 @@ void add_into(const CpuContext& ctx, TensorView<T> acc, In<T> x) {
   check_shape("add_into", "addend", x.shape(), acc.shape());
   check_contiguous("add_into", acc, x);
   acc.flat().device(ctx.device()) += x.flat();
+}
+
+/// x *= s, elementwise.
+template <class T>
+void scale(const CpuContext&, TensorView<T> x, std::type_identity_t<T> s) {
+  check_contiguous("scale", x);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] *= s;
 }
 
 /// acc [n, ...] += row [...] for each of the n leading slices (a position table over a batch).

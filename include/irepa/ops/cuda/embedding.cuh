@@ -1,7 +1,9 @@
 #pragma once
 // Embeddings on the GPU (CudaContext overloads of ops/cpu/embedding.hpp): the class-label table
-// (indices come from the host, where the data loader has them: they are checked there, then
-// copied) and SiT's sinusoidal timestep features, forward and backward.
+// with indices on the device (uploaded with the batch, after the host checked them there: see
+// diffusion/objective.hpp's upload) and SiT's sinusoidal timestep features, forward and backward.
+// An index outside the table makes its row NaN (and adds nothing in backward), so a bad label
+// that got past the host's check shows up as a non-finite loss, never as another row's values.
 
 #include "irepa/ops/cpu/embedding.hpp"
 #include "irepa/ops/cuda/common.cuh"
@@ -11,18 +13,23 @@ namespace irepa::ops {
 namespace cuda_detail {
 
 template <class T>
-__global__ void embedding_gather_kernel(const T* table, const std::int64_t* idx, T* out, std::int64_t B, std::int64_t D) {
+__global__ void embedding_gather_kernel(const T* table, const std::int64_t* idx, T* out, std::int64_t B, std::int64_t D,
+                                        std::int64_t rows) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < B * D;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    out[i] = table[idx[i / D] * D + i % D];
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t r = idx[i / D];
+    out[i] = r >= 0 && r < rows ? table[r * D + i % D] : static_cast<T>(NAN);
+  }
 }
 
 /// dtable[idx[b]] += dy[b], one thread per channel walking the batch in order (deterministic).
 template <class T>
-__global__ void embedding_scatter_kernel(const std::int64_t* idx, const T* dy, T* dtable, std::int64_t B, std::int64_t D) {
+__global__ void embedding_scatter_kernel(const std::int64_t* idx, const T* dy, T* dtable, std::int64_t B, std::int64_t D,
+                                         std::int64_t rows) {
   for (std::int64_t c = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; c < D;
        c += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    for (std::int64_t b = 0; b < B; ++b) dtable[idx[b] * D + c] += dy[b * D + c];
+    for (std::int64_t b = 0; b < B; ++b)
+      if (idx[b] >= 0 && idx[b] < rows) dtable[idx[b] * D + c] += dy[b * D + c];
 }
 
 template <class T>
@@ -58,34 +65,30 @@ __global__ void timestep_features_backward_kernel(const T* t, const T* dout, T* 
 
 }  // namespace cuda_detail
 
-/// out[b] = table[idx[b]].  table [N, D] on the device, idx [B] on the host, out [B, D].
+/// out[b] = table[idx[b]].  table [N, D], idx [B] and out [B, D] on the device.
 template <class T>
-void embedding_forward(const CudaContext& ctx, In<T, Cuda> table, In<std::int64_t> idx, TensorView<T, Cuda> out) {
+void embedding_forward(const CudaContext& ctx, In<T, Cuda> table, In<std::int64_t, Cuda> idx, TensorView<T, Cuda> out) {
   IREPA_CHECK(table.rank() == 2, "embedding_forward: table has shape {}, expected [N, D]", table.shape().str());
   IREPA_CHECK(idx.rank() == 1, "embedding_forward: indices have shape {}, expected [B]", idx.shape().str());
   check_shape("embedding_forward", "output", out.shape(), Shape{idx.size(0), table.size(1)});
   check_contiguous("embedding_forward", table, idx, out);
-  detail::check_indices("embedding_forward", idx, table.size(0));
   const std::int64_t B = idx.size(0), D = table.size(1);
   if (B * D == 0) return;
-  const Tensor<std::int64_t, Cuda> di = to_device<std::int64_t>(ctx, idx);
   cuda_detail::embedding_gather_kernel<T><<<cuda_detail::blocks_for(B * D), cuda_detail::kThreads, 0, ctx.stream()>>>(
-      table.data(), di.data(), out.data(), B, D);
+      table.data(), idx.data(), out.data(), B, D, table.size(0));
   CudaContext::check_launch("embedding_forward");
 }
 
-/// dtable[idx[b]] += dy[b] (a row used twice gets both contributions). idx on the host.
+/// dtable[idx[b]] += dy[b] (a row used twice gets both contributions); idx on the device.
 template <class T>
-void embedding_backward(const CudaContext& ctx, In<std::int64_t> idx, In<T, Cuda> dy, TensorView<T, Cuda> dtable) {
+void embedding_backward(const CudaContext& ctx, In<std::int64_t, Cuda> idx, In<T, Cuda> dy, TensorView<T, Cuda> dtable) {
   IREPA_CHECK(dtable.rank() == 2, "embedding_backward: dtable has shape {}, expected [N, D]", dtable.shape().str());
   check_shape("embedding_backward", "dy", dy.shape(), Shape{idx.size(0), dtable.size(1)});
   check_contiguous("embedding_backward", idx, dy, dtable);
-  detail::check_indices("embedding_backward", idx, dtable.size(0));
   const std::int64_t B = idx.size(0), D = dtable.size(1);
   if (B * D == 0) return;
-  const Tensor<std::int64_t, Cuda> di = to_device<std::int64_t>(ctx, idx);
   cuda_detail::embedding_scatter_kernel<T><<<cuda_detail::blocks_for(D), cuda_detail::kThreads, 0, ctx.stream()>>>(
-      di.data(), dy.data(), dtable.data(), B, D);
+      idx.data(), dy.data(), dtable.data(), B, D, dtable.size(0));
   CudaContext::check_launch("embedding_backward");
 }
 

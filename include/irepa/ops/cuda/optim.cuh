@@ -1,27 +1,15 @@
 #pragma once
-// The optimizer's passes over a flat arena on the GPU: the squared gradient norm (for
-// clipping) and the fused AdamW + EMA update of train/optim.hpp's AdamW::step, one kernel each.
-// The norm is reduced in a fixed order (fixed grid, then one block over the partials), so it is
-// the same bits on every run.
+// The optimizer's passes over a flat arena on the GPU (CudaContext overloads of ops/cpu/optim.hpp):
+// the squared gradient norm into a device scalar (for clipping), the clip factor from it, and
+// the fused AdamW + EMA update of train/optim.hpp's AdamW::step, one kernel each; the update
+// reads the clip factor from device memory, so nothing comes back to the host. The norm is
+// reduced in a fixed order (fixed grid, then one block over the partials): the same bits on
+// every run.
 
+#include "irepa/ops/cpu/optim.hpp"
 #include "irepa/ops/cuda/common.cuh"
 
 namespace irepa::ops {
-
-/// What AdamW::step derives once per step (torch's AdamW): step_size = lr / (1 - beta1^t),
-/// bc2_sqrt = sqrt(1 - beta2^t), keep = 1 - lr * weight_decay (1 for undecayed segments).
-struct AdamWCoefficients {
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double step_size = 0, bc2_sqrt = 1, keep = 1;
-  double grad_scale = 1;  // the clip factor, applied as gradients are read
-};
-
-/// An EMA fused into the update: e = decay e + (1 - decay) p (null when absent).
-template <class T>
-struct EmaTarget {
-  T* values = nullptr;
-  double decay = 0;
-};
 
 namespace cuda_detail {
 
@@ -46,9 +34,19 @@ __global__ inline void sum_partials_kernel(const double* partials, int n, double
   if (threadIdx.x == 0) *out = s;
 }
 
+__global__ inline void clip_scale_kernel(const double* sq, double max_norm, double* norm, double* scale) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  const double n = sqrt(sq[0]);
+  const double coef = max_norm / (n + 1e-6);
+  norm[0] = n;
+  scale[0] = coef < 1.0 ? coef : 1.0;
+}
+
 template <class T>
 __global__ void adamw_ema_kernel(T* p, const T* g, T* m, T* v, std::int64_t n, T b1, T b2, T eps, T step_size, T bc2_sqrt,
-                                 T keep, T gs, T* e0, T d0, T* e1, T d1) {
+                                 T keep, const double* grad_scale, T* e0, T d0, T* e1, T d1) {
+  const double s = *grad_scale;
+  const T gs = s < 1.0 ? static_cast<T>(s) : T(1);
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const T gi = g[i] * gs;
@@ -81,34 +79,43 @@ void ema_update(const CudaContext& ctx, TensorView<T, Cuda> e, In<T, Cuda> p, do
   CudaContext::check_launch("ema_update");
 }
 
-/// sum g^2 over a device buffer, accumulated in double; the host waits for the result.
+/// out[0] = sum g^2 over a device buffer, accumulated in double (stays on the device).
 template <class T>
-double grad_sq_sum(const CudaContext& ctx, In<T, Cuda> g) {
-  check_contiguous("grad_sq_sum", g);
-  Tensor<double, Cuda> partials(Shape{cuda_detail::kNormBlocks}), total(Shape{1});
+void grad_sq_sum(const CudaContext& ctx, In<T, Cuda> g, TensorView<double, Cuda> out) {
+  IREPA_CHECK(out.numel() == 1, "grad_sq_sum: the result goes into a [1] scalar, got shape {}", out.shape().str());
+  check_contiguous("grad_sq_sum", g, out);
+  Tensor<double, Cuda> partials(Shape{cuda_detail::kNormBlocks});
   cuda_detail::sq_sum_partials_kernel<T><<<cuda_detail::kNormBlocks, cuda_detail::kThreads, 0, ctx.stream()>>>(
       g.data(), g.numel(), partials.data());
   CudaContext::check_launch("grad_sq_sum: partials");
-  cuda_detail::sum_partials_kernel<<<1, 1024, 0, ctx.stream()>>>(partials.data(), cuda_detail::kNormBlocks, total.data());
+  cuda_detail::sum_partials_kernel<<<1, 1024, 0, ctx.stream()>>>(partials.data(), cuda_detail::kNormBlocks, out.data());
   CudaContext::check_launch("grad_sq_sum: total");
-  return to_host<double>(ctx, total.view())[0];
 }
 
-/// One fused AdamW step over a contiguous range of the arena (p, g, m, v of one length), with up
-/// to two EMAs updated from the new values in the same pass. Same arithmetic as AdamW::step on
-/// the CPU.
+/// norm[0] = sqrt(sq[0]), scale[0] = the clip factor, on the device (as the CPU op).
+inline void clip_scale(const CudaContext& ctx, In<double, Cuda> sq, double max_norm, TensorView<double, Cuda> norm,
+                       TensorView<double, Cuda> scale) {
+  IREPA_CHECK(sq.numel() == 1 && norm.numel() == 1 && scale.numel() == 1, "clip_scale: [1] scalars expected");
+  cuda_detail::clip_scale_kernel<<<1, 32, 0, ctx.stream()>>>(sq.data(), max_norm, norm.data(), scale.data());
+  CudaContext::check_launch("clip_scale");
+}
+
+/// One fused AdamW step over a contiguous run of the arena (p, g, m, v of one length), the
+/// gradients read as grad_scale[0] * g (when below 1; read on the device), with up to two EMAs
+/// updated from the new values in the same pass. Same arithmetic as the CPU op.
 template <class T>
 void adamw_ema_update(const CudaContext& ctx, TensorView<T, Cuda> p, In<T, Cuda> g, TensorView<T, Cuda> m, TensorView<T, Cuda> v,
-                      const AdamWCoefficients& c, EmaTarget<T> ema0 = {}, EmaTarget<T> ema1 = {}) {
+                      const AdamWCoefficients& c, In<double, Cuda> grad_scale, EmaTarget<T> ema0 = {}, EmaTarget<T> ema1 = {}) {
   check_shape("adamw_ema_update", "grad", g.shape(), p.shape());
   check_shape("adamw_ema_update", "exp_avg", m.shape(), p.shape());
   check_shape("adamw_ema_update", "exp_avg_sq", v.shape(), p.shape());
+  IREPA_CHECK(grad_scale.numel() == 1, "adamw_ema_update: the gradient scale is a [1] scalar, got shape {}", grad_scale.shape().str());
   check_contiguous("adamw_ema_update", p, g, m, v);
   const std::int64_t n = p.numel();
   if (n == 0) return;
   cuda_detail::adamw_ema_kernel<T><<<cuda_detail::blocks_for(n), cuda_detail::kThreads, 0, ctx.stream()>>>(
       p.data(), g.data(), m.data(), v.data(), n, static_cast<T>(c.beta1), static_cast<T>(c.beta2), static_cast<T>(c.eps),
-      static_cast<T>(c.step_size), static_cast<T>(c.bc2_sqrt), static_cast<T>(c.keep), static_cast<T>(c.grad_scale), ema0.values,
+      static_cast<T>(c.step_size), static_cast<T>(c.bc2_sqrt), static_cast<T>(c.keep), grad_scale.data(), ema0.values,
       static_cast<T>(ema0.decay), ema1.values, static_cast<T>(ema1.decay));
   CudaContext::check_launch("adamw_ema_update");
 }

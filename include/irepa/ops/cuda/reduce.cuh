@@ -109,6 +109,23 @@ __global__ void cosine_backward_kernel(const T* an, const T* bn, const T* a_norm
   if (db) l2_normalize_row_backward(bn + o, b_norm[r], an + o, ds[r], D, eps, db + o, scratch);  // g = ds * an
 }
 
+template <class T>
+__global__ void row_sum_kernel(const T* s, std::int64_t n, double factor, double* out) {
+  __shared__ double scratch[32];
+  double acc = 0;
+  for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) acc += static_cast<double>(s[i]);
+  acc = block_sum(acc, scratch);
+  if (threadIdx.x == 0) out[0] = factor * acc / static_cast<double>(n);
+}
+
+__global__ inline void loss_totals_kernel(double* s, std::int64_t encoders, double coeff) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  double mean = 0;
+  for (std::int64_t j = 0; j < encoders; ++j) mean += s[3 + j] / static_cast<double>(encoders);
+  s[2] = mean;
+  s[0] = s[1] + coeff * mean;
+}
+
 }  // namespace cuda_detail
 
 /// mean, std [B, D] over the tokens of x [B, T >= 2, D] (std unbiased, as torch.std).
@@ -209,6 +226,24 @@ void cosine_similarity_backward(const CudaContext& ctx, const CosineCache<T, Cud
       c.an.data(), c.bn.data(), c.a_norm.data(), c.b_norm.data(), ds.data(), eps, da.numel() ? da.data() : nullptr,
       db.numel() ? db.data() : nullptr, D);
   CudaContext::check_launch("cosine_similarity_backward");
+}
+
+/// out[0] = factor * sum(s) / n in double, one block (a fixed order: the same bits every run).
+template <class T>
+void row_mean(const CudaContext& ctx, In<T, Cuda> s, double factor, TensorView<double, Cuda> out) {
+  IREPA_CHECK(out.numel() == 1, "row_mean: the result goes into a [1] scalar, got shape {}", out.shape().str());
+  IREPA_CHECK(s.numel() > 0, "row_mean: no rows to average");
+  check_contiguous("row_mean", s, out);
+  cuda_detail::row_sum_kernel<T><<<1, 1024, 0, ctx.stream()>>>(s.data(), s.numel(), factor, out.data());
+  CudaContext::check_launch("row_mean");
+}
+
+/// The objective's totals from its scalars on the device, as the CPU op.
+inline void loss_totals(const CudaContext& ctx, TensorView<double, Cuda> scalars, std::int64_t encoders, double coeff) {
+  IREPA_CHECK(scalars.numel() == 3 + encoders, "loss_totals: {} scalars for {} encoders (expected {})", scalars.numel(), encoders,
+              3 + encoders);
+  cuda_detail::loss_totals_kernel<<<1, 32, 0, ctx.stream()>>>(scalars.data(), encoders, coeff);
+  CudaContext::check_launch("loss_totals");
 }
 
 }  // namespace irepa::ops

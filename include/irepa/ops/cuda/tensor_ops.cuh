@@ -18,6 +18,13 @@ __global__ void add_into_kernel(T* acc, const T* x, std::int64_t n) {
 }
 
 template <class T>
+__global__ void scale_kernel(T* x, T s, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    x[i] *= s;
+}
+
+template <class T>
 __global__ void add_broadcast_kernel(T* acc, const T* row, std::int64_t R, std::int64_t n) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
@@ -119,6 +126,15 @@ void add_into(const CudaContext& ctx, TensorView<T, Cuda> acc, In<T, Cuda> x) {
   cuda_detail::add_into_kernel<T><<<cuda_detail::blocks_for(acc.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
       acc.data(), x.data(), acc.numel());
   CudaContext::check_launch("add_into");
+}
+
+/// x *= s, elementwise.
+template <class T>
+void scale(const CudaContext& ctx, TensorView<T, Cuda> x, std::type_identity_t<T> s) {
+  check_contiguous("scale", x);
+  if (x.numel() == 0) return;
+  cuda_detail::scale_kernel<T><<<cuda_detail::blocks_for(x.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(x.data(), s, x.numel());
+  CudaContext::check_launch("scale");
 }
 
 /// acc [n, ...] += row [...] for each of the n leading slices.

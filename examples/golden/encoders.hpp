@@ -1,28 +1,17 @@
 #pragma once
-// Reading the golden format (irepa-golden-v1, see ../shared/golden/README.md) and checking our
-// implementation against it: a file names its model and holds its `config` as JSON metadata,
-// `params/<state_dict name>`, `inputs/<name>`, `outputs/<name>` and `grads/<name>`.
-// check_sit rebuilds a SiT of any shape from the config, runs the objective in T and returns
-// one row per compared tensor: ||ours - ref|| / ||ref||.
+// The target-encoder files of the golden format: HOG (float32, as the reference), the ViT
+// families (DINOv2, DINOv3, Perception Encoder) and SAM2's Hiera trunk, each rebuilt from its
+// config (unknown keys are errors), run on its uint8 input and compared.
 
-#include <cmath>
 #include <set>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "irepa/align/dispatch.hpp"
-#include "irepa/diffusion/jit_loss.hpp"
-#include "irepa/diffusion/samplers.hpp"
-#include "irepa/check/golden_jit.hpp"
-#include "irepa/check/golden_sit.hpp"
-#include "irepa/diffusion/sit_loss.hpp"
-#include "irepa/io/safetensors.hpp"
+#include "golden/format.hpp"
 #include "irepa/models/hog.hpp"
-#include "irepa/models/jit.hpp"
 #include "irepa/models/sam2_encoder.hpp"
-#include "irepa/models/sit.hpp"
 #include "irepa/models/vit_encoder.hpp"
 
 namespace irepa::golden {
@@ -172,18 +161,19 @@ std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, con
                                               : pe_setup(config_of(f));
   if (model == "encoder:pe" && config_of(f).contains("pretrain_grid")) {
     const auto G = config_of(f).at("pretrain_grid").get<std::int64_t>();
-    const auto rows = f.info("params/positional_embedding").shape[0];
+    const auto rows = ParamsFile(f)->info("params/positional_embedding").shape[0];
     IREPA_CHECK(rows == G * G + (cfg.cls_token ? 1 : 0), "golden: PE positional_embedding has {} rows, config says grid {} (cls {})",
                 rows, G, cfg.cls_token);
   }
-  cfg.block_chunks = VitEncoder<T>::detect_block_chunks(f, "params/", cfg.depth);
+  const ParamsFile params(f);
+  cfg.block_chunks = VitEncoder<T>::detect_block_chunks(*params, "params/", cfg.depth);
   VitEncoder<T> enc(cfg);
-  enc.load(f, "params/");
+  enc.load(*params, "params/");
   std::vector<Row> rows = encoder_rows(enc, f, tol, ctx);
   if (f.contains("params_original/pos_embed")) {
     const auto resampled = VitEncoder<T>::resample_pos_embed(f.load<T>("params_original/pos_embed"), cfg.grid());
     rows.push_back({"params/pos_embed (resampled from params_original)",
-                    rel_error<T>(resampled, f.load<double>("params/pos_embed").cview()), tol});
+                    rel_error<T>(resampled, params->load<double>("params/pos_embed").cview()), tol});
   }
   return rows;
 }
@@ -226,74 +216,8 @@ inline Sam2Config sam2_setup(const nlohmann::json& c) {
 template <class T>
 std::vector<Row> check_sam2_encoder(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
   Sam2Encoder<T> enc(sam2_setup(config_of(f)));
-  enc.load(f, "params/vision_encoder.backbone.");
+  enc.load(*ParamsFile(f), "params/vision_encoder.backbone.");
   return encoder_rows(enc, f, tol, ctx);
-}
-
-/// check_jit_on on the CPU.
-template <class T>
-std::vector<Row> check_jit(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
-  return check_jit_on<T>(f, tol, ctx);
-}
-
-/// Runs every sampler run of a `SiT-sampler` golden file with the model in T; one row per run.
-/// The file's projectors (unused by sampling) are loaded too, their sizes read from the file.
-template <class T>
-std::vector<Row> check_sit_sampler(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
-  const nlohmann::json c = config_of(f);
-  static const std::set<std::string> known = {"input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads",
-                                              "batch", "num_classes", "runs", "class_dropout_prob", "mlp_ratio"};
-  for (const auto& [k, v] : c.items()) IREPA_CHECK(known.contains(k), "golden: SiT-sampler config key '{}' is not known", k);
-  SiTConfig cfg;
-  try {
-    cfg.input_size = c.at("input_size").get<std::int64_t>();
-    cfg.patch_size = c.at("patch_size").get<std::int64_t>();
-    cfg.in_channels = c.at("in_channels").get<std::int64_t>();
-    cfg.hidden_size = c.at("hidden_size").get<std::int64_t>();
-    cfg.depth = c.at("depth").get<std::int64_t>();
-    cfg.num_heads = c.at("num_heads").get<std::int64_t>();
-    cfg.num_classes = c.at("num_classes").get<std::int64_t>();
-    cfg.class_dropout_prob = c.value("class_dropout_prob", 0.1);
-    cfg.mlp_ratio = c.value("mlp_ratio", 4.0);
-  } catch (const nlohmann::json::exception& e) {
-    fail("golden: SiT-sampler config is missing a key or has a wrong type: {}", e.what());
-  }
-  cfg.z_dims.clear();
-  cfg.encoder_depth = 1;
-  for (int j = 0; f.contains("params/projectors." + std::to_string(j) + ".projection_layer.4.weight"); ++j) {
-    const Shape& s = f.info("params/projectors." + std::to_string(j) + ".projection_layer.4.weight").shape;
-    cfg.z_dims.push_back(s[0]);
-    cfg.projector_dim = s[1];
-  }
-  SiT<Dynamic, DynamicPatch, REPAHead, T> m(cfg);
-  m.load(f, "params/");
-  const auto latents = f.load<double>("inputs/latents");
-  const auto y = f.load<std::int64_t>("inputs/y");
-  std::vector<Row> rows;
-  const auto& runs = c.at("runs");
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    const auto& r = runs[i];
-    SamplerOptions o;
-    const std::string kind = r.value("kind", std::string("euler"));
-    o.kind = kind == "euler" && r.value("heun", false) ? SamplerKind::Heun : parse_sampler(kind);
-    o.num_steps = r.at("num_steps").get<int>();
-    o.cfg_scale = r.value("cfg_scale", 1.0);
-    o.guidance_low = r.value("guidance_low", 0.0);
-    o.guidance_high = r.value("guidance_high", 1.0);
-    o.path = parse_path_type(r.value("path_type", std::string("linear")));
-    o.null_class = cfg.num_classes;
-    int draw = 0;
-    const std::string prefix = "inputs/run" + std::to_string(i) + "_noise.";
-    NoiseFn noise = [&](TensorView<double> eps) {
-      const std::string key = prefix + std::to_string(draw++);
-      IREPA_CHECK(f.contains(key), "golden: run {} needs noise draw '{}', which the file does not hold", i, key);
-      eps.copy_from(f.load<double>(key, eps.shape()).cview());
-    };
-    const auto x = sample(sit_velocity(ctx, m), latents, y, o, noise);
-    const std::string name = "outputs/run" + std::to_string(i);
-    rows.push_back({name, rel_error<double>(x, f.load<double>(name).cview()), tol});
-  }
-  return rows;
 }
 
 }  // namespace irepa::golden

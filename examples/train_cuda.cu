@@ -1,0 +1,21 @@
+// The GPU half of irepa-train and irepa-train-jit (--device cuda), compiled once by nvcc and
+// linked into both tools (see train_job.hpp).
+
+#include "train_job.hpp"
+
+namespace irepa::examples {
+
+template <class Family, class Config, class Objective, class Dataset>
+void train_on_cuda(const TrainJob& job, const HeadChoice& choice, const Config& cfg, const Objective& obj, const Dataset& ds) {
+  run_with_head<Family, CudaContext>(job, choice, cfg, obj, ds);
+}
+
+#define IREPA_TRAIN_ON_CUDA(Family, Config, Objective, Dataset) \
+  template void train_on_cuda<Family>(const TrainJob&, const HeadChoice&, const Config&, const Objective&, const Dataset&);
+IREPA_TRAIN_ON_CUDA(SiTFamily, SiTConfig, SiTObjective, data::ImageDataset)
+IREPA_TRAIN_ON_CUDA(SiTFamily, SiTConfig, SiTObjective, data::ShardedDataset)
+IREPA_TRAIN_ON_CUDA(JiTFamily, JiTConfig, JiTObjective, data::ImageDataset)
+IREPA_TRAIN_ON_CUDA(JiTFamily, JiTConfig, JiTObjective, data::ShardedDataset)
+#undef IREPA_TRAIN_ON_CUDA
+
+}  // namespace irepa::examples

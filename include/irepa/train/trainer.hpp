@@ -1,0 +1,352 @@
+#pragma once
+// The training loop of irepa-train, irepa-train-jit and irepa-fashion, for any model and
+// objective (SiT + SiTObjective, JiT + JiTObjective, or user types of the same concepts):
+// batches in a deterministic order per (seed, epoch) through a prefetch thread, optional
+// horizontal flips, alignment targets from the dataset's stored features and/or online target
+// encoders (on the host), label dropout, the objective step, the global-norm clip, AdamW with
+// the EMAs fused, a learning-rate schedule, the JSONL log and progress line, checkpoints
+// (resume continues bit-identically) and class-conditional sample grids from the first EMA.
+// The two reference recipes differ only in settings (see train/recipes.hpp for JiT's).
+//
+// On a GPU the whole step stays there: the batch (with its targets) goes up, t, noise, losses,
+// gradient norm and clip factor are made and used on the device, and the logged scalars come
+// back once per flush (log, checkpoint and sample steps), not once per step. A non-finite loss
+// or norm is found at the next flush, before anything is written for that step.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "irepa/core/concepts.hpp"
+#include "irepa/data/loader.hpp"
+#include "irepa/diffusion/objective.hpp"
+#include "irepa/io/image_grid.hpp"
+#include "irepa/models/target_encoder.hpp"
+#include "irepa/nn/embedders.hpp"
+#include "irepa/ops/optim.hpp"
+#include "irepa/ops/tensor_ops.hpp"
+#include "irepa/train/checkpoint.hpp"
+#include "irepa/train/logger.hpp"
+#include "irepa/train/optim.hpp"
+
+namespace irepa {
+
+/// Settings of a run. The defaults are the SiT / REPA reference's recipe (train/recipes.hpp
+/// applies JiT's).
+struct TrainerOptions {
+  std::string run_dir = "exps/run";  // args.json, log.jsonl, checkpoints/, samples/
+  std::int64_t batch_size = 256, max_train_steps = 400000, seed = 0;
+  std::int64_t checkpointing_steps = 50000, sampling_steps = 0, resume_step = 0, log_every = 100;
+  AdamWOptions adamw{};      // betas, eps, weight decay and its groups (the rate comes from schedule)
+  LrSchedule schedule{};     // the rate of 0-based iteration i is schedule.at(i)
+  double max_grad_norm = 1.0;  // global clip; infinity: never clipped (the norm is still logged)
+  std::vector<double> ema_decays = {0.9999};  // one or two EMAs; sample grids use the first
+  std::int64_t ema_update_freq = 1;
+  double label_drop_prob = 0.1;  // labels dropped to the null class (the model's num_classes), for guidance
+  bool hflip = false;            // random horizontal flips of image data, before anything sees them
+  // sample grids: classes_in_grid rows (one class each), samples_per_class columns
+  SampleSettings grid{};
+  std::int64_t classes_in_grid = 10, samples_per_class = 8;
+  bool quiet = false;  // no progress line
+};
+
+struct TrainRecord {
+  std::int64_t step = 0;
+  double total = 0, denoising = 0, alignment = 0, grad_norm = 0, lr = 0;
+};
+
+template <class T>
+struct TrainResult {
+  std::vector<TrainRecord> history;  // every step of this invocation
+  Tensor<T> ema;                     // the first EMA's weights at the end (flat, arena order)
+  double seconds = 0;                // wall time of the steps
+  double images_per_second = 0;
+};
+
+/// Labels of a sample grid: `rows` classes, `cols` images each, row-major.
+inline Tensor<std::int64_t> class_grid_labels(std::int64_t rows, std::int64_t cols) {
+  Tensor<std::int64_t> y(Shape{rows * cols});
+  for (std::int64_t i = 0; i < rows * cols; ++i) y[i] = i / cols;
+  return y;
+}
+
+/// Mirrors each image [C, H, W] of x left-right where flip[b].
+template <class T>
+void flip_horizontal(TensorView<T> x, const std::vector<bool>& flip) {
+  const std::int64_t B = x.size(0), rows = x.numel() / (B * x.size(3)), W = x.size(3);
+  for (std::int64_t b = 0; b < B; ++b) {
+    if (!flip[static_cast<std::size_t>(b)]) continue;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      T* row = x.data() + (b * rows + r) * W;
+      std::reverse(row, row + W);
+    }
+  }
+}
+
+namespace detail {
+inline std::string step_name(std::int64_t s) { return fmt::format("{:07d}", s); }
+
+/// Checks that stored features plus online encoders give one target per projector, each with
+/// the model's token count and the projector's width.
+inline void check_targets(const std::vector<std::int64_t>& z_dims, std::int64_t tokens, const std::vector<std::string>& stored,
+                          const std::vector<TargetEncoder>& online, bool images, std::string_view kind) {
+  IREPA_CHECK(stored.size() + online.size() == z_dims.size(),
+              "train: the model has {} projectors, but the data gives {} target(s) and {} online encoder(s)", z_dims.size(),
+              stored.size(), online.size());
+  for (std::size_t j = 0; j < online.size(); ++j) {
+    const auto& e = online[j];
+    const auto zd = z_dims[stored.size() + j];
+    IREPA_CHECK(e.tokens == tokens && e.dim == zd,
+                "train: encoder '{}' gives [{}, {}] tokens, expected [{}, {}] (the model's token grid and projector width)", e.name,
+                e.tokens, e.dim, tokens, zd);
+  }
+  IREPA_CHECK(online.empty() || images, "train: online target encoders need image data, but the data holds {}", kind);
+}
+
+/// Each online encoder's tokens [B, T, D] of images x [B, C, H, W] in 0..255 (on the host).
+template <class T>
+std::vector<Tensor<T>> online_targets(const CpuContext& ctx, const std::vector<TargetEncoder>& online, ConstView<T> x) {
+  std::vector<Tensor<T>> out;
+  if (online.empty()) return out;
+  Tensor<float> raw(x.shape());
+  for (std::int64_t i = 0; i < raw.numel(); ++i) raw[i] = static_cast<float>(x.data()[i]);
+  for (const auto& e : online) {
+    const Tensor<float> z = e.encode(ctx, raw);
+    Tensor<T> zt(z.shape());
+    for (std::int64_t i = 0; i < z.numel(); ++i) zt[i] = static_cast<T>(z[i]);
+    out.push_back(std::move(zt));
+  }
+  return out;
+}
+}  // namespace detail
+
+/// The state of one run and its step. Trainer::run drives it over a dataset; tests and custom
+/// loops may call step / flush / save_checkpoint / write_sample_grid themselves.
+template <class Model, class Objective>
+  requires ObjectiveFor<Objective, Model>
+class Trainer {
+ public:
+  using T = typename Model::scalar_type;
+  using D = typename Model::device_type;
+  using Context = typename Model::Context;
+  static constexpr std::int64_t kLogColumns = 4;  // total, denoising, alignment, grad norm
+
+  /// Writes args.json, resumes from checkpoints/<resume_step> when asked, opens log.jsonl.
+  /// config_json goes into args.json and every checkpoint.
+  Trainer(const Context& ctx, TrainerOptions o, Model& model, Objective obj, nlohmann::json config_json)
+      : ctx_(ctx), o_(std::move(o)), model_(model), obj_(std::move(obj)), config_(std::move(config_json)),
+        opt_(model.params(), o_.adamw), rng_(static_cast<std::uint64_t>(o_.seed), 1) {
+    IREPA_CHECK(o_.batch_size > 0 && o_.log_every > 0 && o_.checkpointing_steps > 0,
+                "train: batch size {}, log_every {} and checkpointing_steps {} must be positive", o_.batch_size, o_.log_every,
+                o_.checkpointing_steps);
+    IREPA_CHECK(!o_.ema_decays.empty() && o_.ema_decays.size() <= 2, "train: {} EMAs asked for; one or two are fused into the step",
+                o_.ema_decays.size());
+    for (double d : o_.ema_decays) emas_.push_back(std::make_unique<Ema<T, D>>(model.params(), d, o_.ema_update_freq));
+    namespace fs = std::filesystem;
+    const fs::path run(o_.run_dir);
+    fs::create_directories(run / "checkpoints");
+    {
+      std::ofstream args(run / "args.json");
+      args << config_.dump(2) << "\n";
+      IREPA_CHECK(args.good(), "train: cannot write '{}'", (run / "args.json").string());
+    }
+    if (o_.resume_step > 0) {
+      const auto path = (run / "checkpoints" / (detail::step_name(o_.resume_step) + ".safetensors")).string();
+      step_ = load_checkpoint(path, model_, opt_, ema_pointers(), rng_).step;
+      if (!o_.quiet) std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step_));
+    }
+    logger_ = std::make_unique<JsonlLogger>((run / "log.jsonl").string());
+    log_ = Tensor<double, D>(Shape{o_.log_every, kLogColumns});
+    sq_ = Tensor<double, D>(Shape{1}), norm_ = Tensor<double, D>(Shape{1}), scale_ = Tensor<double, D>(Shape{1});
+    meter_ = RateMeter(step_);
+  }
+
+  /// One training step on a host batch: x [B, C, H, W] as the model takes it (scaled), labels y
+  /// [B] (dropped here, in place, to the null class), one raw target per projector. The batch is
+  /// the only thing uploaded; the step's scalars stay on the device until flush().
+  void step(ConstView<T> x, TensorView<std::int64_t> y, const std::vector<ConstView<T>>& zs) {
+    if (pending_ == o_.log_every) flush();
+    nn::drop_labels(rng_, y, o_.label_drop_prob, model_.config.num_classes);
+    const auto batch = upload_batch(ctx_, HostBatch<T>{x, y, zs}, model_.label_rows());
+    fill(ctx_, model_.params().grads(), T(0));
+    const auto st = objective_step(ctx_, model_, obj_, batch, rng_);
+    ops::grad_sq_sum<T>(ctx_, model_.params().grads(), sq_.view());
+    ops::clip_scale(ctx_, sq_.cview(), o_.max_grad_norm, norm_.view(), scale_.view());
+    ++step_;
+    const double lr = o_.schedule.at(step_ - 1);
+    std::vector<Ema<T, D>*> emas = ema_pointers();
+    opt_.step(ctx_, model_.params(), lr, scale_.cview(), std::span<Ema<T, D>* const>(emas), step_);
+    const TensorView<double, D> row = log_.view().select(0, pending_);
+    ops::copy<double>(ctx_, st.scalars.cview().slice(0, 0, 3), row.slice(0, 0, 3));
+    ops::copy<double>(ctx_, norm_.cview(), row.slice(0, 3, 1));
+    pending_lrs_.push_back(lr);
+    ++pending_;
+  }
+
+  /// Brings the scalars of the steps since the last flush to the host (one download), checks
+  /// them, writes their log lines and history, and prints the progress line when asked.
+  void flush(bool progress = false) {
+    if (pending_ == 0) return;
+    const Tensor<double> h = to_host<double>(ctx_, log_.cview().slice(0, 0, pending_));
+    for (std::int64_t r = 0; r < pending_; ++r) {
+      const TrainRecord rec{step_ - pending_ + 1 + r, h(r, 0), h(r, 1), h(r, 2), h(r, 3), pending_lrs_[static_cast<std::size_t>(r)]};
+      IREPA_CHECK(std::isfinite(rec.total), "train: step {}: the loss is not finite (denoising {}, alignment {})", rec.step,
+                  rec.denoising, rec.alignment);
+      IREPA_CHECK(std::isfinite(rec.grad_norm), "train: step {}: the gradient norm is {} (a NaN or infinite loss or gradient)", rec.step,
+                  rec.grad_norm);
+      // Built up entry by entry: nvcc's front end mis-parses a nested braced list here.
+      std::map<std::string, double> scalars;
+      scalars["loss"] = rec.total, scalars["denoising_loss"] = rec.denoising, scalars["proj_loss"] = rec.alignment;
+      scalars["grad_norm"] = rec.grad_norm, scalars["lr"] = rec.lr;
+      logger_->log(rec.step, scalars);
+      history_.push_back(rec);
+    }
+    pending_ = 0;
+    pending_lrs_.clear();
+    if (progress && !o_.quiet) {
+      const TrainRecord& r = history_.back();
+      const double rate = meter_.rate(step_, o_.batch_size);
+      const std::int64_t total = o_.max_train_steps;
+      std::printf("%s\n", progress_line(step_, total, rate, rate > 0 ? static_cast<double>((total - step_) * o_.batch_size) / rate : NAN,
+                                        r.total, r.denoising, r.alignment, r.grad_norm)
+                              .c_str());
+      std::fflush(stdout);
+    }
+  }
+
+  /// checkpoints/<step>.safetensors: model, optimizer, EMAs, RNG, config (after a flush, so that
+  /// a non-finite step is refused before it is saved).
+  void save_checkpoint() {
+    flush();
+    const std::vector<Ema<T, D>*> p = ema_pointers();
+    irepa::save_checkpoint((std::filesystem::path(o_.run_dir) / "checkpoints" / (detail::step_name(step_) + ".safetensors")).string(),
+                           model_, opt_, std::vector<const Ema<T, D>*>(p.begin(), p.end()), rng_,
+                           CheckpointInfo{.step = step_, .config = config_});
+  }
+
+  /// samples/<step>.png: the class-conditional grid from the first EMA's weights, drawn by the
+  /// objective's sampler on the model's device.
+  void write_sample_grid() {
+    Model ema_model(model_.config, model_.head);
+    ops::copy<T>(ctx_, emas_.front()->values(), ema_model.params().values());
+    const auto y = class_grid_labels(std::min(o_.classes_in_grid, model_.config.num_classes), o_.samples_per_class);
+    const Tensor<double> x = obj_.sample(ctx_, ema_model, y.cview(), static_cast<std::uint64_t>(o_.seed), o_.grid);
+    const std::filesystem::path dir = std::filesystem::path(o_.run_dir) / "samples";
+    std::filesystem::create_directories(dir);
+    io::write_image_grid<double>((dir / (detail::step_name(step_) + ".png")).string(), x,
+                                 io::GridOptions{.columns = o_.samples_per_class});
+  }
+
+  /// Trains on ds until max_train_steps. Alignment targets: the dataset's features (in
+  /// ds.encoders() order) followed by each online encoder's tokens of the clean (flipped) images;
+  /// their number must equal the model's projectors. Image data (0..255) is scaled to [-1, 1].
+  template <class Dataset>
+  TrainResult<T> run(const Dataset& ds, const std::vector<TargetEncoder>& online) {
+    const auto& cfg = model_.config;
+    const std::vector<std::string> stored = ds.encoders();
+    const bool images = ds.kind() == "images";
+    detail::check_targets(cfg.z_dims, model_.grid.tokens(), stored, online, images, ds.kind());
+    // Stored features belong to the unflipped image (a flipped image's features are not the mirrored ones).
+    IREPA_CHECK(stored.empty() || !o_.hflip,
+                "train: the data holds precomputed features ({}), which do not match flipped images; turn flips off "
+                "or compute the targets online",
+                fmt::join(stored, ", "));
+    IREPA_CHECK(!o_.hflip || images, "train: horizontal flips need image data, but the data holds {}", ds.kind());
+    const std::int64_t B = o_.batch_size;
+    IREPA_CHECK(ds.size() > 0, "train: the dataset is empty");
+    std::unique_ptr<CpuContext> own_cpu;
+    const CpuContext& cpu = detail::host_context(ctx_, own_cpu);  // the online encoders
+    auto loader = data::epoch_loader<T>(ds, B, o_.seed, step_);
+    const std::int64_t first = step_ + 1, total = o_.max_train_steps;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (step_ < total) {
+      auto b = loader->next();
+      if (o_.hflip) {  // RandomHorizontalFlip before anything sees the image
+        Tensor<double> u(Shape{B});
+        rng_.uniform(u.view());
+        std::vector<bool> flip(static_cast<std::size_t>(B));
+        for (std::int64_t i = 0; i < B; ++i) flip[static_cast<std::size_t>(i)] = u[i] < 0.5;
+        flip_horizontal<T>(b.x.view(), flip);
+      }
+      std::vector<ConstView<T>> zs;
+      for (const auto& e : stored) zs.push_back(b.features.at(e));
+      const std::vector<Tensor<T>> online_z = detail::online_targets<T>(cpu, online, b.x);
+      for (const auto& z : online_z) zs.push_back(z);
+      if (images)
+        for (std::int64_t i = 0; i < b.x.numel(); ++i) b.x[i] = b.x[i] * T(1.0 / 127.5) - T(1);
+      step(b.x, b.y.view(), zs);
+      const bool last = step_ == total, checkpoint = step_ % o_.checkpointing_steps == 0 || last;
+      const bool grid = o_.sampling_steps > 0 && step_ % o_.sampling_steps == 0 && (cfg.in_channels == 1 || cfg.in_channels == 3);
+      if (step_ % o_.log_every == 0 || last) flush(/*progress=*/true);
+      if (checkpoint) save_checkpoint();
+      if (grid) write_sample_grid();
+    }
+    flush();
+    TrainResult<T> res;
+    res.history = history_;
+    res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::int64_t done = total - first + 1;
+    res.images_per_second = done > 0 && res.seconds > 0 ? static_cast<double>(done * B) / res.seconds : 0;
+    Tensor<T> keep;
+    res.ema = Tensor<T>::copy_of(host_values(emas_.front()->values(), keep));
+    return res;
+  }
+
+  std::int64_t steps_done() const { return step_; }
+  const std::vector<TrainRecord>& history() const { return history_; }
+  const Ema<T, D>& ema(std::size_t k = 0) const { return *emas_.at(k); }
+  const AdamW<T, D>& optimizer() const { return opt_; }
+  Philox& rng() { return rng_; }
+
+ private:
+  std::vector<Ema<T, D>*> ema_pointers() const {
+    std::vector<Ema<T, D>*> p;
+    for (const auto& e : emas_) p.push_back(e.get());
+    return p;
+  }
+
+  const Context& ctx_;
+  TrainerOptions o_;
+  Model& model_;
+  Objective obj_;
+  nlohmann::json config_;
+  AdamW<T, D> opt_;
+  std::vector<std::unique_ptr<Ema<T, D>>> emas_;
+  Philox rng_;
+  std::int64_t step_ = 0;
+  std::unique_ptr<JsonlLogger> logger_;
+  Tensor<double, D> log_;                // [log_every, 4]: the scalars of the steps not yet flushed
+  Tensor<double, D> sq_, norm_, scale_;  // [1] each: squared norm, norm, clip factor
+  std::int64_t pending_ = 0;
+  std::vector<double> pending_lrs_;
+  std::vector<TrainRecord> history_;
+  RateMeter meter_;
+};
+
+/// Trains `model` (already initialised) on `ds` with objective `obj`: Trainer(ctx, o, model, obj,
+/// config_json).run(ds, online). The model may be on a device (ctx is then its context): data,
+/// flips, label dropout, the online encoders and the RNG's state stay on the host, so a run is
+/// the same sequence of batches and draws anywhere.
+template <class Model, class Objective, class Dataset>
+  requires ObjectiveFor<Objective, Model>
+TrainResult<typename Model::scalar_type> train(const typename Model::Context& ctx, const TrainerOptions& o, Model& model,
+                                               const Objective& obj, const Dataset& ds, const std::vector<TargetEncoder>& online,
+                                               const nlohmann::json& config_json) {
+  Trainer<Model, Objective> trainer(ctx, o, model, obj, config_json);
+  return trainer.run(ds, online);
+}
+
+}  // namespace irepa
