@@ -121,9 +121,7 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < o.batches.size(); ++i)
       IREPA_CHECK(o.batches[i] > 0 && (i == 0 || o.batches[i] > o.batches[i - 1]), "irepa-bench-memory: --batches must be positive and increasing");
     const SiTConfig cfg = bench::bench_sit_config(o.model, o.input_size, o.z_dim, o.encoder_depth);
-    // Only the two heads the flag names are compiled (with_head would instantiate all six).
-    if (o.head == "irepa") return run<SiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>, float>>(o, cfg, {});
-    return run<SiT<Dynamic, DynamicPatch, REPAHead, float>>(o, cfg, {});
+    return bench::with_bench_head(o.head, [&](auto head) { return run<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "irepa-bench-memory: %s\n", e.what());
     return 2;

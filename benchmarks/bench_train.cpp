@@ -15,7 +15,6 @@
 #include <map>
 #include <string>
 
-#include "irepa/align/dispatch.hpp"
 #include "irepa/models/sit.hpp"
 #include "irepa/ops/cpu/sgemm.hpp"
 #include "train_step_timer.hpp"
@@ -61,8 +60,7 @@ int main(int argc, char** argv) {
   try {
     IREPA_CHECK(o.device == "cpu", "irepa-bench-train: --device '{}' is not available in this build (cpu only so far)", o.device);
     const SiTConfig cfg = bench::bench_sit_config(o.model, o.input_size, o.z_dim, o.encoder_depth);
-    const HeadChoice choice{.projection = o.head == "irepa" ? "conv" : "mlp", .spnorm = o.head == "irepa" ? "zscore" : "none"};
-    with_head(choice, [&](auto head) { run<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head); });
+    bench::with_bench_head(o.head, [&](auto head) { run<SiT<Dynamic, DynamicPatch, decltype(head), float>>(o, cfg, head); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;

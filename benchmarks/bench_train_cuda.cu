@@ -18,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "irepa/align/dispatch.hpp"
 #include "irepa/models/sit.hpp"
 #include "irepa/ops/cuda/linear.cuh"
 #include "train_step_timer.hpp"
@@ -129,8 +128,7 @@ int main(int argc, char** argv) {
     IREPA_CHECK(o.batch > 0 && o.steps > 0 && o.warmup >= 0, "irepa-bench-train-cuda: batch {} and steps {} must be positive", o.batch,
                 o.steps);
     const SiTConfig cfg = bench::bench_sit_config(o.model, o.input_size, o.z_dim, o.encoder_depth);
-    const HeadChoice choice{.projection = o.head == "irepa" ? "conv" : "mlp", .spnorm = o.head == "irepa" ? "zscore" : "none"};
-    with_head(choice, [&](auto head) { run<SiT<Dynamic, DynamicPatch, decltype(head), float, Cuda>>(o, cfg, head); });
+    bench::with_bench_head(o.head, [&](auto head) { run<SiT<Dynamic, DynamicPatch, decltype(head), float, Cuda>>(o, cfg, head); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "irepa/align/head.hpp"
 #include "irepa/diffusion/sit_objective.hpp"
 #include "irepa/models/sit.hpp"
 #include "irepa/train/trainer.hpp"
@@ -26,6 +27,15 @@ inline SiTConfig bench_sit_config(const std::string& model, std::int64_t input_s
   cfg.kernel_size = 3;
   apply_model_name(cfg, model);
   return cfg;
+}
+
+/// f(head) for --head irepa (3x3 conv projector, spatial z-score) or repa (MLP projector):
+/// only the two heads the flag names are compiled (with_head would instantiate all six).
+template <class F>
+decltype(auto) with_bench_head(const std::string& head, F&& f) {
+  IREPA_CHECK(head == "irepa" || head == "repa", "--head '{}' is not known; expected irepa or repa", head);
+  if (head == "irepa") return f(iREPAHead<ConvProjector<0>, SpatialNorm>{});
+  return f(REPAHead{});
 }
 
 struct StepTimes {

@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <type_traits>
@@ -117,6 +118,51 @@ inline void check_gpu_settings(const std::string& prog, bool on_gpu, const std::
   const bool fp32 = parse_matmul_precision(matmul_precision) == MatmulPrecision::fp32;
   IREPA_CHECK(on_gpu || fp32, "{}: --matmul-precision {} runs on a GPU only; the CPU computes in fp32", prog, matmul_precision);
   IREPA_CHECK(on_gpu || attention == "materialized", "{}: --attention {} runs on a GPU only", prog, attention);
+}
+
+/// Where a tool runs: --device, --matmul-precision, --attention, --threads, the same for both
+/// tools (spelled with `sep`, '-' or '_', as each tool's reference spells its flags).
+struct Placement {
+  std::string device = "cpu", matmul_precision = "fp32", attention = "materialized";
+  int threads = 0;
+};
+inline std::vector<Flag> placement_flags(const std::string& prog, Placement& p, char sep) {
+  const std::string s(1, sep);
+  return {
+      flag(prog, "threads", p.threads, "CPU threads (0: all cores)"),
+      flag(prog, "device", p.device, "cpu, or cuda[:N] (the model, optimizer and EMAs on GPU N; needs a build with CUDA)"),
+      flag(prog, "matmul" + s + "precision", p.matmul_precision,
+           "GPU matrix products: fp32 (exact float, the default), tf32 or bf16 (tensor cores, FP32 accumulation); the CPU takes fp32 only"),
+      flag(prog, "attention", p.attention,
+           "GPU attention: materialized (cuBLAS products around a softmax kernel) or fused (no T x T probabilities in memory)"),
+  };
+}
+/// The placement checked: the device index (-1: the CPU), with the GPU-only settings refused on the CPU.
+inline int check_placement(const std::string& prog, const Placement& p) {
+  const int device = parse_device(prog, p.device);
+  check_gpu_settings(prog, device >= 0, p.matmul_precision, p.attention);
+  return device;
+}
+
+/// A tool's command line: a --config FILE first (the command line then wins over it), then every
+/// flag. Returns the status to exit with (help, a bad flag or file), or -1 to go on.
+inline int parse(const std::string& prog, const std::string& description, int argc, char** argv, std::vector<Flag>& fl) {
+  try {
+    apply_config_first(prog, argc, argv, fl);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  CLI::App app{description};
+  std::string config_path;
+  app.add_option("--config", config_path, "YAML file of flag values (the command line wins)");
+  for (auto& f : fl) f.add(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return -1;
 }
 
 }  // namespace irepa::cli

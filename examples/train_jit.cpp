@@ -33,8 +33,7 @@ using cli::Flag;
 struct Options {
   std::string output_dir = "./exps", exp_name = "jit", data_path, dataset = "shards";
   std::int64_t resume_step = 0, checkpointing_steps = 10000, sample_grid_freq = 0, log_freq = 100, seed = 0;
-  int threads = 0;
-  std::string device = "cpu", matmul_precision = "fp32", attention = "materialized";
+  cli::Placement place;  // --device, --matmul_precision, --attention, --threads
   std::string model = "JiT-B/16";
   std::int64_t img_size = 0, class_num = 1000;  // img_size 0: the data's
   std::int64_t depth = 0, hidden_size = 0, num_heads = 0, patch_size = 0, bottleneck_dim = 0, in_context_len = 32,
@@ -61,7 +60,7 @@ Flag flag(const std::string& name, V& target, const std::string& help) {
 }
 
 std::vector<Flag> flags(Options& o) {
-  return {
+  std::vector<Flag> fl = {
       flag("output_dir", o.output_dir, "folder for runs"),
       flag("exp_name", o.exp_name, "run name (a folder under --output_dir)"),
       flag("dataset", o.dataset, "shards (--data_path: safetensors shards of uint8 images) or fashion-mnist (Debian's package)"),
@@ -72,12 +71,6 @@ std::vector<Flag> flags(Options& o) {
       flag("sample_grid_per_class", o.sample_grid_per_class, "sample grids: one row per class (up to 10), this many columns"),
       flag("log_freq", o.log_freq, "print the progress line every N steps"),
       flag("seed", o.seed, "seed of initialisation, data order, flips, noise"),
-      flag("threads", o.threads, "CPU threads (0: all cores)"),
-      flag("device", o.device, "cpu, or cuda[:N] (the model, optimizer and EMAs on GPU N; needs a build with CUDA)"),
-      flag("matmul_precision", o.matmul_precision,
-           "GPU matrix products: fp32 (exact float, the default), tf32 or bf16 (tensor cores, FP32 accumulation); the CPU takes fp32 only"),
-      flag("attention", o.attention,
-           "GPU attention: materialized (cuBLAS products around a softmax kernel) or fused (no T x T probabilities in memory)"),
       flag("model", o.model, "JiT-B/16, JiT-B/32, JiT-L/16, JiT-L/32, JiT-H/16, JiT-H/32, or custom (--depth --hidden_size ...)"),
       flag("img_size", o.img_size, "image size the model is built for (0: the data's; it must match)"),
       flag("class_num", o.class_num, "classes (the null class is this index)"),
@@ -122,6 +115,8 @@ std::vector<Flag> flags(Options& o) {
       flag("spnorm_method", o.spnorm_method, "target normalisation: none or zscore (iREPA)"),
       flag("zscore_alpha", o.zscore_alpha, "spatial z-score: share of the token mean removed"),
   };
+  for (auto& f : cli::placement_flags("irepa-train-jit", o.place, '_')) fl.push_back(std::move(f));
+  return fl;
 }
 
 template <class Dataset>
@@ -190,33 +185,24 @@ int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choic
 int main(int argc, char** argv) {
   Options o;
   auto fl = flags(o);
-  try {
-    cli::apply_config_first("irepa-train-jit", argc, argv, fl);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 2;
-  }
-  CLI::App app{"irepa-train-jit: JiT (pixel-space, x-prediction) with REPA / iREPA alignment"};
-  std::string config_path;
-  app.add_option("--config", config_path, "YAML file of flag values (the command line wins)");
-  for (auto& f : fl) f.add(app);
-  CLI11_PARSE(app, argc, argv);
+  if (const int status =
+          cli::parse("irepa-train-jit", "irepa-train-jit: JiT (pixel-space, x-prediction) with REPA / iREPA alignment", argc, argv, fl);
+      status >= 0)
+    return status;
   try {
     IREPA_CHECK(o.batch_size > 0 && o.epochs > 0 && o.max_train_steps >= 0 && o.checkpointing_steps > 0 && o.log_freq > 0,
                 "irepa-train-jit: --batch_size, --epochs, --checkpointing_steps and --log_freq must be positive");
     IREPA_CHECK(o.projection_loss_type == "cosine", "irepa-train-jit: --projection_loss_type '{}' is not implemented (cosine is)",
                 o.projection_loss_type);
-    const int device = cli::parse_device("irepa-train-jit", o.device);
-    cli::check_gpu_settings("irepa-train-jit", device >= 0, o.matmul_precision, o.attention);
+    const int device = cli::check_placement("irepa-train-jit", o.place);
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     (void)objective(o);  // a bad --proj_coeff or sampler is refused before the data is read
     IREPA_CHECK(o.sampling_method == "heun" || o.sampling_method == "euler",
                 "irepa-train-jit: --sampling_method '{}' is not known (heun or euler)", o.sampling_method);
     auto run_on = [&](const auto& ds) {
-      examples::TrainJob job{.seed = static_cast<std::uint64_t>(o.seed), .options = trainer_options(o, ds.size()), .online = {},
-                             .config = config_json, .threads = o.threads, .device = device,
-                             .precision = parse_matmul_precision(o.matmul_precision), .fused_attention = o.attention == "fused"};
+      auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o, ds.size()), config_json, o.place.threads,
+                                    device, o.place.matmul_precision, o.place.attention);
       if (o.enable_repa) job.online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
       return run(o, job, choice, model_config(o, ds, job.online), ds);
     };

@@ -38,6 +38,13 @@ struct TrainJob {
   bool fused_attention = false;
 };
 
+/// A job from the trainer's options, the run's settings and where it runs (device -1: the CPU).
+inline TrainJob make_job(std::uint64_t seed, TrainerOptions options, nlohmann::json config, int threads, int device,
+                         const std::string& matmul_precision, const std::string& attention) {
+  return TrainJob{.seed = seed, .options = std::move(options), .online = {}, .config = std::move(config), .threads = threads,
+                  .device = device, .precision = parse_matmul_precision(matmul_precision), .fused_attention = attention == "fused"};
+}
+
 /// Where the model runs, in words: "" on the CPU, " on cuda:N (matmul fp32, materialized attention)" on a GPU.
 inline std::string placement(const TrainJob& job) {
   if (job.device < 0) return "";

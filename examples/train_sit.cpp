@@ -34,8 +34,7 @@ struct Options {
   std::string output_dir = "exps", exp_name = "sit", data_dir, dataset = "shards";
   std::int64_t sampling_steps = 0, resume_step = 0, checkpointing_steps = 50000, log_every = 100;
   std::int64_t seed = 0;
-  int threads = 0;
-  std::string device = "cpu", matmul_precision = "fp32", attention = "materialized";
+  cli::Placement place;  // --device, --matmul-precision, --attention, --threads
   // model
   std::string model = "SiT-B/2";
   std::int64_t num_classes = 1000, encoder_depth = 8, projector_dim = 2048;
@@ -89,7 +88,7 @@ Flag flag(const std::string& name, V& target, const std::string& help) {
 }
 
 std::vector<Flag> flags(Options& o) {
-  return {
+  std::vector<Flag> fl = {
       flag("output-dir", o.output_dir, "folder for runs"),
       flag("exp-name", o.exp_name, "run name (a folder under --output-dir)"),
       flag("dataset", o.dataset, "shards (--data-dir) or fashion-mnist (Debian's package; targets from --enc-type)"),
@@ -104,12 +103,6 @@ std::vector<Flag> flags(Options& o) {
       flag("checkpointing-steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
       flag("log-every", o.log_every, "print the progress line every N steps"),
       flag("seed", o.seed, "seed of initialisation, data order, noise"),
-      flag("threads", o.threads, "CPU threads (0: all cores)"),
-      flag("device", o.device, "cpu, or cuda[:N] (the model, optimizer and EMA on GPU N; needs a build with CUDA)"),
-      flag("matmul-precision", o.matmul_precision,
-           "GPU matrix products: fp32 (exact float, the default), tf32 or bf16 (tensor cores, FP32 accumulation); the CPU takes fp32 only"),
-      flag("attention", o.attention,
-           "GPU attention: materialized (cuBLAS products around a softmax kernel) or fused (no T x T probabilities in memory)"),
       flag("model", o.model, "SiT-S/2, SiT-B/4, SiT-L/2, SiT-XL/2, ... or custom (--depth --hidden-size --num-heads --patch-size)"),
       flag("num-classes", o.num_classes, "classes (the null class is this index)"),
       flag("encoder-depth", o.encoder_depth, "align the tokens after this block (1-based)"),
@@ -138,6 +131,8 @@ std::vector<Flag> flags(Options& o) {
       flag("zscore-alpha", o.zscore_alpha, "spatial z-score: share of the token mean removed"),
       flag("sample-steps", o.sample_steps, "Euler steps of the sample grids"),
   };
+  for (auto& f : cli::placement_flags("irepa-train", o.place, '-')) fl.push_back(std::move(f));
+  return fl;
 }
 
 template <class Dataset>
@@ -175,27 +170,18 @@ int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choic
 int main(int argc, char** argv) {
   Options o;
   auto fl = flags(o);
-  try {
-    cli::apply_config_first("irepa-train", argc, argv, fl);  // the file first: the command line then overrides it
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 2;
-  }
-  CLI::App app{"irepa-train: SiT with REPA / iREPA alignment on safetensors shards"};
-  std::string config_path;
-  app.add_option("--config", config_path, "YAML file of flag values (the command line wins)");
-  for (auto& f : fl) f.add(app);
-  CLI11_PARSE(app, argc, argv);
+  if (const int status = cli::parse("irepa-train", "irepa-train: SiT with REPA / iREPA alignment on safetensors shards", argc, argv, fl);
+      status >= 0)
+    return status;
   try {
     IREPA_CHECK(o.batch_size > 0 && o.max_train_steps > 0 && o.checkpointing_steps > 0 && o.log_every > 0,
                 "irepa-train: --batch-size, --max-train-steps, --checkpointing-steps and --log-every must be positive");
-    cli::check_gpu_settings("irepa-train", cli::parse_device("irepa-train", o.device) >= 0, o.matmul_precision, o.attention);
+    const int device = cli::check_placement("irepa-train", o.place);
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
-      examples::TrainJob job{.seed = static_cast<std::uint64_t>(o.seed), .options = trainer_options(o), .online = {},
-                             .config = config_json, .threads = o.threads, .device = cli::parse_device("irepa-train", o.device),
-                             .precision = parse_matmul_precision(o.matmul_precision), .fused_attention = o.attention == "fused"};
+      auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o), config_json, o.place.threads, device,
+                                    o.place.matmul_precision, o.place.attention);
       job.online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
       return run(o, job, choice, model_config(o, ds, job.online), ds);
     };

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "irepa/check/gradient_check.hpp"
 #include "irepa/diffusion/objective.hpp"
 #include "test_support.hpp"
 
@@ -47,6 +48,27 @@ RandomBatch<typename Model::scalar_type> random_batch(const Model& m, std::int64
   test::rng().randint(r.y.view(), 0, m.y_embedder.table.shape[0]);  // the null class included, when there is one
   for (auto z : c.z_dims) r.zs.push_back(test::randn<T>(Shape{B, m.grid.tokens(), z}));
   return r;
+}
+
+/// Central differences of the total loss (objective_step on the batch's t and noise, in double)
+/// against the backward pass, for every parameter tensor of the model (a random subset of each).
+template <class Model, class Objective>
+check::GradCheckResult total_loss_gradient_check(Model& m, const Objective& obj, const RandomBatch<double>& data,
+                                                 check::GradCheckOptions opt) {
+  std::vector<check::GradTarget> targets;
+  m.params().for_each([&](std::string_view name, TensorView<double> v, TensorView<double> g) {
+    targets.push_back(check::param(std::string(name), v, g));
+  });
+  const CpuContext ctx;
+  const auto batch = data.batch(m.label_rows());
+  return check::gradient_check(
+      [&] {
+        Tensor<double> out(Shape{1});
+        out[0] = objective_step(ctx, m, obj, batch, data.t, data.noise, 1.0, /*backward=*/false).losses(ctx).total;
+        return out;
+      },
+      [&](const std::vector<Tensor<double>>& g) { objective_step(ctx, m, obj, batch, data.t, data.noise, /*grad_scale=*/g[0][0]); },
+      targets, opt);
 }
 
 }  // namespace irepa::test

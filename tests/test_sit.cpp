@@ -75,22 +75,9 @@ void gradient_check_whole_model(Head head, SiTConfig cfg, PathType path) {
   SiTObjective obj;
   obj.path = path;
   obj.proj_coeff = 0.7;
-  std::vector<check::GradTarget> targets;
-  m.params().for_each([&](std::string_view name, TensorView<double> v, TensorView<double> g) {
-    targets.push_back(check::param(std::string(name), v, g));
-  });
   check::GradCheckOptions opt;
   opt.max_elements = 6;  // a random subset of each tensor: every parameter tensor is visited
-  const CpuContext ctx;
-  const auto batch = data.batch(m.label_rows());
-  const auto report = check::gradient_check(
-      [&] {
-        Tensor<double> out(Shape{1});
-        out[0] = objective_step(ctx, m, obj, batch, data.t, data.noise, 1.0, /*backward=*/false).losses(ctx).total;
-        return out;
-      },
-      [&](const std::vector<Tensor<double>>& g) { objective_step(ctx, m, obj, batch, data.t, data.noise, /*grad_scale=*/g[0][0]); },
-      targets, opt);
+  const auto report = test::total_loss_gradient_check(m, obj, data, opt);
   INFO(report.report());
   REQUIRE(report.ok());
 }
