@@ -1,5 +1,5 @@
 // Row and pointwise ops: norms, modulation, activations, RoPE, embeddings and fixed tables,
-// token statistics, L2 normalisation, cosine similarity. Each: forward against its formula,
+// token statistics, L2 normalisation, cosine similarity, and the encoders' forward-only ops. Each: forward against its formula,
 // backward by the gradient checker in double, shapes with B != T != D and no powers of two.
 
 #include <cmath>
@@ -11,8 +11,10 @@
 #include "irepa/ops/embedding.hpp"
 #include "irepa/ops/modulate.hpp"
 #include "irepa/ops/norm.hpp"
+#include "irepa/ops/resize.hpp"
 #include "irepa/ops/reduce.hpp"
 #include "irepa/ops/rope.hpp"
+#include "irepa/ops/tensor_ops.hpp"
 #include "test_support.hpp"
 
 using namespace irepa;
@@ -321,4 +323,57 @@ TEST_CASE("cosine similarity of rows", "[ops][reduce]") {
       },
       {input("a", a.view(), da.view()), input("b", b.view(), db.view())});
   REQUIRE_GRADCHECK(r);
+}
+
+TEST_CASE("encoder ops: exact and quick GELU, affine rows, LayerScale residual, class-token blend, channel norm", "[ops][encoder]") {
+  CpuContext ctx(2);
+  const std::int64_t B = 3, T = 7, D = 11;
+  const auto x = test::randn<double>({B, T, D}, 2.0), acc = test::randn<double>({B, T, D}), w = test::randn<double>({D}),
+             b = test::randn<double>({D});
+  const std::int64_t i = 5 * D + 4;  // an element of the first image, token 5, column 4
+  SECTION("exact GELU and QuickGELU, also in place") {
+    Tensor<double> y(x.shape());
+    ops::gelu_forward<double>(ctx, x, y.view());
+    CHECK(std::abs(y[i] - 0.5 * x[i] * (1 + std::erf(x[i] / std::sqrt(2.0)))) < 1e-15);
+    ops::quick_gelu_forward<double>(ctx, x, y.view());
+    CHECK(std::abs(y[i] - x[i] / (1 + std::exp(-1.702 * x[i]))) < 1e-15);
+    Tensor<double> z = Tensor<double>::copy_of(x.cview());
+    ops::quick_gelu_forward<double>(ctx, z, z.view());
+    CHECK(test::rel_error(z, y) == 0.0);
+    Tensor<double> wrong(Shape{B, T, D + 1});
+    REQUIRE_IREPA_ERROR(ops::gelu_forward<double>(ctx, x, wrong.view()), "gelu_forward");
+  }
+  SECTION("scale_shift_rows and add_scaled_rows") {
+    Tensor<double> y = Tensor<double>::copy_of(x.cview());
+    ops::scale_shift_rows<double>(ctx, y.view(), w, b);
+    CHECK(std::abs(y[i] - (x[i] * w[4] + b[4])) < 1e-15);
+    Tensor<double> h = Tensor<double>::copy_of(acc.cview());
+    ops::add_scaled_rows<double>(ctx, h.view(), w, x);
+    CHECK(std::abs(h[i] - (acc[i] + w[4] * x[i])) < 1e-15);
+    Tensor<double> plain = Tensor<double>::copy_of(acc.cview());
+    ops::add_scaled_rows<double>(ctx, plain.view(), ConstView<double>{}, x);
+    CHECK(plain[i] == acc[i] + x[i]);
+    const auto short_w = test::randn<double>({D - 1});
+    REQUIRE_IREPA_ERROR(ops::scale_shift_rows<double>(ctx, y.view(), short_w, b), "weight has 10 values");
+    REQUIRE_IREPA_ERROR(ops::add_scaled_rows<double>(ctx, h.view(), short_w, x), "gamma has 10 values");
+  }
+  SECTION("blend_first_token") {
+    Tensor<double> out(Shape{B, T - 2, D});
+    ops::blend_first_token<double>(ctx, x, 2, 0.1, 0.9, out.view());
+    CHECK(std::abs(out(2, 3, 4) - (0.1 * x(2, 0, 4) + 0.9 * x(2, 5, 4))) < 1e-15);
+    Tensor<double> too_long(Shape{B, T, D});
+    REQUIRE_IREPA_ERROR(ops::blend_first_token<double>(ctx, x, 2, 0.1, 0.9, too_long.view()), "do not fit");
+    REQUIRE_IREPA_ERROR(ops::blend_first_token<double>(ctx, x, 0, 0.1, 0.9, too_long.view()), "after the first");
+  }
+  SECTION("normalize_channels") {
+    Tensor<double> img(Shape{2, 3, 5, 6});
+    test::rng().uniform(img.view(), 0.0, 255.0);
+    const ops::ChannelNorm n{.divisor = 255.0, .mean = {0.485, 0.456, 0.406, 0}, .std = {0.229, 0.224, 0.225, 1}};
+    Tensor<double> y(img.shape());
+    ops::normalize_channels<double>(ctx, img, n, y.view());
+    CHECK(std::abs(y(1, 2, 3, 4) - (img(1, 2, 3, 4) / 255.0 - 0.406) / 0.225) < 1e-15);
+    CHECK(std::abs(y(0, 0, 0, 1) - (img(0, 0, 0, 1) / 255.0 - 0.485) / 0.229) < 1e-15);
+    Tensor<double> five(Shape{1, 5, 2, 2});
+    REQUIRE_IREPA_ERROR(ops::normalize_channels<double>(ctx, five, n, five.view()), "C <= 4");
+  }
 }

@@ -14,6 +14,7 @@
 #include "irepa/ops/linear.hpp"
 #include "irepa/ops/modulate.hpp"
 #include "irepa/ops/norm.hpp"
+#include "irepa/ops/resize.hpp"
 #include "irepa/ops/rope.hpp"
 #include "irepa/train/optim.hpp"
 
@@ -306,6 +307,42 @@ T2 loss_totals(const T2& scalars, double coeff) {
   T2 s = scalars.clone();
   ops::loss_totals(cpu(), s.view(), s.numel() - 3, coeff);
   return s;
+}
+
+T2 gelu_forward(const T2& x) {
+  T2 y(x.shape());
+  ops::gelu_forward<double>(cpu(), x, y.view());
+  return y;
+}
+T2 quick_gelu_forward(const T2& x) {
+  T2 y(x.shape());
+  ops::quick_gelu_forward<double>(cpu(), x, y.view());
+  return y;
+}
+T2 scale_shift_rows(const T2& x, const T2& w, const T2& b) {
+  T2 y = T2::copy_of(x.cview());
+  ops::scale_shift_rows<double>(cpu(), y.view(), w, b);
+  return y;
+}
+T2 add_scaled_rows(const T2& acc, const T2& gamma, const T2& x) {
+  T2 y = T2::copy_of(acc.cview());
+  ops::add_scaled_rows<double>(cpu(), y.view(), gamma.numel() > 0 && gamma.shape().rank() > 0 ? ConstView<double>(gamma) : ConstView<double>{}, x);
+  return y;
+}
+T2 blend_first_token(const T2& x, std::int64_t start, std::int64_t n, double a, double keep) {
+  T2 y(Shape{x.size(0), n, x.size(2)});
+  ops::blend_first_token<double>(cpu(), x, start, a, keep, y.view());
+  return y;
+}
+T2 interpolate(const T2& x, std::int64_t out_h, std::int64_t out_w, bool bicubic, bool antialias) {
+  return ops::interpolate<double>(cpu(), x, out_h, out_w, bicubic ? ops::ResizeMode::Bicubic : ops::ResizeMode::Bilinear, antialias);
+}
+T2 normalize_channels(const T2& x, double divisor, const std::vector<double>& mean, const std::vector<double>& std) {
+  ops::ChannelNorm n{.divisor = divisor};
+  for (std::size_t c = 0; c < mean.size() && c < 4; ++c) n.mean[c] = mean[c], n.std[c] = std[c];
+  T2 y(x.shape());
+  ops::normalize_channels<double>(cpu(), x, n, y.view());
+  return y;
 }
 
 }  // namespace cpu_ref

@@ -89,4 +89,15 @@ struct AdamWRun {
 };
 AdamWRun adamw_steps(const T2& p0, const std::vector<T2>& grads, std::int64_t n0, double lr, double weight_decay);
 
+/// The encoders' forward-only ops: exact GELU, QuickGELU, a LayerNorm's affine part, a
+/// LayerScale residual (gamma empty: plain add), the class-token blend, F.interpolate's resize
+/// (bicubic when `bicubic`, else bilinear) and the per-channel normalisation.
+T2 gelu_forward(const T2& x);
+T2 quick_gelu_forward(const T2& x);
+T2 scale_shift_rows(const T2& x, const T2& w, const T2& b);
+T2 add_scaled_rows(const T2& acc, const T2& gamma, const T2& x);
+T2 blend_first_token(const T2& x, std::int64_t start, std::int64_t n, double a, double keep);
+T2 interpolate(const T2& x, std::int64_t out_h, std::int64_t out_w, bool bicubic, bool antialias);
+T2 normalize_channels(const T2& x, double divisor, const std::vector<double>& mean, const std::vector<double>& std);
+
 }  // namespace cpu_ref

@@ -5,7 +5,9 @@
 // modulate / gated residual, LayerNorm, RMSNorm, the linear layer (cuBLAS), attention, the
 // optimizer passes (norm and clip factor kept on the device), the diffusion objectives' and
 // samplers' steps (interpolation, MSE and its gradient, training times, Euler / Heun / guidance /
-// SDE updates), the cosine reduction and loss totals, and the Philox fills (the host's bits),
+// SDE updates), the cosine reduction and loss totals, the Philox fills (the host's bits), and
+// the encoders' forward-only ops (exact and quick GELU, affine rows, LayerScale residual, the
+// class-token blend, resize, channel normalisation),
 // forward and backward, at several shapes (not all equal, not powers of two),
 // in float (relative error <= 1e-5) and double (<= 1e-12); the mixed-precision bf16 linear at
 // <= 2e-2. Inputs are fresh random draws each run; the seed is printed so that a failure can be
@@ -33,6 +35,7 @@
 #include "irepa/ops/cuda/optim.cuh"
 #include "irepa/ops/cuda/random.cuh"
 #include "irepa/ops/cuda/reduce.cuh"
+#include "irepa/ops/cuda/resize.cuh"
 #include "irepa/ops/cuda/rope.cuh"
 #include "irepa/ops/cuda/tensor_ops.cuh"
 
@@ -700,8 +703,64 @@ void random_fills(const CudaContext& ctx, std::int64_t n) {
   }
 }
 
+/// The encoders' forward-only ops: exact GELU and QuickGELU, a LayerNorm's affine part, the
+/// LayerScale residual (and the plain one), the class-token blend, the resize (bilinear and
+/// bicubic, up and down, with and without antialias: DINOv2's 256 -> 224) and the channel
+/// normalisation.
+template <class T>
+void encoder_ops(const CudaContext& ctx, std::int64_t B, std::int64_t Tn, std::int64_t D) {
+  const Shape s{B, Tn, D};
+  const auto x = randn(s, 1.5), acc = randn(s), w = randn(Shape{D}), b = randn(Shape{D});
+  const auto x_ = dev<T>(ctx, x), w_ = dev<T>(ctx, w), b_ = dev<T>(ctx, b);
+  Tensor<T, Cuda> y_(s);
+  ops::gelu_forward<T>(ctx, x_, y_.view());
+  expect_close(ctx, "gelu_forward " + s.str(), y_, cpu_ref::gelu_forward(x));
+  ops::quick_gelu_forward<T>(ctx, x_, y_.view());
+  expect_close(ctx, "quick_gelu_forward " + s.str(), y_, cpu_ref::quick_gelu_forward(x));
+  auto z_ = dev<T>(ctx, x);
+  ops::scale_shift_rows<T>(ctx, z_.view(), w_, b_);
+  expect_close(ctx, "scale_shift_rows " + s.str(), z_, cpu_ref::scale_shift_rows(x, w, b));
+  auto a_ = dev<T>(ctx, acc);
+  ops::add_scaled_rows<T>(ctx, a_.view(), w_, x_);
+  expect_close(ctx, "add_scaled_rows (LayerScale) " + s.str(), a_, cpu_ref::add_scaled_rows(acc, w, x));
+  auto p_ = dev<T>(ctx, acc);
+  ops::add_scaled_rows<T>(ctx, p_.view(), ConstView<T, Cuda>{}, x_);
+  expect_close(ctx, "add_scaled_rows (plain) " + s.str(), p_, cpu_ref::add_scaled_rows(acc, Tensor<double>(Shape{0}), x));
+  const std::int64_t start = Tn > 5 ? 5 : 1, n = Tn - start;
+  Tensor<T, Cuda> blend_(Shape{B, n, D});
+  ops::blend_first_token<T>(ctx, x_, start, T(0.1), T(0.9), blend_.view());
+  expect_close(ctx, "blend_first_token " + s.str(), blend_, cpu_ref::blend_first_token(x, start, n, 0.1, 0.9));
+
+  struct Case { std::int64_t h, w, oh, ow; bool bicubic, antialias; };
+  for (const Case c : {Case{37, 37, 16, 16, true, true}, Case{20, 24, 16, 16, false, false}, Case{16, 16, 37, 30, true, false},
+                       Case{19, 21, 13, 7, false, true}}) {
+    const Shape is{B, 3, c.h, c.w};
+    const auto img = randn(is);
+    const auto got = ops::interpolate<T>(ctx, dev<T>(ctx, img).cview(), c.oh, c.ow,
+                                         c.bicubic ? ops::ResizeMode::Bicubic : ops::ResizeMode::Bilinear, c.antialias);
+    expect_close(ctx, std::string("interpolate ") + (c.bicubic ? "bicubic" : "bilinear") + (c.antialias ? " aa " : " ") + is.str(), got,
+                 cpu_ref::interpolate(img, c.oh, c.ow, c.bicubic, c.antialias));
+  }
+  {  // DINOv2's preprocessing at 256: /255 and mean / std, then bicubic to 224
+    Tensor<double> u8(Shape{B, 3, 256, 256});
+    Philox(seed, 991).uniform(u8.view(), 0.0, 255.0);
+    for (std::int64_t i = 0; i < u8.numel(); ++i) u8[i] = std::floor(u8[i]);
+    const std::vector<double> mean{0.485, 0.456, 0.406}, sd{0.229, 0.224, 0.225};
+    const auto u8_ = dev<T>(ctx, u8);
+    Tensor<T, Cuda> nrm_(u8.shape());
+    ops::normalize_channels<T>(ctx, u8_, ops::ChannelNorm{.divisor = 255.0, .mean = {0.485, 0.456, 0.406, 0}, .std = {0.229, 0.224, 0.225, 1}},
+                               nrm_.view());
+    const auto want = cpu_ref::normalize_channels(u8, 255.0, mean, sd);
+    expect_close(ctx, "normalize_channels " + u8.shape().str(), nrm_, want);
+    expect_close(ctx, "interpolate bicubic 256 -> 224", ops::interpolate<T>(ctx, nrm_.cview(), 224, 224, ops::ResizeMode::Bicubic, false),
+                 cpu_ref::interpolate(want, 224, 224, true, false));
+  }
+}
+
 template <class T>
 void all(const CudaContext& ctx) {
+  encoder_ops<T>(ctx, 2, 21, 40);
+  encoder_ops<T>(ctx, 3, 261, 768);  // DINOv2-B's 1 + 4 + 256 tokens
   objectives<T>(ctx, 3, 4, 8);
   objectives<T>(ctx, 16, 4, 32);  // SiT's 32 x 32 latents
   objectives<T>(ctx, 2, 3, 64);   // JiT's pixels

@@ -4,8 +4,11 @@
 // taps clamped), each optionally antialiased (torch's antialias=True: the filter is stretched by
 // the downscale factor, bicubic with a = -0.5 as Pillow, weights normalised per output pixel).
 // Separable: each axis is a list of taps (source index, weight); the width pass runs first.
+// Also the per-channel normalisation of encoder inputs. CPU here; when nvcc compiles the
+// including file, ops/cuda/resize.cuh adds the CudaContext overloads (same taps, same order).
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -129,4 +132,38 @@ Tensor<T> interpolate(const CpuContext& ctx, ConstView<T> x, std::int64_t out_h,
   return y;
 }
 
+/// Per-channel normalisation of images: y = (x / divisor - mean[c]) / std[c], in double, then
+/// rounded to T (an encoder's /255 and mean / std). At most 4 channels.
+struct ChannelNorm {
+  double divisor = 1.0;
+  std::array<double, 4> mean{0, 0, 0, 0};
+  std::array<double, 4> std{1, 1, 1, 1};
+};
+
+namespace detail {
+inline void check_channel_norm(std::string_view op, const Shape& x, const Shape& y) {
+  IREPA_CHECK(x.rank() == 4 && x[1] >= 1 && x[1] <= 4, "{}: images have shape {}, expected [N, C <= 4, H, W]", op, x.str());
+  check_shape(op, "output", y, x);
+}
+}  // namespace detail
+
+/// x, y [N, C, H, W]; y may be x.
+template <class T>
+void normalize_channels(const CpuContext& ctx, In<T> x, const ChannelNorm& n, TensorView<T> y) {
+  detail::check_channel_norm("normalize_channels", x.shape(), y.shape());
+  check_contiguous("normalize_channels", x, y);
+  const std::int64_t C = x.size(1), hw = x.size(2) * x.size(3);
+  ctx.parallel_for(x.size(0) * C, 3.0 * static_cast<double>(hw), [&](std::int64_t p0, std::int64_t p1) {
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const auto c = static_cast<std::size_t>(p % C);
+      for (std::int64_t i = p * hw; i < (p + 1) * hw; ++i)
+        y.data()[i] = static_cast<T>((static_cast<double>(x.data()[i]) / n.divisor - n.mean[c]) / n.std[c]);
+    }
+  });
+}
+
 }  // namespace irepa::ops
+
+#if defined(__CUDACC__)
+#include "irepa/ops/cuda/resize.cuh"
+#endif

@@ -1,6 +1,7 @@
 #pragma once
 // Activations on the CPU: GELU (tanh approximation, as timm's GELU(approximate="tanh")),
-// SiLU, and SwiGLU (silu(x1) * x2 with x = [x1 | x2] split on the last dimension).
+// SiLU, and SwiGLU (silu(x1) * x2 with x = [x1 | x2] split on the last dimension); forward
+// only for the frozen encoders: exact GELU and CLIP's QuickGELU.
 
 #include <algorithm>
 #include <cmath>
@@ -99,6 +100,30 @@ void silu_forward(const CpuContext& ctx, In<T> x, TensorView<T> y) {
 template <class T>
 void silu_backward(const CpuContext& ctx, In<T> x, In<T> dy, TensorView<T> dx) {
   detail::map_backward<detail::Silu<T>, T>(ctx, "silu_backward", x, dy, dx);
+}
+
+namespace detail {
+/// y = f(x) one element at a time with the C library's erf / exp (the encoders' forward-only
+/// activations; x and y may be the same buffer).
+template <class T, class F>
+void scalar_map(const CpuContext& ctx, std::string_view op, ConstView<T> x, TensorView<T> y, F f) {
+  check_shape(op, "output", y.shape(), x.shape());
+  check_contiguous(op, x, y);
+  ctx.parallel_for(x.numel(), 20.0, [&](std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) y.data()[i] = f(x.data()[i]);
+  });
+}
+}  // namespace detail
+
+/// Exact GELU, y = 0.5 x (1 + erf(x / sqrt 2)) (nn.GELU()). Forward only; y may be x.
+template <class T>
+void gelu_forward(const CpuContext& ctx, In<T> x, TensorView<T> y) {
+  detail::scalar_map<T>(ctx, "gelu_forward", x, y, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * static_cast<T>(M_SQRT1_2))); });
+}
+/// CLIP's QuickGELU, y = x sigmoid(1.702 x). Forward only; y may be x.
+template <class T>
+void quick_gelu_forward(const CpuContext& ctx, In<T> x, TensorView<T> y) {
+  detail::scalar_map<T>(ctx, "quick_gelu_forward", x, y, [](T v) { return v / (T(1) + std::exp(static_cast<T>(-1.702) * v)); });
 }
 
 /// SwiGLU: x [..., 2H] = [x1 | x2] -> y [..., H] = silu(x1) * x2.

@@ -85,6 +85,39 @@ void add_broadcast(const CpuContext& ctx, TensorView<T> acc, In<T> row) {
   });
 }
 
+namespace detail {
+inline void check_row_vector(std::string_view op, std::string_view what, std::int64_t n, const Shape& x) {
+  IREPA_CHECK(x.rank() >= 1 && n == x.last(), "{}: {} has {} values, expected the last dimension of {}", op, what, n, x.str());
+}
+}  // namespace detail
+
+/// x [..., D] = x * w + b per column, in place (a LayerNorm's affine part); w, b [D].
+template <class T>
+void scale_shift_rows(const CpuContext& ctx, TensorView<T> x, In<T> w, In<T> b) {
+  detail::check_row_vector("scale_shift_rows", "weight", w.numel(), x.shape());
+  detail::check_row_vector("scale_shift_rows", "bias", b.numel(), x.shape());
+  check_contiguous("scale_shift_rows", x, w, b);
+  const std::int64_t D = x.shape().last();
+  ctx.parallel_for(x.shape().rows(), 2.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t d = 0; d < D; ++d) x.data()[r * D + d] = x.data()[r * D + d] * w.data()[d] + b.data()[d];
+  });
+}
+
+/// acc [..., D] += gamma * x per column (a residual branch with LayerScale); gamma [D], or
+/// empty for acc += x.
+template <class T>
+void add_scaled_rows(const CpuContext& ctx, TensorView<T> acc, In<T> gamma, In<T> x) {
+  check_shape("add_scaled_rows", "addend", x.shape(), acc.shape());
+  if (gamma.numel() > 0) detail::check_row_vector("add_scaled_rows", "gamma", gamma.numel(), acc.shape());
+  check_contiguous("add_scaled_rows", acc, gamma, x);
+  const std::int64_t D = acc.shape().last();
+  const bool ls = gamma.numel() > 0;
+  ctx.parallel_for(acc.shape().rows(), 2.0 * static_cast<double>(D), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t i = r0 * D; i < r1 * D; ++i) acc.data()[i] += (ls ? gamma.data()[i % D] : T(1)) * x.data()[i];
+  });
+}
+
 /// m [B, k D] -> out [k, B, D]: adaLN's chunk(k, dim=-1), each chunk contiguous.
 template <class T>
 void split_chunks(const CpuContext&, In<T> m, TensorView<T> out) {
@@ -200,6 +233,21 @@ void add_slice_tokens(const CpuContext&, TensorView<T> dst, std::int64_t start, 
     const T* s = src.data() + b * N * D;
     for (std::int64_t i = 0; i < N * D; ++i) d[i] += s[i];
   }
+}
+
+/// out [B, N, D] = a * x[b, 0] + keep * x[b, start + t]: each token of a slice blended with the
+/// first (class) token (DINOv2-mixed targets).
+template <class T>
+void blend_first_token(const CpuContext&, In<T> x, std::int64_t start, std::type_identity_t<T> a, std::type_identity_t<T> keep,
+                       TensorView<T> out) {
+  detail::check_token_slice("blend_first_token", x.shape(), start, out.shape());
+  IREPA_CHECK(start >= 1, "blend_first_token: the slice starts at token {}, which must come after the first", start);
+  check_contiguous("blend_first_token", x, out);
+  const std::int64_t B = x.size(0), M = x.size(1), N = out.size(1), D = x.size(2);
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t t = 0; t < N; ++t)
+      for (std::int64_t d = 0; d < D; ++d)
+        out.data()[(b * N + t) * D + d] = x.data()[b * M * D + d] * a + x.data()[(b * M + start + t) * D + d] * keep;
 }
 
 }  // namespace ops

@@ -1,6 +1,7 @@
 #pragma once
 // Activations on the GPU (CudaContext overloads of ops/cpu/activation.hpp): GELU (tanh
-// approximation), SiLU, SwiGLU; one grid-stride kernel per op, float or double.
+// approximation), SiLU, SwiGLU, and the encoders' exact GELU and QuickGELU; one grid-stride
+// kernel per op, float or double.
 
 #include <cmath>
 
@@ -32,6 +33,19 @@ struct SiluFn {
   __device__ static T df(T x) {
     const T s = T(1) / (T(1) + exp(-x));
     return s * (T(1) + x * (T(1) - s));
+  }
+};
+
+struct GeluFn {  // exact GELU (forward only)
+  template <class T>
+  __device__ static T f(T x) {
+    return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));
+  }
+};
+struct QuickGeluFn {  // CLIP's x sigmoid(1.702 x) (forward only)
+  template <class T>
+  __device__ static T f(T x) {
+    return x / (T(1) + exp(T(-1.702) * x));
   }
 };
 
@@ -99,6 +113,15 @@ void gelu_tanh_forward(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda
 template <class T>
 void gelu_tanh_backward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> dy, TensorView<T, Cuda> dx) {
   cuda_detail::map_backward<cuda_detail::GeluTanhFn, T>(ctx, "gelu_tanh_backward", x, dy, dx);
+}
+/// Exact GELU and CLIP's QuickGELU, forward only (the frozen encoders); y may be x.
+template <class T>
+void gelu_forward(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {
+  cuda_detail::map_forward<cuda_detail::GeluFn, T>(ctx, "gelu_forward", x, y);
+}
+template <class T>
+void quick_gelu_forward(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {
+  cuda_detail::map_forward<cuda_detail::QuickGeluFn, T>(ctx, "quick_gelu_forward", x, y);
 }
 template <class T>
 void silu_forward(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {

@@ -104,6 +104,33 @@ __global__ void add_slice_tokens_kernel(T* dst, const T* src, std::int64_t M, st
   }
 }
 
+/// x[i] = x[i] w[i % D] + b[i % D] (a LayerNorm's affine part).
+template <class T>
+__global__ void scale_shift_rows_kernel(T* x, const T* w, const T* b, std::int64_t D, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    x[i] = x[i] * w[i % D] + b[i % D];
+}
+
+/// acc[i] += gamma[i % D] x[i] (gamma null: acc[i] += x[i]).
+template <class T>
+__global__ void add_scaled_rows_kernel(T* acc, const T* gamma, const T* x, std::int64_t D, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    acc[i] += (gamma ? gamma[i % D] : T(1)) * x[i];
+}
+
+/// out[b, t, d] = a x[b, 0, d] + keep x[b, start + t, d].
+template <class T>
+__global__ void blend_first_token_kernel(const T* x, T* out, std::int64_t M, std::int64_t start, std::int64_t N, std::int64_t D, T a,
+                                         T keep, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t d = i % D, t = (i / D) % N, b = i / (D * N);
+    out[i] = x[b * M * D + d] * a + x[(b * M + start + t) * D + d] * keep;
+  }
+}
+
 }  // namespace cuda_detail
 
 /// dst = src (same shape, contiguous).
@@ -238,6 +265,44 @@ void add_slice_tokens(const CudaContext& ctx, TensorView<T, Cuda> dst, std::int6
   cuda_detail::add_slice_tokens_kernel<T><<<cuda_detail::blocks_for(total), cuda_detail::kThreads, 0, ctx.stream()>>>(
       dst.data(), src.data(), dst.size(1), start, N, N * src.size(2), total);
   CudaContext::check_launch("add_slice_tokens");
+}
+
+
+/// x [..., D] = x * w + b per column, in place; w, b [D].
+template <class T>
+void scale_shift_rows(const CudaContext& ctx, TensorView<T, Cuda> x, In<T, Cuda> w, In<T, Cuda> b) {
+  detail::check_row_vector("scale_shift_rows", "weight", w.numel(), x.shape());
+  detail::check_row_vector("scale_shift_rows", "bias", b.numel(), x.shape());
+  check_contiguous("scale_shift_rows", x, w, b);
+  if (x.numel() == 0) return;
+  cuda_detail::scale_shift_rows_kernel<T><<<cuda_detail::blocks_for(x.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      x.data(), w.data(), b.data(), x.shape().last(), x.numel());
+  CudaContext::check_launch("scale_shift_rows");
+}
+
+/// acc [..., D] += gamma * x per column; gamma [D], or empty for acc += x.
+template <class T>
+void add_scaled_rows(const CudaContext& ctx, TensorView<T, Cuda> acc, In<T, Cuda> gamma, In<T, Cuda> x) {
+  check_shape("add_scaled_rows", "addend", x.shape(), acc.shape());
+  if (gamma.numel() > 0) detail::check_row_vector("add_scaled_rows", "gamma", gamma.numel(), acc.shape());
+  check_contiguous("add_scaled_rows", acc, gamma, x);
+  if (acc.numel() == 0) return;
+  cuda_detail::add_scaled_rows_kernel<T><<<cuda_detail::blocks_for(acc.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      acc.data(), gamma.numel() > 0 ? gamma.data() : nullptr, x.data(), acc.shape().last(), acc.numel());
+  CudaContext::check_launch("add_scaled_rows");
+}
+
+/// out [B, N, D] = a * x[b, 0] + keep * x[b, start + t].
+template <class T>
+void blend_first_token(const CudaContext& ctx, In<T, Cuda> x, std::int64_t start, std::type_identity_t<T> a,
+                       std::type_identity_t<T> keep, TensorView<T, Cuda> out) {
+  detail::check_token_slice("blend_first_token", x.shape(), start, out.shape());
+  IREPA_CHECK(start >= 1, "blend_first_token: the slice starts at token {}, which must come after the first", start);
+  check_contiguous("blend_first_token", x, out);
+  if (out.numel() == 0) return;
+  cuda_detail::blend_first_token_kernel<T><<<cuda_detail::blocks_for(out.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      x.data(), out.data(), x.size(1), start, out.size(1), x.size(2), a, keep, out.numel());
+  CudaContext::check_launch("blend_first_token");
 }
 
 }  // namespace irepa::ops
