@@ -6,6 +6,8 @@
 //   irepa-bench-encoder --encoder dinov2-vit-b --batch-size 64
 //   irepa-bench-encoder --encoder hog-x-g16_d128 --batch-size 64
 //   irepa-bench-encoder --encoder sam2-vit-s --batch-size 8     (also sam-vit-*, vgg-*)
+//   irepa-bench-encoder --device cuda --encoder dinov2-vit-b --batch-size 256 --precision bf16 --attention fused
+//       (ViT encoders on GPU 0, in a CUDA build; the row adds the peak device memory)
 
 #include <CLI/CLI.hpp>
 
@@ -17,6 +19,9 @@
 
 #include "irepa/core/rng.hpp"
 #include "irepa/models/target_encoder.hpp"
+#if defined(IREPA_WITH_CUDA)
+#include "encoder_cuda.hpp"
+#endif
 
 namespace {
 
@@ -34,18 +39,42 @@ std::function<irepa::Tensor<float>(irepa::ConstView<float>)> other_encoder(const
 
 int main(int argc, char** argv) {
   using namespace irepa;
-  std::string encoder = "dinov2-vit-b", weights;
+  std::string encoder = "dinov2-vit-b", weights, device = "cpu", precision = "fp32", attention = "materialized";
   std::int64_t batch = 64, resolution = 256;
   int steps = 3, threads = 0;
-  CLI::App app{"irepa-bench-encoder: target encoder forward throughput on the CPU"};
+  CLI::App app{"irepa-bench-encoder: target encoder forward throughput on the CPU or a GPU"};
   app.add_option("--encoder", encoder, "an encoder name: a ViT (dinov2-vit-b, pe-vit-l, clip-vit-L, siglip2-vit-b, ...), sam-vit-*, sam2-vit-*, vgg-*, or hog-x-g<grid>_d<dim>")->capture_default_str();
   app.add_option("--weights", weights, "converted weights (default: random weights of that shape)");
   app.add_option("--batch-size", batch, "images per batch")->capture_default_str();
   app.add_option("--resolution", resolution, "input images' size (uint8 RGB)")->capture_default_str();
   app.add_option("--steps", steps, "timed batches")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--device", device, "cpu, or cuda (ViT encoders; needs a CUDA build and a GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  app.add_option("--precision", precision, "cuda: matmul precision fp32, tf32 or bf16 (float accumulation)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
+  app.add_option("--attention", attention, "cuda: materialized or fused attention")
+      ->check(CLI::IsMember({"materialized", "fused"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
+    if (device == "cuda") {
+      IREPA_CHECK(!encoder.starts_with("hog-") && !encoder.starts_with("sam") && !encoder.starts_with("vgg-"),
+                  "--device cuda runs the ViT encoders; '{}' runs on the CPU only so far", encoder);
+#if defined(IREPA_WITH_CUDA)
+      const auto t = bench::time_vit_cuda(vit_config_from_name(encoder, resolution), weights, batch, resolution, std::max(steps, 1),
+                                          precision, attention == "fused");
+      auto times = t.seconds;
+      std::sort(times.begin(), times.end());
+      const double med = times[times.size() / 2];
+      std::printf("| encoder | device | batch | precision | attention | median batch | best batch | images/s | peak memory |\n"
+                  "|---|---|---|---|---|---|---|---|---|\n");
+      std::printf("| %s | cuda | %lld | %s | %s | %.4f s | %.4f s | %.1f | %.2f GiB |\n", encoder.c_str(), static_cast<long long>(batch),
+                  precision.c_str(), attention.c_str(), med, times.front(), static_cast<double>(batch) / med, t.peak_gib);
+      return 0;
+#else
+      fail("irepa-bench-encoder: --device cuda needs a build with CUDA (nvcc was not found when this was configured)");
+#endif
+    }
     CpuContext ctx(threads);
     std::function<Tensor<float>(ConstView<float>)> run;
     std::shared_ptr<VitEncoder<float>> vit;
@@ -68,11 +97,7 @@ int main(int argc, char** argv) {
         vit->load(f);
       } else {
         vit = std::make_shared<VitEncoder<float>>(cfg);
-        Philox rng(1);
-        rng.normal(vit->params().values(), 0.0f, 0.02f);
-        rng.normal(vit->pos_embed.view(), 0.0f, 0.02f);
-        if (cfg.separate_qkv()) vit->fuse_qkv();  // the fused projections load() would build
-        if (cfg.split_swiglu()) vit->fuse_swiglu();
+        vit->init_random(1, 0.02f);
       }
       run = [&](ConstView<float> x) { return vit->encode(ctx, x); };
     }

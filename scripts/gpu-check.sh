@@ -6,10 +6,11 @@
 #       benchmarks, and copies them with the non-CUDA shared libraries they need into a bundle
 #       folder (default build/gpu-bundle, a few MiB).
 #   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test (test_cuda_core,
-#       test_cuda_ops, test_cuda_sit) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
+#       test_cuda_ops, test_cuda_sit, test_cuda_encoders) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
 #       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
 #       and SiT-XL/2 batch 128 train steps, FP32 with materialised attention and bf16 products
-#       with the fused attention kernels), then the same steps in PyTorch (eager float, and
+#       with the fused attention kernels; irepa-bench-encoder --device cuda: DINOv2-B/14 at batch
+#       256, FP32 and bf16 + fused attention), then the same in PyTorch (eager float, and
 #       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
 #       and prints the tables last (exit 1 when a test fails).
 #
@@ -29,9 +30,9 @@ build)
   cmake --build build/gpu
   rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib" "$bundle/golden"
   cp build/gpu/tests/cuda/test_cuda_* "$bundle/tests/"
-  # The SiT, JiT and sampler golden files test_cuda_sit runs on the GPU (the GPU machine may not have ../shared).
+  # The SiT, JiT, sampler and ViT encoder golden files test_cuda_sit and test_cuda_encoders run on the GPU (the GPU machine may not have ../shared).
   cp "${IREPA_GOLDEN_DIR:-../shared/golden}"/{sit,jit}_*.safetensors "${IREPA_GOLDEN_DIR:-../shared/golden}"/samplers_sit.safetensors \
-    tests/data/golden/sit_*.safetensors "$bundle/golden/"
+    tests/data/golden/sit_*.safetensors "${IREPA_GOLDEN_DIR:-../shared/golden}"/encoder_{dinov2,dinov3,pe}_*.safetensors "$bundle/golden/"
   cp build/gpu/benchmarks/irepa-bench-* "$bundle/bench/" 2>/dev/null || true
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do
@@ -52,7 +53,10 @@ run)
   }
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
   for t in "$bundle"/tests/*; do
-    if [ "$(basename "$t")" = test_cuda_sit ]; then step test_cuda_sit "$t" "$bundle/golden"; else step "$(basename "$t")" "$t"; fi
+    case "$(basename "$t")" in
+      test_cuda_sit | test_cuda_encoders) step "$(basename "$t")" "$t" "$bundle/golden" ;;
+      *) step "$(basename "$t")" "$t" ;;
+    esac
   done
   [ -x "$bundle/bench/irepa-bench-cuda-ops" ] && step bench-cuda-ops "$bundle/bench/irepa-bench-cuda-ops" --batch 256 --reps 20
   if [ -x "$bundle/bench/irepa-bench-train-cuda" ]; then
@@ -62,7 +66,15 @@ run)
     step train-XL2-ours "$tb" --model SiT-XL/2 --batch-size 128 --steps 5
     step train-XL2-ours-bf16-fused "$tb" --model SiT-XL/2 --batch-size 128 --steps 5 --precision bf16 --attention fused
   fi
+  if [ -x "$bundle/bench/irepa-bench-encoder" ]; then  # DINOv2-B/14 at batch 256 (the anchor: 5,700 img/s on an H100)
+    be="$bundle/bench/irepa-bench-encoder"
+    step encoder-ours "$be" --device cuda --encoder dinov2-vit-b --batch-size 256 --steps 10
+    step encoder-ours-bf16-fused "$be" --device cuda --encoder dinov2-vit-b --batch-size 256 --steps 10 --precision bf16 --attention fused
+  fi
   if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    tv=benchmarks/reference/vit_forward_torch.py
+    step encoder-torch-float timeout 120 python3 $tv --device cuda --batch-size 256 --steps 10
+    step encoder-torch-compile timeout 240 python3 $tv --device cuda --batch-size 256 --steps 10 --bf16 --compile
     ts=benchmarks/reference/sit_step_torch.py
     step train-B2-torch-float timeout 120 python3 $ts --device cuda --model B/2 --batch 256 --steps 5
     step train-B2-torch-compile timeout 240 python3 $ts --device cuda --compile --bf16 --model B/2 --batch 256 --steps 10
@@ -71,6 +83,8 @@ run)
   [ -x "$bundle/bench/irepa-bench-ops" ] && step bench-ops "$bundle/bench/irepa-bench-ops" --benchmark_min_time=0.2 \
     --benchmark_filter='linear|attention' --threads 16
   if [ -f "$log/bench-cuda-ops.log" ]; then echo; echo "== CUDA ops (irepa-bench-cuda-ops)"; cat "$log/bench-cuda-ops.log"; fi
+  echo; echo "== DINOv2-B/14 forward at batch 256, ours and PyTorch"
+  for f in "$log"/encoder-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
   echo; echo "== train step, ours (float storage; FP32 or bf16 products) and PyTorch"
   for f in "$log"/train-*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
   echo

@@ -137,22 +137,25 @@ inline VitConfig pe_setup(const nlohmann::json& c) {
   return v;
 }
 
-/// An encoder file's common rows: its uint8 inputs/image preprocessed, then encoded.
-template <class Enc>
-std::vector<Row> encoder_rows(const Enc& enc, const io::SafeTensorsFile& f, double tol, const CpuContext& ctx) {
+/// An encoder file's common rows: its uint8 inputs/image preprocessed, then encoded, on the
+/// context's device (the outputs come back to the host to be compared).
+template <class Enc, class Ctx>
+std::vector<Row> encoder_rows(const Enc& enc, const io::SafeTensorsFile& f, double tol, const Ctx& ctx) {
   using T = typename Enc::scalar_type;
   const auto u8 = f.load<std::uint8_t>("inputs/image");  // [B, 3, R, R]
   Tensor<T> images(u8.shape());
   for (std::int64_t i = 0; i < u8.numel(); ++i) images[i] = static_cast<T>(u8[i]);
-  const auto x = enc.preprocess(ctx, images);
-  return {{"outputs/preprocessed", rel_error<T>(x, f.load<double>("outputs/preprocessed").cview()), tol},
-          {"outputs/patch_tokens", rel_error<T>(enc.forward(ctx, x), f.load<double>("outputs/patch_tokens").cview()), tol}};
+  const auto x = enc.preprocess(ctx, to_device(ctx, images.cview()));
+  const auto tokens = enc.forward(ctx, x);
+  return {{"outputs/preprocessed", rel_error<T>(to_host(ctx, x.cview()), f.load<double>("outputs/preprocessed").cview()), tol},
+          {"outputs/patch_tokens", rel_error<T>(to_host(ctx, tokens.cview()), f.load<double>("outputs/patch_tokens").cview()), tol}};
 }
 
 /// Runs a ViT encoder golden file in T: the preprocessed input, the patch tokens, and (when the
 /// file has the released table, params_original/pos_embed) our resampling of it.
-template <class T>
-std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
+/// On the CPU by default; with a CudaContext the encoder is built and run on the GPU.
+template <class T, class Ctx = CpuContext>
+std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, const Ctx& ctx = Ctx{}) {
   const auto model = f.metadata("model").value_or("");
   IREPA_CHECK(model == "encoder:dinov2" || model == "encoder:dinov3" || model == "encoder:pe",
               "golden: encoder '{}' is not implemented yet (encoder:dinov2, encoder:dinov3 and encoder:pe are)", model);
@@ -167,7 +170,7 @@ std::vector<Row> check_vit_encoder(const io::SafeTensorsFile& f, double tol, con
   }
   const ParamsFile params(f);
   cfg.block_chunks = VitEncoder<T>::detect_block_chunks(*params, "params/", cfg.depth);
-  VitEncoder<T> enc(cfg);
+  VitEncoder<T, typename Ctx::device_type> enc(cfg);
   enc.load(*params, "params/");
   std::vector<Row> rows = encoder_rows(enc, f, tol, ctx);
   if (f.contains("params_original/pos_embed")) {

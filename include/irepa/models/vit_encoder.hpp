@@ -46,6 +46,8 @@
 
 #include "irepa/core/arena.hpp"
 #include "irepa/core/context.hpp"
+#include "irepa/core/host_twin.hpp"
+#include "irepa/core/rng.hpp"
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/ops/activation.hpp"
@@ -54,6 +56,7 @@
 #include "irepa/ops/linear.hpp"
 #include "irepa/ops/norm.hpp"
 #include "irepa/ops/resize.hpp"
+#include "irepa/ops/tensor_ops.hpp"
 
 namespace irepa {
 
@@ -259,74 +262,76 @@ inline VitConfig vit_config_from_name(std::string_view name, std::int64_t resolu
 
 namespace detail {
 
-/// The MLP's activation in place, on the thread pool (its hot loop: 50 M values per block for
-/// DINOv2-B at batch 64).
-template <class T>
-void vit_activate(const CpuContext& ctx, Tensor<T>& m, VitActivation act) {
-  ctx.parallel_for(m.numel(), 20.0, [&](std::int64_t i0, std::int64_t i1) {
-    T* v = m.data();
-    for (std::int64_t i = i0; i < i1; ++i) {
-      const T x = v[i];
-      if (act == VitActivation::Gelu)
-        v[i] = T(0.5) * x * (T(1) + std::erf(x * static_cast<T>(M_SQRT1_2)));
-      else if (act == VitActivation::QuickGelu)  // CLIP: x sigmoid(1.702 x)
-        v[i] = x / (T(1) + std::exp(static_cast<T>(-1.702) * x));
-      else  // gelu-tanh (SigLIP's gelu_pytorch_tanh)
-        v[i] = T(0.5) * x * (T(1) + std::tanh(static_cast<T>(0.7978845608028654) * (x + static_cast<T>(0.044715) * x * x * x)));
-    }
-  });
+/// The MLP's activation in place, on the context's device.
+template <class T, class Ctx, class D = typename Ctx::device_type>
+void vit_activate(const Ctx& ctx, Tensor<T, D>& m, VitActivation act) {
+  if (act == VitActivation::Gelu) ops::gelu_forward<T>(ctx, m, m.view());
+  else if (act == VitActivation::QuickGelu) ops::quick_gelu_forward<T>(ctx, m, m.view());
+  else ops::gelu_tanh_forward<T>(ctx, m, m.view());  // SigLIP's gelu_pytorch_tanh
 }
 
 /// uint8-valued images [B, 3, R, R] -> /255 -> resized to S x S (torch's interpolate) -> ImageNet
 /// mean/std: the preprocessing of the reference's SAM and VGG wrappers.
-template <class T>
-Tensor<T> resize_then_imagenet_normalise(const CpuContext& ctx, ConstView<T> images, std::int64_t S, ops::ResizeMode mode) {
-  Tensor<T> u(images.shape());
-  for (std::int64_t i = 0; i < u.numel(); ++i) u[i] = static_cast<T>(static_cast<double>(images.data()[i]) / 255.0);
-  Tensor<T> r = ops::interpolate<T>(ctx, u, S, S, mode, false);
-  static constexpr double mean[3] = {0.485, 0.456, 0.406}, sd[3] = {0.229, 0.224, 0.225};
-  for (std::int64_t i = 0; i < r.numel(); ++i) {
-    const auto ch = static_cast<std::size_t>((i / (S * S)) % 3);
-    r[i] = (r[i] - static_cast<T>(mean[ch])) / static_cast<T>(sd[ch]);
-  }
+template <class T, class Ctx, class D = typename Ctx::device_type>
+Tensor<T, D> resize_then_imagenet_normalise(const Ctx& ctx, ConstView<T, D> images, std::int64_t S, ops::ResizeMode mode) {
+  Tensor<T, D> u(images.shape());
+  ops::normalize_channels<T>(ctx, images, ops::ChannelNorm{.divisor = 255.0}, u.view());
+  Tensor<T, D> r = ops::interpolate<T>(ctx, u, S, S, mode, false);
+  ops::normalize_channels<T>(ctx, r, ops::ChannelNorm{.mean = {0.485, 0.456, 0.406, 0}, .std = {0.229, 0.224, 0.225, 1}}, r.view());
   return r;
 }
 
 /// LayerNorm over the last axis with weight and bias: y [rows, D] from x [rows, D].
-template <class T>
-void affine_layer_norm(const CpuContext& ctx, const Tensor<T>& x, std::type_identity_t<ConstView<T>> w,
-                       std::type_identity_t<ConstView<T>> b, std::type_identity_t<T> eps, Tensor<T>& y) {
-  Tensor<T> rstd(Shape{x.shape().rows()});
+template <class T, class Ctx, class D = typename Ctx::device_type>
+void affine_layer_norm(const Ctx& ctx, const Tensor<T, D>& x, std::type_identity_t<ConstView<T, D>> w,
+                       std::type_identity_t<ConstView<T, D>> b, std::type_identity_t<T> eps, Tensor<T, D>& y) {
+  Tensor<T, D> rstd(Shape{x.shape().rows()});
   ops::layer_norm_forward<T>(ctx, x, eps, y.view(), rstd.view());
-  const std::int64_t D = x.shape().last();
-  for (std::int64_t r = 0; r < x.shape().rows(); ++r)
-    for (std::int64_t d = 0; d < D; ++d) y[r * D + d] = y[r * D + d] * w.data()[d] + b.data()[d];
+  ops::scale_shift_rows<T>(ctx, y.view(), w, b);
+}
+
+/// A host tensor's copy on device D (a plain copy on the CPU); set-up only.
+template <class T, class D>
+Tensor<T, D> device_copy(const Tensor<T>& host) {
+  Tensor<T, D> t(host.shape());
+  if (host.numel() > 0) copy_from_host(t.view(), host.cview());
+  return t;
 }
 
 }  // namespace detail
 
-template <class T>
+/// A frozen ViT encoder on device Dev: parameters by their released names in a flat arena, plus
+/// what load prepares once from them on the host (fused projections, the masked qkv bias, the
+/// resampled position table, the prefix tokens, RoPE tables) and copies to D.
+template <class T, class Dev = Cpu>
 struct VitEncoder {
   using scalar_type = T;
+  using device_type = Dev;
+  using Context = ContextOf<Dev>;
+  using HostModel = VitEncoder<T, Cpu>;
 
   struct Block {
-    Param<T> norm1_w, norm1_b, qkv_w, qkv_b, qkv_bias_mask, proj_w, proj_b, ls1, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
-    Param<T> q_w, q_b, k_w, k_b, v_w, v_b;  // SigLIP's separate projections (fused below at load)
-    Tensor<T> fused_w, fused_b;             // SigLIP: [3D, D], [3D]
-    Param<T> w1, b1, w2, b2;                // DINOv3's SwiGLU input projections [H, D], [H]
-    Tensor<T> fused_fc1_w, fused_fc1_b;     // [w1; w2] as [2H, D], [2H]
-    ConstView<T> fc1_weight(bool split) const { return split ? fused_fc1_w.cview() : ConstView<T>(fc1_w.value); }
-    ConstView<T> fc1_bias(bool split) const { return split ? fused_fc1_b.cview() : ConstView<T>(fc1_b.value); }
-    ConstView<T> qkv_weight(bool fused) const { return fused ? fused_w.cview() : ConstView<T>(qkv_w.value); }
-    ConstView<T> qkv_bias(bool fused) const { return fused ? fused_b.cview() : ConstView<T>(qkv_b.value); }
+    Param<T, Dev> norm1_w, norm1_b, qkv_w, qkv_b, qkv_bias_mask, proj_w, proj_b, ls1, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
+    Param<T, Dev> q_w, q_b, k_w, k_b, v_w, v_b;  // SigLIP's / HF's separate projections (fused at load)
+    Param<T, Dev> w1, b1, w2, b2;                // DINOv3's SwiGLU input projections [H, D], [H]
+    // Prepared at load:
+    Tensor<T, Dev> fused_w;                   // separate q, k, v stacked: [3D, D]
+    Tensor<T, Dev> qkv_bias;                  // [3D]: the bias (fused; times DINOv3's mask), zeros without one
+    Tensor<T, Dev> fused_fc1_w, fused_fc1_b;  // DINOv3's [w1; w2] as [2H, D], [2H]
+    ConstView<T, Dev> fc1_weight(bool split) const { return split ? fused_fc1_w.cview() : ConstView<T, Dev>(fc1_w.value); }
+    ConstView<T, Dev> fc1_bias(bool split) const { return split ? fused_fc1_b.cview() : ConstView<T, Dev>(fc1_b.value); }
+    ConstView<T, Dev> qkv_weight(bool fused) const { return fused ? fused_w.cview() : ConstView<T, Dev>(qkv_w.value); }
   };
 
   VitConfig config;
-  Param<T> patch_w, patch_b, cls_token, register_tokens, mask_token, norm_w, norm_b;
-  Param<T> pre_norm_w, pre_norm_b;  // PE's and CLIP's ln_pre
-  Param<T> rope_periods;  // DINOv3: [head_dim / 4], a buffer of the checkpoint
+  Param<T, Dev> patch_w, patch_b, cls_token, register_tokens, mask_token, norm_w, norm_b;
+  Param<T, Dev> pre_norm_w, pre_norm_b;  // PE's and CLIP's ln_pre
+  Param<T, Dev> rope_periods;            // DINOv3: [head_dim / 4], a buffer of the checkpoint
   std::vector<Block> blocks;
-  Tensor<T> pos_embed;  // [1, cls + grid^2, D], resampled at load when the file's grid differs
+  // Prepared at load:
+  Tensor<T, Dev> pos_grid;            // [grid^2, D] the patches' positions (resampled when the file's grid differs)
+  Tensor<T, Dev> prefix;              // [prefix tokens, D]: class token (+ its position), registers / storage tokens
+  Tensor<T, Dev> rope_cos, rope_sin;  // [tokens, head_dim / 2] (RoPE families)
 
   explicit VitEncoder(const VitConfig& c) : config(c) {
     const std::int64_t D = c.embed_dim, H = c.mlp_hidden();
@@ -334,37 +339,38 @@ struct VitEncoder {
                     c.resolution % 256 == 0,
                 "VitEncoder: width {}, {} heads, depth {}, patch {}, resolution {} (a multiple of 256) do not make an encoder", D,
                 c.heads, c.depth, c.patch, c.resolution);
-    patch_w = Param<T>(Shape{D, 3, c.patch, c.patch}), patch_b = Param<T>(Shape{D});
-    cls_token = Param<T>(c.open_clip_names() ? Shape{D} : Shape{1, 1, D});
-    pre_norm_w = Param<T>(Shape{D}), pre_norm_b = Param<T>(Shape{D});
-    register_tokens = Param<T>(Shape{1, c.registers, D});
-    mask_token = Param<T>(Shape{1, D});
-    norm_w = Param<T>(Shape{D}), norm_b = Param<T>(Shape{D});
+    patch_w = Param<T, Dev>(Shape{D, 3, c.patch, c.patch}), patch_b = Param<T, Dev>(Shape{D});
+    cls_token = Param<T, Dev>(c.open_clip_names() ? Shape{D} : Shape{1, 1, D});
+    pre_norm_w = Param<T, Dev>(Shape{D}), pre_norm_b = Param<T, Dev>(Shape{D});
+    register_tokens = Param<T, Dev>(Shape{1, c.registers, D});
+    mask_token = Param<T, Dev>(Shape{1, D});
+    norm_w = Param<T, Dev>(Shape{D}), norm_b = Param<T, Dev>(Shape{D});
     blocks.resize(static_cast<std::size_t>(c.depth));
     for (auto& b : blocks) {
-      b.norm1_w = Param<T>(Shape{D}), b.norm1_b = Param<T>(Shape{D}), b.norm2_w = Param<T>(Shape{D}), b.norm2_b = Param<T>(Shape{D});
-      b.qkv_w = Param<T>(Shape{3 * D, D}), b.qkv_b = Param<T>(Shape{3 * D}), b.qkv_bias_mask = Param<T>(Shape{3 * D});
-      b.proj_w = Param<T>(Shape{D, D}), b.proj_b = Param<T>(Shape{D});
+      b.norm1_w = Param<T, Dev>(Shape{D}), b.norm1_b = Param<T, Dev>(Shape{D}), b.norm2_w = Param<T, Dev>(Shape{D}), b.norm2_b = Param<T, Dev>(Shape{D});
+      b.qkv_w = Param<T, Dev>(Shape{3 * D, D}), b.qkv_b = Param<T, Dev>(Shape{3 * D}), b.qkv_bias_mask = Param<T, Dev>(Shape{3 * D});
+      b.proj_w = Param<T, Dev>(Shape{D, D}), b.proj_b = Param<T, Dev>(Shape{D});
       const std::int64_t H1 = c.swiglu ? 2 * H : H;  // SwiGLU: w12 gives both halves
-      b.fc1_w = Param<T>(Shape{H1, D}), b.fc1_b = Param<T>(Shape{H1}), b.fc2_w = Param<T>(Shape{D, H}), b.fc2_b = Param<T>(Shape{D});
-      for (auto* q : {&b.q_w, &b.k_w, &b.v_w}) *q = Param<T>(Shape{D, D});
-      for (auto* q : {&b.q_b, &b.k_b, &b.v_b}) *q = Param<T>(Shape{D});
-      b.w1 = Param<T>(Shape{H, D}), b.w2 = Param<T>(Shape{H, D}), b.b1 = Param<T>(Shape{H}), b.b2 = Param<T>(Shape{H});
-      b.ls1 = Param<T>(Shape{D}), b.ls2 = Param<T>(Shape{D});
+      b.fc1_w = Param<T, Dev>(Shape{H1, D}), b.fc1_b = Param<T, Dev>(Shape{H1}), b.fc2_w = Param<T, Dev>(Shape{D, H}), b.fc2_b = Param<T, Dev>(Shape{D});
+      for (auto* q : {&b.q_w, &b.k_w, &b.v_w}) *q = Param<T, Dev>(Shape{D, D});
+      for (auto* q : {&b.q_b, &b.k_b, &b.v_b}) *q = Param<T, Dev>(Shape{D});
+      b.w1 = Param<T, Dev>(Shape{H, D}), b.w2 = Param<T, Dev>(Shape{H, D}), b.b1 = Param<T, Dev>(Shape{H}), b.b2 = Param<T, Dev>(Shape{H});
+      b.ls1 = Param<T, Dev>(Shape{D}), b.ls2 = Param<T, Dev>(Shape{D});
     }
     IREPA_CHECK(!c.rope() || (D / c.heads) % 4 == 0, "VitEncoder: RoPE needs a head dim divisible by 4, got {}", D / c.heads);
-    rope_periods = Param<T>(Shape{(D / c.heads) / 4});
+    rope_periods = Param<T, Dev>(Shape{(D / c.heads) / 4});
     IREPA_CHECK(!(c.family == VitFamily::DINOv2 && !c.cls_token) && !(c.family != VitFamily::DINOv2 && c.family != VitFamily::DINOv3 && c.registers > 0) &&
                     c.registers >= 0,
                 "VitEncoder: this family cannot have cls {} / {} registers", c.cls_token, c.registers);
-    pos_embed = Tensor<T>(Shape{1, (c.cls_token ? 1 : 0) + c.grid() * c.grid(), D});
-    arena_ = ParamArena<T>(*this);
+    arena_ = ParamArena<T, Dev>(*this);
   }
   VitEncoder(VitEncoder&&) noexcept = default;
 
   std::int64_t dim() const { return config.embed_dim; }
   std::int64_t tokens() const { return config.grid() * config.grid(); }
-  const ParamArena<T>& params() const { return arena_; }
+  const ParamArena<T, Dev>& params() const { return arena_; }
+  ParamArena<T, Dev>& params() { return arena_; }
+  HostModel host_twin() const { return HostModel(config); }
 
   template <class V>
   void visit_params(V&& v, std::string_view prefix) {
@@ -523,12 +529,36 @@ struct VitEncoder {
 
   /// Every parameter by its original name under prefix; pos_embed may hold another square grid
   /// (the released 37x37) and is then resampled to this grid. Missing or mis-shaped tensors are
-  /// named in one error and nothing changes.
+  /// named in one error and nothing changes. On a device, the file is read into a host twin and
+  /// what the forward needs is prepared there and copied up once.
   void load(const io::SafeTensorsFile& f, std::string_view prefix = {}) {
+    update_through_host(*this, false, [&](HostModel& host) {
+      const Tensor<T> table = host.read(f, prefix);
+      prepare(host, table);
+    });
+  }
+
+  /// Random weights of this architecture, N(0, std) (and a random position table), prepared as
+  /// load would: for benchmarks, whose speed does not depend on the values.
+  void init_random(std::uint64_t seed, T std) {
+    update_through_host(*this, false, [&](HostModel& host) {
+      Philox rng(seed);
+      rng.normal(host.params().values(), T(0), std);
+      Tensor<T> table;
+      if (config.pos_table()) {
+        table = Tensor<T>(Shape{1, (config.cls_token ? 1 : 0) + config.grid() * config.grid(), config.embed_dim});
+        rng.normal(table.view(), T(0), std);
+      }
+      prepare(host, table);
+    });
+  }
+
+  /// The arena's values from the file (a host model); returns the position table resampled to
+  /// this grid, [1, cls + grid^2, D] (empty for a family without one).
+  Tensor<T> read(const io::SafeTensorsFile& f, std::string_view prefix) {
     if (!config.pos_table()) {
       io::load_params(f, arena_, prefix, io::LoadParamsOptions{.read_by_caller = unused_names()});
-      if (config.split_swiglu()) fuse_swiglu();
-      return;
+      return {};
     }
     const std::string name = pos_embed_name();
     const std::string pk = std::string(prefix) + name;
@@ -551,38 +581,60 @@ struct VitEncoder {
                 config.grid(), config.grid(), config.resolution);
     const Tensor<T> stored = f.load<T>(pk);
     const auto table = stored.reshape(Shape{1, ps[ps.rank() - 2], D});
-    pos_embed = config.pe() ? resample_pos_embed(table, config.grid(), cls, ops::ResizeMode::Bilinear, false)
-                            : resample_pos_embed(table, config.grid(), cls);  // timm's resample (bicubic, antialias)
-    if (config.separate_qkv()) fuse_qkv();
+    return config.pe() ? resample_pos_embed(table, config.grid(), cls, ops::ResizeMode::Bilinear, false)
+                       : resample_pos_embed(table, config.grid(), cls);  // timm's resample (bicubic, antialias)
   }
 
-  /// DINOv3's SwiGLU: w1 and w2 stacked into one [2H, D] input projection (and bias) per block.
-  void fuse_swiglu() {
-    const std::int64_t D = config.embed_dim, H = config.mlp_hidden();
-    for (auto& b : blocks) {
-      b.fused_fc1_w = Tensor<T>(Shape{2 * H, D}), b.fused_fc1_b = Tensor<T>(Shape{2 * H});
-      std::copy_n(b.w1.value.data(), H * D, b.fused_fc1_w.data());
-      std::copy_n(b.w2.value.data(), H * D, b.fused_fc1_w.data() + H * D);
-      std::copy_n(b.b1.value.data(), H, b.fused_fc1_b.data());
-      std::copy_n(b.b2.value.data(), H, b.fused_fc1_b.data() + H);
+  /// What the forward needs beyond the arena, from a host model's values: the fused projections
+  /// (SigLIP / HF q, k, v; DINOv3's SwiGLU w1, w2), the qkv bias with DINOv3's mask applied, the
+  /// position grid, the prefix tokens and the RoPE tables.
+  void prepare(const HostModel& host, const Tensor<T>& table) {
+    const std::int64_t D = config.embed_dim, H = config.mlp_hidden(), C = config.cls_token ? 1 : 0, R = config.registers;
+    const std::int64_t N = config.grid() * config.grid();
+    for (std::size_t l = 0; l < blocks.size(); ++l) {
+      const auto& hb = host.blocks[l];
+      auto& b = blocks[l];
+      Tensor<T> bias(Shape{3 * D});
+      if (config.separate_qkv()) {
+        Tensor<T> w(Shape{3 * D, D});
+        int j = 0;
+        for (const auto* q : {&hb.q_w, &hb.k_w, &hb.v_w}) std::copy_n(q->value.data(), D * D, w.data() + (j++) * D * D);
+        j = 0;
+        for (const auto* q : {&hb.q_b, &hb.k_b, &hb.v_b}) std::copy_n(q->value.data(), D, bias.data() + (j++) * D);
+        b.fused_w = detail::device_copy<T, Dev>(w);
+      } else {
+        for (std::int64_t i = 0; i < 3 * D; ++i)
+          bias[i] = !config.qkv_bias ? T(0) : hb.qkv_b.value.data()[i] * (config.mask_k_bias ? hb.qkv_bias_mask.value.data()[i] : T(1));
+      }
+      b.qkv_bias = detail::device_copy<T, Dev>(bias);
+      if (config.split_swiglu()) {
+        Tensor<T> w(Shape{2 * H, D}), bb(Shape{2 * H});
+        std::copy_n(hb.w1.value.data(), H * D, w.data());
+        std::copy_n(hb.w2.value.data(), H * D, w.data() + H * D);
+        std::copy_n(hb.b1.value.data(), H, bb.data());
+        std::copy_n(hb.b2.value.data(), H, bb.data() + H);
+        b.fused_fc1_w = detail::device_copy<T, Dev>(w), b.fused_fc1_b = detail::device_copy<T, Dev>(bb);
+      }
     }
-  }
-
-  /// SigLIP / HF Dinov2: q, k and v stacked into one [3D, D] projection (and bias) per block.
-  void fuse_qkv() {
-    const std::int64_t D = config.embed_dim;
-    for (auto& b : blocks) {
-      b.fused_w = Tensor<T>(Shape{3 * D, D}), b.fused_b = Tensor<T>(Shape{3 * D});
-      int j = 0;
-      for (const auto* w : {&b.q_w, &b.k_w, &b.v_w}) std::copy_n(w->value.data(), D * D, b.fused_w.data() + (j++) * D * D);
-      j = 0;
-      for (const auto* w : {&b.q_b, &b.k_b, &b.v_b}) std::copy_n(w->value.data(), D, b.fused_b.data() + (j++) * D);
+    Tensor<T> pre(Shape{C + R, D});
+    const bool pt = config.pos_table();  // else table is empty
+    for (std::int64_t d = 0; d < D * C; ++d) pre[d] = host.cls_token.value.data()[d] + (pt ? table[d] : T(0));
+    std::copy_n(host.register_tokens.value.data(), R * D, pre.data() + C * D);
+    prefix = detail::device_copy<T, Dev>(pre);
+    pos_grid = pt ? detail::device_copy<T, Dev>(Tensor<T>::copy_of(table.cview().reshape(Shape{C + N, D}).slice(0, C, N))) : Tensor<T, Dev>{};
+    if (config.pe()) {
+      auto [cos, sin] = ops::rope_table_axial_2d<T>(config.grid(), config.grid(), D / config.heads, 10000.0, C, C, /*columns_first=*/true);
+      rope_cos = detail::device_copy<T, Dev>(cos), rope_sin = detail::device_copy<T, Dev>(sin);
+    } else if (config.rope()) {
+      Tensor<T> cos, sin;
+      host.rope_tables(C + R + N, cos, sin);
+      rope_cos = detail::device_copy<T, Dev>(cos), rope_sin = detail::device_copy<T, Dev>(sin);
     }
   }
 
   /// The class position (if any) kept, the grid part resized. The default is timm's
   /// resample_abs_pos_embed (DINOv2: bicubic with antialiasing); PE resizes bilinearly without.
-  /// [1, cls + G*G, D] -> [1, cls + g*g, D].
+  /// [1, cls + G*G, D] -> [1, cls + g*g, D]. On the host (set-up).
   static Tensor<T> resample_pos_embed(ConstView<T> pe, std::int64_t g, std::int64_t cls = 1,
                                       ops::ResizeMode mode = ops::ResizeMode::Bicubic, bool antialias = true) {
     const std::int64_t D = pe.size(2),
@@ -603,109 +655,88 @@ struct VitEncoder {
   }
 
   /// images [B, 3, R, R] in 0..255 -> the network input [B, 3, S, S] (S = 224 at R = 256).
-  Tensor<T> preprocess(const CpuContext& ctx, ConstView<T> images) const {
+  Tensor<T, Dev> preprocess(const Context& ctx, ConstView<T, Dev> images) const {
     IREPA_CHECK(images.rank() == 4 && images.size(1) == 3 && images.is_contiguous(),
                 "VitEncoder: images have shape {}, expected contiguous [B, 3, H, W] in 0..255", images.shape().str());
     const VitPreprocessing pp = config.preprocessing();
     const std::int64_t S = config.input_size();
-    auto normalise = [&](ConstView<T> in, double scale) {  // (x * scale - mean) / std per channel
-      Tensor<T> x(in.shape());
-      const std::int64_t hw = in.size(2) * in.size(3);
-      for (std::int64_t b = 0; b < in.size(0); ++b)
-        for (std::int64_t c = 0; c < 3; ++c)
-          for (std::int64_t i = 0; i < hw; ++i) {
-            const std::int64_t k = (b * 3 + c) * hw + i;
-            x[k] = static_cast<T>((static_cast<double>(in.data()[k]) * scale - pp.mean[c]) / pp.std[c]);
-          }
-      return x;
-    };
+    const ops::ChannelNorm u8{.divisor = 255.0}, stats{.mean = {pp.mean[0], pp.mean[1], pp.mean[2], 0}, .std = {pp.std[0], pp.std[1], pp.std[2], 1}};
+    ops::ChannelNorm both = stats;
+    both.divisor = 255.0;
+    Tensor<T, Dev> x(images.shape());
     const bool same = images.size(2) == S && images.size(3) == S;
-    if (same) return normalise(images, 1.0 / 255.0);
-    if (pp.normalize_first) return ops::interpolate<T>(ctx, normalise(images, 1.0 / 255.0), S, S, pp.mode, pp.antialias);
-    Tensor<T> u(images.shape());  // /255, resize, then mean/std
-    for (std::int64_t i = 0; i < u.numel(); ++i) u[i] = static_cast<T>(static_cast<double>(images.data()[i]) / 255.0);
-    return normalise(ops::interpolate<T>(ctx, u, S, S, pp.mode, pp.antialias), 1.0);
+    ops::normalize_channels<T>(ctx, images, same || pp.normalize_first ? both : u8, x.view());
+    if (same) return x;
+    Tensor<T, Dev> r = ops::interpolate<T>(ctx, x, S, S, pp.mode, pp.antialias);
+    if (!pp.normalize_first) ops::normalize_channels<T>(ctx, r, stats, r.view());  // /255, resize, then mean/std
+    return r;
   }
 
   /// x [B, 3, S, S] preprocessed -> patch tokens [B, grid^2, D] (after the final norm unless
   /// the config takes them before it; dinov2mixed: cls_mix cls + (1 - cls_mix) patch).
-  Tensor<T> forward(const CpuContext& ctx, ConstView<T> x) const {
-    const Tensor<T> all = tokens(ctx, x);
-    const std::int64_t B = all.size(0), T1 = all.size(1), D = config.embed_dim, N = config.grid() * config.grid();
-    const std::int64_t P = T1 - N;
-    Tensor<T> out(Shape{B, N, D});
-    for (std::int64_t b = 0; b < B; ++b) std::copy_n(all.data() + (b * T1 + P) * D, N * D, out.data() + b * N * D);
+  Tensor<T, Dev> forward(const Context& ctx, ConstView<T, Dev> x) const {
+    const Tensor<T, Dev> all = tokens(ctx, x);
+    const std::int64_t B = all.size(0), T1 = all.size(1), N = config.grid() * config.grid();
+    Tensor<T, Dev> out(Shape{B, N, config.embed_dim});
     if (config.cls_mix != 0.0) {
       IREPA_CHECK(config.cls_token, "VitEncoder: cls_mix needs a class token");
-      const T a = static_cast<T>(config.cls_mix), keep = static_cast<T>(1.0 - config.cls_mix);
-      for (std::int64_t b = 0; b < B; ++b)
-        for (std::int64_t t = 0; t < N; ++t)
-          for (std::int64_t d = 0; d < D; ++d) {
-            T& v = out.data()[(b * N + t) * D + d];
-            v = all.data()[b * T1 * D + d] * a + v * keep;
-          }
+      ops::blend_first_token<T>(ctx, all, T1 - N, static_cast<T>(config.cls_mix), static_cast<T>(1.0 - config.cls_mix), out.view());
+    } else {
+      ops::slice_tokens<T>(ctx, all, T1 - N, out.view());
     }
     return out;
   }
 
   /// x [B, 3, S, S] preprocessed -> every token [B, prefix + grid^2, D]: class token (if any),
   /// registers / storage tokens, patches; after the final norm unless the config takes them before it.
-  Tensor<T> tokens(const CpuContext& ctx, ConstView<T> x) const {
-    const std::int64_t S = config.input_size(), D = config.embed_dim, g = config.grid(), R = config.registers;
+  Tensor<T, Dev> tokens(const Context& ctx, ConstView<T, Dev> x) const {
+    const std::int64_t S = config.input_size(), D = config.embed_dim, g = config.grid();
     IREPA_CHECK(x.rank() == 4 && x.size(1) == 3 && x.size(2) == S && x.size(3) == S,
                 "VitEncoder: input has shape {}, expected [B, 3, {}, {}] (preprocess first)", x.shape().str(), S, S);
-    const std::int64_t C = config.cls_token ? 1 : 0, P = C + R;  // prefix tokens
+    const std::int64_t P = config.prefix_tokens();
     const std::int64_t B = x.size(0), N = g * g, T1 = P + N;
-    Tensor<T> patches(Shape{B, N, D});  // [B, N, D]
-    ops::patchify_forward<T>(ctx, x, patch_w.value, config.open_clip_names() ? ConstView<T>{} : ConstView<T>(patch_b.value),
+    Tensor<T, Dev> patches(Shape{B, N, D});  // [B, N, D]
+    ops::patchify_forward<T>(ctx, x, patch_w.value, config.open_clip_names() ? ConstView<T, Dev>{} : ConstView<T, Dev>(patch_b.value),
                              patches.view());  // PE / CLIP: conv1 has no bias
-    Tensor<T> h(Shape{B, T1, D});  // [B, P + N, D]: cls, registers, patches
-    for (std::int64_t b = 0; b < B; ++b) {
-      T* row = h.data() + b * T1 * D;
-      const bool pt = config.pos_table();
-      for (std::int64_t d = 0; d < D * C; ++d) row[d] = cls_token.value.data()[d] + (pt ? pos_embed[d] : T(0));
-      for (std::int64_t r = 0; r < R; ++r)
-        for (std::int64_t d = 0; d < D; ++d) row[(C + r) * D + d] = register_tokens.value.data()[r * D + d];
-      for (std::int64_t t = 0; t < N; ++t)
-        for (std::int64_t d = 0; d < D; ++d)
-          row[(P + t) * D + d] = patches[(b * N + t) * D + d] + (pt ? pos_embed[(C + t) * D + d] : T(0));
+    if (config.pos_table()) ops::add_broadcast<T>(ctx, patches.view(), pos_grid);
+    Tensor<T, Dev> h;  // [B, P + N, D]: cls, registers, patches
+    if (P > 0) {
+      Tensor<T, Dev> none(Shape{B, D});  // prepend_context adds a per-image row to the prefix: none here
+      fill(ctx, none.view(), T(0));
+      h = Tensor<T, Dev>(Shape{B, T1, D});
+      ops::prepend_context<T>(ctx, none, prefix, patches, h.view());
+    } else {
+      h = std::move(patches);
     }
     if (config.open_clip_names()) {  // ln_pre
-      Tensor<T> pre(h.shape());
+      Tensor<T, Dev> pre(h.shape());
       norm(ctx, h, pre_norm_w.value, pre_norm_b.value, pre);
       h = std::move(pre);
     }
     const std::int64_t Hm = config.mlp_hidden();
-    Tensor<T> n(h.shape()), qkv(Shape{B, T1, 3 * D}), a(h.shape()), o(h.shape()), m1(Shape{B, T1, config.swiglu ? 2 * Hm : Hm}),
-        m2(Shape{B, T1, Hm});
+    Tensor<T, Dev> n(h.shape()), qkv(Shape{B, T1, 3 * D}), a(h.shape()), o(h.shape()),
+        m1(Shape{B, T1, config.swiglu ? 2 * Hm : Hm}), m2(Shape{B, T1, Hm});
     const bool fused = config.separate_qkv();
-    ops::AttentionSpec<T> spec;  // softmax attention, scale head_dim^-0.5
+    ops::AttentionSpec<T, Dev> spec;  // softmax attention, scale head_dim^-0.5
     spec.heads = config.heads;
-    Tensor<T> rope_cos, rope_sin, bias(Shape{3 * D});
-    if (config.pe()) {
-      std::tie(rope_cos, rope_sin) = ops::rope_table_axial_2d<T>(g, g, D / config.heads, 10000.0, C, C, /*columns_first=*/true);
-      spec.rope_cos = rope_cos.cview(), spec.rope_sin = rope_sin.cview(), spec.rope_mode = ops::RopeMode::Interleaved;
-    } else if (config.rope()) {
-      rope_tables(T1, rope_cos, rope_sin);
-      spec.rope_cos = rope_cos.cview(), spec.rope_sin = rope_sin.cview(), spec.rope_mode = ops::RopeMode::HalfSplit;
+    if (config.rope()) {
+      spec.rope_cos = rope_cos.cview(), spec.rope_sin = rope_sin.cview();
+      spec.rope_mode = config.pe() ? ops::RopeMode::Interleaved : ops::RopeMode::HalfSplit;
     }
     for (const auto& blk : blocks) {
       norm(ctx, h, blk.norm1_w.value, blk.norm1_b.value, n);
-      for (std::int64_t i = 0; i < 3 * D; ++i)
-        bias[i] = !config.qkv_bias ? T(0)
-                                   : blk.qkv_bias(fused).data()[i] * (config.mask_k_bias ? blk.qkv_bias_mask.value.data()[i] : T(1));
-      ops::linear_forward<T>(ctx, n, blk.qkv_weight(fused), bias, qkv.view());
+      ops::linear_forward<T>(ctx, n, blk.qkv_weight(fused), blk.qkv_bias, qkv.view());
       ops::attention_forward<T>(ctx, qkv, spec, a.view());
       ops::linear_forward<T>(ctx, a, blk.proj_w.value, blk.proj_b.value, o.view());
-      residual(h, o, blk.ls1.value);
+      residual(ctx, h, o, blk.ls1.value);
       norm(ctx, h, blk.norm2_w.value, blk.norm2_b.value, n);
       ops::linear_forward<T>(ctx, n, blk.fc1_weight(config.split_swiglu()), blk.fc1_bias(config.split_swiglu()), m1.view());
       if (config.swiglu)
         ops::swiglu_forward<T>(ctx, m1, m2.view());
       else
-        activate(ctx, m1);
+        detail::vit_activate(ctx, m1, config.activation);
       ops::linear_forward<T>(ctx, config.swiglu ? m2 : m1, blk.fc2_w.value, blk.fc2_b.value, o.view());
-      residual(h, o, blk.ls2.value);
+      residual(ctx, h, o, blk.ls2.value);
     }
     if (!config.final_norm) return h;
     norm(ctx, h, norm_w.value, norm_b.value, n);
@@ -713,12 +744,11 @@ struct VitEncoder {
   }
 
   /// uint8-valued images [B, 3, R, R] -> patch tokens [B, grid^2, D].
-  Tensor<T> encode(const CpuContext& ctx, ConstView<T> images) const { return forward(ctx, preprocess(ctx, images)); }
+  Tensor<T, Dev> encode(const Context& ctx, ConstView<T, Dev> images) const { return forward(ctx, preprocess(ctx, images)); }
 
- private:
   /// DINOv3's RoPE angles for [prefix tokens, grid]: identity rows for the class and storage
   /// tokens; per patch (row i, column j) the first hd/4 angles from the row coordinate, the next
-  /// hd/4 from the column, angle = 2 pi c / period with c = 2 (i + 0.5) / g - 1.
+  /// hd/4 from the column, angle = 2 pi c / period with c = 2 (i + 0.5) / g - 1. Host model only.
   void rope_tables(std::int64_t T1, Tensor<T>& cos, Tensor<T>& sin) const {
     const std::int64_t hd = config.embed_dim / config.heads, q = hd / 4, g = config.grid(), P = T1 - g * g;
     cos = Tensor<T>(Shape{T1, hd / 2}), sin = Tensor<T>(Shape{T1, hd / 2});
@@ -735,16 +765,15 @@ struct VitEncoder {
         }
   }
 
-  void activate(const CpuContext& ctx, Tensor<T>& m) const { detail::vit_activate(ctx, m, config.activation); }
-  void norm(const CpuContext& ctx, const Tensor<T>& x, ConstView<T> w, ConstView<T> b, Tensor<T>& y) const {
+ private:
+  void norm(const Context& ctx, const Tensor<T, Dev>& x, ConstView<T, Dev> w, ConstView<T, Dev> b, Tensor<T, Dev>& y) const {
     detail::affine_layer_norm(ctx, x, w, b, static_cast<T>(config.norm_eps), y);
   }
-  void residual(Tensor<T>& h, const Tensor<T>& o, ConstView<T> gamma) const {
-    const std::int64_t D = config.embed_dim;
-    for (std::int64_t i = 0; i < h.numel(); ++i) h[i] += (config.layerscale ? gamma.data()[i % D] : T(1)) * o[i];
+  void residual(const Context& ctx, Tensor<T, Dev>& h, const Tensor<T, Dev>& o, ConstView<T, Dev> gamma) const {
+    ops::add_scaled_rows<T>(ctx, h.view(), config.layerscale ? gamma : ConstView<T, Dev>{}, o);
   }
 
-  ParamArena<T> arena_;
+  ParamArena<T, Dev> arena_;
 };
 
 }  // namespace irepa
