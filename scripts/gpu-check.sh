@@ -4,7 +4,8 @@
 #   scripts/gpu-check.sh build [bundle]   here (nvcc, no GPU needed): configures build/gpu with
 #       -DCMAKE_CUDA_ARCHITECTURES=${IREPA_CUDA_ARCH:-90} (H100), builds every CUDA test and the
 #       benchmarks, and copies them with the non-CUDA shared libraries they need into a bundle
-#       folder (default build/gpu-bundle, a few MiB).
+#       folder (default build/gpu-bundle, about 47 MiB, most of it golden files; with the tracked
+#       tree it must stay under the device tool's 64 MiB, which the build step checks).
 #   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test (test_cuda_core,
 #       test_cuda_ops, test_cuda_sit, test_cuda_encoders) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
 #       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
@@ -30,15 +31,26 @@ build)
   cmake --build build/gpu
   rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib" "$bundle/golden"
   cp build/gpu/tests/cuda/test_cuda_* "$bundle/tests/"
-  # The SiT, JiT, sampler and ViT encoder golden files test_cuda_sit and test_cuda_encoders run on the GPU (the GPU machine may not have ../shared).
-  cp "${IREPA_GOLDEN_DIR:-../shared/golden}"/{sit,jit}_*.safetensors "${IREPA_GOLDEN_DIR:-../shared/golden}"/samplers_sit.safetensors \
-    tests/data/golden/sit_*.safetensors "${IREPA_GOLDEN_DIR:-../shared/golden}"/encoder_{dinov2,dinov3,pe}_*.safetensors "$bundle/golden/"
-  cp build/gpu/benchmarks/irepa-bench-* "$bundle/bench/" 2>/dev/null || true
+  # The golden files test_cuda_sit and test_cuda_encoders run on the GPU (the GPU machine may not
+  # have ../shared). Of the ViT files, the three that cover every path the others take (registers;
+  # storage tokens, half-split RoPE and the masked key bias; PE's class token, interleaved RoPE and
+  # LayerScale): the bundle, with the working tree, must stay under the device tool's 64 MiB.
+  g="${IREPA_GOLDEN_DIR:-../shared/golden}"
+  cp "$g"/{sit,jit}_*.safetensors "$g"/samplers_sit.safetensors tests/data/golden/sit_*.safetensors \
+    "$g"/encoder_dinov2_tiny_reg4.safetensors "$g"/encoder_dinov3_tiny.safetensors "$g"/encoder_pe_tiny_cls_ls.safetensors \
+    "$bundle/golden/"
+  for b in irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops; do  # the ones run below
+    cp "build/gpu/benchmarks/$b" "$bundle/bench/"
+  done
+  strip --strip-unneeded "$bundle"/tests/* "$bundle"/bench/*
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do
     ldd "$f" | awk '/=> \// {print $3}' | grep -E 'libfmt|libbenchmark|libyaml|libpng|libz\.' || true
   done | sort -u | xargs -r -I{} cp -L {} "$bundle/lib/"
   du -sh "$bundle"
+  tree_mib=$(( ($(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1) + $(du -sb "$bundle" | cut -f1)) / 1048576 ))
+  echo "what a run carries: the tracked tree and the bundle, ${tree_mib} MiB (the device tool's limit: 64 MiB)"
+  [ "$tree_mib" -lt 64 ] || { echo "over the device tool's 64 MiB: trim the bundle" >&2; exit 1; }
   ;;
 run)
   export LD_LIBRARY_PATH="$PWD/$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
