@@ -39,7 +39,6 @@
 #include <cmath>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -302,7 +301,7 @@ Tensor<T, D> device_copy(const Tensor<T>& host) {
 
 /// A frozen ViT encoder on device Dev: parameters by their released names in a flat arena, plus
 /// what load prepares once from them on the host (fused projections, the masked qkv bias, the
-/// resampled position table, the prefix tokens, RoPE tables) and copies to D.
+/// resampled position table, the prefix tokens, RoPE tables) and copies to Dev.
 template <class T, class Dev = Cpu>
 struct VitEncoder {
   using scalar_type = T;
@@ -330,7 +329,7 @@ struct VitEncoder {
   std::vector<Block> blocks;
   // Prepared at load:
   Tensor<T, Dev> pos_grid;            // [grid^2, D] the patches' positions (resampled when the file's grid differs)
-  Tensor<T, Dev> prefix;              // [prefix tokens, D]: class token (+ its position), registers / storage tokens
+  Tensor<T, Dev> prefix_embed;        // [prefix tokens, D]: class token (+ its position), registers / storage tokens
   Tensor<T, Dev> rope_cos, rope_sin;  // [tokens, head_dim / 2] (RoPE families)
 
   explicit VitEncoder(const VitConfig& c) : config(c) {
@@ -620,7 +619,7 @@ struct VitEncoder {
     const bool pt = config.pos_table();  // else table is empty
     for (std::int64_t d = 0; d < D * C; ++d) pre[d] = host.cls_token.value.data()[d] + (pt ? table[d] : T(0));
     std::copy_n(host.register_tokens.value.data(), R * D, pre.data() + C * D);
-    prefix = detail::device_copy<T, Dev>(pre);
+    prefix_embed = detail::device_copy<T, Dev>(pre);
     pos_grid = pt ? detail::device_copy<T, Dev>(Tensor<T>::copy_of(table.cview().reshape(Shape{C + N, D}).slice(0, C, N))) : Tensor<T, Dev>{};
     if (config.pe()) {
       auto [cos, sin] = ops::rope_table_axial_2d<T>(config.grid(), config.grid(), D / config.heads, 10000.0, C, C, /*columns_first=*/true);
@@ -704,7 +703,7 @@ struct VitEncoder {
       Tensor<T, Dev> none(Shape{B, D});  // prepend_context adds a per-image row to the prefix: none here
       fill(ctx, none.view(), T(0));
       h = Tensor<T, Dev>(Shape{B, T1, D});
-      ops::prepend_context<T>(ctx, none, prefix, patches, h.view());
+      ops::prepend_context<T>(ctx, none, prefix_embed, patches, h.view());
     } else {
       h = std::move(patches);
     }
