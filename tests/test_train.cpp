@@ -515,3 +515,81 @@ TEST_CASE("the one trainer: a step moves only its batch to the device, the logge
   REQUIRE_IREPA_ERROR(trainer.flush(), "step 4", "not finite");
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("the one trainer: an online ViT target runs on the model's device, and a run with it equals steps fed its tokens", "[train][trainer]") {
+  namespace fs = std::filesystem;
+  CpuContext ctx(2);
+  // A tiny DINOv2-style ViT (random weights): 3x32x32 images -> 16x16 tokens of width 24, the
+  // token grid of a patch-2 SiT on 32x32 images.
+  VitConfig vc;
+  vc.embed_dim = 24, vc.depth = 1, vc.heads = 2, vc.patch = 14, vc.registers = 2;
+  auto enc = std::make_shared<VitEncoder<float>>(vc);
+  enc->init_random(test::rng().seed(), 0.05f);
+  const std::vector<TargetEncoder> online{vit_target_encoder("tiny-vit", enc)};
+  const auto placed = place_encoders<Cpu>(online);
+  REQUIRE(placed.size() == 1);
+  CHECK(!placed[0].on_host());
+  CHECK(describe_placement(placed) == "tiny-vit on cpu");
+
+  // 12 random 3x32x32 images; from_host copies everything load prepared (here a CPU twin).
+  Tensor<std::uint8_t> img(Shape{12, 3, 32, 32});
+  Tensor<std::int64_t> px(Shape{img.numel()}), labels(Shape{12});
+  test::rng().randint(px.view(), 0, 256);
+  test::rng().randint(labels.view(), 0, 10);
+  for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
+  const data::ImageDataset ds(std::move(img), std::move(labels));
+  {
+    const auto b = ds.get<float>(std::vector<std::int64_t>{0, 5, 7});
+    const VitEncoder<float> twin = VitEncoder<float>::from_host(*enc);
+    const Tensor<float> a = enc->encode(ctx, b.x), c = twin.encode(ctx, b.x);
+    CHECK(a.shape() == Shape{3, 256, 24});
+    CHECK(same_bits(a.view(), c.view()));
+  }
+
+  SiTConfig cfg = tiny_image_sit();
+  cfg.input_size = 32, cfg.in_channels = 3, cfg.z_dims = {24};
+  using M = SiT<Dynamic, DynamicPatch, REPAHead, float>;
+  TrainerOptions o;
+  o.batch_size = 4, o.max_train_steps = 5, o.checkpointing_steps = 100, o.log_every = 2, o.quiet = true, o.seed = 3;
+  o.schedule = LrSchedule{.kind = LrSchedule::Kind::Constant, .lr = 1e-3};
+  const fs::path dir = fs::temp_directory_path() / ("irepa_trainer_online_" + std::to_string(test::rng().seed()));
+  M online_model(cfg);
+  online_model.init(9);
+  TrainerOptions oa = o;
+  oa.run_dir = (dir / "online").string();
+  const auto run = train(ctx, oa, online_model, SiTObjective{}, ds, online, nlohmann::json::object());
+
+  // The same batches, their tokens computed here and given as host targets.
+  M fed_model(cfg);
+  fed_model.init(9);
+  TrainerOptions ob = o;
+  ob.run_dir = (dir / "fed").string();
+  Trainer<M, SiTObjective> fed(ctx, ob, fed_model, SiTObjective{}, nlohmann::json::object());
+  auto loader = data::epoch_loader<float>(ds, o.batch_size, o.seed, 0);
+  for (std::int64_t s = 0; s < o.max_train_steps; ++s) {
+    auto b = loader->next();
+    const Tensor<float> z = enc->encode(ctx, b.x);
+    for (std::int64_t i = 0; i < b.x.numel(); ++i) b.x[i] = b.x[i] * float(1.0 / 127.5) - 1.0f;
+    fed.step(b.x, b.y.view(), {z.cview()});
+  }
+  fed.flush();
+  REQUIRE(run.history.size() == fed.history().size());
+  for (std::size_t i = 0; i < run.history.size(); ++i) {
+    INFO("step " << run.history[i].step);
+    CHECK(run.history[i].total == fed.history()[i].total);
+    CHECK(run.history[i].alignment == fed.history()[i].alignment);
+    CHECK(run.history[i].alignment != 0);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("convert: elementwise to another element type, shapes checked", "[train]") {
+  CpuContext ctx(1);
+  Tensor<float> a(Shape{2, 5});
+  test::rng().normal(a.view());
+  Tensor<double> b(Shape{2, 5});
+  convert(ctx, a.cview(), b.view());
+  for (std::int64_t i = 0; i < a.numel(); ++i) CHECK(b[i] == static_cast<double>(a[i]));
+  Tensor<double> wrong(Shape{5, 2});
+  REQUIRE_IREPA_ERROR(convert(ctx, a.cview(), wrong.view()), "convert", "[2, 5]");
+}

@@ -149,3 +149,51 @@ std::vector<double> jit_train_losses_cpu(const std::string& shards, const std::s
   return losses;
 }
 }  // namespace sit_ref
+
+namespace sit_ref {
+irepa::data::ImageDataset online_images(std::uint64_t seed) {
+  using namespace irepa;
+  Philox rng(seed, 21);
+  Tensor<std::uint8_t> img(Shape{12, 3, 32, 32});
+  Tensor<std::int64_t> px(Shape{img.numel()}), labels(Shape{12});
+  rng.randint(px.view(), 0, 256);
+  rng.randint(labels.view(), 0, 10);
+  for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
+  return data::ImageDataset(std::move(img), std::move(labels));
+}
+
+irepa::TargetEncoder online_vit(std::uint64_t seed) {
+  using namespace irepa;
+  VitConfig vc;
+  vc.embed_dim = 24, vc.depth = 2, vc.heads = 2, vc.patch = 14, vc.registers = 2;
+  auto enc = std::make_shared<VitEncoder<float>>(vc);
+  enc->init_random(seed, 0.05f);
+  return vit_target_encoder("tiny-vit", std::move(enc));
+}
+
+irepa::SiTConfig online_model_config() {
+  irepa::SiTConfig c;
+  c.input_size = 32, c.in_channels = 3, c.num_classes = 10, c.encoder_depth = 1, c.z_dims = {24};
+  c.depth = 2, c.hidden_size = 32, c.num_heads = 2, c.patch_size = 2;
+  return c;
+}
+
+irepa::TrainerOptions online_options(const std::string& run_dir) {
+  irepa::TrainerOptions o;
+  o.run_dir = run_dir, o.batch_size = 4, o.max_train_steps = 6, o.seed = 3, o.checkpointing_steps = 100, o.log_every = 3;
+  o.schedule.lr = 1e-3, o.ema_decays = {0.9}, o.quiet = true;
+  return o;
+}
+
+std::vector<double> online_losses_cpu(const irepa::data::ImageDataset& ds, const std::vector<irepa::TargetEncoder>& online,
+                                      const std::string& run_dir) {
+  using namespace irepa;
+  CpuContext ctx(2);
+  SiT<Dynamic, DynamicPatch, REPAHead, float> m(online_model_config());
+  m.init(3);
+  const auto r = train(ctx, online_options(run_dir), m, SiTObjective{.proj_coeff = 1.0}, ds, online, nlohmann::json::object());
+  std::vector<double> losses;
+  for (const auto& h : r.history) losses.push_back(h.total);
+  return losses;
+}
+}  // namespace sit_ref

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "irepa/core/tensor.hpp"
+#include "irepa/data/fashion_mnist.hpp"
 #include "irepa/diffusion/jit_objective.hpp"
 #include "irepa/diffusion/sit_objective.hpp"
 #include "irepa/models/jit.hpp"
@@ -61,4 +62,16 @@ irepa::JiTConfig jit_train_model_config();
 irepa::TrainerOptions jit_train_options(const std::string& run_dir);
 inline irepa::JiTObjective jit_train_objective() { return irepa::JiTObjective{.proj_coeff = 1.0}; }
 std::vector<double> jit_train_losses_cpu(const std::string& shards, const std::string& run_dir);
+}  // namespace sit_ref
+
+namespace sit_ref {
+/// The online-target trainer test: 12 random 3x32x32 images, a tiny random DINOv2-style ViT
+/// (16x16 tokens of width 24, made on the host from `seed`) as the online target of a patch-2
+/// REPA SiT, the options, and the CPU run's losses.
+irepa::data::ImageDataset online_images(std::uint64_t seed);
+irepa::TargetEncoder online_vit(std::uint64_t seed);
+irepa::SiTConfig online_model_config();
+irepa::TrainerOptions online_options(const std::string& run_dir);
+std::vector<double> online_losses_cpu(const irepa::data::ImageDataset& ds, const std::vector<irepa::TargetEncoder>& online,
+                                      const std::string& run_dir);
 }  // namespace sit_ref

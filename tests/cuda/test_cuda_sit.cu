@@ -8,7 +8,8 @@
 // random draws each run; the seed is printed (IREPA_TEST_SEED replays).
 // Then the trainer on the GPU (train_sit with the model, AdamW and EMA there) on small image
 // shards: each step's loss against the CPU run's, and a run resumed from its step-10 checkpoint
-// ending bit-identical to the one that went straight through (sample grids, drawn on the GPU, too).
+// ending bit-identical to the one that went straight through (sample grids, drawn on the GPU, too);
+// and a run whose online ViT target runs on the GPU, against the same run on the CPU.
 // A trainer step on the GPU moves nothing between host and device but its batch going up, and a
 // flush only the logged scalars coming back (the context's transfer bytes are counted).
 // Last, every SiT and JiT golden file (../shared/golden and tests/data/golden, or the folders
@@ -321,6 +322,32 @@ int main(int argc, char** argv) {
     IREPA_CUDA_EXPECT(grid != slurp(dir / "straight" / "samples" / "0000010.png"), "trainer: the grids of steps 10 and 20 are equal");
     std::printf("trainer on the GPU: 20 steps, loss within %.2g of the CPU run's; resumed run bit-identical: %s\n", worst,
                 same && differing == 0 ? "yes" : "no");
+    fs::remove_all(dir);
+  }
+
+  // An online ViT target on the GPU: placed on the model's device (its twin built from the host
+  // model), the raw images going up once per step, and the run's losses against the CPU run's.
+  {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("irepa_cuda_online_" + std::to_string(seed));
+    const auto ds = sit_ref::online_images(seed);
+    const std::vector<TargetEncoder> online{sit_ref::online_vit(seed)};
+    const auto placed = place_encoders<Cuda>(online);
+    const std::string where = describe_placement(placed);
+    IREPA_CUDA_EXPECT(placed.size() == 1 && !placed[0].on_host() && where == "tiny-vit on cuda",
+                      "online ViT: placed as '%s', expected 'tiny-vit on cuda'", where.c_str());
+    const auto cpu_losses = sit_ref::online_losses_cpu(ds, online, (dir / "cpu").string());
+    SiT<Dynamic, DynamicPatch, REPAHead, float, Cuda> sm(sit_ref::online_model_config());
+    sm.init(3);
+    const auto r = train(ctx, sit_ref::online_options((dir / "gpu").string()), sm, SiTObjective{.proj_coeff = 1.0}, ds, online,
+                         nlohmann::json::object());
+    double worst = 0;
+    for (std::size_t i = 0; i < r.history.size() && i < cpu_losses.size(); ++i)
+      worst = std::max(worst, std::abs(r.history[i].total - cpu_losses[i]) / std::abs(cpu_losses[i]));
+    IREPA_CUDA_EXPECT(r.history.size() == 6 && cpu_losses.size() == 6, "online ViT: %zu GPU and %zu CPU steps, expected 6",
+                      r.history.size(), cpu_losses.size());
+    IREPA_CUDA_EXPECT(worst <= 1e-3, "online ViT: GPU loss differs from the CPU run's by %.3g (relative) at worst", worst);
+    std::printf("trainer with an online ViT target on the GPU: 6 steps, loss within %.2g of the CPU run's\n", worst);
     fs::remove_all(dir);
   }
 

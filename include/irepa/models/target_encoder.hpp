@@ -2,16 +2,24 @@
 // Frozen target encoders chosen by the reference's names at run time (--enc-type): a small
 // type-erased handle so that the trainer can hold several of different kinds. Each maps clean
 // images [B, C, H, W] in 0..255 to patch tokens [B, T, D] without gradient.
-// The encoders run on the CPU: a file compiled by nvcc (a GPU trainer) sees the handle only, and
-// the factories below stay in host-compiled code.
+//
+// The factories read and prepare an encoder on the host (host-compiled code; nvcc sees the
+// handle and the ViT only). The trainer then places each one where its model runs
+// (place_encoders): a ViT as its twin on the model's device; HOG, SAM, SAM2 and VGG on the
+// host, their tokens going up with the batch (on a GPU the host work of one step overlaps the
+// device's previous step, whose kernels are queued without waiting).
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "irepa/core/context.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/models/vit_encoder.hpp"
 
 #if !defined(__CUDACC__)
 #include <algorithm>
@@ -23,7 +31,6 @@
 #include "irepa/models/sam2_encoder.hpp"
 #include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/vgg_encoder.hpp"
-#include "irepa/models/vit_encoder.hpp"
 #endif
 
 namespace irepa {
@@ -32,10 +39,62 @@ struct TargetEncoder {
   std::string name;          // the reference's name, e.g. hog-x-g16_d128
   std::int64_t tokens = 0;   // T (a square grid)
   std::int64_t dim = 0;      // D
-  std::function<Tensor<float>(const CpuContext&, ConstView<float>)> encode;  // [B, C, H, W] 0..255 -> [B, T, D]
+  std::function<Tensor<float>(const CpuContext&, ConstView<float>)> encode;  // [B, C, H, W] 0..255 -> [B, T, D], on the host
+  // A ViT's loaded host model, from which place_encoders builds its twin on another device;
+  // null for the encoders that run on the host only.
+  std::shared_ptr<const VitEncoder<float>> vit;
 };
 
+/// An online target encoder as a trainer on device D runs it: on D (on_device), or, where that
+/// is empty, on the host (source->encode) with its tokens uploaded.
+template <class D>
+struct PlacedEncoder {
+  const TargetEncoder* source = nullptr;
+  std::function<Tensor<float, D>(const ContextOf<D>&, ConstView<float, D>)> on_device;
+  bool on_host() const { return !on_device; }
+};
+
+namespace detail {
+/// On the CPU the host encoder is already on the model's device.
+inline PlacedEncoder<Cpu> place_encoder(const TargetEncoder& e, Cpu) { return {&e, e.encode}; }
+/// Elsewhere a ViT runs as its twin on D (weights copied once); the others stay on the host.
+template <class D>
+PlacedEncoder<D> place_encoder(const TargetEncoder& e, D) {
+  PlacedEncoder<D> p{&e, {}};
+  if (e.vit) {
+    auto twin = std::make_shared<const VitEncoder<float, D>>(VitEncoder<float, D>::from_host(*e.vit));
+    p.on_device = [twin](const ContextOf<D>& ctx, ConstView<float, D> images) { return twin->encode(ctx, images); };
+  }
+  return p;
+}
+}  // namespace detail
+
+/// The encoders placed for a model on device D (they refer to `online`, which must outlive them).
+template <class D>
+std::vector<PlacedEncoder<D>> place_encoders(const std::vector<TargetEncoder>& online) {
+  std::vector<PlacedEncoder<D>> out;
+  for (const auto& e : online) out.push_back(detail::place_encoder(e, D{}));
+  return out;
+}
+
+/// Where each placed encoder runs, for the log: "dinov2-vit-b on cuda, hog-x-g16_d128 on the host".
+template <class D>
+std::string describe_placement(const std::vector<PlacedEncoder<D>>& placed) {
+  std::string s;
+  for (const auto& p : placed)
+    s += fmt::format("{}{} on {}", s.empty() ? "" : ", ", p.source->name, p.on_host() ? std::string_view("the host") : D::name);
+  return s.empty() ? "none" : s;
+}
+
 #if !defined(__CUDACC__)
+/// A ViT target encoder by name around a loaded (or randomly initialised) host model (its
+/// forward is instantiated in host code only, as the other encoders').
+inline TargetEncoder vit_target_encoder(std::string name, std::shared_ptr<const VitEncoder<float>> enc) {
+  TargetEncoder e{std::move(name), enc->tokens(), enc->dim(), {}, enc};
+  e.encode = [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); };
+  return e;
+}
+
 /// Where ViT encoder weights are looked up: weights_dir/<name>.safetensors, with weights_dir
 /// from the argument, else $IREPA_ENCODER_DIR, else ./encoders.
 inline std::filesystem::path encoder_weights_path(std::string_view name, const std::string& weights_dir = {}) {
@@ -61,7 +120,7 @@ TargetEncoder load_encoder(std::string_view name, const Config& cfg, const std::
   auto enc = std::make_shared<Enc>(cfg);
   enc->load(io::SafeTensorsFile(path.string()));
   return {std::string(name), enc->tokens(), enc->dim(),
-          [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
+          [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }, nullptr};
 }
 }  // namespace detail
 
@@ -71,7 +130,7 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
   if (name.starts_with("hog-")) {
     auto enc = std::make_shared<HogEncoder>(name, resolution);
     return {enc->name(), enc->tokens(), enc->dim(),
-            [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
+            [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }, nullptr};
   }
   const auto path = encoder_weights_path(name, weights_dir);
   if (name.starts_with("vgg-"))  // VGG16 pool4 (torchvision's features weights)
@@ -121,8 +180,7 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
   cfg.block_chunks = VitEncoder<float>::detect_block_chunks(f, prefix, cfg.depth);
   auto enc = std::make_shared<VitEncoder<float>>(cfg);
   enc->load(f, prefix);
-  return {std::string(name), enc->tokens(), enc->dim(),
-          [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }};
+  return vit_target_encoder(std::string(name), std::move(enc));
 }
 
 /// A comma-separated list ("hog-x-g8_d32,hog-x-g8_d128"); an empty string gives none.

@@ -292,6 +292,7 @@ void affine_layer_norm(const Ctx& ctx, const Tensor<T, D>& x, std::type_identity
 /// A host tensor's copy on device D (a plain copy on the CPU); set-up only.
 template <class T, class D>
 Tensor<T, D> device_copy(const Tensor<T>& host) {
+  if (host.rank() == 0 && !host.data()) return {};  // never allocated (a part this family has not)
   Tensor<T, D> t(host.shape());
   if (host.numel() > 0) copy_from_host(t.view(), host.cview());
   return t;
@@ -535,6 +536,23 @@ struct VitEncoder {
       const Tensor<T> table = host.read(f, prefix);
       prepare(host, table);
     });
+  }
+
+  /// This encoder on Dev from a loaded (or randomly initialised) host one: its arena and what
+  /// load prepared, copied. A file is read and prepared once on the host, and the encoder is then
+  /// placed where the model runs (the trainer does this for its online targets).
+  static VitEncoder from_host(const HostModel& host) {
+    VitEncoder e(host.config);
+    copy_from_host(e.params().values(), ConstView<T>(host.params().values()));
+    for (std::size_t l = 0; l < e.blocks.size(); ++l) {
+      const auto& hb = host.blocks[l];
+      auto& b = e.blocks[l];
+      b.fused_w = detail::device_copy<T, Dev>(hb.fused_w), b.qkv_bias = detail::device_copy<T, Dev>(hb.qkv_bias);
+      b.fused_fc1_w = detail::device_copy<T, Dev>(hb.fused_fc1_w), b.fused_fc1_b = detail::device_copy<T, Dev>(hb.fused_fc1_b);
+    }
+    e.pos_grid = detail::device_copy<T, Dev>(host.pos_grid), e.prefix_embed = detail::device_copy<T, Dev>(host.prefix_embed);
+    e.rope_cos = detail::device_copy<T, Dev>(host.rope_cos), e.rope_sin = detail::device_copy<T, Dev>(host.rope_sin);
+    return e;
   }
 
   /// Random weights of this architecture, N(0, std) (and a random position table), prepared as

@@ -3,9 +3,10 @@
 // objective (SiT + SiTObjective, JiT + JiTObjective, or user types of the same concepts):
 // batches in a deterministic order per (seed, epoch) through a prefetch thread, optional
 // horizontal flips, alignment targets from the dataset's stored features and/or online target
-// encoders (on the host), label dropout, the objective step, the global-norm clip, AdamW with
-// the EMAs fused, a learning-rate schedule, the JSONL log and progress line, checkpoints
-// (resume continues bit-identically) and class-conditional sample grids from the first EMA.
+// encoders (each on the model's device where it runs there, else on the host), label dropout,
+// the objective step, the global-norm clip, AdamW with the EMAs fused, a learning-rate schedule,
+// the JSONL log and progress line, checkpoints (resume continues bit-identically) and
+// class-conditional sample grids from the first EMA.
 // The two reference recipes differ only in settings (see train/recipes.hpp for JiT's).
 //
 // On a GPU the whole step stays there: the batch (with its targets) goes up, t, noise, losses,
@@ -24,6 +25,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -116,18 +118,31 @@ inline void check_targets(const std::vector<std::int64_t>& z_dims, std::int64_t 
   IREPA_CHECK(online.empty() || images, "train: online target encoders need image data, but the data holds {}", kind);
 }
 
-/// Each online encoder's tokens [B, T, D] of images x [B, C, H, W] in 0..255 (on the host).
-template <class T>
-std::vector<Tensor<T>> online_targets(const CpuContext& ctx, const std::vector<TargetEncoder>& online, ConstView<T> x) {
-  std::vector<Tensor<T>> out;
+/// Each online encoder's tokens [B, T, D] of images x [B, C, H, W] in 0..255, on the model's
+/// device: computed there (the images go up once, as float), or on the host and uploaded.
+template <class T, class D>
+std::vector<Tensor<T, D>> online_targets(const ContextOf<D>& ctx, const CpuContext& cpu, const std::vector<PlacedEncoder<D>>& online,
+                                         ConstView<T> x) {
+  std::vector<Tensor<T, D>> out;
   if (online.empty()) return out;
   Tensor<float> raw(x.shape());
   for (std::int64_t i = 0; i < raw.numel(); ++i) raw[i] = static_cast<float>(x.data()[i]);
+  Tensor<float, D> images;  // raw on the device, uploaded for the first encoder that runs there
   for (const auto& e : online) {
-    const Tensor<float> z = e.encode(ctx, raw);
-    Tensor<T> zt(z.shape());
-    for (std::int64_t i = 0; i < z.numel(); ++i) zt[i] = static_cast<T>(z[i]);
-    out.push_back(std::move(zt));
+    Tensor<float, D> z;
+    if (e.on_host()) {
+      z = to_device(ctx, e.source->encode(cpu, raw).cview());
+    } else {
+      if (!images.data()) images = to_device(ctx, raw.cview());
+      z = e.on_device(ctx, images.cview());
+    }
+    if constexpr (std::is_same_v<T, float>) {
+      out.push_back(std::move(z));
+    } else {
+      Tensor<T, D> zt(z.shape());
+      convert(ctx, z.cview(), zt.view());
+      out.push_back(std::move(zt));
+    }
   }
   return out;
 }
@@ -177,10 +192,16 @@ class Trainer {
   /// One training step on a host batch: x [B, C, H, W] as the model takes it (scaled), labels y
   /// [B] (dropped here, in place, to the null class), one raw target per projector. The batch is
   /// the only thing uploaded; the step's scalars stay on the device until flush().
-  void step(ConstView<T> x, TensorView<std::int64_t> y, const std::vector<ConstView<T>>& zs) {
+  /// device_zs: targets already on the device (the online encoders'), after zs in projector order.
+  void step(ConstView<T> x, TensorView<std::int64_t> y, const std::vector<ConstView<T>>& zs, std::vector<Tensor<T, D>> device_zs = {}) {
     if (pending_ == o_.log_every) flush();
     nn::drop_labels(rng_, y, o_.label_drop_prob, model_.config.num_classes);
-    const auto batch = upload_batch(ctx_, HostBatch<T>{x, y, zs}, model_.label_rows());
+    auto batch = upload_batch(ctx_, HostBatch<T>{x, y, zs}, model_.label_rows());
+    for (auto& z : device_zs) {
+      IREPA_CHECK(z.rank() == 3 && z.size(0) == x.size(0), "train: device target features have shape {}, expected [{}, T, Z]",
+                  z.shape().str(), x.size(0));
+      batch.zs.push_back(std::move(z));
+    }
     fill(ctx_, model_.params().grads(), T(0));
     const auto st = objective_step(ctx_, model_, obj_, batch, rng_);
     ops::grad_sq_sum<T>(ctx_, model_.params().grads(), sq_.view());
@@ -268,7 +289,12 @@ class Trainer {
     const std::int64_t B = o_.batch_size;
     IREPA_CHECK(ds.size() > 0, "train: the dataset is empty");
     std::unique_ptr<CpuContext> own_cpu;
-    const CpuContext& cpu = detail::host_context(ctx_, own_cpu);  // the online encoders
+    const CpuContext& cpu = detail::host_context(ctx_, own_cpu);  // the online encoders that run on the host
+    const std::vector<PlacedEncoder<D>> placed = place_encoders<D>(online);
+    if (!o_.quiet && !placed.empty()) {
+      std::printf("target encoders: %s\n", describe_placement(placed).c_str());
+      std::fflush(stdout);
+    }
     auto loader = data::epoch_loader<T>(ds, B, o_.seed, step_);
     const std::int64_t first = step_ + 1, total = o_.max_train_steps;
     const auto t0 = std::chrono::steady_clock::now();
@@ -283,11 +309,10 @@ class Trainer {
       }
       std::vector<ConstView<T>> zs;
       for (const auto& e : stored) zs.push_back(b.features.at(e));
-      const std::vector<Tensor<T>> online_z = detail::online_targets<T>(cpu, online, b.x);
-      for (const auto& z : online_z) zs.push_back(z);
+      std::vector<Tensor<T, D>> online_z = detail::online_targets<T, D>(ctx_, cpu, placed, b.x);
       if (images)
         for (std::int64_t i = 0; i < b.x.numel(); ++i) b.x[i] = b.x[i] * T(1.0 / 127.5) - T(1);
-      step(b.x, b.y.view(), zs);
+      step(b.x, b.y.view(), zs, std::move(online_z));
       const bool last = step_ == total, checkpoint = step_ % o_.checkpointing_steps == 0 || last;
       const bool grid = o_.sampling_steps > 0 && step_ % o_.sampling_steps == 0 && (cfg.in_channels == 1 || cfg.in_channels == 3);
       if (step_ % o_.log_every == 0 || last) flush(/*progress=*/true);
@@ -338,8 +363,9 @@ class Trainer {
 
 /// Trains `model` (already initialised) on `ds` with objective `obj`: Trainer(ctx, o, model, obj,
 /// config_json).run(ds, online). The model may be on a device (ctx is then its context): data,
-/// flips, label dropout, the online encoders and the RNG's state stay on the host, so a run is
-/// the same sequence of batches and draws anywhere.
+/// flips, label dropout and the RNG's state stay on the host, so a run is the same sequence of
+/// batches and draws anywhere; a ViT target encoder runs on the model's device, the others on
+/// the host.
 template <class Model, class Objective, class Dataset>
   requires ObjectiveFor<Objective, Model>
 TrainResult<typename Model::scalar_type> train(const typename Model::Context& ctx, const TrainerOptions& o, Model& model,

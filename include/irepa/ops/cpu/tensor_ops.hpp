@@ -19,6 +19,15 @@ void fill(const CpuContext&, TensorView<T> t, std::type_identity_t<T> v) {
   t.fill(v);
 }
 
+/// dst = src converted elementwise to dst's type (same shape, contiguous): an encoder's float
+/// tokens as a model's targets in its own type. (The CUDA overloads: ops/cuda/common.cuh.)
+template <class To, class From>
+void convert(const CpuContext&, ConstView<From> src, TensorView<To> dst) {
+  check_shape("convert", "output", dst.shape(), src.shape());
+  check_contiguous("convert", src, dst);
+  for (std::int64_t i = 0; i < src.numel(); ++i) dst.data()[i] = static_cast<To>(src.data()[i]);
+}
+
 /// A copy of a host view on the context's device (here: a plain copy; the CPU twin of the CUDA
 /// to_device, for device-generic code).
 /// Counted as an upload (CpuContext::transfers), as the CUDA one is.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "irepa/core/context.hpp"
 #include "irepa/core/dtype.hpp"
@@ -109,8 +110,27 @@ __global__ inline void from_bf16_kernel(const __nv_bfloat16* x, float* y, std::i
     y[i] = __bfloat162float(x[i]);
 }
 
+template <class To, class From>
+__global__ void convert_kernel(const From* x, To* y, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    y[i] = static_cast<To>(x[i]);
+}
+
 }  // namespace ops::cuda_detail
 
+/// y = x converted elementwise (same shape, contiguous) between arithmetic types (float,
+/// double); bf16 has the two overloads below.
+template <class To, class From>
+  requires(std::is_arithmetic_v<To> && std::is_arithmetic_v<From>)
+void convert(const CudaContext& ctx, ConstView<From, Cuda> x, TensorView<To, Cuda> y) {
+  check_shape("convert", "output", y.shape(), x.shape());
+  check_contiguous("convert", x, y);
+  if (x.numel() == 0) return;
+  ops::cuda_detail::convert_kernel<To, From><<<ops::cuda_detail::blocks_for(x.numel()), ops::cuda_detail::kThreads, 0, ctx.stream()>>>(
+      x.data(), y.data(), x.numel());
+  CudaContext::check_launch("convert");
+}
 /// bf16 copy of float values (round to nearest even, as autocast's casts): master weights ->
 /// GEMM inputs, float activations -> bf16 ones.
 inline void convert(const CudaContext& ctx, ConstView<float, Cuda> x, TensorView<bf16, Cuda> y) {
