@@ -71,7 +71,7 @@ const char* kTarget = "hog-x-g7_d128";  // 7x7 tokens (28 / patch 4), 8 orientat
 /// What the evaluation needs once per program run: the classifier and the real images' features.
 struct Judge {
   HogEncoder features{"hog-x-g4_d128", 28};  // 16 tokens x 128 = 2048 values per image
-  metrics::MlpClassifier clf{2048, 10, {.hidden = 128, .epochs = 6, .seed = 5}};
+  metrics::MlpClassifier<> clf{2048, 10, {.hidden = 128, .epochs = 6, .seed = 5}};
   double test_accuracy = 0, fd_floor = 0;
   Tensor<float> test_hidden;  // [n_eval, 128]: held-out real images
   std::int64_t train_images = 0;
@@ -109,12 +109,12 @@ Judge make_judge(const CpuContext& ctx, const data::FashionMnist& train, const d
   const auto xf = j.hog(ctx, images_of(train, idx));
   Tensor<std::int64_t> yf(Shape{static_cast<std::int64_t>(idx.size())});
   for (std::size_t i = 0; i < idx.size(); ++i) yf[static_cast<std::int64_t>(i)] = train.labels[idx[i]];
-  j.clf.fit(xf, yf);
+  j.clf.fit(ctx, xf, yf);
   j.train_images = static_cast<std::int64_t>(idx.size());
   std::vector<std::int64_t> all(static_cast<std::size_t>(test.size()));
   for (std::int64_t i = 0; i < test.size(); ++i) all[static_cast<std::size_t>(i)] = i;
-  j.test_accuracy = j.clf.accuracy(j.hog(ctx, images_of(test, all)), test.labels);
-  j.test_hidden = j.clf.hidden(j.hog(ctx, images_of(test, balanced(test, n_eval_per_class))));
+  j.test_accuracy = j.clf.accuracy(ctx, j.hog(ctx, images_of(test, all)), test.labels);
+  j.test_hidden = j.clf.hidden(ctx, j.hog(ctx, images_of(test, balanced(test, n_eval_per_class))));
   // Floor: real training images (not among the classifier's) against the same test images.
   std::vector<std::int64_t> rest(fit_idx.begin() + static_cast<std::ptrdiff_t>(idx.size()), fit_idx.end());
   data::FashionMnist held{Tensor<std::uint8_t>::copy_of(train.images), Tensor<std::int64_t>::copy_of(train.labels)};
@@ -124,7 +124,7 @@ Judge make_judge(const CpuContext& ctx, const data::FashionMnist& train, const d
     for (auto i : rest)
       if (train.labels[i] == c && n < n_eval_per_class) floor_idx.push_back(i), ++n;
   }
-  j.fd_floor = metrics::frechet_distance<float>(j.clf.hidden(j.hog(ctx, images_of(train, floor_idx))), j.test_hidden);
+  j.fd_floor = metrics::frechet_distance<float>(j.clf.hidden(ctx, j.hog(ctx, images_of(train, floor_idx))), j.test_hidden);
   j.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return j;
 }
@@ -226,8 +226,8 @@ Outcome run_method(const CpuContext& ctx, const Options& o, const Method& m, con
     Tensor<float> px(x.shape());
     for (std::int64_t i = 0; i < x.numel(); ++i) px[i] = static_cast<float>(std::clamp((x[i] + 1.0) * 127.5, 0.0, 255.0));
     const auto f = judge.hog(ctx, px);
-    out.class_accuracy = judge.clf.accuracy(f, y);
-    out.fd = metrics::frechet_distance<float>(judge.clf.hidden(f), judge.test_hidden);
+    out.class_accuracy = judge.clf.accuracy(ctx, f, y);
+    out.fd = metrics::frechet_distance<float>(judge.clf.hidden(ctx, f), judge.test_hidden);
     io::write_line_plot((dir / "loss_curves.png").string(), loss_panels({out}));
     return out;
   };

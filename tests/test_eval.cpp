@@ -1,12 +1,16 @@
 // What the default job scores samples with: the Frechet distance, the small classifier, and the
 // loss-curve plots.
 
+#include <optional>
+
 #include <Eigen/Eigenvalues>
 
+#include <irepa/check/gradient_check.hpp>
 #include <irepa/io/plot.hpp>
 #include <irepa/io/png.hpp>
 #include <irepa/metrics/classifier.hpp>
 #include <irepa/metrics/frechet.hpp>
+#include <irepa/ops/reduce.hpp>
 
 #include "test_support.hpp"
 
@@ -60,6 +64,7 @@ TEST_CASE("Frechet distance: closed forms and an independent computation", "[met
 
 TEST_CASE("MlpClassifier learns separable classes and its hidden features are usable", "[metrics][classifier]") {
   // 4 classes: Gaussian blobs around random centres in 12 dimensions.
+  CpuContext ctx(2);
   const std::int64_t N = 800, D = 12, K = 4;
   const auto centres = test::randn<float>(Shape{K, D}, 3.0f);
   auto x = test::randn<float>(Shape{N, D});
@@ -67,18 +72,82 @@ TEST_CASE("MlpClassifier learns separable classes and its hidden features are us
   test::rng().randint(y.view(), 0, K);
   for (std::int64_t i = 0; i < N; ++i)
     for (std::int64_t d = 0; d < D; ++d) x[i * D + d] += centres[y[i] * D + d];
-  metrics::MlpClassifier clf(D, K, {.hidden = 32, .epochs = 20, .batch_size = 64, .seed = test::rng().seed()});
-  const double before = clf.accuracy(x, y);
-  const auto losses = clf.fit(x, y);
+  metrics::MlpClassifier<> clf(D, K, {.hidden = 32, .epochs = 20, .batch_size = 64, .seed = test::rng().seed()});
+  // The library's layers in one arena, with their names.
+  REQUIRE(clf.params().size() == 4);
+  CHECK(clf.params().entry("fc1.weight").shape == Shape{32, D});
+  CHECK(clf.params().entry("fc2.bias").shape == Shape{K});
+  const double before = clf.accuracy(ctx, x, y);
+  const auto losses = clf.fit(ctx, x, y);
   REQUIRE(losses.size() == 20);
   CHECK(losses.back() < 0.5 * losses.front());
-  INFO("accuracy before " << before << ", after " << clf.accuracy(x, y));
-  CHECK(clf.accuracy(x, y) > 0.95);
-  CHECK(clf.hidden(x).shape() == Shape{N, 32});
-  REQUIRE_IREPA_ERROR(clf.hidden(test::randn<float>(Shape{3, 5})), "expected [N, 12]", "[3, 5]");
+  INFO("accuracy before " << before << ", after " << clf.accuracy(ctx, x, y));
+  CHECK(clf.accuracy(ctx, x, y) > 0.95);
+  const Tensor<float> h = clf.hidden(ctx, x);
+  CHECK(h.shape() == Shape{N, 32});
+  // The hidden features are the first layer's ReLU output; the batches cover every row.
+  for (std::int64_t i : {std::int64_t{0}, std::int64_t{63}, std::int64_t{64}, N - 1}) {
+    const auto w = clf.params().value("fc1.weight");
+    const auto b = clf.params().value("fc1.bias");
+    for (std::int64_t j : {std::int64_t{0}, std::int64_t{17}}) {
+      double a = b.data()[j];
+      for (std::int64_t d = 0; d < D; ++d) a += static_cast<double>(w.data()[j * D + d]) * x[i * D + d];
+      CHECK(h[i * 32 + j] == Approx(std::max(a, 0.0)).margin(1e-5));
+    }
+  }
+  REQUIRE_IREPA_ERROR(clf.hidden(ctx, test::randn<float>(Shape{3, 5})), "expected [N, 12]", "[3, 5]");
   Tensor<std::int64_t> bad(Shape{N});
   bad.fill(K);
-  REQUIRE_IREPA_ERROR(clf.fit(x, bad), "label 4 of sample 0 is not in 0..3");
+  REQUIRE_IREPA_ERROR(clf.fit(ctx, x, bad), "label 4 of sample 0 is not in 0..3");
+  REQUIRE_IREPA_ERROR(clf.fit(ctx, x, Tensor<std::int64_t>(Shape{N - 1})), "labels [799] for features [800, 12]");
+}
+
+TEST_CASE("MlpClassifier: backward passes the gradient checker in double and one fit step is the library AdamW on it", "[metrics][classifier]") {
+  CpuContext ctx(2);
+  const std::int64_t B = 9, D = 7, K = 3;
+  const metrics::MlpClassifierOptions o{.hidden = 5, .epochs = 1, .batch_size = B, .learning_rate = 1e-2, .weight_decay = 0.1,
+                                        .seed = test::rng().seed()};
+  metrics::MlpClassifier<double> clf(D, K, o);
+  auto x = test::randn<double>(Shape{B, D});
+  auto& arena = clf.params();
+  std::vector<check::GradTarget> targets;
+  for (const auto& e : arena.entries()) targets.push_back(check::param(e.name, arena.value(e.name), arena.grad(e.name)));
+  std::optional<metrics::MlpClassifier<double>::Cache> cache;
+  auto r = check::gradient_check(
+      [&] {
+        cache = clf.forward(ctx, x.cview());
+        return Tensor<double>::copy_of(cache->logits());
+      },
+      [&](const std::vector<Tensor<double>>& g) { clf.backward(ctx, *cache, g[0].cview()); }, targets);
+  REQUIRE_GRADCHECK(r);
+
+  // fit with one batch of everything = the mean cross-entropy's gradient and one library AdamW
+  // step, weights decayed and biases not (the batch's row order changes sums only in rounding).
+  Tensor<float> xf(x.shape());
+  for (std::int64_t i = 0; i < x.numel(); ++i) xf[i] = static_cast<float>(x[i]);
+  Tensor<double> xd(x.shape());  // the features as fit sees them (through float)
+  for (std::int64_t i = 0; i < x.numel(); ++i) xd[i] = xf[i];
+  Tensor<std::int64_t> y(Shape{B});
+  test::rng().randint(y.view(), 0, K);
+  metrics::MlpClassifier<double> fitted(D, K, o), by_hand(D, K, o);
+  const auto losses = fitted.fit(ctx, xf, y);
+  const auto c = by_hand.forward(ctx, xd.cview());
+  Tensor<double> loss(Shape{B}), dz(Shape{B, K});
+  ops::softmax_cross_entropy<double>(ctx, c.logits(), y.cview(), loss.view(), dz.view(), 1.0 / B);
+  double mean = 0;
+  for (std::int64_t b = 0; b < B; ++b) mean += loss[b] / B;
+  CHECK(losses.at(0) == Approx(mean).epsilon(1e-12));
+  by_hand.backward(ctx, c, dz.cview());
+  AdamW<double> opt(by_hand.params(), {.lr = o.learning_rate, .weight_decay = o.weight_decay, .decay = decay_weights_only});
+  opt.step(ctx, by_hand.params(), o.learning_rate);
+  const auto a = fitted.params().values(), h = by_hand.params().values();
+  const metrics::MlpClassifier<double> untouched(D, K, o);
+  double moved = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    CHECK(std::abs(a.data()[i] - h.data()[i]) < 1e-12);
+    moved = std::max(moved, std::abs(a.data()[i] - untouched.params().values().data()[i]));
+  }
+  CHECK(moved > 1e-3);  // the step did something (AdamW's first step moves each value by about lr)
 }
 
 TEST_CASE("Loss-curve plots: a PNG of the asked size, written atomically, and the moving average", "[io][plot]") {

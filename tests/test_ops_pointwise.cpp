@@ -1,5 +1,5 @@
 // Row and pointwise ops: norms, modulation, activations, RoPE, embeddings and fixed tables,
-// token statistics, L2 normalisation, cosine similarity, and the encoders' forward-only ops. Each: forward against its formula,
+// token statistics, L2 normalisation, cosine similarity, softmax cross-entropy, and the encoders' forward-only ops. Each: forward against its formula,
 // backward by the gradient checker in double, shapes with B != T != D and no powers of two.
 
 #include <cmath>
@@ -323,6 +323,76 @@ TEST_CASE("cosine similarity of rows", "[ops][reduce]") {
       },
       {input("a", a.view(), da.view()), input("b", b.view(), db.view())});
   REQUIRE_GRADCHECK(r);
+}
+
+TEST_CASE("ReLU", "[ops][activation]") {
+  CpuContext ctx(2);
+  auto x = test::randn<double>({3, 5, 14}, 2.0);
+  Tensor<double> y(x.shape()), dx(x.shape());
+  ops::relu_forward<double>(ctx, x, y.view());
+  std::int64_t positive = 0;
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    CHECK(y[i] == (x[i] > 0 ? x[i] : 0.0));
+    positive += x[i] > 0;
+  }
+  CHECK(positive > 0);
+  CHECK(positive < x.numel());
+  auto r = check::gradient_check(
+      [&] {
+        Tensor<double> out(x.shape());
+        ops::relu_forward<double>(ctx, x, out.view());
+        return out;
+      },
+      [&](const std::vector<Tensor<double>>& g) { ops::relu_backward<double>(ctx, x, g[0], dx.view()); },
+      {input("x", x.view(), dx.view())});
+  REQUIRE_GRADCHECK(r);
+  // From the output (its input's sign), in place.
+  Tensor<double> g = test::randn<double>(x.shape());
+  Tensor<double> from_y = Tensor<double>::copy_of(g.cview());
+  ops::relu_backward<double>(ctx, x, g, dx.view());
+  ops::relu_backward<double>(ctx, y, from_y, from_y.view());
+  for (std::int64_t i = 0; i < x.numel(); ++i) CHECK(from_y[i] == dx[i]);
+  REQUIRE_IREPA_ERROR(ops::relu_forward<double>(ctx, x, Tensor<double>(Shape{3, 5}).view()), "relu_forward");
+}
+
+TEST_CASE("softmax cross-entropy: the loss per row and the gradient of its scaled sum (labels checked)", "[ops][reduce]") {
+  CpuContext ctx(2);
+  const std::int64_t B = 7, K = 5;
+  auto z = test::randn<double>({B, K}, 3.0);
+  Tensor<std::int64_t> y(Shape{B});
+  test::rng().randint(y.view(), 0, K);
+  Tensor<double> loss(Shape{B}), dz(z.shape());
+  ops::softmax_cross_entropy<double>(ctx, z, y, loss.view(), TensorView<double>{}, 1.0);
+  for (std::int64_t b = 0; b < B; ++b) {
+    double sum = 0;
+    for (std::int64_t k = 0; k < K; ++k) sum += std::exp(z(b, k));
+    CHECK(std::abs(loss[b] - (std::log(sum) - z(b, y[b]))) < 1e-13);
+  }
+  // d/dz of sum_b g0 loss_b is the op's dz with scale g0.
+  auto r = check::gradient_check(
+      [&] {
+        Tensor<double> l(Shape{B});
+        ops::softmax_cross_entropy<double>(ctx, z, y, l.view(), TensorView<double>{}, 1.0);
+        return l;
+      },
+      [&](const std::vector<Tensor<double>>& g) {
+        // Per-row weights g[b]: scale 1 gives (softmax - onehot), weighted row by row here.
+        ops::softmax_cross_entropy<double>(ctx, z, y, loss.view(), dz.view(), 1.0);
+        for (std::int64_t b = 0; b < B; ++b)
+          for (std::int64_t k = 0; k < K; ++k) dz(b, k) *= g[0][b];
+      },
+      {input("z", z.view(), dz.view())});
+  REQUIRE_GRADCHECK(r);
+  Tensor<double> scaled(z.shape());
+  ops::softmax_cross_entropy<double>(ctx, z, y, loss.view(), dz.view(), 1.0);
+  ops::softmax_cross_entropy<double>(ctx, z, y, loss.view(), scaled.view(), 0.25);
+  for (std::int64_t i = 0; i < z.numel(); ++i) CHECK(std::abs(scaled[i] - 0.25 * dz[i]) < 1e-15);
+  Tensor<std::int64_t> bad = Tensor<std::int64_t>::copy_of(y.cview());
+  bad[3] = K;
+  REQUIRE_IREPA_ERROR(ops::softmax_cross_entropy<double>(ctx, z, bad, loss.view(), dz.view(), 1.0), "label 5 of row 3 is not in 0..4");
+  REQUIRE_IREPA_ERROR(ops::softmax_cross_entropy<double>(ctx, z, y, Tensor<double>(Shape{B + 1}).view(), dz.view(), 1.0), "loss");
+  REQUIRE_IREPA_ERROR(ops::softmax_cross_entropy<double>(ctx, test::randn<double>({B}), y, loss.view(), dz.view(), 1.0),
+                      "expected [B, K]");
 }
 
 TEST_CASE("encoder ops: exact and quick GELU, affine rows, LayerScale residual, class-token blend, channel norm", "[ops][encoder]") {

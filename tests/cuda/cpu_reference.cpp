@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "irepa/align/normalizers.hpp"
+#include "irepa/metrics/classifier.hpp"
 #include "irepa/ops/activation.hpp"
 #include "irepa/ops/reduce.hpp"
 #include "irepa/ops/attention.hpp"
@@ -343,6 +344,30 @@ T2 normalize_channels(const T2& x, double divisor, const std::vector<double>& me
   T2 y(x.shape());
   ops::normalize_channels<double>(cpu(), x, n, y.view());
   return y;
+}
+
+T2 relu_forward(const T2& x) {
+  T2 y(x.shape());
+  ops::relu_forward<double>(cpu(), x, y.view());
+  return y;
+}
+T2 relu_backward(const T2& x, const T2& dy) {
+  T2 dx(x.shape());
+  ops::relu_backward<double>(cpu(), x, dy, dx.view());
+  return dx;
+}
+void softmax_cross_entropy(const T2& z, const Tensor<std::int64_t>& y, double scale, T2& loss, T2& dz) {
+  loss = T2(Shape{z.size(0)});
+  dz = T2(z.shape());
+  ops::softmax_cross_entropy<double>(cpu(), z, y, loss.view(), dz.view(), scale);
+}
+ClassifierFit classifier_fit(const Tensor<float>& x, const Tensor<std::int64_t>& y, std::int64_t classes, std::int64_t hidden,
+                             int epochs, std::int64_t batch, std::uint64_t seed) {
+  metrics::MlpClassifier<float> clf(x.size(1), classes, {.hidden = hidden, .epochs = epochs, .batch_size = batch, .seed = seed});
+  ClassifierFit out;
+  out.losses = clf.fit(cpu(), x, y);
+  out.values = Tensor<float>::copy_of(clf.params().values());
+  return out;
 }
 
 }  // namespace cpu_ref

@@ -99,5 +99,17 @@ T2 add_scaled_rows(const T2& acc, const T2& gamma, const T2& x);
 T2 blend_first_token(const T2& x, std::int64_t start, std::int64_t n, double a, double keep);
 T2 interpolate(const T2& x, std::int64_t out_h, std::int64_t out_w, bool bicubic, bool antialias);
 T2 normalize_channels(const T2& x, double divisor, const std::vector<double>& mean, const std::vector<double>& std);
+/// ReLU and its backward; softmax cross-entropy per row (loss) and scale (softmax - onehot) (dz).
+T2 relu_forward(const T2& x);
+T2 relu_backward(const T2& x, const T2& dy);
+void softmax_cross_entropy(const T2& z, const irepa::Tensor<std::int64_t>& y, double scale, T2& loss, T2& dz);
+/// The metric classifier (float, CPU) fitted on x [N, in], y [N]: its epoch losses and the
+/// arena's values after the fit, for the GPU fit to be compared with.
+struct ClassifierFit {
+  std::vector<double> losses;
+  irepa::Tensor<float> values;
+};
+ClassifierFit classifier_fit(const irepa::Tensor<float>& x, const irepa::Tensor<std::int64_t>& y, std::int64_t classes,
+                             std::int64_t hidden, int epochs, std::int64_t batch, std::uint64_t seed);
 
 }  // namespace cpu_ref

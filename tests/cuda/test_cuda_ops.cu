@@ -7,7 +7,8 @@
 // samplers' steps (interpolation, MSE and its gradient, training times, Euler / Heun / guidance /
 // SDE updates), the cosine reduction and loss totals, the Philox fills (the host's bits), and
 // the encoders' forward-only ops (exact and quick GELU, affine rows, LayerScale residual, the
-// class-token blend, resize, channel normalisation),
+// class-token blend, resize, channel normalisation), ReLU and softmax cross-entropy, and a whole
+// fit of the metric classifier (nn::Linear + AdamW on the GPU against the same fit on the CPU),
 // forward and backward, at several shapes (not all equal, not powers of two),
 // in float (relative error <= 1e-5) and double (<= 1e-12); the mixed-precision bf16 linear at
 // <= 2e-2. Inputs are fresh random draws each run; the seed is printed so that a failure can be
@@ -24,6 +25,7 @@
 #include "cpu_reference.hpp"
 #include "cuda_test_support.hpp"
 #include "irepa/core/rng.hpp"
+#include "irepa/metrics/classifier.hpp"
 #include "irepa/ops/cuda/activation.cuh"
 #include "irepa/ops/cuda/attention.cuh"
 #include "irepa/ops/cuda/conv.cuh"
@@ -757,8 +759,63 @@ void encoder_ops(const CudaContext& ctx, std::int64_t B, std::int64_t Tn, std::i
   }
 }
 
+/// ReLU forward / backward and the softmax cross-entropy (loss per row, scaled gradient).
+template <class T>
+void classifier_ops(const CudaContext& ctx, std::int64_t B, std::int64_t K) {
+  const Shape s{B, K};
+  const auto z = randn(s, 3.0), dy = randn(s);
+  const auto z_ = dev<T>(ctx, z), dy_ = dev<T>(ctx, dy);
+  Tensor<T, Cuda> y_(s), dx_(s);
+  ops::relu_forward<T>(ctx, z_, y_.view());
+  expect_close(ctx, "relu_forward " + s.str(), y_, cpu_ref::relu_forward(z));
+  ops::relu_backward<T>(ctx, z_, dy_, dx_.view());
+  expect_close(ctx, "relu_backward " + s.str(), dx_, cpu_ref::relu_backward(z, dy));
+  Tensor<std::int64_t> labels(Shape{B});
+  Philox(seed, 4242).randint(labels.view(), 0, K);
+  // The CPU's double loss from the values the device sees (z rounded to T).
+  Tensor<double> zt(s);
+  const Tensor<T> zh = cast<T>(z);
+  for (std::int64_t i = 0; i < zt.numel(); ++i) zt[i] = static_cast<double>(zh[i]);
+  Tensor<double> loss, dz;
+  cpu_ref::softmax_cross_entropy(zt, labels, 1.0 / static_cast<double>(B), loss, dz);
+  Tensor<double, Cuda> loss_(Shape{B});
+  ops::softmax_cross_entropy<T>(ctx, z_, to_device(ctx, labels.cview()).cview(), loss_.view(), dx_.view(), 1.0 / static_cast<double>(B));
+  expect_close(ctx, "softmax_cross_entropy loss " + s.str(), loss_, loss, std::is_same_v<T, float> ? 1e-6 : 1e-12);
+  expect_close(ctx, "softmax_cross_entropy dlogits " + s.str(), dx_, dz);
+}
+
+/// The metric classifier fitted on the GPU (float) against the same fit on the CPU: every epoch's
+/// loss and the final parameters.
+void classifier_fit(const CudaContext& ctx) {
+  const std::int64_t N = 300, in = 24, K = 5;
+  const auto centres = randn(Shape{K, in}, 2.0), noise = randn(Shape{N, in});
+  Tensor<float> x(Shape{N, in});
+  Tensor<std::int64_t> y(Shape{N});
+  Philox(seed, 4343).randint(y.view(), 0, K);
+  for (std::int64_t i = 0; i < N; ++i)
+    for (std::int64_t d = 0; d < in; ++d) x[i * in + d] = static_cast<float>(noise[i * in + d] + centres[y[i] * in + d]);
+  const auto cpu = cpu_ref::classifier_fit(x, y, K, 16, 3, 64, seed);
+  metrics::MlpClassifier<float, Cuda> clf(in, K, {.hidden = 16, .epochs = 3, .batch_size = 64, .seed = seed});
+  const auto losses = clf.fit(ctx, x, y);
+  Tensor<double> want_loss(Shape{3}), want_values(Shape{cpu.values.numel()});
+  Tensor<double, Cuda> got_loss(Shape{3});
+  {
+    Tensor<double> l(Shape{3});
+    for (int e = 0; e < 3; ++e) l[e] = losses.at(static_cast<std::size_t>(e)), want_loss[e] = cpu.losses.at(static_cast<std::size_t>(e));
+    got_loss = to_device(ctx, l.cview());
+  }
+  for (std::int64_t i = 0; i < want_values.numel(); ++i) want_values[i] = cpu.values[i];
+  expect_close(ctx, "MlpClassifier fit: epoch losses, GPU vs CPU", got_loss, want_loss, 1e-4);
+  Tensor<float, Cuda> got_values(Shape{want_values.numel()});
+  Cuda::copy_sync(got_values.data(), clf.params().values().data(), sizeof(float) * static_cast<std::size_t>(want_values.numel()));
+  expect_close(ctx, "MlpClassifier fit: parameters, GPU vs CPU", got_values, want_values, 1e-3);
+  IREPA_CUDA_EXPECT(losses.back() < losses.front(), "the GPU fit's loss fell (%g -> %g)", losses.front(), losses.back());
+}
+
 template <class T>
 void all(const CudaContext& ctx) {
+  classifier_ops<T>(ctx, 37, 10);
+  classifier_ops<T>(ctx, 1000, 1000);  // ImageNet's classes
   encoder_ops<T>(ctx, 2, 21, 40);
   encoder_ops<T>(ctx, 3, 261, 768);  // DINOv2-B's 1 + 4 + 256 tokens
   objectives<T>(ctx, 3, 4, 8);
@@ -815,6 +872,7 @@ int main() {
     CudaContext ctx(0);
     all<float>(ctx);
     all<double>(ctx);
+    classifier_fit(ctx);
     linear_bf16(ctx, 34, 40, 72);
     linear_bf16(ctx, 1024, 768, 2304);
     linear_bf16(ctx, 4096, 1152, 1152);

@@ -19,6 +19,7 @@
 #include "irepa/core/context.hpp"
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
+#include "irepa/ops/activation.hpp"
 #include "irepa/ops/conv.hpp"
 #include "irepa/ops/pool.hpp"
 #include "irepa/models/vit_encoder.hpp"
@@ -119,10 +120,7 @@ struct VggEncoder {
         const Conv& cv = convs[ci];
         Tensor<T> y(Shape{B, side, side, cv.w.value.size(0)});
         ops::conv2d_same_forward<T>(ctx, h, cv.w.value, cv.b.value, y.view());
-        T* d = y.data();
-        ctx.parallel_for(y.numel(), 1.0, [d](std::int64_t i0, std::int64_t i1) {
-          for (std::int64_t i = i0; i < i1; ++i) d[i] = d[i] > T(0) ? d[i] : T(0);
-        });
+        ops::relu_forward<T>(ctx, y.cview(), y.view());
         h = std::move(y);
       }
       h = ops::max_pool_channels_last<T>(ctx, h, 2);

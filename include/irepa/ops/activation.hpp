@@ -1,5 +1,5 @@
 #pragma once
-// GELU (tanh approximation), SiLU and SwiGLU.
+// GELU (tanh approximation), SiLU, ReLU and SwiGLU.
 // The op family's backends: ops/cpu/activation.hpp (CpuContext overloads) and, when nvcc compiles the
 // including file, ops/cuda/activation.cuh (CudaContext overloads), so device-generic code sees both.
 

@@ -1,6 +1,6 @@
 #pragma once
 // Activations on the CPU: GELU (tanh approximation, as timm's GELU(approximate="tanh")),
-// SiLU, and SwiGLU (silu(x1) * x2 with x = [x1 | x2] split on the last dimension); forward
+// SiLU, ReLU, and SwiGLU (silu(x1) * x2 with x = [x1 | x2] split on the last dimension); forward
 // only for the frozen encoders: exact GELU and CLIP's QuickGELU.
 
 #include <algorithm>
@@ -43,6 +43,18 @@ struct Silu {
   static auto df(const A& x) {
     const auto s = sigmoid(x);
     return (s * (T(1) + x * (T(1) - s))).eval();
+  }
+};
+
+template <class T>
+struct Relu {
+  template <class A>
+  static auto f(const A& x) {
+    return x.max(T(0)).eval();
+  }
+  template <class A>
+  static auto df(const A& x) {  // 0 at x = 0, as torch
+    return (x > T(0)).template cast<T>().eval();
   }
 };
 
@@ -100,6 +112,17 @@ void silu_forward(const CpuContext& ctx, In<T> x, TensorView<T> y) {
 template <class T>
 void silu_backward(const CpuContext& ctx, In<T> x, In<T> dy, TensorView<T> dx) {
   detail::map_backward<detail::Silu<T>, T>(ctx, "silu_backward", x, dy, dx);
+}
+
+/// y = max(x, 0).  Any shape; y may be x.
+template <class T>
+void relu_forward(const CpuContext& ctx, In<T> x, TensorView<T> y) {
+  detail::map_forward<detail::Relu<T>, T>(ctx, "relu_forward", x, y);
+}
+/// dx = dy where x > 0, else 0. The forward's output may stand for x (the same sign).
+template <class T>
+void relu_backward(const CpuContext& ctx, In<T> x, In<T> dy, TensorView<T> dx) {
+  detail::map_backward<detail::Relu<T>, T>(ctx, "relu_backward", x, dy, dx);
 }
 
 namespace detail {

@@ -1,6 +1,7 @@
 #pragma once
 // Reductions on the CPU: per-channel mean and unbiased std over tokens (spatial
-// normalisation), L2 normalisation of rows, and row-wise cosine similarity (the alignment loss).
+// normalisation), L2 normalisation of rows, row-wise cosine similarity (the alignment loss), and
+// softmax cross-entropy (the metric classifier's loss).
 
 #include <algorithm>
 #include <cmath>
@@ -218,6 +219,43 @@ inline void loss_totals(const CpuContext&, TensorView<double> scalars, std::int6
   for (std::int64_t j = 0; j < encoders; ++j) mean += s[3 + j] / static_cast<double>(encoders);
   s[2] = mean;
   s[0] = s[1] + coeff * mean;
+}
+
+namespace detail {
+inline void check_cross_entropy(const Shape& z, const Shape& y, const Shape& loss, bool with_dz, const Shape& dz) {
+  IREPA_CHECK(z.rank() == 2 && z[1] > 0, "softmax_cross_entropy: logits have shape {}, expected [B, K]", z.str());
+  check_shape("softmax_cross_entropy", "labels", y, Shape{z[0]});
+  check_shape("softmax_cross_entropy", "loss", loss, Shape{z[0]});
+  if (with_dz) check_shape("softmax_cross_entropy", "dlogits", dz, z);
+}
+}  // namespace detail
+
+/// Softmax cross-entropy of logits z [B, K] against labels y [B] in 0..K-1:
+/// loss[b] = logsumexp(z_b) - z_b[y_b] (the sum of exponentials in double), and, unless dz is
+/// empty, dz = scale (softmax(z_b) - onehot(y_b)), the gradient of scale * sum(loss).
+template <class T>
+void softmax_cross_entropy(const CpuContext& ctx, In<T> z, In<std::int64_t> y, TensorView<double> loss, TensorView<T> dz,
+                           double scale) {
+  detail::check_cross_entropy(z.shape(), y.shape(), loss.shape(), dz.numel() > 0, dz.shape());
+  check_contiguous("softmax_cross_entropy", z, y, loss);
+  if (dz.numel() > 0) check_contiguous("softmax_cross_entropy", dz);
+  const std::int64_t B = z.size(0), K = z.size(1);
+  for (std::int64_t b = 0; b < B; ++b)
+    IREPA_CHECK(y.data()[b] >= 0 && y.data()[b] < K, "softmax_cross_entropy: label {} of row {} is not in 0..{}", y.data()[b], b, K - 1);
+  ctx.parallel_for(B, 8.0 * static_cast<double>(K), [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const T* zb = z.data() + b * K;
+      const T m = *std::max_element(zb, zb + K);
+      double sum = 0;
+      for (std::int64_t k = 0; k < K; ++k) sum += std::exp(static_cast<double>(zb[k] - m));
+      const std::int64_t label = y.data()[b];
+      loss.data()[b] = static_cast<double>(m) + std::log(sum) - static_cast<double>(zb[label]);
+      if (dz.numel() == 0) continue;
+      T* g = dz.data() + b * K;
+      for (std::int64_t k = 0; k < K; ++k)
+        g[k] = static_cast<T>(scale * (std::exp(static_cast<double>(zb[k] - m)) / sum - (k == label ? 1.0 : 0.0)));
+    }
+  });
 }
 
 }  // namespace irepa::ops

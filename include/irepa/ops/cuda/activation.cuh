@@ -1,6 +1,6 @@
 #pragma once
 // Activations on the GPU (CudaContext overloads of ops/cpu/activation.hpp): GELU (tanh
-// approximation), SiLU, SwiGLU, and the encoders' exact GELU and QuickGELU; one grid-stride
+// approximation), SiLU, ReLU, SwiGLU, and the encoders' exact GELU and QuickGELU; one grid-stride
 // kernel per op, float or double.
 
 #include <cmath>
@@ -33,6 +33,17 @@ struct SiluFn {
   __device__ static T df(T x) {
     const T s = T(1) / (T(1) + exp(-x));
     return s * (T(1) + x * (T(1) - s));
+  }
+};
+
+struct ReluFn {
+  template <class T>
+  __device__ static T f(T x) {
+    return x > T(0) ? x : T(0);
+  }
+  template <class T>
+  __device__ static T df(T x) {
+    return x > T(0) ? T(1) : T(0);
   }
 };
 
@@ -122,6 +133,15 @@ void gelu_forward(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) 
 template <class T>
 void quick_gelu_forward(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {
   cuda_detail::map_forward<cuda_detail::QuickGeluFn, T>(ctx, "quick_gelu_forward", x, y);
+}
+/// y = max(x, 0); dx = dy where x (or the forward's output) > 0.
+template <class T>
+void relu_forward(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {
+  cuda_detail::map_forward<cuda_detail::ReluFn, T>(ctx, "relu_forward", x, y);
+}
+template <class T>
+void relu_backward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> dy, TensorView<T, Cuda> dx) {
+  cuda_detail::map_backward<cuda_detail::ReluFn, T>(ctx, "relu_backward", x, dy, dx);
 }
 template <class T>
 void silu_forward(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {

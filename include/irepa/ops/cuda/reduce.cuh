@@ -1,9 +1,12 @@
 #pragma once
 // Reductions of the alignment path on the GPU (CudaContext overloads of ops/cpu/reduce.hpp):
 // per-image token mean / std (iREPA's spatial normalisation), L2 normalisation and cosine
-// similarity of rows (the alignment loss), forward and backward; plus spatial_normalize, the
-// SpatialNorm policy's formula. Sums over tokens run one thread per (image, channel) down the
-// tokens (coalesced, deterministic); row sums one block per row.
+// similarity of rows (the alignment loss), forward and backward; spatial_normalize, the
+// SpatialNorm policy's formula; and softmax cross-entropy (the metric classifier's loss). Sums
+// over tokens run one thread per (image, channel) down the tokens (coalesced, deterministic);
+// row sums one block per row.
+
+#include <math_constants.h>
 
 #include "irepa/ops/cpu/reduce.hpp"
 #include "irepa/ops/cuda/common.cuh"
@@ -126,6 +129,29 @@ __global__ inline void loss_totals_kernel(double* s, std::int64_t encoders, doub
   s[0] = s[1] + coeff * mean;
 }
 
+// One thread per row: K is a class count, and the rows of a batch fill the GPU.
+template <class T>
+__global__ void softmax_cross_entropy_kernel(const T* z, const std::int64_t* y, double* loss, T* dz, std::int64_t B, std::int64_t K,
+                                             double scale) {
+  for (std::int64_t b = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; b < B;
+       b += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const T* zb = z + b * K;
+    T m = zb[0];
+    for (std::int64_t k = 1; k < K; ++k) m = zb[k] > m ? zb[k] : m;
+    double sum = 0;
+    for (std::int64_t k = 0; k < K; ++k) sum += exp(static_cast<double>(zb[k] - m));
+    const std::int64_t label = y[b];
+    if (label < 0 || label >= K) {  // the host checks labels; a bad one shows as a NaN loss
+      loss[b] = CUDART_NAN;
+      continue;
+    }
+    loss[b] = static_cast<double>(m) + log(sum) - static_cast<double>(zb[label]);
+    if (!dz) continue;
+    for (std::int64_t k = 0; k < K; ++k)
+      dz[b * K + k] = static_cast<T>(scale * (exp(static_cast<double>(zb[k] - m)) / sum - (k == label ? 1.0 : 0.0)));
+  }
+}
+
 }  // namespace cuda_detail
 
 /// mean, std [B, D] over the tokens of x [B, T >= 2, D] (std unbiased, as torch.std).
@@ -244,6 +270,21 @@ inline void loss_totals(const CudaContext& ctx, TensorView<double, Cuda> scalars
               3 + encoders);
   cuda_detail::loss_totals_kernel<<<1, 32, 0, ctx.stream()>>>(scalars.data(), encoders, coeff);
   CudaContext::check_launch("loss_totals");
+}
+
+/// Softmax cross-entropy, as the CPU op (labels out of 0..K-1 give a NaN loss: the caller checks
+/// them on the host).
+template <class T>
+void softmax_cross_entropy(const CudaContext& ctx, In<T, Cuda> z, In<std::int64_t, Cuda> y, TensorView<double, Cuda> loss,
+                           TensorView<T, Cuda> dz, double scale) {
+  detail::check_cross_entropy(z.shape(), y.shape(), loss.shape(), dz.numel() > 0, dz.shape());
+  check_contiguous("softmax_cross_entropy", z, y, loss);
+  if (dz.numel() > 0) check_contiguous("softmax_cross_entropy", dz);
+  const std::int64_t B = z.size(0), K = z.size(1);
+  if (B == 0) return;
+  cuda_detail::softmax_cross_entropy_kernel<T><<<cuda_detail::blocks_for(B), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      z.data(), y.data(), loss.data(), dz.numel() > 0 ? dz.data() : nullptr, B, K, scale);
+  CudaContext::check_launch("softmax_cross_entropy");
 }
 
 }  // namespace irepa::ops
