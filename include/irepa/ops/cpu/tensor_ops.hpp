@@ -100,6 +100,27 @@ inline void check_row_vector(std::string_view op, std::string_view what, std::in
 }
 }  // namespace detail
 
+namespace detail {
+inline void check_channels_last(std::string_view op, const Shape& x, const Shape& y) {
+  const bool ok = x.rank() == 4 && y.rank() == 4 && y[0] == x[0] && y[1] == x[2] && y[2] == x[3] && y[3] == x[1];
+  IREPA_CHECK(ok, "{}: input {} and output {}, expected [B, C, H, W] and [B, H, W, C]", op, x.str(), y.str());
+}
+}  // namespace detail
+
+/// y [B, H, W, C] = x [B, C, H, W] (an image as a channels-last grid).
+template <class T>
+void channels_last(const CpuContext& ctx, In<T> x, TensorView<T> y) {
+  detail::check_channels_last("channels_last", x.shape(), y.shape());
+  check_contiguous("channels_last", x, y);
+  const std::int64_t B = x.size(0), C = x.size(1), P = x.size(2) * x.size(3);
+  ctx.parallel_for(B * P, static_cast<double>(C), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t b = r / P, p = r % P;
+      for (std::int64_t c = 0; c < C; ++c) y.data()[r * C + c] = x.data()[(b * C + c) * P + p];
+    }
+  });
+}
+
 /// x [..., D] = x * w + b per column, in place (a LayerNorm's affine part); w, b [D].
 template <class T>
 void scale_shift_rows(const CpuContext& ctx, TensorView<T> x, In<T> w, In<T> b) {

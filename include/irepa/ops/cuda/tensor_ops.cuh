@@ -268,6 +268,28 @@ void add_slice_tokens(const CudaContext& ctx, TensorView<T, Cuda> dst, std::int6
 }
 
 
+namespace cuda_detail {
+template <class T>
+__global__ void channels_last_kernel(const T* x, T* y, std::int64_t C, std::int64_t P, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t c = i % C, p = (i / C) % P, b = i / (C * P);  // i indexes y [B, P, C]
+    y[i] = x[(b * C + c) * P + p];
+  }
+}
+}  // namespace cuda_detail
+
+/// y [B, H, W, C] = x [B, C, H, W].
+template <class T>
+void channels_last(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {
+  detail::check_channels_last("channels_last", x.shape(), y.shape());
+  check_contiguous("channels_last", x, y);
+  if (y.numel() == 0) return;
+  cuda_detail::channels_last_kernel<T><<<cuda_detail::blocks_for(y.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      x.data(), y.data(), x.size(1), x.size(2) * x.size(3), y.numel());
+  CudaContext::check_launch("channels_last");
+}
+
 /// x [..., D] = x * w + b per column, in place; w, b [D].
 template <class T>
 void scale_shift_rows(const CudaContext& ctx, TensorView<T, Cuda> x, In<T, Cuda> w, In<T, Cuda> b) {
