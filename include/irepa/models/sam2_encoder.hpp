@@ -233,7 +233,7 @@ struct Sam2Encoder {
       Tensor<T> n2(h.shape()), m(Shape{B, side, side, blk.mlp_in_w.value.size(0)}), o(h.shape());
       detail::affine_layer_norm(ctx, h, blk.ln2_w.value, blk.ln2_b.value, eps, n2);
       ops::linear_forward<T>(ctx, n2, blk.mlp_in_w.value, blk.mlp_in_b.value, m.view());
-      detail::vit_activate(ctx, m, VitActivation::Gelu);
+      detail::vit_activate(ctx, m.view(), VitActivation::Gelu);
       ops::linear_forward<T>(ctx, m, blk.mlp_out_w.value, blk.mlp_out_b.value, o.view());
       for (std::int64_t i = 0; i < h.numel(); ++i) h[i] += o[i];
     }

@@ -167,7 +167,7 @@ struct SamEncoder {
       for (std::int64_t i = 0; i < h.numel(); ++i) h[i] += o[i];
       detail::affine_layer_norm(ctx, h, l.ln2_w.value, l.ln2_b.value, eps, n);
       ops::linear_forward<T>(ctx, n, l.lin1_w.value, l.lin1_b.value, m1.view());
-      detail::vit_activate(ctx, m1, VitActivation::Gelu);
+      detail::vit_activate(ctx, m1.view(), VitActivation::Gelu);
       ops::linear_forward<T>(ctx, m1, l.lin2_w.value, l.lin2_b.value, o.view());
       for (std::int64_t i = 0; i < h.numel(); ++i) h[i] += o[i];
     }

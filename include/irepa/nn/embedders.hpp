@@ -22,33 +22,34 @@ struct PatchEmbed {
   using Context = ContextOf<D>;
 
   Param<T, D> weight;  // proj.weight [D, C, p, p]
-  Param<T, D> bias;    // proj.bias [D]
+  Param<T, D> bias;    // proj.bias [D] (absent when built without: PE's and CLIP's conv1)
+  bool has_bias = true;
 
   PatchEmbed() = default;
-  PatchEmbed(std::int64_t in_channels, std::int64_t dim, std::int64_t patch)
-      : weight(Shape{dim, in_channels, patch, patch}), bias(Shape{dim}) {}
+  PatchEmbed(std::int64_t in_channels, std::int64_t dim, std::int64_t patch, bool with_bias = true)
+      : weight(Shape{dim, in_channels, patch, patch}), bias(Shape{with_bias ? dim : 0}), has_bias(with_bias) {}
 
   std::int64_t patch() const { return weight.shape[2]; }
 
   template <class V>
   void visit_params(V&& v, std::string_view prefix) {
     v(join_name(prefix, "proj.weight"), weight);
-    v(join_name(prefix, "proj.bias"), bias);
+    if (has_bias) v(join_name(prefix, "proj.bias"), bias);
   }
 
   /// The reference re-initialises the conv as a Linear: xavier on [D, C p p], zero bias.
   void init(Philox& rng) {
     xavier_uniform(rng, weight.value);
-    zeros(bias.value);
+    if (has_bias) zeros(bias.value);
   }
 
   /// x [B, C, H, W] -> y [B, (H/p)(W/p), D], tokens row-major.
   void forward(const Context& ctx, ConstView<T, D> x, TensorView<T, D> y) const {
-    ops::patchify_forward<T>(ctx, x, weight.value, bias.value, y);
+    ops::patchify_forward<T>(ctx, x, weight.value, has_bias ? ConstView<T, D>(bias.value) : ConstView<T, D>{}, y);
   }
   /// Parameter gradients accumulated; the image gradient is not needed by the models.
   void backward(const Context& ctx, ConstView<T, D> x, ConstView<T, D> dy) const {
-    ops::patchify_backward<T>(ctx, x, weight.value, dy, TensorView<T, D>{}, weight.grad, bias.grad);
+    ops::patchify_backward<T>(ctx, x, weight.value, dy, TensorView<T, D>{}, weight.grad, has_bias ? bias.grad : TensorView<T, D>{});
   }
 };
 
