@@ -4,21 +4,25 @@
 // images [B, C, H, W] in 0..255 to patch tokens [B, T, D] without gradient.
 //
 // The factories read and prepare an encoder on the host (host-compiled code; nvcc sees the
-// handle and the ViT only). The trainer then places each one where its model runs
-// (place_encoders): a ViT as its twin on the model's device; HOG, SAM, SAM2 and VGG on the
-// host, their tokens going up with the batch (on a GPU the host work of one step overlaps the
-// device's previous step, whose kernels are queued without waiting).
+// handle and the device-generic encoders only). The trainer then places each one where its
+// model runs (place_encoders): a ViT, VGG or HOG as its twin on the model's device; SAM and
+// SAM2 on the host, their tokens going up with the batch (on a GPU the host work of one step
+// overlaps the device's previous step, whose kernels are queued without waiting).
 
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "irepa/core/context.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/models/hog.hpp"
+#include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
 
 #if !defined(__CUDACC__)
@@ -27,10 +31,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "irepa/models/hog.hpp"
 #include "irepa/models/sam2_encoder.hpp"
 #include "irepa/models/sam_encoder.hpp"
-#include "irepa/models/vgg_encoder.hpp"
 #endif
 
 namespace irepa {
@@ -40,9 +42,11 @@ struct TargetEncoder {
   std::int64_t tokens = 0;   // T (a square grid)
   std::int64_t dim = 0;      // D
   std::function<Tensor<float>(const CpuContext&, ConstView<float>)> encode;  // [B, C, H, W] 0..255 -> [B, T, D], on the host
-  // A ViT's loaded host model, from which place_encoders builds its twin on another device;
-  // null for the encoders that run on the host only.
-  std::shared_ptr<const VitEncoder<float>> vit;
+  // The loaded host model of an encoder that runs on any device (ViT, VGG, HOG), from which
+  // place_encoders builds its twin on the model's device; empty for those that run on the host only.
+  std::variant<std::monostate, std::shared_ptr<const VitEncoder<float>>, std::shared_ptr<const VggEncoder<float>>,
+               std::shared_ptr<const HogEncoder>>
+      host_model;
 };
 
 /// An online target encoder as a trainer on device D runs it: on D (on_device), or, where that
@@ -57,14 +61,21 @@ struct PlacedEncoder {
 namespace detail {
 /// On the CPU the host encoder is already on the model's device.
 inline PlacedEncoder<Cpu> place_encoder(const TargetEncoder& e, Cpu) { return {&e, e.encode}; }
-/// Elsewhere a ViT runs as its twin on D (weights copied once); the others stay on the host.
+/// Elsewhere a device-generic encoder runs as its twin on D (weights copied once); the others
+/// stay on the host.
 template <class D>
 PlacedEncoder<D> place_encoder(const TargetEncoder& e, D) {
   PlacedEncoder<D> p{&e, {}};
-  if (e.vit) {
-    auto twin = std::make_shared<const VitEncoder<float, D>>(VitEncoder<float, D>::from_host(*e.vit));
-    p.on_device = [twin](const ContextOf<D>& ctx, ConstView<float, D> images) { return twin->encode(ctx, images); };
-  }
+  std::visit(
+      [&](const auto& host) {
+        using Held = std::decay_t<decltype(host)>;
+        if constexpr (!std::is_same_v<Held, std::monostate>) {
+          using Twin = typename Held::element_type::template On<D>;
+          auto twin = std::make_shared<const Twin>(Twin::from_host(*host));
+          p.on_device = [twin](const ContextOf<D>& ctx, ConstView<float, D> images) { return twin->encode(ctx, images); };
+        }
+      },
+      e.host_model);
   return p;
 }
 }  // namespace detail
@@ -90,7 +101,7 @@ std::string describe_placement(const std::vector<PlacedEncoder<D>>& placed) {
 /// A ViT target encoder by name around a loaded (or randomly initialised) host model (its
 /// forward is instantiated in host code only, as the other encoders').
 inline TargetEncoder vit_target_encoder(std::string name, std::shared_ptr<const VitEncoder<float>> enc) {
-  TargetEncoder e{std::move(name), enc->tokens(), enc->dim(), {}, enc};
+  TargetEncoder e{std::move(name), enc->tokens(), enc->dim(), {}, enc};  // host_model: the ViT
   e.encode = [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); };
   return e;
 }
@@ -111,7 +122,7 @@ inline std::filesystem::path encoder_weights_path(std::string_view name, const s
 
 namespace detail {
 /// An encoder type with load(SafeTensorsFile) / encode / tokens / dim, read from `path`; `hint`
-/// says where its weights come from.
+/// says where its weights come from. A device-generic one is kept as the host model to place.
 template <class Enc, class Config>
 TargetEncoder load_encoder(std::string_view name, const Config& cfg, const std::filesystem::path& path, std::string_view hint) {
   IREPA_CHECK(std::filesystem::exists(path),
@@ -119,8 +130,10 @@ TargetEncoder load_encoder(std::string_view name, const Config& cfg, const std::
               path.string(), hint);
   auto enc = std::make_shared<Enc>(cfg);
   enc->load(io::SafeTensorsFile(path.string()));
-  return {std::string(name), enc->tokens(), enc->dim(),
-          [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }, nullptr};
+  TargetEncoder e{std::string(name), enc->tokens(), enc->dim(),
+                  [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }, {}};
+  if constexpr (std::is_constructible_v<decltype(e.host_model), std::shared_ptr<const Enc>>) e.host_model = std::shared_ptr<const Enc>(enc);
+  return e;
 }
 }  // namespace detail
 
@@ -130,7 +143,8 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
   if (name.starts_with("hog-")) {
     auto enc = std::make_shared<HogEncoder>(name, resolution);
     return {enc->name(), enc->tokens(), enc->dim(),
-            [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); }, nullptr};
+            [enc](const CpuContext& ctx, ConstView<float> images) { return enc->encode(ctx, images); },
+            std::shared_ptr<const HogEncoder>(enc)};
   }
   const auto path = encoder_weights_path(name, weights_dir);
   if (name.starts_with("vgg-"))  // VGG16 pool4 (torchvision's features weights)
