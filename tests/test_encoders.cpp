@@ -7,6 +7,7 @@
 #include <map>
 
 #include "test_support.hpp"
+#include "vit_variants.hpp"
 
 using namespace irepa;
 namespace fs = std::filesystem;
@@ -61,7 +62,7 @@ TEST_CASE("HOG names follow the reference (hog-x-g16_d128) and bad ones are erro
 TEST_CASE("HOG puts a ramp's gradient in the bin of its direction", "[hog]") {
   // Intensity rising along x: every gradient points at 0 degrees (bin 0); along y: 90 degrees,
   // the first bin of the second half. Border pixels have no gradient.
-  const HogEncoder enc(HogConfig{.resolution = 16, .grid = 2, .dim = 64, .pixels_per_cell = 2, .cells_per_block = 4});
+  const HogEncoder enc(HogConfig{{.resolution = 16, .grid = 2, .dim = 64, .pixels_per_cell = 2, .cells_per_block = 4}});
   const std::int64_t nb = enc.config().orientations(), NB = enc.config().blocks(), R = 16;
   REQUIRE(nb == 4);
   for (const bool along_x : {true, false}) {
@@ -100,6 +101,9 @@ TEST_CASE("HOG tokens: a grey image equals its RGB copy, shapes and errors", "[h
   // Images differ -> tokens differ (the encoder looks at its input).
   CHECK(test::rel_error(enc.encode(ctx, random_images(3, 1, 23)), a) > 0.05);
   REQUIRE_IREPA_ERROR(enc.encode(ctx, random_images(2, 2, 23)), "expected contiguous [B, 3 or 1, H, W]", "[2, 2, 23, 23]");
+  // The op checks the output it is given.
+  Tensor<float> wrong(Shape{3, 16, 31});
+  REQUIRE_IREPA_ERROR(ops::hog_tokens(ctx, grey, enc.config().params(), wrong.view()), "output has shape [3, 16, 31]", "[3, 16, 32]");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,9 +636,9 @@ TEST_CASE("DINOv3-H+: the SwiGLU's w1 and w2 load under their names and act as o
   for (std::int64_t l = 0; l < cfg.depth; ++l) {
     const auto& b = enc.blocks[static_cast<std::size_t>(l)];
     const std::string p = "blocks." + std::to_string(l) + ".mlp.";
-    CHECK(test::rel_error(b.fused_fc1_w.cview().slice(0, 0, H), mlp[p + "w1.weight"]) == 0.0);
-    CHECK(test::rel_error(b.fused_fc1_w.cview().slice(0, H, H), mlp[p + "w2.weight"]) == 0.0);
-    CHECK(test::rel_error(b.fused_fc1_b.cview().slice(0, H, H), mlp[p + "w2.bias"]) == 0.0);
+    CHECK(test::rel_error(b.mlp.fused_w.cview().slice(0, 0, H), mlp[p + "w1.weight"]) == 0.0);
+    CHECK(test::rel_error(b.mlp.fused_w.cview().slice(0, H, H), mlp[p + "w2.weight"]) == 0.0);
+    CHECK(test::rel_error(b.mlp.fused_b.cview().slice(0, H, H), mlp[p + "w2.bias"]) == 0.0);
   }
   const auto u8 = g.load<std::uint8_t>("inputs/image");
   Tensor<double> img(u8.shape());
@@ -647,6 +651,39 @@ TEST_CASE("DINOv3-H+: the SwiGLU's w1 and w2 load under their names and act as o
   CHECK(h.mlp_hidden() == 5120);  // int(7680 * 2 / 3), aligned to 8
   CHECK(h.split_swiglu());
   fs::remove(path);
+}
+
+TEST_CASE("every ViT family and variant: one random checkpoint under the released names gives the same tokens in float as in double",
+          "[vit]") {
+  const CpuContext ctx(2);
+  Tensor<double> imd(Shape{2, 3, 256, 256});
+  test::rng().uniform(imd.view(), 0.0, 255.0);
+  Tensor<float> imf(imd.shape());
+  convert(ctx, imd.cview(), imf.view());
+  const Tensor<double>* previous = nullptr;
+  Tensor<double> last;
+  std::uint64_t k = 0;
+  for (const auto& v : test::small_vit_variants()) {
+    INFO(v.name);
+    const auto path = fs::temp_directory_path() / ("irepa_vitvar_" + std::to_string(test::rng().seed()) + ".safetensors");
+    write_random_vit_checkpoint(v.config, path.string(), test::rng().seed() + 11 + k++, 0.3f);
+    const io::SafeTensorsFile f(path.string());
+    VitEncoder<double> d(v.config);
+    VitEncoder<float> s(v.config);
+    d.load(f), s.load(f);
+    fs::remove(path);
+    Tensor<double> td = d.encode(ctx, imd);
+    const Tensor<float> ts = s.encode(ctx, imf);
+    REQUIRE(td.shape() == Shape{2, 256, 32});
+    REQUIRE(ts.shape() == td.shape());
+    const double e = test::rel_error(ts, td);
+    INFO("float vs double relative error " << e);
+    CHECK(e < 1e-5);
+    CHECK(e > 0.0);  // the float path really is float
+    if (previous) CHECK(test::rel_error(td, *previous) > 1e-3);  // each variant computes something of its own
+    last = std::move(td);
+    previous = &last;
+  }
 }
 
 TEST_CASE("DINOv3-7B: no attn.qkv.bias in the file (as zero bias), its unused local_cls_norm ignored, swiglu64 width", "[vit]") {
@@ -1168,9 +1205,47 @@ TEST_CASE("VGG16 pool4 encoder: convs, ReLUs and max pools as torchvision's feat
     CHECK(mag > 1e-3);
     CHECK(err < 1e-12 * mag + 1e-14);
   }
+  // Through make_target_encoder the loaded model is kept for placing on the model's device: its
+  // twin (VggEncoder<float, D>::from_host) computes what the handle does.
+  {
+    VggEncoder<float> small(vgg_config_from_name("vgg-cnn-16", 32));  // VGG16's widths: what the factory builds
+    Philox r(test::rng().seed() + 7);
+    r.normal(small.params().values(), 0.0f, 0.03f);
+    io::SafeTensorsWriter ws;
+    io::add_params(ws, small.params());
+    const auto dir = fs::temp_directory_path() / ("irepa_vggdir_" + std::to_string(test::rng().seed()));
+    fs::create_directories(dir);
+    ws.write((dir / "vgg-cnn-16.safetensors").string());
+    const TargetEncoder e = make_target_encoder("vgg-cnn-16", 32, dir.string());
+    REQUIRE(std::holds_alternative<std::shared_ptr<const VggEncoder<float>>>(e.host_model));
+    const auto twin = VggEncoder<float>::from_host(*std::get<std::shared_ptr<const VggEncoder<float>>>(e.host_model));
+    Tensor<float> im(Shape{2, 3, 32, 32});
+    test::rng().uniform(im.view(), 0.0f, 255.0f);
+    const Tensor<float> a = e.encode(ctx, im), b = twin.encode(ctx, im);
+    REQUIRE(a.shape() == Shape{2, 4, 512});
+    CHECK(*std::max_element(a.data(), a.data() + a.numel()) > 1e-4f);  // ReLU features: some positive
+    CHECK(std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(a.numel())) == 0);
+    const std::vector<TargetEncoder> online{e};  // the placed encoders refer to it
+    const auto placed = place_encoders<Cpu>(online);
+    CHECK(describe_placement(placed) == "vgg-cnn-16 on cpu");
+    fs::remove_all(dir);
+  }
   // The released shape by name: 7.6 M values in features[:24] (conv1_1 .. conv4_3).
   CHECK(VggEncoder<float>(vgg_config_from_name("vgg-cnn-16")).params().numel() == 7'635'264);
   REQUIRE_IREPA_ERROR(vgg_config_from_name("vgg16"), "expected vgg-<arch>-<config>");
   REQUIRE_IREPA_ERROR(make_target_encoder("vgg-x-16", 256, fs::temp_directory_path().string()), "vgg-x-16.safetensors' not found",
                       "vgg16_features");
+}
+
+TEST_CASE("HOG as an online target: weight-free, kept by the handle for placing on the model's device", "[hog]") {
+  const CpuContext ctx(2);
+  const TargetEncoder e = make_target_encoder("hog-x-g4_d32", 20);
+  REQUIRE(std::holds_alternative<std::shared_ptr<const HogEncoder>>(e.host_model));
+  const HogEncoder twin = HogEncoder::from_host(*std::get<std::shared_ptr<const HogEncoder>>(e.host_model));
+  const auto images = random_images(2, 3, 23);
+  const Tensor<float> a = e.encode(ctx, images), b = twin.encode(ctx, images);
+  REQUIRE(a.shape() == Shape{2, 16, 32});
+  CHECK(std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(a.numel())) == 0);
+  const std::vector<TargetEncoder> online{e};
+  CHECK(describe_placement(place_encoders<Cpu>(online)) == "hog-x-g4_d32 on cpu");
 }

@@ -5,6 +5,7 @@
 
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -42,17 +43,24 @@ inline HogConfig hog_setup(const nlohmann::json& c) {
   return h;
 }
 
-/// Runs the HOG encoder of an `encoder:hog` golden file (float32, as the reference); rows for the
-/// grey image and the patch tokens.
-inline std::vector<Row> check_hog(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
+/// Runs the HOG encoder of an `encoder:hog` golden file (float32, as the reference) on the
+/// context's device; rows for the grey image (CPU) and the patch tokens.
+template <class Ctx = CpuContext>
+std::vector<Row> check_hog(const io::SafeTensorsFile& f, double tol, const Ctx& ctx = Ctx{}) {
   const HogEncoder enc(hog_setup(config_of(f)));
   const auto u8 = f.load<std::uint8_t>("inputs/image");  // [B, 3, H, W]
   Tensor<float> images(u8.shape());
   for (std::int64_t i = 0; i < u8.numel(); ++i) images[i] = static_cast<float>(u8[i]);
-  Tensor<float> gray;
-  const auto tokens = enc.encode(ctx, images, &gray);
   std::vector<Row> rows;
-  if (f.contains("outputs/gray")) rows.push_back({"outputs/gray", rel_error<float>(gray, f.load<double>("outputs/gray").cview()), tol});
+  Tensor<float> tokens;
+  if constexpr (std::is_same_v<Ctx, CpuContext>) {
+    Tensor<float> gray;
+    tokens = enc.encode(ctx, images, &gray);
+    if (f.contains("outputs/gray")) rows.push_back({"outputs/gray", rel_error<float>(gray, f.load<double>("outputs/gray").cview()), tol});
+  } else {
+    const auto on_device = to_device(ctx, images.cview());
+    tokens = to_host(ctx, enc.encode(ctx, on_device.cview()).cview());
+  }
   rows.push_back({"outputs/patch_tokens", rel_error<float>(tokens, f.load<double>("outputs/patch_tokens").cview()), tol});
   return rows;
 }

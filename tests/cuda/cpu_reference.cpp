@@ -6,6 +6,9 @@
 
 #include "irepa/align/normalizers.hpp"
 #include "irepa/metrics/classifier.hpp"
+#include "irepa/models/hog.hpp"
+#include "irepa/models/vgg_encoder.hpp"
+#include "irepa/models/vit_encoder.hpp"
 #include "irepa/ops/activation.hpp"
 #include "irepa/ops/reduce.hpp"
 #include "irepa/ops/attention.hpp"
@@ -15,6 +18,7 @@
 #include "irepa/ops/linear.hpp"
 #include "irepa/ops/modulate.hpp"
 #include "irepa/ops/norm.hpp"
+#include "irepa/ops/pool.hpp"
 #include "irepa/ops/resize.hpp"
 #include "irepa/ops/rope.hpp"
 #include "irepa/train/optim.hpp"
@@ -356,6 +360,25 @@ T2 relu_backward(const T2& x, const T2& dy) {
   ops::relu_backward<double>(cpu(), x, dy, dx.view());
   return dx;
 }
+T2 channels_last(const T2& x) {
+  T2 y(Shape{x.size(0), x.size(2), x.size(3), x.size(1)});
+  ops::channels_last<double>(cpu(), x, y.view());
+  return y;
+}
+T2 vit_encode(const VitConfig& cfg, const std::string& path, const T2& images) {
+  VitEncoder<double> e(cfg);
+  e.load(io::SafeTensorsFile(path));
+  return e.encode(cpu(), images);
+}
+T2 vgg_encode(const VggConfig& cfg, const std::string& path, const T2& images) {
+  VggEncoder<double> e(cfg);
+  e.load(io::SafeTensorsFile(path));
+  return e.encode(cpu(), images);
+}
+Tensor<float> hog_encode(const std::string& name, std::int64_t resolution, const Tensor<float>& images) {
+  return HogEncoder(name, resolution).encode(cpu(), images);
+}
+T2 max_pool_channels_last(const T2& x, std::int64_t s) { return ops::max_pool_channels_last<double>(cpu(), x, s); }
 void softmax_cross_entropy(const T2& z, const Tensor<std::int64_t>& y, double scale, T2& loss, T2& dz) {
   loss = T2(Shape{z.size(0)});
   dz = T2(z.shape());

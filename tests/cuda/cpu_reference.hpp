@@ -2,11 +2,14 @@
 // The CPU double ops the CUDA tests compare with, behind plain functions: compiled by the host
 // compiler in cpu_reference.cpp, so nvcc never instantiates the Eigen code of the CPU path.
 
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "irepa/core/tensor.hpp"
 #include "irepa/diffusion/interpolant.hpp"
+#include "irepa/models/vgg_encoder.hpp"
+#include "irepa/models/vit/config.hpp"
 
 namespace cpu_ref {
 
@@ -102,6 +105,14 @@ T2 normalize_channels(const T2& x, double divisor, const std::vector<double>& me
 /// ReLU and its backward; softmax cross-entropy per row (loss) and scale (softmax - onehot) (dz).
 T2 relu_forward(const T2& x);
 T2 relu_backward(const T2& x, const T2& dy);
+T2 channels_last(const T2& x);
+/// The ViT / VGG encoder of cfg loaded from a checkpoint at path, run on the CPU in double:
+/// uint8-valued images [B, 3, R, R] -> tokens [B, T, D].
+T2 vit_encode(const irepa::VitConfig& cfg, const std::string& path, const T2& images);
+T2 vgg_encode(const irepa::VggConfig& cfg, const std::string& path, const T2& images);
+/// The HOG encoder by name on the CPU (float32, as it computes): images [B, C, H, W] in 0..255.
+irepa::Tensor<float> hog_encode(const std::string& name, std::int64_t resolution, const irepa::Tensor<float>& images);
+T2 max_pool_channels_last(const T2& x, std::int64_t s);
 void softmax_cross_entropy(const T2& z, const irepa::Tensor<std::int64_t>& y, double scale, T2& loss, T2& dz);
 /// The metric classifier (float, CPU) fitted on x [N, in], y [N]: its epoch losses and the
 /// arena's values after the fit, for the GPU fit to be compared with.

@@ -35,6 +35,7 @@
 #include "irepa/ops/cuda/modulate.cuh"
 #include "irepa/ops/cuda/norm.cuh"
 #include "irepa/ops/cuda/optim.cuh"
+#include "irepa/ops/cuda/pool.cuh"
 #include "irepa/ops/cuda/random.cuh"
 #include "irepa/ops/cuda/reduce.cuh"
 #include "irepa/ops/cuda/resize.cuh"
@@ -784,6 +785,20 @@ void classifier_ops(const CudaContext& ctx, std::int64_t B, std::int64_t K) {
   expect_close(ctx, "softmax_cross_entropy dlogits " + s.str(), dx_, dz);
 }
 
+/// VGG's layout ops: an image to a channels-last grid, and 2x2 / 3x3 max pools (odd sizes drop
+/// the last partial row and column, as torch's floor mode).
+template <class T>
+void vgg_ops(const CudaContext& ctx) {
+  const auto x = randn(Shape{2, 5, 7, 9});
+  Tensor<T, Cuda> y_(Shape{2, 7, 9, 5});
+  ops::channels_last<T>(ctx, dev<T>(ctx, x), y_.view());
+  const auto grid = cpu_ref::channels_last(x);
+  expect_close(ctx, "channels_last [2, 5, 7, 9]", y_, grid);
+  for (const std::int64_t s : {2, 3})
+    expect_close(ctx, "max_pool_channels_last [2, 7, 9, 5] stride " + std::to_string(s),
+                 ops::max_pool_channels_last<T>(ctx, y_.cview(), s), cpu_ref::max_pool_channels_last(grid, s));
+}
+
 /// The metric classifier fitted on the GPU (float) against the same fit on the CPU: every epoch's
 /// loss and the final parameters.
 void classifier_fit(const CudaContext& ctx) {
@@ -815,6 +830,7 @@ void classifier_fit(const CudaContext& ctx) {
 template <class T>
 void all(const CudaContext& ctx) {
   classifier_ops<T>(ctx, 37, 10);
+  vgg_ops<T>(ctx);
   classifier_ops<T>(ctx, 1000, 1000);  // ImageNet's classes
   encoder_ops<T>(ctx, 2, 21, 40);
   encoder_ops<T>(ctx, 3, 261, 768);  // DINOv2-B's 1 + 4 + 256 tokens
