@@ -7,7 +7,10 @@
 //   irepa-bench-encoder --encoder hog-x-g16_d128 --batch-size 64
 //   irepa-bench-encoder --encoder sam2-vit-s --batch-size 8     (also sam-vit-*, vgg-*)
 //   irepa-bench-encoder --device cuda --encoder dinov2-vit-b --batch-size 256 --precision bf16 --attention fused
-//       (ViT encoders on GPU 0, in a CUDA build; the row adds the peak device memory)
+//       (ViT, VGG and HOG encoders on GPU 0, in a CUDA build; the row adds the peak device memory)
+//   irepa-bench-encoder --encoder dinov2-vit-b --save-random w/dinov2-vit-b.safetensors
+//       (writes random weights of a ViT or VGG under the released names and layout, as a converted
+//       checkpoint would be, for runs that need a weights file: scripts/gpu-check.sh)
 
 #include <CLI/CLI.hpp>
 
@@ -39,7 +42,7 @@ std::function<irepa::Tensor<float>(irepa::ConstView<float>)> other_encoder(const
 
 int main(int argc, char** argv) {
   using namespace irepa;
-  std::string encoder = "dinov2-vit-b", weights, device = "cpu", precision = "fp32", attention = "materialized";
+  std::string encoder = "dinov2-vit-b", weights, device = "cpu", precision = "fp32", attention = "materialized", save_random;
   std::int64_t batch = 64, resolution = 256;
   int steps = 3, threads = 0;
   CLI::App app{"irepa-bench-encoder: target encoder forward throughput on the CPU or a GPU"};
@@ -49,20 +52,39 @@ int main(int argc, char** argv) {
   app.add_option("--resolution", resolution, "input images' size (uint8 RGB)")->capture_default_str();
   app.add_option("--steps", steps, "timed batches")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
-  app.add_option("--device", device, "cpu, or cuda (ViT encoders; needs a CUDA build and a GPU)")
+  app.add_option("--device", device, "cpu, or cuda (ViT, VGG and HOG encoders; needs a CUDA build and a GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   app.add_option("--precision", precision, "cuda: matmul precision fp32, tf32 or bf16 (float accumulation)")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
   app.add_option("--attention", attention, "cuda: materialized or fused attention")
       ->check(CLI::IsMember({"materialized", "fused"}))->capture_default_str();
+  app.add_option("--save-random", save_random,
+                 "write random weights of --encoder (a ViT or vgg-*) to this .safetensors under the released names, and exit");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (!save_random.empty()) {
+      if (encoder.starts_with("vgg-")) {
+        VggEncoder<float> e(vgg_config_from_name(encoder, resolution));
+        Philox(1).normal(e.params().values(), 0.0f, 0.02f);
+        io::SafeTensorsWriter w;
+        io::add_params(w, e.params());
+        w.write(save_random);
+      } else {
+        write_random_vit_checkpoint(vit_config_from_name(encoder, resolution), save_random, 1, 0.02f);
+      }
+      std::printf("irepa-bench-encoder: random %s weights written to %s\n", encoder.c_str(), save_random.c_str());
+      return 0;
+    }
     if (device == "cuda") {
-      IREPA_CHECK(!encoder.starts_with("hog-") && !encoder.starts_with("sam") && !encoder.starts_with("vgg-"),
-                  "--device cuda runs the ViT encoders; '{}' runs on the CPU only so far", encoder);
+      IREPA_CHECK(!encoder.starts_with("sam"), "--device cuda runs the ViT, VGG and HOG encoders; '{}' runs on the CPU only so far",
+                  encoder);
 #if defined(IREPA_WITH_CUDA)
-      const auto t = bench::time_vit_cuda(vit_config_from_name(encoder, resolution), weights, batch, resolution, std::max(steps, 1),
-                                          precision, attention == "fused");
+      const int n = std::max(steps, 1);
+      const auto t = encoder.starts_with("hog-")   ? bench::time_hog_cuda(encoder, batch, resolution, n)
+                     : encoder.starts_with("vgg-") ? bench::time_vgg_cuda(vgg_config_from_name(encoder, resolution), weights, batch,
+                                                                          resolution, n, precision)
+                                                   : bench::time_vit_cuda(vit_config_from_name(encoder, resolution), weights, batch,
+                                                                          resolution, n, precision, attention == "fused");
       auto times = t.seconds;
       std::sort(times.begin(), times.end());
       const double med = times[times.size() / 2];

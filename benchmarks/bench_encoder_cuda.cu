@@ -4,13 +4,42 @@
 #include <memory>
 
 #include "encoder_cuda.hpp"
+#include "irepa/models/hog.hpp"
 #include "irepa/ops/cuda/tensor_ops.cuh"
 
 namespace bench {
 
+namespace {
+
+using namespace irepa;
+
+/// One warm-up batch (cuBLAS / cuDNN handles, the memory cache), then `steps` timed batches of
+/// the same random uint8-valued images, each synchronised.
+template <class Encode>
+EncoderTiming time_batches(CudaContext& ctx, std::int64_t batch, std::int64_t resolution, int steps, Encode&& encode) {
+  Tensor<float> host(Shape{batch, 3, resolution, resolution});
+  Philox(2).uniform(host.view(), 0.0f, 255.0f);
+  const Tensor<float, Cuda> images = to_device(ctx, host.cview());
+  (void)encode(images);
+  ctx.synchronize();
+  EncoderTiming t;
+  Cuda::reset_peak();
+  const double base = static_cast<double>(Cuda::memory_stats().in_use);
+  for (int s = 0; s < steps; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto out = encode(images);
+    ctx.synchronize();
+    t.seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    IREPA_CHECK(out.size(0) == batch, "bench: encoder returned {} rows", out.size(0));
+  }
+  t.peak_gib = (static_cast<double>(Cuda::memory_stats().peak_in_use) - base) / (1024.0 * 1024.0 * 1024.0);
+  return t;
+}
+
+}  // namespace
+
 EncoderTiming time_vit_cuda(const irepa::VitConfig& cfg_in, const std::string& weights, std::int64_t batch, std::int64_t resolution,
                             int steps, const std::string& precision, bool fused_attention) {
-  using namespace irepa;
   CudaContext ctx;
   ctx.set_matmul_precision(parse_matmul_precision(precision));
   ctx.set_fused_attention(fused_attention);
@@ -25,23 +54,24 @@ EncoderTiming time_vit_cuda(const irepa::VitConfig& cfg_in, const std::string& w
     enc = std::make_unique<VitEncoder<float, Cuda>>(cfg);
     enc->init_random(1, 0.02f);
   }
-  Tensor<float> host(Shape{batch, 3, resolution, resolution});
-  Philox(2).uniform(host.view(), 0.0f, 255.0f);
-  const Tensor<float, Cuda> images = to_device(ctx, host.cview());
-  (void)enc->encode(ctx, images);  // warm-up: cuBLAS handles, the memory cache
-  ctx.synchronize();
-  EncoderTiming t;
-  Cuda::reset_peak();
-  const double base = static_cast<double>(Cuda::memory_stats().in_use);
-  for (int s = 0; s < steps; ++s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto out = enc->encode(ctx, images);
-    ctx.synchronize();
-    t.seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    IREPA_CHECK(out.size(0) == batch, "bench: encoder returned {} rows", out.size(0));
-  }
-  t.peak_gib = (static_cast<double>(Cuda::memory_stats().peak_in_use) - base) / (1024.0 * 1024.0 * 1024.0);
-  return t;
+  return time_batches(ctx, batch, resolution, steps, [&](const Tensor<float, Cuda>& x) { return enc->encode(ctx, x); });
+}
+
+EncoderTiming time_vgg_cuda(const irepa::VggConfig& cfg, const std::string& weights, std::int64_t batch, std::int64_t resolution,
+                            int steps, const std::string& precision) {
+  CudaContext ctx;
+  ctx.set_matmul_precision(parse_matmul_precision(precision));
+  VggEncoder<float> host(cfg);  // weights are read on the host and copied up, as the trainer does
+  if (!weights.empty()) host.load(io::SafeTensorsFile(weights));
+  else Philox(1).normal(host.params().values(), 0.0f, 0.02f);
+  const auto enc = VggEncoder<float, Cuda>::from_host(host);
+  return time_batches(ctx, batch, resolution, steps, [&](const Tensor<float, Cuda>& x) { return enc.encode(ctx, x); });
+}
+
+EncoderTiming time_hog_cuda(const std::string& name, std::int64_t batch, std::int64_t resolution, int steps) {
+  CudaContext ctx;
+  const HogEncoder enc(name, resolution);
+  return time_batches(ctx, batch, resolution, steps, [&](const Tensor<float, Cuda>& x) { return enc.encode(ctx, x); });
 }
 
 }  // namespace bench

@@ -1,11 +1,13 @@
 #pragma once
-// irepa-bench-encoder's GPU half: a ViT encoder built on the GPU (VitEncoder<float, Cuda>),
-// timed there. Defined in bench_encoder_cuda.cu, which nvcc compiles when CUDA is on.
+// irepa-bench-encoder's GPU half: a target encoder built on the GPU (VitEncoder<float, Cuda>,
+// VggEncoder<float, Cuda>, or the HOG op), timed there. Defined in bench_encoder_cuda.cu, which
+// nvcc compiles when CUDA is on.
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
 
 namespace bench {
@@ -19,5 +21,13 @@ struct EncoderTiming {
 /// precision fp32 / tf32 / bf16 and fused attention on or off; one warm-up batch, then `steps`.
 EncoderTiming time_vit_cuda(const irepa::VitConfig& cfg, const std::string& weights, std::int64_t batch, std::int64_t resolution,
                             int steps, const std::string& precision, bool fused_attention);
+
+/// VGG's pool4 features on GPU 0 (the file's weights, or random N(0, 0.02)), convolutions at the
+/// given matmul precision.
+EncoderTiming time_vgg_cuda(const irepa::VggConfig& cfg, const std::string& weights, std::int64_t batch, std::int64_t resolution,
+                            int steps, const std::string& precision);
+
+/// HOG tokens (`hog-x-g<grid>_d<dim>`) on GPU 0.
+EncoderTiming time_hog_cuda(const std::string& name, std::int64_t batch, std::int64_t resolution, int steps);
 
 }  // namespace bench

@@ -11,7 +11,9 @@
 #       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
 #       and SiT-XL/2 batch 128 train steps, FP32 with materialised attention and bf16 products
 #       with the fused attention kernels; irepa-bench-encoder --device cuda: DINOv2-B/14 at batch
-#       256, FP32 and bf16 + fused attention), then the same in PyTorch (eager float, and
+#       256, FP32 and bf16 + fused attention; irepa-train-jit --device cuda with an online
+#       dinov2-vit-b target of random weights on random 3x256x256 image shards, whose log must say
+#       the encoder runs on cuda), then the same in PyTorch (eager float, and
 #       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
 #       and prints the tables last (exit 1 when a test fails).
 #
@@ -26,9 +28,11 @@ case "$mode" in
 build)
   set -e
   cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DIREPA_ENABLE_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${IREPA_CUDA_ARCH:-90}" -DIREPA_BUILD_EXAMPLES=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES="${IREPA_CUDA_ARCH:-90}" -DIREPA_BUILD_EXAMPLES=ON \
     -DIREPA_ARCH_FLAGS=-march=x86-64-v3 >/dev/null  # portable: the GPU host is another CPU
-  cmake --build build/gpu
+  # What the run uses (of the examples only irepa-train-jit), not every target.
+  cmake --build build/gpu --target test_cuda_core test_cuda_ops test_cuda_sit test_cuda_encoders irepa-bench-cuda-ops \
+    irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-train-jit
   rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib" "$bundle/golden"
   cp build/gpu/tests/cuda/test_cuda_* "$bundle/tests/"
   # The golden files test_cuda_sit and test_cuda_encoders run on the GPU (the GPU machine may not
@@ -38,14 +42,16 @@ build)
   g="${IREPA_GOLDEN_DIR:-../shared/golden}"
   cp "$g"/{sit,jit}_*.safetensors "$g"/samplers_sit.safetensors tests/data/golden/sit_*.safetensors \
     "$g"/encoder_dinov2_tiny_reg4.safetensors "$g"/encoder_dinov3_tiny.safetensors "$g"/encoder_pe_tiny_cls_ls.safetensors \
+    "$g"/encoder_hog_g8_d32.safetensors \
     "$bundle/golden/"
   for b in irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops; do  # the ones run below
     cp "build/gpu/benchmarks/$b" "$bundle/bench/"
   done
+  cp build/gpu/examples/irepa-train-jit "$bundle/bench/"
   strip --strip-unneeded "$bundle"/tests/* "$bundle"/bench/*
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do
-    ldd "$f" | awk '/=> \// {print $3}' | grep -E 'libfmt|libbenchmark|libyaml|libpng|libz\.' || true
+    ldd "$f" | awk '/=> \// {print $3}' | grep -E 'libfmt|libbenchmark|libyaml|libpng|libz\.|libplplot|libcsirocsa|libqsastime|libltdl' || true
   done | sort -u | xargs -r -I{} cp -L {} "$bundle/lib/"
   du -sh "$bundle"
   tree_mib=$(( ($(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1) + $(du -sb "$bundle" | cut -f1)) / 1048576 ))
@@ -82,6 +88,19 @@ run)
     be="$bundle/bench/irepa-bench-encoder"
     step encoder-ours "$be" --device cuda --encoder dinov2-vit-b --batch-size 256 --steps 10
     step encoder-ours-bf16-fused "$be" --device cuda --encoder dinov2-vit-b --batch-size 256 --steps 10 --precision bf16 --attention fused
+    step encoder-ours-hog "$be" --device cuda --encoder hog-x-g16_d128 --batch-size 256 --steps 10
+    step encoder-ours-vgg "$be" --device cuda --encoder vgg-cnn-16 --batch-size 64 --steps 5 --precision tf32
+  fi
+  if [ -x "$bundle/bench/irepa-train-jit" ] && [ -x "$bundle/bench/irepa-bench-encoder" ]; then
+    # An online DINOv2-B target on the GPU inside the trainer: random weights under the released
+    # names, random uint8 images (the speed and placement do not depend on either).
+    od=$(mktemp -d)
+    step online-setup bash -c "python3 scripts/random_image_shard.py $od/shards --count 256 && mkdir -p $od/enc && \
+      $bundle/bench/irepa-bench-encoder --encoder dinov2-vit-b --save-random $od/enc/dinov2-vit-b.safetensors"
+    step train-jit-online-dinov2 "$bundle/bench/irepa-train-jit" --device cuda --matmul_precision bf16 --attention fused \
+      --dataset shards --data_path "$od/shards" --model JiT-B/16 --config configs/jit_irepa.yaml --enc_type dinov2-vit-b \
+      --encoder_dir "$od/enc" --batch_size 64 --max_train_steps 20 --log_freq 5 --output_dir "$od/runs"
+    step online-encoder-on-gpu grep -q "target encoders: dinov2-vit-b on cuda" "$log/train-jit-online-dinov2.log"
   fi
   if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     tv=benchmarks/reference/vit_forward_torch.py
@@ -95,10 +114,14 @@ run)
   [ -x "$bundle/bench/irepa-bench-ops" ] && step bench-ops "$bundle/bench/irepa-bench-ops" --benchmark_min_time=0.2 \
     --benchmark_filter='linear|attention' --threads 16
   if [ -f "$log/bench-cuda-ops.log" ]; then echo; echo "== CUDA ops (irepa-bench-cuda-ops)"; cat "$log/bench-cuda-ops.log"; fi
-  echo; echo "== DINOv2-B/14 forward at batch 256, ours and PyTorch"
+  echo; echo "== target encoders on the GPU: DINOv2-B/14 at batch 256, ours and PyTorch; HOG and VGG16 pool4, ours"
   for f in "$log"/encoder-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
   echo; echo "== train step, ours (float storage; FP32 or bf16 products) and PyTorch"
-  for f in "$log"/train-*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
+  for f in "$log"/train-[BX]*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
+  if [ -f "$log/train-jit-online-dinov2.log" ]; then
+    echo; echo "== irepa-train-jit --device cuda, JiT-B/16 batch 64 with an online dinov2-vit-b target"
+    grep -h 'target encoders\|step\|img/s' "$log/train-jit-online-dinov2.log" | tail -n 8
+  fi
   echo
   echo "| step | result | time |"
   echo "|---|---|---|"
