@@ -192,4 +192,41 @@ void patchify_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> dy, Tensor
   }
 }
 
+namespace detail {
+inline std::int64_t conv_out_size(std::int64_t in, std::int64_t k, std::int64_t stride, std::int64_t pad) {
+  return (in + 2 * pad - k) / stride + 1;
+}
+inline void check_im2col(const Shape& x, std::int64_t k, std::int64_t stride, std::int64_t pad, const Shape& cols) {
+  IREPA_CHECK(x.rank() == 4 && k > 0 && stride > 0 && pad >= 0 && x[2] + 2 * pad >= k && x[3] + 2 * pad >= k,
+              "im2col: input {} with a {}x{} kernel, stride {}, padding {}; expected [B, C, H, W] that the kernel fits", x.str(), k, k,
+              stride, pad);
+  const std::int64_t gh = conv_out_size(x[2], k, stride, pad), gw = conv_out_size(x[3], k, stride, pad);
+  check_shape("im2col", "columns", cols, Shape{x[0], gh * gw, x[1] * k * k});
+}
+}  // namespace detail
+
+/// cols [B, Gh Gw, C k k] = the k x k patches of x [B, C, H, W] at the given stride with zero
+/// padding (G = (H + 2 pad - k) / stride + 1), each in the weight's (c, i, j) order, so that a
+/// strided conv is a linear over the columns (SAM2's 7x7 stride-4 patch embedding).
+template <class T>
+void im2col(const CpuContext& ctx, In<T> x, std::int64_t k, std::int64_t stride, std::int64_t pad, TensorView<T> cols) {
+  detail::check_im2col(x.shape(), k, stride, pad, cols.shape());
+  check_contiguous("im2col", x, cols);
+  const std::int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const std::int64_t gw = detail::conv_out_size(W, k, stride, pad), P = cols.size(1), K = C * k * k;
+  ctx.parallel_for(B * P, static_cast<double>(K), [&](std::int64_t p0, std::int64_t p1) {
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const std::int64_t b = p / P, r = (p % P) / gw, q = (p % P) % gw;
+      const T* img = x.data() + b * C * H * W;
+      T* col = cols.data() + p * K;
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t i = 0; i < k; ++i)
+          for (std::int64_t j = 0; j < k; ++j) {
+            const std::int64_t y = r * stride - pad + i, xx = q * stride - pad + j;
+            col[(c * k + i) * k + j] = y >= 0 && y < H && xx >= 0 && xx < W ? img[(c * H + y) * W + xx] : T(0);
+          }
+    }
+  });
+}
+
 }  // namespace irepa::ops

@@ -48,11 +48,9 @@ __global__ void merge_heads_kernel(T* heads, T* out, std::int64_t B, std::int64_
   }
 }
 
-/// Each row of p [rows, N] replaced by its softmax; one block per row.
+/// The row r [N] replaced by its softmax, by the whole block (scratch: 32 values of shared memory).
 template <class T>
-__global__ void softmax_rows_kernel(T* p, std::int64_t N) {
-  __shared__ T scratch[32];
-  T* r = p + blockIdx.x * N;
+__device__ void softmax_row(T* r, std::int64_t N, T* scratch) {
   T m = -INFINITY;
   for (std::int64_t j = threadIdx.x; j < N; j += blockDim.x) m = m > r[j] ? m : r[j];
   m = block_max(m, scratch);
@@ -64,6 +62,13 @@ __global__ void softmax_rows_kernel(T* p, std::int64_t N) {
   }
   const T inv = T(1) / block_sum(s, scratch);
   for (std::int64_t j = threadIdx.x; j < N; j += blockDim.x) r[j] *= inv;
+}
+
+/// Each row of p [rows, N] replaced by its softmax; one block per row.
+template <class T>
+__global__ void softmax_rows_kernel(T* p, std::int64_t N) {
+  __shared__ T scratch[32];
+  softmax_row(p + blockIdx.x * N, N, scratch);
 }
 
 /// dp [rows, N] <- p * (dp - rowsum(dp * p)); one block per row.

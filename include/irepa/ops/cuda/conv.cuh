@@ -181,4 +181,32 @@ void patchify_backward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, In<
   }
 }
 
+namespace cuda_detail {
+/// One thread per column entry of cols [B, Gh Gw, C k k].
+template <class T>
+__global__ void im2col_kernel(const T* x, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t k, std::int64_t stride,
+                              std::int64_t pad, std::int64_t gw, std::int64_t P, T* cols, std::int64_t n) {
+  const std::int64_t K = C * k * k;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t e = i % K, p = i / K, b = p / P, r = (p % P) / gw, q = (p % P) % gw;
+    const std::int64_t c = e / (k * k), di = (e / k) % k, dj = e % k;
+    const std::int64_t y = r * stride - pad + di, xx = q * stride - pad + dj;
+    cols[i] = y >= 0 && y < H && xx >= 0 && xx < W ? x[((b * C + c) * H + y) * W + xx] : T(0);
+  }
+}
+}  // namespace cuda_detail
+
+/// cols [B, Gh Gw, C k k] = the strided, zero-padded k x k patches of x [B, C, H, W].
+template <class T>
+void im2col(const CudaContext& ctx, In<T, Cuda> x, std::int64_t k, std::int64_t stride, std::int64_t pad, TensorView<T, Cuda> cols) {
+  detail::check_im2col(x.shape(), k, stride, pad, cols.shape());
+  check_contiguous("im2col", x, cols);
+  if (cols.numel() == 0) return;
+  cuda_detail::im2col_kernel<T><<<cuda_detail::blocks_for(cols.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      x.data(), x.size(1), x.size(2), x.size(3), k, stride, pad, detail::conv_out_size(x.size(3), k, stride, pad), cols.size(1),
+      cols.data(), cols.numel());
+  CudaContext::check_launch("im2col");
+}
+
 }  // namespace irepa::ops
