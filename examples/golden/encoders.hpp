@@ -223,10 +223,11 @@ inline Sam2Config sam2_setup(const nlohmann::json& c) {
   return s;
 }
 
-/// Runs an `encoder:sam2` file in T: the preprocessed input and the trunk's tokens.
-template <class T>
-std::vector<Row> check_sam2_encoder(const io::SafeTensorsFile& f, double tol, const CpuContext& ctx = CpuContext{}) {
-  Sam2Encoder<T> enc(sam2_setup(config_of(f)));
+/// Runs an `encoder:sam2` file in T: the preprocessed input and the trunk's tokens (on the GPU
+/// with a CudaContext).
+template <class T, class Ctx = CpuContext>
+std::vector<Row> check_sam2_encoder(const io::SafeTensorsFile& f, double tol, const Ctx& ctx = Ctx{}) {
+  Sam2Encoder<T, typename Ctx::device_type> enc(sam2_setup(config_of(f)));
   enc.load(*ParamsFile(f), "params/vision_encoder.backbone.");
   return encoder_rows(enc, f, tol, ctx);
 }

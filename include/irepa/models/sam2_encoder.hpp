@@ -16,7 +16,10 @@
 //      maxpool(linear(LN1 h)).
 //   -> last_hidden_state [B, R/16, R/16, C3] = tokens [B, (R/16)^2, C3].
 //
-// Forward only, float or double. Softmax runs in T (HF's eager path computes it in float32).
+// Forward only, float or double, on device Dev (read on the host and copied up: from_host),
+// from the library's layers (nn::LayerNorm, nn::Linear, nn::VitMlp) and ops (im2col, the window
+// ops of ops/window.hpp, max_pool_channels_last). Softmax runs in T (HF's eager path computes it
+// in float32).
 
 #include <algorithm>
 #include <cmath>
@@ -27,13 +30,18 @@
 
 #include "irepa/core/arena.hpp"
 #include "irepa/core/context.hpp"
+#include "irepa/core/host_twin.hpp"
+#include "irepa/core/rng.hpp"
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/vit_encoder.hpp"
-#include "irepa/ops/attention.hpp"
+#include "irepa/nn/vit_layers.hpp"
+#include "irepa/ops/conv.hpp"
 #include "irepa/ops/linear.hpp"
 #include "irepa/ops/pool.hpp"
 #include "irepa/ops/resize.hpp"
+#include "irepa/ops/tensor_ops.hpp"
+#include "irepa/ops/window.hpp"
 
 namespace irepa {
 
@@ -79,7 +87,8 @@ struct Sam2Config {
   }
 
   /// Refuses what HF's code could not run: lists of different lengths, a window table that does
-  /// not tile the grid, a pooled grid of odd size or window, a global pooling block.
+  /// not tile the grid, a pooled grid of odd size or window, a global pooling block, a pooling
+/// block that does not widen.
   void validate(std::string_view what) const {
     const std::size_t n = blocks.size();
     IREPA_CHECK(n > 0 && dims.size() == n && heads.size() == n && windows.size() == n,
@@ -96,6 +105,9 @@ struct Sam2Config {
       const Block b = block(i);
       if (!b.pool) continue;
       IREPA_CHECK(b.window > 0, "{}: block {} pools its queries but is global (HF's code cannot run it)", what, i);
+      IREPA_CHECK(b.dim != b.dim_out,
+                  "{}: block {} pools its queries but keeps the width {} (HF pools the shortcut only after a widening projection)", what,
+                  i, b.dim);
       IREPA_CHECK(g % q_stride == 0 && b.window % q_stride == 0,
                   "{}: block {} pools a {}x{} grid in windows of {} by {}; both must divide by the stride (resolution {})", what,
                   i, g, g, b.window, q_stride, resolution);
@@ -124,45 +136,54 @@ inline Sam2Config sam2_config_from_name(std::string_view name, std::int64_t reso
   return c;
 }
 
-template <class T>
+template <class T, class Dev = Cpu>
 struct Sam2Encoder {
   using scalar_type = T;
-  using device_type = Cpu;
+  using device_type = Dev;
+  using Context = ContextOf<Dev>;
+  using HostModel = Sam2Encoder<T, Cpu>;
+  template <class D2>
+  using On = Sam2Encoder<T, D2>;  // the same encoder on another device
 
   struct Block {
-    Param<T> ln1_w, ln1_b, qkv_w, qkv_b, attn_proj_w, attn_proj_b, ln2_w, ln2_b, mlp_in_w, mlp_in_b, mlp_out_w, mlp_out_b;
-    Param<T> proj_w, proj_b;  // the widening shortcut (empty when the width stays)
+    nn::LayerNorm<T, Dev> norm1, norm2;
+    nn::Linear<T, Dev> qkv, attn_proj;  // [3 dim_out, dim] + [3 dim_out], [dim_out, dim_out] + [dim_out]
+    nn::VitMlp<T, Dev> mlp;             // proj_in -> exact GELU -> proj_out
+    nn::Linear<T, Dev> proj;            // the widening shortcut [dim_out, dim] (empty when the width stays)
   };
 
   Sam2Config config;
-  Param<T> patch_w, patch_b, pos_embed, pos_embed_window;
+  Param<T, Dev> patch_w, patch_b, pos_embed, pos_embed_window;
   std::vector<Block> blocks;
+  // Prepared at load: [G, G, C0], the background table resized to the grid plus the window table
+  // tiled over it (a function of the weights only, so computed once, on the host).
+  Tensor<T, Dev> pos_grid;
 
   explicit Sam2Encoder(const Sam2Config& c) : config(c) {
     c.validate("Sam2Encoder");
     const std::int64_t C0 = c.dims[0], k = c.patch_kernel;
-    patch_w = Param<T>(Shape{C0, 3, k, k}), patch_b = Param<T>(Shape{C0});
-    pos_embed = Param<T>(Shape{1, C0, c.pos_bkg_h, c.pos_bkg_w});
-    pos_embed_window = Param<T>(Shape{1, C0, c.windows[0], c.windows[0]});
+    patch_w = Param<T, Dev>(Shape{C0, 3, k, k}), patch_b = Param<T, Dev>(Shape{C0});
+    pos_embed = Param<T, Dev>(Shape{1, C0, c.pos_bkg_h, c.pos_bkg_w});
+    pos_embed_window = Param<T, Dev>(Shape{1, C0, c.windows[0], c.windows[0]});
     blocks.resize(static_cast<std::size_t>(c.depth()));
     for (std::int64_t i = 0; i < c.depth(); ++i) {
       const auto s = c.block(i);
       Block& b = blocks[static_cast<std::size_t>(i)];
       const std::int64_t d = s.dim, o = s.dim_out, m = static_cast<std::int64_t>(static_cast<double>(o) * c.mlp_ratio);
-      b.ln1_w = Param<T>(Shape{d}), b.ln1_b = Param<T>(Shape{d}), b.ln2_w = Param<T>(Shape{o}), b.ln2_b = Param<T>(Shape{o});
-      b.qkv_w = Param<T>(Shape{3 * o, d}), b.qkv_b = Param<T>(Shape{3 * o});
-      b.attn_proj_w = Param<T>(Shape{o, o}), b.attn_proj_b = Param<T>(Shape{o});
-      b.mlp_in_w = Param<T>(Shape{m, o}), b.mlp_in_b = Param<T>(Shape{m});
-      b.mlp_out_w = Param<T>(Shape{o, m}), b.mlp_out_b = Param<T>(Shape{o});
-      if (d != o) b.proj_w = Param<T>(Shape{o, d}), b.proj_b = Param<T>(Shape{o});
+      b.norm1 = nn::LayerNorm<T, Dev>(d, c.norm_eps), b.norm2 = nn::LayerNorm<T, Dev>(o, c.norm_eps);
+      b.qkv = nn::Linear<T, Dev>(d, 3 * o), b.attn_proj = nn::Linear<T, Dev>(o, o);
+      b.mlp = nn::VitMlp<T, Dev>(o, m, nn::VitMlpOptions{});
+      if (d != o) b.proj = nn::Linear<T, Dev>(d, o);
     }
-    arena_ = ParamArena<T>(*this);
+    arena_ = ParamArena<T, Dev>(*this);
   }
   Sam2Encoder(Sam2Encoder&&) noexcept = default;
 
   std::int64_t tokens() const { return config.side() * config.side(); }
   std::int64_t dim() const { return config.dims.back(); }
-  const ParamArena<T>& params() const { return arena_; }
+  const ParamArena<T, Dev>& params() const { return arena_; }
+  ParamArena<T, Dev>& params() { return arena_; }
+  HostModel host_twin() const { return HostModel(config); }
 
   /// Sam2HieraDetModel names (prefix "vision_encoder.backbone." in a Sam2Model checkpoint).
   template <class V>
@@ -174,105 +195,95 @@ struct Sam2Encoder {
     for (std::size_t i = 0; i < blocks.size(); ++i) {
       Block& b = blocks[i];
       const std::string p = join_name(prefix, "blocks." + std::to_string(i) + ".");
-      v(p + "layer_norm1.weight", b.ln1_w), v(p + "layer_norm1.bias", b.ln1_b);
-      v(p + "attn.qkv.weight", b.qkv_w), v(p + "attn.qkv.bias", b.qkv_b);
-      v(p + "attn.proj.weight", b.attn_proj_w), v(p + "attn.proj.bias", b.attn_proj_b);
-      v(p + "layer_norm2.weight", b.ln2_w), v(p + "layer_norm2.bias", b.ln2_b);
-      v(p + "mlp.proj_in.weight", b.mlp_in_w), v(p + "mlp.proj_in.bias", b.mlp_in_b);
-      v(p + "mlp.proj_out.weight", b.mlp_out_w), v(p + "mlp.proj_out.bias", b.mlp_out_b);
-      if (b.proj_w.shape.rank() > 0) v(p + "proj.weight", b.proj_w), v(p + "proj.bias", b.proj_b);
+      b.norm1.visit_params(v, p + "layer_norm1");
+      b.qkv.visit_params(v, p + "attn.qkv"), b.attn_proj.visit_params(v, p + "attn.proj");
+      b.norm2.visit_params(v, p + "layer_norm2");
+      b.mlp.fc1.visit_params(v, p + "mlp.proj_in"), b.mlp.fc2.visit_params(v, p + "mlp.proj_out");
+      const auto spec = config.block(static_cast<std::int64_t>(i));
+      if (spec.dim != spec.dim_out) b.proj.visit_params(v, p + "proj");
     }
   }
 
   /// Reads every trunk tensor. With prefix "" a Sam2Model file ("vision_encoder.backbone.") or a
-  /// Sam2VisionModel file ("backbone.") is recognised; its other tensors are left alone.
+  /// Sam2VisionModel file ("backbone.") is recognised; its other tensors are left alone. On a
+  /// device the file is read into a host twin, the position grid prepared there, both copied up.
   void load(const io::SafeTensorsFile& f, std::string prefix = {}) {
     if (prefix.empty() && f.contains("vision_encoder.backbone.pos_embed")) prefix = "vision_encoder.backbone.";
     else if (prefix.empty() && f.contains("backbone.pos_embed")) prefix = "backbone.";
-    io::load_params(f, arena_, prefix, io::LoadParamsOptions{.allow_unexpected = !prefix.empty(), .read_by_caller = {}});
+    update_through_host(*this, false, [&](HostModel& host) {
+      io::load_params(f, host.params(), prefix, io::LoadParamsOptions{.allow_unexpected = !prefix.empty(), .read_by_caller = {}});
+      pos_grid = detail::device_copy<T, Dev>(host.positions());
+    });
+  }
+
+  /// Random weights N(0, std), prepared as load would (benchmarks; speed does not depend on values).
+  void init_random(std::uint64_t seed, T std) {
+    update_through_host(*this, false, [&](HostModel& host) {
+      Philox(seed).normal(host.params().values(), T(0), std);
+      pos_grid = detail::device_copy<T, Dev>(host.positions());
+    });
+  }
+
+  /// This encoder on Dev from a loaded host one (the trainer places its online targets so).
+  static Sam2Encoder from_host(const HostModel& host) {
+    Sam2Encoder e(host.config);
+    copy_from_host(e.params().values(), ConstView<T>(host.params().values()));
+    e.pos_grid = detail::device_copy<T, Dev>(host.positions());
+    return e;
   }
 
   /// uint8-valued images [B, 3, R, R] -> [B, 3, 2R, 2R]: /255, bicubic, then mean/std.
-  Tensor<T> preprocess(const CpuContext& ctx, ConstView<T> images) const {
+  Tensor<T, Dev> preprocess(const Context& ctx, ConstView<T, Dev> images) const {
     const std::int64_t R = config.resolution;
     IREPA_CHECK(images.rank() == 4 && images.size(1) == 3 && images.size(2) == R && images.size(3) == R,
                 "Sam2Encoder: images have shape {}, expected [B, 3, {}, {}]", images.shape().str(), R, R);
-    return detail::resize_then_imagenet_normalise(ctx, images, config.input_size(), ops::ResizeMode::Bicubic);
+    return detail::resize_then_imagenet_normalise<T>(ctx, images, config.input_size(), ops::ResizeMode::Bicubic);
   }
 
   /// x [B, 3, 2R, 2R] preprocessed -> tokens [B, side^2, C3] (the trunk's last_hidden_state).
-  Tensor<T> forward(const CpuContext& ctx, ConstView<T> x) const {
+  Tensor<T, Dev> forward(const Context& ctx, ConstView<T, Dev> x) const {
     const std::int64_t S = config.input_size(), G = config.grid();
     IREPA_CHECK(x.rank() == 4 && x.size(1) == 3 && x.size(2) == S && x.size(3) == S,
                 "Sam2Encoder: input has shape {}, expected [B, 3, {}, {}] (preprocess first)", x.shape().str(), S, S);
+    IREPA_CHECK(pos_grid.numel() == G * G * config.dims[0], "Sam2Encoder: forward before load or init_random (no position grid)");
     const std::int64_t B = x.size(0);
-    Tensor<T> h = patch_embed(ctx, x);  // [B, G, G, C0]
-    const Tensor<T> pos = positions(ctx);
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t i = 0; i < pos.numel(); ++i) h[b * pos.numel() + i] += pos[i];
+    Tensor<T, Dev> h = patch_embed(ctx, x);  // [B, G, G, C0]
+    ops::add_broadcast<T>(ctx, h.view(), pos_grid);
     std::int64_t side = G;
-    const T eps = static_cast<T>(config.norm_eps);
     for (std::int64_t bi = 0; bi < config.depth(); ++bi) {
       const auto spec = config.block(bi);
       const Block& blk = blocks[static_cast<std::size_t>(bi)];
-      Tensor<T> n(h.shape());
-      detail::affine_layer_norm(ctx, h, blk.ln1_w.value, blk.ln1_b.value, eps, n);
+      Tensor<T, Dev> n(h.shape());
+      blk.norm1.infer(ctx, h, n.view());
       const std::int64_t out_side = spec.pool ? side / config.q_stride : side;
-      Tensor<T> shortcut;
+      Tensor<T, Dev> shortcut;
       if (spec.dim != spec.dim_out) {
-        Tensor<T> p(Shape{B, side, side, spec.dim_out});
-        ops::linear_forward<T>(ctx, n, blk.proj_w.value, blk.proj_b.value, p.view());
+        Tensor<T, Dev> p(Shape{B, side, side, spec.dim_out});
+        ops::linear_forward<T>(ctx, n, blk.proj.weight.value, blk.proj.bias.value, p.view());
         shortcut = spec.pool ? ops::max_pool_channels_last<T>(ctx, p, config.q_stride) : std::move(p);
       } else {
         shortcut = std::move(h);
       }
-      Tensor<T> a = attention(ctx, blk, spec, n, side);  // [B, out_side, out_side, dim_out]
-      for (std::int64_t i = 0; i < a.numel(); ++i) a[i] += shortcut[i];
+      Tensor<T, Dev> a = attention(ctx, blk, spec, n, side);  // [B, out_side, out_side, dim_out]
+      ops::add_into<T>(ctx, a.view(), shortcut);
       h = std::move(a);
       side = out_side;
-      Tensor<T> n2(h.shape()), m(Shape{B, side, side, blk.mlp_in_w.value.size(0)}), o(h.shape());
-      detail::affine_layer_norm(ctx, h, blk.ln2_w.value, blk.ln2_b.value, eps, n2);
-      ops::linear_forward<T>(ctx, n2, blk.mlp_in_w.value, blk.mlp_in_b.value, m.view());
-      detail::vit_activate(ctx, m.view(), VitActivation::Gelu);
-      ops::linear_forward<T>(ctx, m, blk.mlp_out_w.value, blk.mlp_out_b.value, o.view());
-      for (std::int64_t i = 0; i < h.numel(); ++i) h[i] += o[i];
+      Tensor<T, Dev> n2(h.shape()), m(Shape{B, side, side, blk.mlp.hidden()}), o(h.shape());
+      blk.norm2.infer(ctx, h, n2.view());
+      blk.mlp.infer(ctx, n2, m.view(), {}, o.view());
+      ops::add_into<T>(ctx, h.view(), o);
     }
-    Tensor<T> out(Shape{B, side * side, dim()});  // [B, side, side, C] is already token-major
-    std::copy_n(h.data(), h.numel(), out.data());
+    Tensor<T, Dev> out(Shape{B, side * side, dim()});  // [B, side, side, C] is already token-major
+    ops::copy<T>(ctx, h.cview().reshape(out.shape()), out.view());
     return out;
   }
 
-  Tensor<T> encode(const CpuContext& ctx, ConstView<T> images) const { return forward(ctx, preprocess(ctx, images)); }
+  Tensor<T, Dev> encode(const Context& ctx, ConstView<T, Dev> images) const { return forward(ctx, preprocess(ctx, images)); }
 
- private:
-  /// The 7x7 stride-4 convolution with zero padding, one image at a time as an unfolded GEMM:
-  /// x [B, 3, S, S] -> [B, G, G, C0] channels-last.
-  Tensor<T> patch_embed(const CpuContext& ctx, ConstView<T> x) const {
-    const std::int64_t B = x.size(0), S = x.size(2), G = config.grid(), C0 = config.dims[0];
-    const std::int64_t k = config.patch_kernel, st = config.patch_stride, pad = config.patch_padding, K = 3 * k * k;
-    Tensor<T> h(Shape{B, G, G, C0}), cols(Shape{G * G, K});
-    for (std::int64_t b = 0; b < B; ++b) {
-      const T* img = x.data() + b * 3 * S * S;
-      ctx.parallel_for(G * G, static_cast<double>(K), [&](std::int64_t p0, std::int64_t p1) {
-        for (std::int64_t p = p0; p < p1; ++p) {
-          const std::int64_t r = p / G, q = p % G;
-          T* col = cols.data() + p * K;
-          for (std::int64_t c = 0; c < 3; ++c)
-            for (std::int64_t i = 0; i < k; ++i)
-              for (std::int64_t j = 0; j < k; ++j) {
-                const std::int64_t y = r * st - pad + i, xx = q * st - pad + j;
-                col[(c * k + i) * k + j] = y >= 0 && y < S && xx >= 0 && xx < S ? img[(c * S + y) * S + xx] : T(0);
-              }
-        }
-      });
-      ops::linear_forward<T>(ctx, cols, patch_w.value.reshape({C0, K}), patch_b.value,
-                             h.view().reshape(Shape{B * G * G, C0}).slice(0, b * G * G, G * G));
-    }
-    return h;
-  }
-
-  /// [G, G, C0]: the background table resized (bicubic) to the grid plus the window table tiled.
-  Tensor<T> positions(const CpuContext& ctx) const {
+  /// [G, G, C0]: the background table resized (bicubic) to the grid plus the window table tiled
+  /// (what load prepares; called on the host model only).
+  Tensor<T> positions() const {
+    const CpuContext ctx;
     const std::int64_t G = config.grid(), C0 = config.dims[0], w = config.windows[0];
     const Tensor<T> r = ops::interpolate<T>(ctx, pos_embed.value, G, G, ops::ResizeMode::Bicubic, false);  // [1, C0, G, G]
     Tensor<T> pos(Shape{G, G, C0});
@@ -283,71 +294,45 @@ struct Sam2Encoder {
     return pos;
   }
 
+ private:
+  /// The 7x7 stride-4 convolution with zero padding as unfolded columns times the weight, a few
+  /// images at a time (the columns of a 2R input are 147 values per output pixel; up to 2^25 of them):
+  /// x [B, 3, S, S] -> [B, G, G, C0] channels-last.
+  Tensor<T, Dev> patch_embed(const Context& ctx, ConstView<T, Dev> x) const {
+    const std::int64_t B = x.size(0), G = config.grid(), C0 = config.dims[0], k = config.patch_kernel, K = 3 * k * k;
+    const std::int64_t chunk = std::clamp<std::int64_t>((std::int64_t{1} << 25) / std::max<std::int64_t>(G * G * K, 1), 1, B);
+    Tensor<T, Dev> h(Shape{B, G, G, C0}), cols(Shape{chunk, G * G, K});
+    for (std::int64_t b0 = 0; b0 < B; b0 += chunk) {
+      const std::int64_t n = std::min(chunk, B - b0);
+      const auto c = cols.view().slice(0, 0, n);
+      ops::im2col<T>(ctx, x.slice(0, b0, n), k, config.patch_stride, config.patch_padding, c);
+      ops::linear_forward<T>(ctx, c, patch_w.value.reshape({C0, K}), patch_b.value,
+                             h.view().reshape(Shape{B, G * G, C0}).slice(0, b0, n));
+    }
+    return h;
+  }
+
   /// proj(attention(n)) for n [B, side, side, dim]: in windows of the grid zero-padded to a
   /// multiple of the window, or over the whole grid; pooling blocks max-pool each window's queries
   /// (s x s within the window) and so return [B, side / s, side / s, dim_out].
-  Tensor<T> attention(const CpuContext& ctx, const Block& blk, const Sam2Config::Block& spec, const Tensor<T>& n,
-                      std::int64_t side) const {
-    const std::int64_t B = n.size(0), d = spec.dim, D = spec.dim_out, H = spec.heads, hd = D / H;
+  Tensor<T, Dev> attention(const Context& ctx, const Block& blk, const Sam2Config::Block& spec, const Tensor<T, Dev>& n,
+                           std::int64_t side) const {
+    const std::int64_t B = n.size(0), d = spec.dim, D = spec.dim_out;
     const std::int64_t s = spec.pool ? config.q_stride : 1;
-    const std::int64_t ws = spec.window > 0 ? spec.window : side;   // the attention span
-    const std::int64_t per = (side + ws - 1) / ws, units = B * per * per, L = ws * ws;
+    const std::int64_t ws = spec.window > 0 ? spec.window : side;  // the attention span
+    const std::int64_t per = ops::detail::windows_per_side(side, ws), units = B * per * per, L = ws * ws;
     const std::int64_t qs = ws / s, Lq = qs * qs, out_side = side / s;
-    Tensor<T> win(Shape{units, L, d});
-    win.fill(T(0));
-    for (std::int64_t u = 0; u < units; ++u) {
-      const std::int64_t b = u / (per * per), wr = (u % (per * per)) / per * ws, wc = u % per * ws;
-      for (std::int64_t t = 0; t < L; ++t) {
-        const std::int64_t r = wr + t / ws, c = wc + t % ws;
-        if (r < side && c < side) std::copy_n(n.data() + ((b * side + r) * side + c) * d, d, win.data() + (u * L + t) * d);
-      }
-    }
-    Tensor<T> qkv(Shape{units, L, 3 * D}), att(Shape{units, Lq, D});
-    ops::linear_forward<T>(ctx, win, blk.qkv_w.value, blk.qkv_b.value, qkv.view());
-    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
-    const double cost = 4.0 * static_cast<double>(Lq * L * hd) + static_cast<double>(L * hd * 3);
-    ctx.parallel_for(units * H, cost, [&](std::int64_t i0, std::int64_t i1) {
-      ops::detail::RowMat<T> Q(Lq, hd), K(L, hd), V(L, hd), P(Lq, L), O(Lq, hd);
-      Eigen::Array<T, 1, Eigen::Dynamic> e(L);
-      for (std::int64_t i = i0; i < i1; ++i) {
-        const std::int64_t u = i / H, hh = i % H;
-        const T* base = qkv.data() + u * L * 3 * D + hh * hd;
-        for (std::int64_t t = 0; t < L; ++t)
-          for (std::int64_t j = 0; j < hd; ++j) K(t, j) = base[t * 3 * D + D + j], V(t, j) = base[t * 3 * D + 2 * D + j];
-        for (std::int64_t a = 0; a < qs; ++a)  // query (a, c) of the pooled window: max over its s x s
-          for (std::int64_t c = 0; c < qs; ++c)
-            for (std::int64_t j = 0; j < hd; ++j) {
-              T m = base[((a * s) * ws + c * s) * 3 * D + j];
-              for (std::int64_t di = 0; di < s; ++di)
-                for (std::int64_t dj = 0; dj < s; ++dj) m = std::max(m, base[((a * s + di) * ws + c * s + dj) * 3 * D + j]);
-              Q(a * qs + c, j) = m * scale;
-            }
-        ops::detail::head_gemm<T>(Lq, L, hd, Q.data(), false, K.data(), true, P.data());
-        for (std::int64_t t = 0; t < Lq; ++t) {
-          auto row = P.row(t).array();
-          row -= row.maxCoeff();
-          e = row.exp();
-          row = e / e.sum();
-        }
-        ops::detail::head_gemm<T>(Lq, hd, L, P.data(), false, V.data(), false, O.data());
-        for (std::int64_t t = 0; t < Lq; ++t) std::copy_n(O.data() + t * hd, hd, att.data() + (u * Lq + t) * D + hh * hd);
-      }
-    });
-    Tensor<T> proj(Shape{units, Lq, D});
-    ops::linear_forward<T>(ctx, att, blk.attn_proj_w.value, blk.attn_proj_b.value, proj.view());
-    Tensor<T> out(Shape{B, out_side, out_side, D});  // windows back onto the grid, padding dropped
-    for (std::int64_t u = 0; u < units; ++u) {
-      const std::int64_t b = u / (per * per), wr = (u % (per * per)) / per * qs, wc = u % per * qs;
-      for (std::int64_t t = 0; t < Lq; ++t) {
-        const std::int64_t r = wr + t / qs, c = wc + t % qs;
-        if (r < out_side && c < out_side)
-          std::copy_n(proj.data() + (u * Lq + t) * D, D, out.data() + ((b * out_side + r) * out_side + c) * D);
-      }
-    }
+    Tensor<T, Dev> win(Shape{units, L, d}), qkv(Shape{units, L, 3 * D}), att(Shape{units, Lq, D}), proj(Shape{units, Lq, D});
+    ops::window_partition<T>(ctx, n, ws, win.view());
+    ops::linear_forward<T>(ctx, win, blk.qkv.weight.value, blk.qkv.bias.value, qkv.view());
+    ops::window_attention_forward<T>(ctx, qkv, ops::WindowAttentionSpec<T, Dev>{spec.heads, ws, s, {}, {}}, att.view());
+    ops::linear_forward<T>(ctx, att, blk.attn_proj.weight.value, blk.attn_proj.bias.value, proj.view());
+    Tensor<T, Dev> out(Shape{B, out_side, out_side, D});  // windows back onto the grid, padding dropped
+    ops::window_merge<T>(ctx, proj, out.view());
     return out;
   }
 
-  ParamArena<T> arena_;
+  ParamArena<T, Dev> arena_;
 };
 
 }  // namespace irepa

@@ -11,7 +11,9 @@
 //   -> neck: 1x1 conv to 256 (no bias) -> LayerNorm over channels -> 3x3 conv (no bias) -> LayerNorm
 //   -> bilinear (align_corners false) to (R/16) x (R/16) -> tokens [B, (R/16)^2, 256].
 //
-// Forward only, float or double. Softmax runs in T (the HF code computes it in float32).
+// Forward only, float or double, on device Dev (read on the host and copied up: from_host),
+// from the library's layers (nn::LayerNorm, nn::Linear, nn::VitMlp) and the window ops
+// (ops/window.hpp). Softmax runs in T (the HF code computes it in float32).
 
 #include <cmath>
 #include <limits>
@@ -21,13 +23,17 @@
 
 #include "irepa/core/arena.hpp"
 #include "irepa/core/context.hpp"
+#include "irepa/core/host_twin.hpp"
+#include "irepa/core/rng.hpp"
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/vit_encoder.hpp"
-#include "irepa/ops/attention.hpp"
+#include "irepa/nn/vit_layers.hpp"
 #include "irepa/ops/conv.hpp"
 #include "irepa/ops/linear.hpp"
 #include "irepa/ops/resize.hpp"
+#include "irepa/ops/tensor_ops.hpp"
+#include "irepa/ops/window.hpp"
 
 namespace irepa {
 
@@ -66,19 +72,28 @@ inline SamConfig sam_config_from_name(std::string_view name, std::int64_t resolu
   return c;
 }
 
-template <class T>
+template <class T, class Dev = Cpu>
 struct SamEncoder {
   using scalar_type = T;
-  using device_type = Cpu;
+  using device_type = Dev;
+  using Context = ContextOf<Dev>;
+  using HostModel = SamEncoder<T, Cpu>;
+  template <class D2>
+  using On = SamEncoder<T, D2>;  // the same encoder on another device
 
   struct Layer {
-    Param<T> ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, rel_h, rel_w, ln2_w, ln2_b, lin1_w, lin1_b, lin2_w, lin2_b;
+    nn::LayerNorm<T, Dev> norm1, norm2;
+    nn::Linear<T, Dev> qkv, proj;  // [3D, D] + [3D], [D, D] + [D]
+    Param<T, Dev> rel_h, rel_w;    // [2 span - 1, head dim]: decomposed relative positions
+    nn::VitMlp<T, Dev> mlp;        // lin1 -> exact GELU -> lin2
   };
 
   SamConfig config;
-  Param<T> patch_w, patch_b, pos_embed;
+  nn::PatchEmbed<T, Dev> patch_embed;  // [D, 3, 16, 16] + [D]
+  Param<T, Dev> pos_embed;             // [1, 64, 64, D]
   std::vector<Layer> layers;
-  Param<T> neck_conv1, neck_ln1_w, neck_ln1_b, neck_conv2, neck_ln2_w, neck_ln2_b;
+  Param<T, Dev> neck_conv1, neck_conv2;  // [O, D, 1, 1], [O, O, 3, 3], no bias
+  nn::LayerNorm<T, Dev> neck_norm1, neck_norm2;
 
   explicit SamEncoder(const SamConfig& c) : config(c) {
     const std::int64_t D = c.hidden, hd = D / std::max<std::int64_t>(c.heads, 1), g = c.grid(), O = c.out_channels;
@@ -86,185 +101,135 @@ struct SamEncoder {
                     c.window > 0 && c.resolution % 16 == 0,
                 "SamEncoder: width {}, {} heads, depth {}, patch {}, image {}, window {}, resolution {} do not make an encoder", D,
                 c.heads, c.depth, c.patch, c.image_size, c.window, c.resolution);
-    patch_w = Param<T>(Shape{D, 3, c.patch, c.patch}), patch_b = Param<T>(Shape{D});
-    pos_embed = Param<T>(Shape{1, g, g, D});
+    patch_embed = nn::PatchEmbed<T, Dev>(3, D, c.patch, true);
+    pos_embed = Param<T, Dev>(Shape{1, g, g, D});
     layers.resize(static_cast<std::size_t>(c.depth));
     for (std::int64_t i = 0; i < c.depth; ++i) {
       Layer& l = layers[static_cast<std::size_t>(i)];
       const std::int64_t rel = 2 * c.span(i) - 1;
-      l.ln1_w = Param<T>(Shape{D}), l.ln1_b = Param<T>(Shape{D}), l.ln2_w = Param<T>(Shape{D}), l.ln2_b = Param<T>(Shape{D});
-      l.qkv_w = Param<T>(Shape{3 * D, D}), l.qkv_b = Param<T>(Shape{3 * D});
-      l.proj_w = Param<T>(Shape{D, D}), l.proj_b = Param<T>(Shape{D});
-      l.rel_h = Param<T>(Shape{rel, hd}), l.rel_w = Param<T>(Shape{rel, hd});
-      l.lin1_w = Param<T>(Shape{c.mlp_dim(), D}), l.lin1_b = Param<T>(Shape{c.mlp_dim()});
-      l.lin2_w = Param<T>(Shape{D, c.mlp_dim()}), l.lin2_b = Param<T>(Shape{D});
+      l.norm1 = nn::LayerNorm<T, Dev>(D, c.norm_eps), l.norm2 = nn::LayerNorm<T, Dev>(D, c.norm_eps);
+      l.qkv = nn::Linear<T, Dev>(D, 3 * D), l.proj = nn::Linear<T, Dev>(D, D);
+      l.rel_h = Param<T, Dev>(Shape{rel, hd}), l.rel_w = Param<T, Dev>(Shape{rel, hd});
+      l.mlp = nn::VitMlp<T, Dev>(D, c.mlp_dim(), nn::VitMlpOptions{});
     }
-    neck_conv1 = Param<T>(Shape{O, D, 1, 1}), neck_conv2 = Param<T>(Shape{O, O, 3, 3});
-    neck_ln1_w = Param<T>(Shape{O}), neck_ln1_b = Param<T>(Shape{O}), neck_ln2_w = Param<T>(Shape{O}), neck_ln2_b = Param<T>(Shape{O});
-    arena_ = ParamArena<T>(*this);
+    neck_conv1 = Param<T, Dev>(Shape{O, D, 1, 1}), neck_conv2 = Param<T, Dev>(Shape{O, O, 3, 3});
+    neck_norm1 = nn::LayerNorm<T, Dev>(O, c.norm_eps), neck_norm2 = nn::LayerNorm<T, Dev>(O, c.norm_eps);
+    arena_ = ParamArena<T, Dev>(*this);
   }
   SamEncoder(SamEncoder&&) noexcept = default;
 
   std::int64_t tokens() const { return config.side() * config.side(); }
   std::int64_t dim() const { return config.out_channels; }
-  const ParamArena<T>& params() const { return arena_; }
+  const ParamArena<T, Dev>& params() const { return arena_; }
+  ParamArena<T, Dev>& params() { return arena_; }
+  HostModel host_twin() const { return HostModel(config); }
 
   /// HuggingFace SamVisionEncoder names (prefix "vision_encoder." in a SamModel checkpoint).
   template <class V>
   void visit_params(V&& v, std::string_view prefix) {
-    v(join_name(prefix, "patch_embed.projection.weight"), patch_w);
-    v(join_name(prefix, "patch_embed.projection.bias"), patch_b);
+    v(join_name(prefix, "patch_embed.projection.weight"), patch_embed.weight);
+    v(join_name(prefix, "patch_embed.projection.bias"), patch_embed.bias);
     v(join_name(prefix, "pos_embed"), pos_embed);
     for (std::size_t i = 0; i < layers.size(); ++i) {
       Layer& l = layers[i];
       const std::string p = join_name(prefix, "layers." + std::to_string(i) + ".");
-      v(p + "layer_norm1.weight", l.ln1_w), v(p + "layer_norm1.bias", l.ln1_b);
-      v(p + "attn.qkv.weight", l.qkv_w), v(p + "attn.qkv.bias", l.qkv_b);
-      v(p + "attn.proj.weight", l.proj_w), v(p + "attn.proj.bias", l.proj_b);
+      l.norm1.visit_params(v, p + "layer_norm1");
+      l.qkv.visit_params(v, p + "attn.qkv"), l.proj.visit_params(v, p + "attn.proj");
       v(p + "attn.rel_pos_h", l.rel_h), v(p + "attn.rel_pos_w", l.rel_w);
-      v(p + "layer_norm2.weight", l.ln2_w), v(p + "layer_norm2.bias", l.ln2_b);
-      v(p + "mlp.lin1.weight", l.lin1_w), v(p + "mlp.lin1.bias", l.lin1_b);
-      v(p + "mlp.lin2.weight", l.lin2_w), v(p + "mlp.lin2.bias", l.lin2_b);
+      l.norm2.visit_params(v, p + "layer_norm2");
+      l.mlp.fc1.visit_params(v, p + "mlp.lin1"), l.mlp.fc2.visit_params(v, p + "mlp.lin2");
     }
     v(join_name(prefix, "neck.conv1.weight"), neck_conv1);
-    v(join_name(prefix, "neck.layer_norm1.weight"), neck_ln1_w), v(join_name(prefix, "neck.layer_norm1.bias"), neck_ln1_b);
+    neck_norm1.visit_params(v, join_name(prefix, "neck.layer_norm1"));
     v(join_name(prefix, "neck.conv2.weight"), neck_conv2);
-    v(join_name(prefix, "neck.layer_norm2.weight"), neck_ln2_w), v(join_name(prefix, "neck.layer_norm2.bias"), neck_ln2_b);
+    neck_norm2.visit_params(v, join_name(prefix, "neck.layer_norm2"));
   }
 
   /// Reads every tensor under prefix; "" finds a SamModel checkpoint's "vision_encoder." itself.
-  /// Other tensors in the file (prompt encoder, mask decoder) are left alone.
+  /// Other tensors in the file (prompt encoder, mask decoder) are left alone. On a device the
+  /// file is read into a host twin and copied up.
   void load(const io::SafeTensorsFile& f, std::string prefix = {}) {
     if (prefix.empty() && f.contains("vision_encoder.pos_embed")) prefix = "vision_encoder.";
-    io::load_params(f, arena_, prefix, io::LoadParamsOptions{.allow_unexpected = !prefix.empty(), .read_by_caller = {}});
+    update_through_host(*this, false, [&](HostModel& host) {
+      io::load_params(f, host.params(), prefix, io::LoadParamsOptions{.allow_unexpected = !prefix.empty(), .read_by_caller = {}});
+    });
+  }
+
+  /// Random weights N(0, std) (benchmarks; speed does not depend on values).
+  void init_random(std::uint64_t seed, T std) {
+    update_through_host(*this, false, [&](HostModel& host) { Philox(seed).normal(host.params().values(), T(0), std); });
+  }
+
+  /// This encoder on Dev from a loaded host one (the trainer places its online targets so).
+  static SamEncoder from_host(const HostModel& host) {
+    SamEncoder e(host.config);
+    copy_from_host(e.params().values(), ConstView<T>(host.params().values()));
+    return e;
   }
 
   /// uint8-valued images [B, 3, R, R] -> [B, 3, 1024, 1024]: /255, bicubic, then mean/std.
-  Tensor<T> preprocess(const CpuContext& ctx, ConstView<T> images) const {
+  Tensor<T, Dev> preprocess(const Context& ctx, ConstView<T, Dev> images) const {
     IREPA_CHECK(images.rank() == 4 && images.size(1) == 3 && images.size(2) == config.resolution &&
                     images.size(3) == config.resolution,
                 "SamEncoder: images have shape {}, expected [B, 3, {}, {}]", images.shape().str(), config.resolution,
                 config.resolution);
-    return detail::resize_then_imagenet_normalise(ctx, images, config.image_size, ops::ResizeMode::Bicubic);
+    return detail::resize_then_imagenet_normalise<T>(ctx, images, config.image_size, ops::ResizeMode::Bicubic);
   }
 
   /// x [B, 3, 1024, 1024] preprocessed -> tokens [B, (R/16)^2, 256].
-  Tensor<T> forward(const CpuContext& ctx, ConstView<T> x) const {
+  Tensor<T, Dev> forward(const Context& ctx, ConstView<T, Dev> x) const {
     const std::int64_t S = config.image_size, D = config.hidden, g = config.grid(), O = config.out_channels;
     IREPA_CHECK(x.rank() == 4 && x.size(1) == 3 && x.size(2) == S && x.size(3) == S,
                 "SamEncoder: input has shape {}, expected [B, 3, {}, {}] (preprocess first)", x.shape().str(), S, S);
     const std::int64_t B = x.size(0), N = g * g;
-    Tensor<T> h(Shape{B, N, D});  // [B, 64*64, D], row-major grid
-    ops::patchify_forward<T>(ctx, x, patch_w.value, patch_b.value, h.view());
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t i = 0; i < N * D; ++i) h[b * N * D + i] += pos_embed.value.data()[i];
-    const T eps = static_cast<T>(config.norm_eps);
-    Tensor<T> n(h.shape()), m1(Shape{B, N, config.mlp_dim()}), o(h.shape());
+    Tensor<T, Dev> h(Shape{B, N, D});  // [B, 64*64, D], row-major grid
+    ops::patchify_forward<T>(ctx, x, patch_embed.weight.value, patch_embed.bias.value, h.view());
+    ops::add_broadcast<T>(ctx, h.view(), pos_embed.value);
+    Tensor<T, Dev> n(h.shape()), m1(Shape{B, N, config.mlp_dim()}), o(h.shape());
     for (std::int64_t li = 0; li < config.depth; ++li) {
       const Layer& l = layers[static_cast<std::size_t>(li)];
-      detail::affine_layer_norm(ctx, h, l.ln1_w.value, l.ln1_b.value, eps, n);
-      attention(ctx, l, config.span(li), config.global(li), n, o);
-      for (std::int64_t i = 0; i < h.numel(); ++i) h[i] += o[i];
-      detail::affine_layer_norm(ctx, h, l.ln2_w.value, l.ln2_b.value, eps, n);
-      ops::linear_forward<T>(ctx, n, l.lin1_w.value, l.lin1_b.value, m1.view());
-      detail::vit_activate(ctx, m1.view(), VitActivation::Gelu);
-      ops::linear_forward<T>(ctx, m1, l.lin2_w.value, l.lin2_b.value, o.view());
-      for (std::int64_t i = 0; i < h.numel(); ++i) h[i] += o[i];
+      l.norm1.infer(ctx, h, n.view());
+      attention(ctx, l, config.span(li), n, o);
+      ops::add_into<T>(ctx, h.view(), o);
+      l.norm2.infer(ctx, h, n.view());
+      l.mlp.infer(ctx, n, m1.view(), {}, o.view());
+      ops::add_into<T>(ctx, h.view(), o);
     }
     // Neck on the channels-last grid: 1x1 conv = a linear without bias; LayerNorm over channels.
-    Tensor<T> c1(Shape{B, N, O}), c1n(Shape{B, N, O}), c2(Shape{B, g, g, O}), c2n(Shape{B, g, g, O});
-    ops::linear_forward<T>(ctx, h, neck_conv1.value.reshape({O, D}), ConstView<T>{}, c1.view());
-    detail::affine_layer_norm(ctx, c1, neck_ln1_w.value, neck_ln1_b.value, eps, c1n);
-    ops::conv2d_same_forward<T>(ctx, c1n.view().reshape({B, g, g, O}), neck_conv2.value, ConstView<T>{}, c2.view());
-    detail::affine_layer_norm(ctx, c2, neck_ln2_w.value, neck_ln2_b.value, eps, c2n);
-    // [B, 64*64, O] -> [B, O, 64, 64] -> bilinear to side -> [B, side*side, O]
-    Tensor<T> cf(Shape{B, O, g, g});
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t t = 0; t < N; ++t)
-        for (std::int64_t c = 0; c < O; ++c) cf[(b * O + c) * N + t] = c2n[(b * N + t) * O + c];
+    Tensor<T, Dev> c1(Shape{B, N, O}), c1n(Shape{B, N, O}), c2(Shape{B, g, g, O}), c2n(Shape{B, g, g, O});
+    ops::linear_forward<T>(ctx, h, neck_conv1.value.reshape({O, D}), ConstView<T, Dev>{}, c1.view());
+    neck_norm1.infer(ctx, c1, c1n.view());
+    ops::conv2d_same_forward<T>(ctx, c1n.view().reshape({B, g, g, O}), neck_conv2.value, ConstView<T, Dev>{}, c2.view());
+    neck_norm2.infer(ctx, c2, c2n.view());
+    // [B, 64*64, O] -> [B, O, 64, 64] (channels_last of the grid read as [B, N, O, 1] is that
+    // transpose) -> bilinear to side -> back to tokens [B, side*side, O].
+    Tensor<T, Dev> cf(Shape{B, O, 1, N});
+    ops::channels_last<T>(ctx, c2n.cview().reshape({B, N, O, 1}), cf.view());
     const std::int64_t s = config.side();
-    const Tensor<T> r = ops::interpolate<T>(ctx, cf, s, s, ops::ResizeMode::Bilinear, false);
-    Tensor<T> out(Shape{B, s * s, O});
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t c = 0; c < O; ++c)
-        for (std::int64_t t = 0; t < s * s; ++t) out[(b * s * s + t) * O + c] = r[(b * O + c) * s * s + t];
+    const Tensor<T, Dev> r = ops::interpolate<T>(ctx, cf.cview().reshape({B, O, g, g}), s, s, ops::ResizeMode::Bilinear, false);
+    Tensor<T, Dev> out(Shape{B, s * s, O});
+    ops::channels_last<T>(ctx, r, out.view().reshape({B, s, s, O}));
     return out;
   }
 
-  Tensor<T> encode(const CpuContext& ctx, ConstView<T> images) const { return forward(ctx, preprocess(ctx, images)); }
+  Tensor<T, Dev> encode(const Context& ctx, ConstView<T, Dev> images) const { return forward(ctx, preprocess(ctx, images)); }
 
  private:
   /// o [B, N, D] = proj(attention(n)): windows of span x span over the grid zero-padded to a
   /// multiple of the span (padded tokens take part as keys, as in SAM), or the whole grid.
-  void attention(const CpuContext& ctx, const Layer& l, std::int64_t span, bool global, const Tensor<T>& n, Tensor<T>& o) const {
-    const std::int64_t B = n.size(0), D = config.hidden, g = config.grid(), H = config.heads, hd = D / H;
-    const std::int64_t padded = global ? g : (g + span - 1) / span * span, per_side = padded / span;
-    const std::int64_t units = B * per_side * per_side, L = span * span;  // windows (or images), tokens each
-    Tensor<T> win(Shape{units, L, D});
-    win.fill(T(0));
-    auto grid_index = [&](std::int64_t u, std::int64_t t, std::int64_t& b, std::int64_t& row, std::int64_t& col) {
-      b = u / (per_side * per_side);
-      const std::int64_t w = u % (per_side * per_side);
-      row = (w / per_side) * span + t / span, col = (w % per_side) * span + t % span;
-    };
-    for (std::int64_t u = 0; u < units; ++u)
-      for (std::int64_t t = 0; t < L; ++t) {
-        std::int64_t b, row, col;
-        grid_index(u, t, b, row, col);
-        if (row < g && col < g) std::copy_n(n.data() + (b * g * g + row * g + col) * D, D, win.data() + (u * L + t) * D);
-      }
-    Tensor<T> qkv(Shape{units, L, 3 * D}), att(Shape{units, L, D});
-    ops::linear_forward<T>(ctx, win, l.qkv_w.value, l.qkv_b.value, qkv.view());
-    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
-    const std::int64_t rel = 2 * span - 1;
-    IREPA_CHECK(l.rel_h.value.size(0) == rel && l.rel_w.value.size(0) == rel,
-                "SamEncoder: relative position tables of {} rows, expected {} for span {}", l.rel_h.value.size(0), rel, span);
-    const double cost = 4.0 * static_cast<double>(L * L * hd) + 2.0 * static_cast<double>(L * span * hd);
-    ctx.parallel_for(units * H, cost, [&](std::int64_t i0, std::int64_t i1) {
-      ops::detail::RowMat<T> Q(L, hd), Qs(L, hd), K(L, hd), V(L, hd), P(L, L), O(L, hd), RH(L, span), RW(L, span);
-      Eigen::Array<T, 1, Eigen::Dynamic> e(L);
-      for (std::int64_t i = i0; i < i1; ++i) {
-        const std::int64_t u = i / H, hh = i % H;
-        for (std::int64_t t = 0; t < L; ++t) {
-          const T* src = qkv.data() + (u * L + t) * 3 * D + hh * hd;
-          for (std::int64_t j = 0; j < hd; ++j) {
-            Q(t, j) = src[j], Qs(t, j) = src[j] * scale, K(t, j) = src[D + j], V(t, j) = src[2 * D + j];
-          }
-        }
-        ops::detail::head_gemm<T>(L, L, hd, Qs.data(), false, K.data(), true, P.data());  // (q scale) k^T
-        // Decomposed relative positions: rel_h[i, kh] = q_i . rel_pos_h[qh - kh + span - 1], same for w.
-        for (std::int64_t t = 0; t < L; ++t) {
-          const std::int64_t qh = t / span, qw = t % span;
-          for (std::int64_t k = 0; k < span; ++k) {
-            const T* rh = l.rel_h.value.data() + (qh - k + span - 1) * hd;
-            const T* rw = l.rel_w.value.data() + (qw - k + span - 1) * hd;
-            T sh = 0, sw = 0;
-            for (std::int64_t j = 0; j < hd; ++j) sh += Q(t, j) * rh[j], sw += Q(t, j) * rw[j];
-            RH(t, k) = sh, RW(t, k) = sw;
-          }
-          T* pr = P.data() + t * L;
-          for (std::int64_t kh = 0; kh < span; ++kh)
-            for (std::int64_t kw = 0; kw < span; ++kw) pr[kh * span + kw] = (pr[kh * span + kw] + RH(t, kh)) + RW(t, kw);
-          auto row = P.row(t).array();
-          row -= row.maxCoeff();
-          e = row.exp();
-          row = e / e.sum();
-        }
-        ops::detail::head_gemm<T>(L, hd, L, P.data(), false, V.data(), false, O.data());
-        for (std::int64_t t = 0; t < L; ++t) std::copy_n(O.data() + t * hd, hd, att.data() + (u * L + t) * D + hh * hd);
-      }
-    });
-    Tensor<T> proj(Shape{units, L, D});
-    ops::linear_forward<T>(ctx, att, l.proj_w.value, l.proj_b.value, proj.view());
-    for (std::int64_t u = 0; u < units; ++u)
-      for (std::int64_t t = 0; t < L; ++t) {
-        std::int64_t b, row, col;
-        grid_index(u, t, b, row, col);
-        if (row < g && col < g) std::copy_n(proj.data() + (u * L + t) * D, D, o.data() + (b * g * g + row * g + col) * D);
-      }
+  void attention(const Context& ctx, const Layer& l, std::int64_t span, const Tensor<T, Dev>& n, Tensor<T, Dev>& o) const {
+    const std::int64_t B = n.size(0), D = config.hidden, g = config.grid();
+    const std::int64_t per = ops::detail::windows_per_side(g, span), units = B * per * per, L = span * span;
+    Tensor<T, Dev> win(Shape{units, L, D}), qkv(Shape{units, L, 3 * D}), att(Shape{units, L, D});
+    ops::window_partition<T>(ctx, n.cview().reshape({B, g, g, D}), span, win.view());
+    ops::linear_forward<T>(ctx, win, l.qkv.weight.value, l.qkv.bias.value, qkv.view());
+    const ops::WindowAttentionSpec<T, Dev> spec{config.heads, span, 1, l.rel_h.value, l.rel_w.value};
+    ops::window_attention_forward<T>(ctx, qkv, spec, att.view());
+    ops::linear_forward<T>(ctx, att, l.proj.weight.value, l.proj.bias.value, win.view());
+    ops::window_merge<T>(ctx, win, o.view().reshape({B, g, g, D}));
   }
 
-  ParamArena<T> arena_;
+  ParamArena<T, Dev> arena_;
 };
 
 }  // namespace irepa

@@ -5,9 +5,9 @@
 //
 // The factories read and prepare an encoder on the host (host-compiled code; nvcc sees the
 // handle and the device-generic encoders only). The trainer then places each one where its
-// model runs (place_encoders): a ViT, VGG or HOG as its twin on the model's device; SAM and
-// SAM2 on the host, their tokens going up with the batch (on a GPU the host work of one step
-// overlaps the device's previous step, whose kernels are queued without waiting).
+// model runs (place_encoders): every kind (ViT, SAM, SAM2, VGG, HOG) as its twin on the model's
+// device, its weights copied there once. A handle without a host model (one a user builds
+// around their own function) runs on the host, its tokens going up with the batch.
 
 #include <functional>
 #include <memory>
@@ -22,6 +22,8 @@
 #include "irepa/core/context.hpp"
 #include "irepa/core/tensor.hpp"
 #include "irepa/models/hog.hpp"
+#include "irepa/models/sam2_encoder.hpp"
+#include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
 
@@ -30,9 +32,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-
-#include "irepa/models/sam2_encoder.hpp"
-#include "irepa/models/sam_encoder.hpp"
 #endif
 
 namespace irepa {
@@ -42,10 +41,10 @@ struct TargetEncoder {
   std::int64_t tokens = 0;   // T (a square grid)
   std::int64_t dim = 0;      // D
   std::function<Tensor<float>(const CpuContext&, ConstView<float>)> encode;  // [B, C, H, W] 0..255 -> [B, T, D], on the host
-  // The loaded host model of an encoder that runs on any device (ViT, VGG, HOG), from which
-  // place_encoders builds its twin on the model's device; empty for those that run on the host only.
-  std::variant<std::monostate, std::shared_ptr<const VitEncoder<float>>, std::shared_ptr<const VggEncoder<float>>,
-               std::shared_ptr<const HogEncoder>>
+  // The loaded host model, from which place_encoders builds its twin on the model's device;
+  // empty for an encoder that runs on the host only (a user's own function).
+  std::variant<std::monostate, std::shared_ptr<const VitEncoder<float>>, std::shared_ptr<const SamEncoder<float>>,
+               std::shared_ptr<const Sam2Encoder<float>>, std::shared_ptr<const VggEncoder<float>>, std::shared_ptr<const HogEncoder>>
       host_model;
 };
 
@@ -61,8 +60,8 @@ struct PlacedEncoder {
 namespace detail {
 /// On the CPU the host encoder is already on the model's device.
 inline PlacedEncoder<Cpu> place_encoder(const TargetEncoder& e, Cpu) { return {&e, e.encode}; }
-/// Elsewhere a device-generic encoder runs as its twin on D (weights copied once); the others
-/// stay on the host.
+/// Elsewhere an encoder runs as its twin on D (weights copied once); one without a host model
+/// stays on the host.
 template <class D>
 PlacedEncoder<D> place_encoder(const TargetEncoder& e, D) {
   PlacedEncoder<D> p{&e, {}};

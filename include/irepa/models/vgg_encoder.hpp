@@ -19,6 +19,7 @@
 #include "irepa/core/arena.hpp"
 #include "irepa/core/context.hpp"
 #include "irepa/core/host_twin.hpp"
+#include "irepa/core/rng.hpp"
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/ops/activation.hpp"
@@ -104,6 +105,11 @@ struct VggEncoder {
         if (!k.starts_with("features.")) other.push_back(k);
       io::load_params(f, host.params(), "", io::LoadParamsOptions{.allow_unexpected = false, .read_by_caller = other});
     });
+  }
+
+  /// Random weights N(0, std) (benchmarks; speed does not depend on values).
+  void init_random(std::uint64_t seed, T std) {
+    update_through_host(*this, false, [&](HostModel& host) { Philox(seed).normal(host.params().values(), T(0), std); });
   }
 
   /// This encoder on Dev from a loaded host one (the trainer places its online targets so).
