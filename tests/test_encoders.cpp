@@ -1118,6 +1118,9 @@ TEST_CASE("SAM2 encoder (Hiera trunk) matches PyTorch, loads Sam2Model files, na
   odd.global_attn = {3};  // a pooling block cannot be global
   REQUIRE_IREPA_ERROR(Sam2Encoder<float>{odd}, "block 3 pools its queries but is global");
   odd = cfg;
+  odd.dims[2] = odd.dims[1];  // stage 2 opens with a pooling block that keeps the width
+  REQUIRE_IREPA_ERROR(Sam2Encoder<float>{odd}, "pools its queries but keeps the width");
+  odd = cfg;
   odd.resolution = 36;  // grid 18: the 4x4 window table does not tile it
   REQUIRE_IREPA_ERROR(Sam2Encoder<float>{odd}, "18x18 patch grid", "4x4 window table");
 }
@@ -1248,4 +1251,101 @@ TEST_CASE("HOG as an online target: weight-free, kept by the handle for placing 
   CHECK(std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(a.numel())) == 0);
   const std::vector<TargetEncoder> online{e};
   CHECK(describe_placement(place_encoders<Cpu>(online)) == "hog-x-g4_d32 on cpu");
+}
+
+TEST_CASE("SAM's and SAM2's window ops: partition with padding and merge against loops, im2col against a strided conv, errors",
+          "[sam][window]") {
+  const CpuContext ctx(2);
+  // A 10 x 10 grid in windows of 4: padded to 12, 3 x 3 windows per image.
+  const auto x = test::randn<double>(Shape{2, 10, 10, 3});
+  Tensor<double> w(Shape{18, 16, 3});
+  ops::window_partition<double>(ctx, x, 4, w.view());
+  double pad_abs = 0, err = 0;
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t wr = 0; wr < 3; ++wr)
+      for (std::int64_t wc = 0; wc < 3; ++wc)
+        for (std::int64_t i = 0; i < 4; ++i)
+          for (std::int64_t j = 0; j < 4; ++j)
+            for (std::int64_t c = 0; c < 3; ++c) {
+              const double got = w[(((b * 3 + wr) * 3 + wc) * 16 + i * 4 + j) * 3 + c];
+              const std::int64_t r = wr * 4 + i, q = wc * 4 + j;
+              if (r < 10 && q < 10) err = std::max(err, std::abs(got - x[((b * 10 + r) * 10 + q) * 3 + c]));
+              else pad_abs = std::max(pad_abs, std::abs(got));
+            }
+  CHECK(err == 0);
+  CHECK(pad_abs == 0);
+  Tensor<double> back(x.shape());
+  ops::window_merge<double>(ctx, w, back.view());
+  CHECK(test::rel_error(back, x) == 0);
+  // Merging pooled windows (2 x 2 each) of the same layout gives the 5 x 5 grid they cover.
+  Tensor<double> small(Shape{2, 5, 5, 3});
+  ops::window_merge<double>(ctx, test::randn<double>(Shape{18, 4, 3}), small.view());
+
+  // im2col + a linear is the 7x7 stride-4 zero-padded convolution.
+  const auto img = test::randn<double>(Shape{1, 2, 13, 13}), wt = test::randn<double>(Shape{5, 2, 7, 7});
+  Tensor<double> cols(Shape{1, 16, 98}), y(Shape{1, 16, 5});
+  ops::im2col<double>(ctx, img, 7, 4, 3, cols.view());
+  ops::linear_forward<double>(ctx, cols, wt.cview().reshape({5, 98}), ConstView<double>{}, y.view());
+  double cerr = 0;
+  for (std::int64_t r = 0; r < 4; ++r)
+    for (std::int64_t q = 0; q < 4; ++q)
+      for (std::int64_t o = 0; o < 5; ++o) {
+        double s = 0;
+        for (std::int64_t c = 0; c < 2; ++c)
+          for (std::int64_t i = 0; i < 7; ++i)
+            for (std::int64_t j = 0; j < 7; ++j) {
+              const std::int64_t yy = r * 4 - 3 + i, xx = q * 4 - 3 + j;
+              if (yy >= 0 && yy < 13 && xx >= 0 && xx < 13) s += img[(c * 13 + yy) * 13 + xx] * wt[((o * 2 + c) * 7 + i) * 7 + j];
+            }
+        cerr = std::max(cerr, std::abs(y[(r * 4 + q) * 5 + o] - s));
+      }
+  CHECK(cerr < 1e-12);
+
+  // Wrong shapes are named.
+  Tensor<double> wrong(Shape{18, 9, 3});
+  REQUIRE_IREPA_ERROR(ops::window_partition<double>(ctx, x, 4, wrong.view()), "window_partition", "expected [18, 16, 3]");
+  REQUIRE_IREPA_ERROR(ops::window_merge<double>(ctx, test::randn<double>(Shape{8, 16, 3}), back.view()), "do not tile");
+  REQUIRE_IREPA_ERROR(ops::im2col<double>(ctx, img, 7, 4, 3, wrong.view()), "im2col", "expected [1, 16, 98]");
+  const auto qkv = test::randn<double>(Shape{3, 16, 24});
+  const auto rel = test::randn<double>(Shape{7, 4});
+  Tensor<double> att(Shape{3, 16, 8}), pooled(Shape{3, 4, 8});
+  REQUIRE_IREPA_ERROR(
+      ops::window_attention_forward<double>(ctx, qkv, ops::WindowAttentionSpec<double>{2, 4, 2, rel, rel}, pooled.view()),
+      "relative positions with pooled queries");
+  ops::window_attention_forward<double>(ctx, qkv, ops::WindowAttentionSpec<double>{2, 4, 1, rel, rel}, att.view());  // the right tables
+  bool finite = true;
+  for (std::int64_t i = 0; i < att.numel(); ++i) finite = finite && std::isfinite(att[i]);
+  CHECK(finite);
+  const auto rel_bad = test::randn<double>(Shape{5, 4});
+  REQUIRE_IREPA_ERROR(
+      ops::window_attention_forward<double>(ctx, qkv, ops::WindowAttentionSpec<double>{2, 4, 1, rel_bad, rel_bad}, att.view()),
+      "rel_h has shape [5, 4], expected [7, 4]");
+  REQUIRE_IREPA_ERROR(ops::window_attention_forward<double>(ctx, qkv, ops::WindowAttentionSpec<double>{2, 5, 1, {}, {}}, att.view()),
+                      "expected [U, ws^2, 3 D]");
+}
+
+TEST_CASE("SAM2 as an online target: the loaded host model is kept for placing, and its twin gives the same tokens", "[sam2]") {
+  Sam2Config cfg;
+  cfg.blocks = {1, 1, 1, 1}, cfg.dims = {8, 16, 20, 24}, cfg.heads = {1, 2, 2, 3}, cfg.windows = {4, 2, 2, 2}, cfg.global_attn = {};
+  cfg.resolution = 32;  // a 16 x 16 grid -> 8 -> 4 -> 2
+  Sam2Encoder<float> host(cfg);
+  Philox(test::rng().seed()).normal(host.params().values(), 0.0f, 0.2f);
+  io::SafeTensorsWriter wr;
+  io::add_params(wr, host.params());
+  const auto path = fs::temp_directory_path() / ("irepa_sam2_online_" + std::to_string(test::rng().seed()) + ".safetensors");
+  wr.write(path.string());
+  const TargetEncoder e = detail::load_encoder<Sam2Encoder<float>>("sam2-vit-s", cfg, path, "a test file");
+  REQUIRE(std::holds_alternative<std::shared_ptr<const Sam2Encoder<float>>>(e.host_model));
+  const auto twin = Sam2Encoder<float>::from_host(*std::get<std::shared_ptr<const Sam2Encoder<float>>>(e.host_model));
+  const CpuContext ctx(2);
+  const auto images = random_images(2, 3, 32);
+  const Tensor<float> a = e.encode(ctx, images), b = twin.encode(ctx, images);
+  REQUIRE(a.shape() == Shape{2, 4, 24});
+  CHECK(std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(a.numel())) == 0);
+  float largest = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) largest = std::max(largest, std::abs(a[i]));
+  CHECK(largest > 0.1f);  // real tokens, not zeros
+  const std::vector<TargetEncoder> online{e};
+  CHECK(describe_placement(place_encoders<Cpu>(online)) == "sam2-vit-s on cpu");
+  fs::remove(path);
 }

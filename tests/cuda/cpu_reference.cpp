@@ -7,6 +7,8 @@
 #include "irepa/align/normalizers.hpp"
 #include "irepa/metrics/classifier.hpp"
 #include "irepa/models/hog.hpp"
+#include "irepa/models/sam2_encoder.hpp"
+#include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit_encoder.hpp"
 #include "irepa/ops/activation.hpp"
@@ -21,6 +23,7 @@
 #include "irepa/ops/pool.hpp"
 #include "irepa/ops/resize.hpp"
 #include "irepa/ops/rope.hpp"
+#include "irepa/ops/window.hpp"
 #include "irepa/train/optim.hpp"
 
 namespace cpu_ref {
@@ -370,10 +373,47 @@ T2 vit_encode(const VitConfig& cfg, const std::string& path, const T2& images) {
   e.load(io::SafeTensorsFile(path));
   return e.encode(cpu(), images);
 }
-T2 vgg_encode(const VggConfig& cfg, const std::string& path, const T2& images) {
-  VggEncoder<double> e(cfg);
+namespace {
+/// A double encoder of cfg read from path, run on the CPU.
+template <class Enc, class Config>
+T2 load_and_encode(const Config& cfg, const std::string& path, const T2& images) {
+  Enc e(cfg);
   e.load(io::SafeTensorsFile(path));
   return e.encode(cpu(), images);
+}
+}  // namespace
+
+T2 vgg_encode(const VggConfig& cfg, const std::string& path, const T2& images) {
+  return load_and_encode<VggEncoder<double>>(cfg, path, images);
+}
+T2 sam_encode(const SamConfig& cfg, const std::string& path, const T2& images) {
+  return load_and_encode<SamEncoder<double>>(cfg, path, images);
+}
+T2 sam2_encode(const Sam2Config& cfg, const std::string& path, const T2& images) {
+  return load_and_encode<Sam2Encoder<double>>(cfg, path, images);
+}
+T2 window_partition(const T2& x, std::int64_t ws) {
+  const std::int64_t per = ops::detail::windows_per_side(x.size(1), ws);
+  T2 out(Shape{x.size(0) * per * per, ws * ws, x.size(3)});
+  ops::window_partition<double>(cpu(), x, ws, out.view());
+  return out;
+}
+T2 window_merge(const T2& w, const Shape& out_shape) {
+  T2 out(out_shape);
+  ops::window_merge<double>(cpu(), w, out.view());
+  return out;
+}
+T2 window_attention(const T2& qkv, std::int64_t heads, std::int64_t ws, std::int64_t stride, const T2& rel_h, const T2& rel_w) {
+  const std::int64_t q = ws / stride;
+  T2 out(Shape{qkv.size(0), q * q, qkv.size(2) / 3});
+  ops::window_attention_forward<double>(cpu(), qkv, ops::WindowAttentionSpec<double>{heads, ws, stride, rel_h, rel_w}, out.view());
+  return out;
+}
+T2 im2col(const T2& x, std::int64_t k, std::int64_t stride, std::int64_t pad) {
+  const std::int64_t gh = ops::detail::conv_out_size(x.size(2), k, stride, pad), gw = ops::detail::conv_out_size(x.size(3), k, stride, pad);
+  T2 cols(Shape{x.size(0), gh * gw, x.size(1) * k * k});
+  ops::im2col<double>(cpu(), x, k, stride, pad, cols.view());
+  return cols;
 }
 Tensor<float> hog_encode(const std::string& name, std::int64_t resolution, const Tensor<float>& images) {
   return HogEncoder(name, resolution).encode(cpu(), images);

@@ -8,6 +8,8 @@
 
 #include "irepa/core/tensor.hpp"
 #include "irepa/diffusion/interpolant.hpp"
+#include "irepa/models/sam2_encoder.hpp"
+#include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/vgg_encoder.hpp"
 #include "irepa/models/vit/config.hpp"
 
@@ -110,6 +112,14 @@ T2 channels_last(const T2& x);
 /// uint8-valued images [B, 3, R, R] -> tokens [B, T, D].
 T2 vit_encode(const irepa::VitConfig& cfg, const std::string& path, const T2& images);
 T2 vgg_encode(const irepa::VggConfig& cfg, const std::string& path, const T2& images);
+T2 sam_encode(const irepa::SamConfig& cfg, const std::string& path, const T2& images);
+T2 sam2_encode(const irepa::Sam2Config& cfg, const std::string& path, const T2& images);
+/// SAM's and SAM2's ops: windows of a channels-last grid and back, attention inside them (rel_h,
+/// rel_w empty: none; stride: pooled queries), and the strided columns of SAM2's patch embedding.
+T2 window_partition(const T2& x, std::int64_t ws);
+T2 window_merge(const T2& w, const irepa::Shape& out);
+T2 window_attention(const T2& qkv, std::int64_t heads, std::int64_t ws, std::int64_t stride, const T2& rel_h, const T2& rel_w);
+T2 im2col(const T2& x, std::int64_t k, std::int64_t stride, std::int64_t pad);
 /// The HOG encoder by name on the CPU (float32, as it computes): images [B, C, H, W] in 0..255.
 irepa::Tensor<float> hog_encode(const std::string& name, std::int64_t resolution, const irepa::Tensor<float>& images);
 T2 max_pool_channels_last(const T2& x, std::int64_t s);

@@ -5,9 +5,10 @@
 // and the patch tokens against the reference's float64 outputs (which the CPU double path
 // matches to ~3e-15), in double (<= 1e-9), float (<= 1e-5) and float with bf16 products
 // (<= 2e-2). Then every ViT family and variant without a golden file (tests/vit_variants.hpp:
-// one random checkpoint under its released names) and VGG16 against the CPU double path, with
-// the same tolerances; HOG (float, as the reference) against its golden file and against the
-// CPU on random images (<= 1e-5); and VGG and HOG placed on the GPU as online targets.
+// one random checkpoint under its released names), VGG16, SAM and SAM2 against the CPU double
+// path, with the same tolerances (SAM2 also against its golden file, tests/data/golden); HOG
+// (float, as the reference) against its golden file and against the CPU on random images
+// (<= 1e-5); and VGG, SAM, SAM2 and HOG placed on the GPU as online targets.
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +25,8 @@
 #include "cuda_test_support.hpp"
 #include "golden/encoders.hpp"
 #include "irepa/models/hog.hpp"
+#include "irepa/models/sam2_encoder.hpp"
+#include "irepa/models/sam_encoder.hpp"
 #include "irepa/models/target_encoder.hpp"
 #include "irepa/models/vgg_encoder.hpp"
 #include "irepa/ops/cuda/tensor_ops.cuh"
@@ -109,14 +112,21 @@ void check_variants(CudaContext& ctx) {
   }
 }
 
+/// An encoder's parameters (host) written under their names to a temporary .safetensors.
+template <class Enc>
+std::filesystem::path write_params(const Enc& host, const std::string& stem) {
+  io::SafeTensorsWriter wr;
+  io::add_params(wr, host.params());
+  const auto path = std::filesystem::temp_directory_path() / (stem + ".safetensors");
+  wr.write(path.string());
+  return path;
+}
+
 void check_vgg(CudaContext& ctx) {
   const VggConfig cfg = vgg_config_from_name("vgg-cnn-16", 64);
   auto host = std::make_shared<VggEncoder<float>>(cfg);
   Philox(17).normal(host->params().values(), 0.0f, 0.03f);
-  io::SafeTensorsWriter wr;
-  io::add_params(wr, host->params());
-  const auto path = std::filesystem::temp_directory_path() / "irepa_cuda_vgg.safetensors";
-  wr.write(path.string());
+  const auto path = write_params(*host, "irepa_cuda_vgg");
   const io::SafeTensorsFile f(path.string());
   const Tensor<double> images = random_images(2, 64, 92);
   const Tensor<double> want = cpu_ref::vgg_encode(cfg, path.string(), images);
@@ -131,6 +141,69 @@ void check_vgg(CudaContext& ctx) {
   const std::string where = describe_placement(placed);
   IREPA_CUDA_EXPECT(where == "vgg-cnn-16 on cuda", "VGG online target placed as '%s', expected 'vgg-cnn-16 on cuda'", where.c_str());
   IREPA_CUDA_EXPECT(!placed[0].on_host(), "VGG online target left on the host");
+  std::filesystem::remove(path);
+}
+
+/// A placed online target must run on the GPU and say so in the log line.
+template <class Enc>
+void expect_placed_on_gpu(const std::string& name, const std::shared_ptr<const Enc>& host) {
+  const std::vector<TargetEncoder> online{TargetEncoder{name, host->tokens(), host->dim(), {}, host}};
+  const auto placed = place_encoders<Cuda>(online);
+  const std::string where = describe_placement(placed), want = name + " on cuda";
+  IREPA_CUDA_EXPECT(where == want && !placed[0].on_host(), "%s online target placed as '%s', expected '%s'", name.c_str(), where.c_str(),
+                    want.c_str());
+}
+
+/// SAM: a small one with windows that need padding, a global block, relative positions and the
+/// neck, random weights under HF's names, against the CPU double path; then placed on the GPU.
+void check_sam(CudaContext& ctx) {
+  SamConfig cfg;
+  cfg.hidden = 32, cfg.heads = 2, cfg.depth = 3, cfg.patch = 8, cfg.image_size = 112, cfg.window = 4, cfg.out_channels = 16;
+  cfg.global_attn = {1}, cfg.resolution = 64;  // a 14 x 14 grid in windows of 4 (padded to 16); tokens resized to 4 x 4
+  auto host = std::make_shared<SamEncoder<float>>(cfg);
+  Philox(18).normal(host->params().values(), 0.0f, 0.2f);
+  const auto path = write_params(*host, "irepa_cuda_sam");
+  const io::SafeTensorsFile f(path.string());
+  const Tensor<double> images = random_images(2, 64, 94);
+  compare_on_gpu<SamEncoder>(ctx, "sam (14 x 14 grid, windows of 4, 1 global)", images, cpu_ref::sam_encode(cfg, path.string(), images),
+                             [&](auto* tag) {
+                               std::remove_pointer_t<decltype(tag)> e(cfg);
+                               e.load(f);
+                               return e;
+                             });
+  expect_placed_on_gpu<SamEncoder<float>>("sam-vit-b", host);
+  std::filesystem::remove(path);
+}
+
+/// SAM2's Hiera trunk: the golden file (q-pooled windows with padding, a global block) on the GPU,
+/// and a random one against the CPU double path in every precision; then placed on the GPU.
+void check_sam2(CudaContext& ctx, const std::filesystem::path& golden_path) {
+  const io::SafeTensorsFile g(golden_path.string());
+  ctx.set_matmul_precision(MatmulPrecision::fp32);
+  for (const auto& [tol, rows, label] : {std::tuple{1e-9, golden::check_sam2_encoder<double>(g, 1e-9, ctx), "double"},
+                                         std::tuple{1e-5, golden::check_sam2_encoder<float>(g, 1e-5, ctx), "float"}}) {
+    for (const auto& r : rows)
+      IREPA_CUDA_EXPECT(r.ok(), "golden encoder_sam2_tiny on the GPU (%s): %s relative error %.3g (tolerance %.0e)", label, r.name.c_str(),
+                        r.rel, tol);
+    std::printf("golden %-40s on the GPU in %-12s patch tokens relative error %.2g\n", "encoder_sam2_tiny.safetensors", label,
+                rows.back().rel);
+  }
+  Sam2Config cfg;
+  cfg.blocks = {1, 2, 2, 2}, cfg.dims = {8, 16, 24, 32}, cfg.heads = {1, 2, 3, 4}, cfg.windows = {4, 4, 6, 4}, cfg.global_attn = {4};
+  cfg.resolution = 48;  // a 24 x 24 grid -> 12 -> 6 (global) -> 3, in windows padded at the last stage
+  auto host = std::make_shared<Sam2Encoder<float>>(cfg);
+  Philox(19).normal(host->params().values(), 0.0f, 0.2f);
+  const auto path = write_params(*host, "irepa_cuda_sam2");
+  const io::SafeTensorsFile f(path.string());
+  host->load(f);  // prepares the position grid that placement copies
+  const Tensor<double> images = random_images(2, 48, 95);
+  compare_on_gpu<Sam2Encoder>(ctx, "sam2 (Hiera, 4 stages, 7 blocks)", images, cpu_ref::sam2_encode(cfg, path.string(), images),
+                              [&](auto* tag) {
+                                std::remove_pointer_t<decltype(tag)> e(cfg);
+                                e.load(f);
+                                return e;
+                              });
+  expect_placed_on_gpu<Sam2Encoder<float>>("sam2-vit-s", host);
   std::filesystem::remove(path);
 }
 
@@ -197,6 +270,12 @@ int main(int argc, char** argv) {
     }
     check_variants(ctx);
     check_vgg(ctx);
+    check_sam(ctx);
+    check_sam2(ctx, [&] {  // in the folders given (gpu-check's bundle), else the repository's tests/data/golden
+      for (const auto& d : dirs)
+        if (std::filesystem::exists(d / "encoder_sam2_tiny.safetensors")) return d / "encoder_sam2_tiny.safetensors";
+      return std::filesystem::path(IREPA_TEST_DATA_DIR) / "golden" / "encoder_sam2_tiny.safetensors";
+    }());
     check_hog(ctx, dirs);
   } catch (const std::exception& e) {
     std::printf("FAILED with an exception: %s\n", e.what());

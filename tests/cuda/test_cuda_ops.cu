@@ -799,6 +799,41 @@ void vgg_ops(const CudaContext& ctx) {
                  ops::max_pool_channels_last<T>(ctx, y_.cview(), s), cpu_ref::max_pool_channels_last(grid, s));
 }
 
+/// SAM's and SAM2's ops: windows of a grid that needs padding and back, window attention with
+/// SAM's relative positions, with SAM2's pooled queries, over a whole grid, and SAM2's strided columns.
+template <class T>
+void window_ops(const CudaContext& ctx) {
+  const auto x = randn(Shape{2, 10, 10, 6});
+  Tensor<T, Cuda> w_(Shape{2 * 9, 16, 6});
+  ops::window_partition<T>(ctx, dev<T>(ctx, x), 4, w_.view());  // 10 padded to 12: 3 x 3 windows of 4
+  const auto w = cpu_ref::window_partition(x, 4);
+  expect_close(ctx, "window_partition [2, 10, 10, 6] in windows of 4", w_, w);
+  Tensor<T, Cuda> back_(x.shape());
+  ops::window_merge<T>(ctx, w_, back_.view());
+  expect_close(ctx, "window_merge back to [2, 10, 10, 6]", back_, x);
+  struct Case {
+    std::int64_t units, ws, stride, heads, dim;
+    bool rel;
+  };
+  for (const Case c : {Case{5, 4, 1, 2, 16, true}, Case{3, 14, 1, 3, 48, true}, Case{4, 4, 2, 2, 16, false}, Case{2, 6, 2, 1, 8, false},
+                       Case{2, 8, 1, 4, 32, false}}) {
+    const auto qkv = randn(Shape{c.units, c.ws * c.ws, 3 * c.dim});
+    const std::int64_t hd = c.dim / c.heads, q = c.ws / c.stride;
+    const auto rh = c.rel ? randn(Shape{2 * c.ws - 1, hd}, 0.5) : Tensor<double>(), rw = c.rel ? randn(Shape{2 * c.ws - 1, hd}, 0.5) : Tensor<double>();
+    const auto rh_ = c.rel ? dev<T>(ctx, rh) : Tensor<T, Cuda>(), rw_ = c.rel ? dev<T>(ctx, rw) : Tensor<T, Cuda>();
+    Tensor<T, Cuda> out_(Shape{c.units, q * q, c.dim});
+    ops::window_attention_forward<T>(ctx, dev<T>(ctx, qkv), ops::WindowAttentionSpec<T, Cuda>{c.heads, c.ws, c.stride, rh_, rw_}, out_.view());
+    expect_close(ctx,
+                 "window_attention_forward " + qkv.shape().str() + " window " + std::to_string(c.ws) + " stride " + std::to_string(c.stride) +
+                     (c.rel ? " + relative positions" : ""),
+                 out_, cpu_ref::window_attention(qkv, c.heads, c.ws, c.stride, rh, rw));
+  }
+  const auto img = randn(Shape{2, 3, 23, 23});
+  Tensor<T, Cuda> cols_(Shape{2, 6 * 6, 3 * 49});
+  ops::im2col<T>(ctx, dev<T>(ctx, img), 7, 4, 3, cols_.view());
+  expect_close(ctx, "im2col [2, 3, 23, 23] 7x7 stride 4 padding 3", cols_, cpu_ref::im2col(img, 7, 4, 3));
+}
+
 /// The metric classifier fitted on the GPU (float) against the same fit on the CPU: every epoch's
 /// loss and the final parameters.
 void classifier_fit(const CudaContext& ctx) {
@@ -831,6 +866,7 @@ template <class T>
 void all(const CudaContext& ctx) {
   classifier_ops<T>(ctx, 37, 10);
   vgg_ops<T>(ctx);
+  window_ops<T>(ctx);
   classifier_ops<T>(ctx, 1000, 1000);  // ImageNet's classes
   encoder_ops<T>(ctx, 2, 21, 40);
   encoder_ops<T>(ctx, 3, 261, 768);  // DINOv2-B's 1 + 4 + 256 tokens
