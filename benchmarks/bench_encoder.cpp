@@ -34,7 +34,7 @@ std::function<irepa::Tensor<float>(irepa::ConstView<float>)> other_encoder(const
                                                                            const irepa::CpuContext& ctx) {
   auto enc = std::make_shared<Enc>(cfg);
   if (!weights.empty()) enc->load(irepa::io::SafeTensorsFile(weights));
-  else irepa::Philox(1).normal(enc->params().values(), 0.0f, 0.02f);
+  else enc->init_random(1, 0.02f);
   return [enc, &ctx](irepa::ConstView<float> x) { return enc->encode(ctx, x); };
 }
 
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--resolution", resolution, "input images' size (uint8 RGB)")->capture_default_str();
   app.add_option("--steps", steps, "timed batches")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
-  app.add_option("--device", device, "cpu, or cuda (ViT, VGG and HOG encoders; needs a CUDA build and a GPU)")
+  app.add_option("--device", device, "cpu, or cuda (every encoder; needs a CUDA build and a GPU)")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   app.add_option("--precision", precision, "cuda: matmul precision fp32, tf32 or bf16 (float accumulation)")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
@@ -76,15 +76,17 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (device == "cuda") {
-      IREPA_CHECK(!encoder.starts_with("sam"), "--device cuda runs the ViT, VGG and HOG encoders; '{}' runs on the CPU only so far",
-                  encoder);
 #if defined(IREPA_WITH_CUDA)
       const int n = std::max(steps, 1);
-      const auto t = encoder.starts_with("hog-")   ? bench::time_hog_cuda(encoder, batch, resolution, n)
-                     : encoder.starts_with("vgg-") ? bench::time_vgg_cuda(vgg_config_from_name(encoder, resolution), weights, batch,
-                                                                          resolution, n, precision)
-                                                   : bench::time_vit_cuda(vit_config_from_name(encoder, resolution), weights, batch,
-                                                                          resolution, n, precision, attention == "fused");
+      const auto t = encoder.starts_with("hog-")       ? bench::time_hog_cuda(encoder, batch, resolution, n)
+                     : encoder.starts_with("vgg-")     ? bench::time_vgg_cuda(vgg_config_from_name(encoder, resolution), weights, batch,
+                                                                              resolution, n, precision)
+                     : encoder.starts_with("sam-vit-") ? bench::time_sam_cuda(sam_config_from_name(encoder, resolution), weights, batch,
+                                                                              resolution, n, precision)
+                     : encoder.starts_with("sam2-vit-")
+                         ? bench::time_sam2_cuda(sam2_config_from_name(encoder, resolution), weights, batch, resolution, n, precision)
+                         : bench::time_vit_cuda(vit_config_from_name(encoder, resolution), weights, batch, resolution, n, precision,
+                                                attention == "fused");
       auto times = t.seconds;
       std::sort(times.begin(), times.end());
       const double med = times[times.size() / 2];

@@ -36,6 +36,20 @@ EncoderTiming time_batches(CudaContext& ctx, std::int64_t batch, std::int64_t re
   return t;
 }
 
+/// An encoder read (or drawn) on the host, then placed on the GPU by from_host, as the trainer
+/// places its online targets.
+template <class HostEnc, class Config>
+EncoderTiming time_from_host(const Config& cfg, const std::string& weights, std::int64_t batch, std::int64_t resolution, int steps,
+                             const std::string& precision) {
+  CudaContext ctx;
+  ctx.set_matmul_precision(parse_matmul_precision(precision));
+  HostEnc host(cfg);
+  if (!weights.empty()) host.load(io::SafeTensorsFile(weights));
+  else host.init_random(1, 0.02f);
+  const auto enc = HostEnc::template On<Cuda>::from_host(host);
+  return time_batches(ctx, batch, resolution, steps, [&](const Tensor<float, Cuda>& x) { return enc.encode(ctx, x); });
+}
+
 }  // namespace
 
 EncoderTiming time_vit_cuda(const irepa::VitConfig& cfg_in, const std::string& weights, std::int64_t batch, std::int64_t resolution,
@@ -59,13 +73,17 @@ EncoderTiming time_vit_cuda(const irepa::VitConfig& cfg_in, const std::string& w
 
 EncoderTiming time_vgg_cuda(const irepa::VggConfig& cfg, const std::string& weights, std::int64_t batch, std::int64_t resolution,
                             int steps, const std::string& precision) {
-  CudaContext ctx;
-  ctx.set_matmul_precision(parse_matmul_precision(precision));
-  VggEncoder<float> host(cfg);  // weights are read on the host and copied up, as the trainer does
-  if (!weights.empty()) host.load(io::SafeTensorsFile(weights));
-  else Philox(1).normal(host.params().values(), 0.0f, 0.02f);
-  const auto enc = VggEncoder<float, Cuda>::from_host(host);
-  return time_batches(ctx, batch, resolution, steps, [&](const Tensor<float, Cuda>& x) { return enc.encode(ctx, x); });
+  return time_from_host<VggEncoder<float>>(cfg, weights, batch, resolution, steps, precision);
+}
+
+EncoderTiming time_sam_cuda(const irepa::SamConfig& cfg, const std::string& weights, std::int64_t batch, std::int64_t resolution,
+                            int steps, const std::string& precision) {
+  return time_from_host<SamEncoder<float>>(cfg, weights, batch, resolution, steps, precision);
+}
+
+EncoderTiming time_sam2_cuda(const irepa::Sam2Config& cfg, const std::string& weights, std::int64_t batch, std::int64_t resolution,
+                             int steps, const std::string& precision) {
+  return time_from_host<Sam2Encoder<float>>(cfg, weights, batch, resolution, steps, precision);
 }
 
 EncoderTiming time_hog_cuda(const std::string& name, std::int64_t batch, std::int64_t resolution, int steps) {

@@ -11,7 +11,7 @@
 #       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
 #       and SiT-XL/2 batch 128 train steps, FP32 with materialised attention and bf16 products
 #       with the fused attention kernels; irepa-bench-encoder --device cuda: DINOv2-B/14 at batch
-#       256, FP32 and bf16 + fused attention; irepa-train-jit --device cuda with an online
+#       256, FP32 and bf16 + fused attention, and HOG, VGG16, SAM-B, SAM2-S; irepa-train-jit --device cuda with an online
 #       dinov2-vit-b target of random weights on random 3x256x256 image shards, whose log must say
 #       the encoder runs on cuda), then the same in PyTorch (eager float, and
 #       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
@@ -42,7 +42,7 @@ build)
   g="${IREPA_GOLDEN_DIR:-../shared/golden}"
   cp "$g"/{sit,jit}_*.safetensors "$g"/samplers_sit.safetensors tests/data/golden/sit_*.safetensors \
     "$g"/encoder_dinov2_tiny_reg4.safetensors "$g"/encoder_dinov3_tiny.safetensors "$g"/encoder_pe_tiny_cls_ls.safetensors \
-    "$g"/encoder_hog_g8_d32.safetensors \
+    "$g"/encoder_hog_g8_d32.safetensors tests/data/golden/encoder_sam2_tiny.safetensors \
     "$bundle/golden/"
   for b in irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops; do  # the ones run below
     cp "build/gpu/benchmarks/$b" "$bundle/bench/"
@@ -90,6 +90,8 @@ run)
     step encoder-ours-bf16-fused "$be" --device cuda --encoder dinov2-vit-b --batch-size 256 --steps 10 --precision bf16 --attention fused
     step encoder-ours-hog "$be" --device cuda --encoder hog-x-g16_d128 --batch-size 256 --steps 10
     step encoder-ours-vgg "$be" --device cuda --encoder vgg-cnn-16 --batch-size 64 --steps 5 --precision tf32
+    step encoder-ours-sam "$be" --device cuda --encoder sam-vit-b --batch-size 16 --steps 3 --precision tf32
+    step encoder-ours-sam2 "$be" --device cuda --encoder sam2-vit-s --batch-size 64 --steps 3 --precision tf32
   fi
   if [ -x "$bundle/bench/irepa-train-jit" ] && [ -x "$bundle/bench/irepa-bench-encoder" ]; then
     # An online DINOv2-B target on the GPU inside the trainer: random weights under the released
@@ -114,7 +116,7 @@ run)
   [ -x "$bundle/bench/irepa-bench-ops" ] && step bench-ops "$bundle/bench/irepa-bench-ops" --benchmark_min_time=0.2 \
     --benchmark_filter='linear|attention' --threads 16
   if [ -f "$log/bench-cuda-ops.log" ]; then echo; echo "== CUDA ops (irepa-bench-cuda-ops)"; cat "$log/bench-cuda-ops.log"; fi
-  echo; echo "== target encoders on the GPU: DINOv2-B/14 at batch 256, ours and PyTorch; HOG and VGG16 pool4, ours"
+  echo; echo "== target encoders on the GPU: DINOv2-B/14 at batch 256, ours and PyTorch; HOG, VGG16 pool4, SAM-B and SAM2-S, ours"
   for f in "$log"/encoder-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
   echo; echo "== train step, ours (float storage; FP32 or bf16 products) and PyTorch"
   for f in "$log"/train-[BX]*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
