@@ -1278,8 +1278,17 @@ TEST_CASE("SAM's and SAM2's window ops: partition with padding and merge against
   ops::window_merge<double>(ctx, w, back.view());
   CHECK(test::rel_error(back, x) == 0);
   // Merging pooled windows (2 x 2 each) of the same layout gives the 5 x 5 grid they cover.
+  const auto pooled_w = test::randn<double>(Shape{18, 4, 3});
   Tensor<double> small(Shape{2, 5, 5, 3});
-  ops::window_merge<double>(ctx, test::randn<double>(Shape{18, 4, 3}), small.view());
+  ops::window_merge<double>(ctx, pooled_w, small.view());
+  double merr = 0;
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t r = 0; r < 5; ++r)
+      for (std::int64_t q = 0; q < 5; ++q)
+        for (std::int64_t c = 0; c < 3; ++c)
+          merr = std::max(merr, std::abs(small[((b * 5 + r) * 5 + q) * 3 + c] -
+                                         pooled_w[(((b * 3 + r / 2) * 3 + q / 2) * 4 + (r % 2) * 2 + q % 2) * 3 + c]));
+  CHECK(merr == 0);
 
   // im2col + a linear is the 7x7 stride-4 zero-padded convolution.
   const auto img = test::randn<double>(Shape{1, 2, 13, 13}), wt = test::randn<double>(Shape{5, 2, 7, 7});
