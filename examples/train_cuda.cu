@@ -1,6 +1,19 @@
 // The GPU half of irepa-train and irepa-train-jit (--device cuda), compiled once by nvcc and
 // linked into both tools (see train_job.hpp).
 
+#if defined(IREPA_WITH_NCCL)
+#include <irepa/train/nccl_communicator.cuh>
+#else
+#include <irepa/train/communicator.hpp>
+namespace irepa {
+/// Without NCCL: one GPU process only.
+inline std::unique_ptr<Communicator<Cuda>> make_communicator(const CudaContext&, const LaunchInfo& l) {
+  IREPA_CHECK(!l.distributed(), "a GPU job of {} processes needs NCCL (this build found none next to CUDA)", l.world);
+  return std::make_unique<SingleProcess<Cuda>>();
+}
+}  // namespace irepa
+#endif
+
 #include "train_job.hpp"
 
 namespace irepa::examples {

@@ -13,6 +13,7 @@
 // AdamW and both EMAs on a GPU (a CUDA build; --matmul_precision, --attention choose its paths).
 
 #include <cstdio>
+#include <optional>
 #include <filesystem>
 #include <string>
 
@@ -84,7 +85,7 @@ std::vector<Flag> flags(Options& o) {
       flag("epochs", o.epochs, "epochs (steps = epochs * floor(images / batch) unless --max_train_steps)"),
       flag("max_train_steps", o.max_train_steps, "steps in total (0: from --epochs)"),
       flag("warmup_epochs", o.warmup_epochs, "linear learning-rate warm-up, per iteration"),
-      flag("batch_size", o.batch_size, "images per step"),
+      flag("batch_size", o.batch_size, "images per step and process (the global batch is this x processes, as the reference)"),
       flag("lr", o.lr, "absolute learning rate (0: blr * batch_size / 256)"),
       flag("blr", o.blr, "base learning rate"),
       flag("min_lr", o.min_lr, "floor of the cosine schedule"),
@@ -143,10 +144,12 @@ JiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<Ta
 }
 
 /// The JiT reference's recipe (train/recipes.hpp) with this run's settings, for n images.
-TrainerOptions trainer_options(const Options& o, std::int64_t n) {
+/// --batch_size is per process, as in the reference: the global batch (and so lr = blr x batch
+/// x world / 256 and the steps per epoch) is batch x world.
+TrainerOptions trainer_options(const Options& o, std::int64_t n, int world) {
   TrainerOptions t;
   t.run_dir = (std::filesystem::path(o.output_dir) / o.exp_name).string();
-  t.batch_size = o.batch_size, t.max_train_steps = o.max_train_steps, t.seed = o.seed;
+  t.batch_size = o.batch_size * world, t.max_train_steps = o.max_train_steps, t.seed = o.seed;
   t.checkpointing_steps = o.checkpointing_steps, t.sampling_steps = o.sample_grid_freq, t.resume_step = o.resume_step;
   t.log_every = o.log_freq;
   apply_jit_recipe(t, JiTRecipe{.epochs = o.epochs, .blr = o.blr, .lr = o.lr, .min_lr = o.min_lr, .lr_schedule = o.lr_schedule,
@@ -174,8 +177,9 @@ JiTObjective objective(const Options& o) {
 template <class Dataset>
 int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choice, const JiTConfig& cfg, const Dataset& ds) {
   IREPA_CHECK(ds.kind() == "images", "irepa-train-jit: JiT trains on images, but the data holds {}", ds.kind());
-  std::printf("learning rate %.3g (blr %.3g x batch %lld / 256 unless --lr), %lld steps\n", job.options.schedule.lr, o.blr,
-              static_cast<long long>(o.batch_size), static_cast<long long>(job.options.max_train_steps));
+  if (job.launch.rank == 0)
+    std::printf("learning rate %.3g (blr %.3g x batch %lld x %d processes / 256 unless --lr), %lld steps\n", job.options.schedule.lr, o.blr,
+                static_cast<long long>(o.batch_size), job.launch.world, static_cast<long long>(job.options.max_train_steps));
   examples::run_training<examples::JiTFamily>("irepa-train-jit", job, choice, cfg, objective(o), ds);
   return 0;
 }
@@ -183,6 +187,13 @@ int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choic
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::optional<irepa::DistributedJob> dj;  // first: an mpirun job starts MPI here
+  try {
+    dj.emplace(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", "irepa-train-jit", e.what());
+    return 1;
+  }
   Options o;
   auto fl = flags(o);
   if (const int status =
@@ -194,15 +205,17 @@ int main(int argc, char** argv) {
                 "irepa-train-jit: --batch_size, --epochs, --checkpointing_steps and --log_freq must be positive");
     IREPA_CHECK(o.projection_loss_type == "cosine", "irepa-train-jit: --projection_loss_type '{}' is not implemented (cosine is)",
                 o.projection_loss_type);
-    const int device = cli::check_placement("irepa-train-jit", o.place);
+    int device = cli::check_placement("irepa-train-jit", o.place);
+    if (device >= 0 && o.place.device == "cuda" && dj->distributed()) device = dj->launch().local_rank;  // one GPU per local rank
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     (void)objective(o);  // a bad --proj_coeff or sampler is refused before the data is read
     IREPA_CHECK(o.sampling_method == "heun" || o.sampling_method == "euler",
                 "irepa-train-jit: --sampling_method '{}' is not known (heun or euler)", o.sampling_method);
     auto run_on = [&](const auto& ds) {
-      auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o, ds.size()), config_json, o.place.threads,
+      auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o, ds.size(), dj->launch().world), config_json, dj->threads(o.place.threads),
                                     device, o.place.matmul_precision, o.place.attention);
+      job.launch = dj->launch();
       if (o.enable_repa) job.online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
       return run(o, job, choice, model_config(o, ds, job.online), ds);
     };
@@ -212,6 +225,7 @@ int main(int argc, char** argv) {
     IREPA_CHECK(!o.data_path.empty(), "irepa-train-jit: --data_path is required (a folder of safetensors image shards)");
     return run_on(data::ShardedDataset(o.data_path));
   } catch (const std::exception& e) {
+    if (dj->distributed()) dj->stop("irepa-train-jit", e);  // names the rank and ends every process of the job
     std::fprintf(stderr, "irepa-train-jit: %s\n", e.what());
     return 1;
   }

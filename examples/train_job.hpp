@@ -23,6 +23,7 @@
 #include <irepa/models/jit.hpp>
 #include <irepa/models/sit.hpp>
 #include <irepa/models/target_encoder.hpp>
+#include <irepa/train/distributed.hpp>
 #include <irepa/train/trainer.hpp>
 
 namespace irepa::examples {
@@ -36,13 +37,14 @@ struct TrainJob {
   int device = -1;                 // -1: the CPU; else the GPU
   MatmulPrecision precision = MatmulPrecision::fp32;
   bool fused_attention = false;
+  LaunchInfo launch;               // this process's place in a data-parallel job
 };
 
 /// A job from the trainer's options, the run's settings and where it runs (device -1: the CPU).
 inline TrainJob make_job(std::uint64_t seed, TrainerOptions options, nlohmann::json config, int threads, int device,
                          const std::string& matmul_precision, const std::string& attention) {
   return TrainJob{.seed = seed, .options = std::move(options), .online = {}, .config = std::move(config), .threads = threads,
-                  .device = device, .precision = parse_matmul_precision(matmul_precision), .fused_attention = attention == "fused"};
+                  .device = device, .precision = parse_matmul_precision(matmul_precision), .fused_attention = attention == "fused", .launch = {}};
 }
 
 /// Where the model runs, in words: "" on the CPU, " on cuda:N (matmul fp32, materialized attention)" on a GPU.
@@ -64,16 +66,24 @@ std::string describe(const JiT<Size, Patch, Head, T, D>& m) {
 }
 
 /// Builds Model(cfg, head) on ctx's device, initialises it from job.seed (on the host, so every
-/// device starts from the same values), prints the model line and trains.
+/// device starts from the same values), prints the model line (rank 0) and trains, with the
+/// communicator of the job (one process, MPI between CPU processes, NCCL between GPUs).
 template <class Model, class Ctx, class Config, class Objective, class Dataset>
 void run_job(const Ctx& ctx, const TrainJob& job, const Config& cfg, const typename Model::head_type& head, const Objective& obj,
              const Dataset& ds) {
   Model model(cfg, head);
   model.init(job.seed);
-  std::printf("%s%s; %lld samples of %s %s; %zu target encoder(s)\n", describe(model).c_str(), placement(job).c_str(),
-              static_cast<long long>(ds.size()), ds.kind().c_str(), ds.sample_shape().str().c_str(), cfg.z_dims.size());
-  std::fflush(stdout);
-  train(ctx, job.options, model, obj, ds, job.online, job.config);
+  auto comm = make_communicator(ctx, job.launch);
+  if (comm->rank() == 0) {
+    std::printf("%s%s; %lld samples of %s %s; %zu target encoder(s)\n", describe(model).c_str(), placement(job).c_str(),
+                static_cast<long long>(ds.size()), ds.kind().c_str(), ds.sample_shape().str().c_str(), cfg.z_dims.size());
+    if (comm->world() > 1)
+      std::printf("data parallel: %s (%s); global batch %lld = %d x %lld\n", comm->describe().c_str(), job.launch.launcher.c_str(),
+                  static_cast<long long>(job.options.batch_size), comm->world(),
+                  static_cast<long long>(job.options.batch_size / comm->world()));
+    std::fflush(stdout);
+  }
+  train(ctx, job.options, model, obj, ds, job.online, job.config, *comm);
 }
 
 /// The model types the tools build: a family's model for a head on a device, in float.

@@ -13,6 +13,7 @@
 // has 1 or 3 channels), and a progress line on stdout.
 
 #include <cstdio>
+#include <optional>
 #include <filesystem>
 #include <string>
 
@@ -113,7 +114,7 @@ std::vector<Flag> flags(Options& o) {
       flag("patch-size", o.patch_size, "custom model: patch size"),
       flag("projection-layer-type", o.projection_layer_type, "mlp (REPA), linear or conv (iREPA)"),
       flag("proj-kwargs-kernel-size", o.proj_kwargs_kernel_size, "conv projector kernel (odd)"),
-      flag("batch-size", o.batch_size, "images per step"),
+      flag("batch-size", o.batch_size, "images per step over all processes (each of N takes batch / N, as the reference)"),
       flag("max-train-steps", o.max_train_steps, "steps in total"),
       flag("learning-rate", o.learning_rate, "AdamW learning rate"),
       flag("adam-beta1", o.adam_beta1, "AdamW beta1"),
@@ -168,6 +169,13 @@ int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choic
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::optional<irepa::DistributedJob> dj;  // first: an mpirun job starts MPI here
+  try {
+    dj.emplace(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", "irepa-train", e.what());
+    return 1;
+  }
   Options o;
   auto fl = flags(o);
   if (const int status = cli::parse("irepa-train", "irepa-train: SiT with REPA / iREPA alignment on safetensors shards", argc, argv, fl);
@@ -176,12 +184,14 @@ int main(int argc, char** argv) {
   try {
     IREPA_CHECK(o.batch_size > 0 && o.max_train_steps > 0 && o.checkpointing_steps > 0 && o.log_every > 0,
                 "irepa-train: --batch-size, --max-train-steps, --checkpointing-steps and --log-every must be positive");
-    const int device = cli::check_placement("irepa-train", o.place);
+    int device = cli::check_placement("irepa-train", o.place);
+    if (device >= 0 && o.place.device == "cuda" && dj->distributed()) device = dj->launch().local_rank;  // one GPU per local rank
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
     auto run_on = [&](const auto& ds) {
-      auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o), config_json, o.place.threads, device,
+      auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o), config_json, dj->threads(o.place.threads), device,
                                     o.place.matmul_precision, o.place.attention);
+      job.launch = dj->launch();
       job.online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
       return run(o, job, choice, model_config(o, ds, job.online), ds);
     };
@@ -190,6 +200,7 @@ int main(int argc, char** argv) {
     IREPA_CHECK(!o.data_dir.empty(), "irepa-train: --data-dir is required (a folder of safetensors shards)");
     return run_on(data::ShardedDataset(o.data_dir));
   } catch (const std::exception& e) {
+    if (dj->distributed()) dj->stop("irepa-train", e);  // names the rank and ends every process of the job
     std::fprintf(stderr, "irepa-train: %s\n", e.what());
     return 1;
   }

@@ -7,6 +7,7 @@ packages=(
   libeigen3-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   zlib1g-dev libpng-dev libplplot-dev plplot-driver-cairo
   catch2 libbenchmark-dev
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${packages[@]}"; exit 0; fi

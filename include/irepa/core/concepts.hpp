@@ -14,6 +14,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -180,6 +181,11 @@ concept AlignmentLoss = AlignmentLossOn<L, double> && AlignmentLossOn<L, float>;
 
 class Philox;
 
+/// Told by a model's backward that gradient arena elements [first, last) are final for this
+/// step (a block's, a projector's, the final layer's), so that a data-parallel trainer can
+/// start all-reducing them while the rest of the backward runs. Empty: nobody listens.
+using GradReady = std::function<void(std::int64_t first, std::int64_t last)>;
+
 /// What an objective prepares from a batch before the model runs, all on the model's device.
 template <class T, class D = Cpu>
 struct ObjectiveInputs {
@@ -205,7 +211,8 @@ struct SampleSettings {
 ///            in_channels, input_size};
 ///            forward(ctx, x [B, C, H, W], t [B], y [B] int64, all on the device) -> Cache with
 ///            output() [B, C, H, W] and projected(j) [B, T, z_j];
-///            backward(ctx, cache, dout, dzs) accumulating every parameter gradient;
+///            backward(ctx, cache, dout, dzs) accumulating every parameter gradient (it may take
+///            a GradReady fifth argument and call it as parts of the arena become final);
 ///            infer(ctx, x, t, y) -> the output [B, C, H, W] without a training cache (sampling).
 ///  ensures:  forward and infer give the same output for the same inputs.
 template <class M>

@@ -254,8 +254,24 @@ class Philox {
   template <class T>
   std::uint64_t take_blocks(std::int64_t n) {
     const std::uint64_t first = block_;
-    block_ += (static_cast<std::uint64_t>(n) + philox_per_block<T> - 1) / philox_per_block<T>;
+    block_ += (static_cast<std::uint64_t>(n) * static_cast<std::uint64_t>(world_) + philox_per_block<T> - 1) / philox_per_block<T>;
     return first;
+  }
+
+  /// Splits every later fill across `world` processes the way DistributedSampler splits an
+  /// epoch: a fill of out [b, ...] on rank r writes rows r, r + world, r + 2 world, ... of the
+  /// fill [world b, ...] an unsplit generator would make here, and moves past that whole fill.
+  /// So each image of a global batch draws the same numbers at any world size (a trainer's
+  /// noise, times, label dropout and flips), and the position is the same on every rank.
+  void shard(std::int64_t rank, std::int64_t world) {
+    IREPA_CHECK(world >= 1 && rank >= 0 && rank < world, "Philox::shard: rank {} of {} processes", rank, world);
+    rank_ = rank, world_ = world;
+  }
+  std::int64_t shard_rank() const { return rank_; }
+  std::int64_t shard_world() const { return world_; }
+  /// Element i (of n) of a sharded fill of out [rows, ...]: its index in the unsplit fill.
+  IREPA_HOST_DEVICE static std::uint64_t sharded_index(std::int64_t i, std::int64_t per_row, std::int64_t rank, std::int64_t world) {
+    return static_cast<std::uint64_t>((world * (i / per_row) + rank) * per_row + i % per_row);
   }
   const std::uint32_t* key() const { return key_; }
 
@@ -282,10 +298,12 @@ class Philox {
     IREPA_CHECK(hi > lo, "Philox::randint: empty range [{}, {})", lo, hi);
     const auto range = static_cast<uint128_t>(static_cast<std::uint64_t>(hi - lo));
     const std::uint64_t start = block_;
+    const std::int64_t per_row = rows_of(out) > 0 ? out.numel() / rows_of(out) : 1;
     std::int64_t i = 0;
     out.for_each_index([&](std::int64_t off) {
-      const std::uint64_t block = start + static_cast<std::uint64_t>(i) / 2;
-      const int lane = static_cast<int>(i % 2);
+      const std::uint64_t g = world_ == 1 ? static_cast<std::uint64_t>(i) : sharded_index(i, per_row, rank_, world_);
+      const std::uint64_t block = start + g / 2;
+      const int lane = static_cast<int>(g % 2);
       const std::uint32_t ctr[4] = {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
                                     static_cast<std::uint32_t>(stream_), static_cast<std::uint32_t>(stream_ >> 32)};
       std::uint32_t r[4];
@@ -294,13 +312,29 @@ class Philox {
       out.data()[off] = lo + static_cast<std::int64_t>((x * range) >> 64);
       ++i;
     });
-    block_ += (static_cast<std::uint64_t>(out.numel()) + 1) / 2;
+    block_ += (static_cast<std::uint64_t>(out.numel() * world_) + 1) / 2;
   }
 
  private:
+  template <class V>
+  static std::int64_t rows_of(const V& out) {
+    return out.rank() > 0 ? out.size(0) : 1;
+  }
+
   template <class T, int Kind>
   void fill(TensorView<T> out, T a, T b) {
     constexpr int per = philox_per_block<T>;
+    if (world_ > 1) {  // this rank's rows of the unsplit fill, element by element
+      const std::int64_t rows = rows_of(out), per_row = rows > 0 ? out.numel() / rows : 1;
+      const std::uint64_t first = block_ * per;
+      std::int64_t i = 0;
+      out.for_each_index([&](std::int64_t off) {
+        const std::uint64_t g = first + sharded_index(i++, per_row, rank_, world_);
+        out.data()[off] = philox_affine(a, b, philox_element<T, Kind>(key_, stream_, g));
+      });
+      block_ += (static_cast<std::uint64_t>(out.numel() * world_) + per - 1) / per;
+      return;
+    }
     T v[4];
     std::int64_t i = 0;
     std::uint64_t block = block_;
@@ -315,6 +349,7 @@ class Philox {
   std::uint32_t key_[2] = {0, 0};
   std::uint64_t stream_ = 0;
   std::uint64_t block_ = 0;
+  std::int64_t rank_ = 0, world_ = 1;  // shard()
 };
 
 }  // namespace irepa

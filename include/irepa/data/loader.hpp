@@ -93,16 +93,23 @@ class PrefetchLoader {
 /// The batches of a run: batch i (0-based) holds global samples i B .. i B + B - 1 in the order
 /// of their epochs (a fresh permutation per (seed, epoch)), produced on a background thread from
 /// batch `first` on, as Dataset::get<T> makes them. ds must outlive the loader.
+/// On rank r of `world` processes the batch is this rank's share, B / world samples: global
+/// samples i B + r, i B + r + world, ... (DistributedSampler's interleaving), so the ranks'
+/// batches together are the one-process batch and each sample sits where Philox::shard puts
+/// its draws.
 template <class T, class Dataset>
-auto epoch_loader(const Dataset& ds, std::int64_t B, std::int64_t seed, std::int64_t first) {
+auto epoch_loader(const Dataset& ds, std::int64_t B, std::int64_t seed, std::int64_t first, std::int64_t rank = 0,
+                  std::int64_t world = 1) {
+  IREPA_CHECK(world >= 1 && rank >= 0 && rank < world && B % world == 0,
+              "epoch_loader: a global batch of {} does not split evenly over {} processes (rank {})", B, world, rank);
   using Batch = decltype(ds.template get<T>(std::vector<std::int64_t>{}));
   const std::int64_t N = ds.size();
   return std::make_unique<PrefetchLoader<Batch>>(
-      [&ds, B, N, seed](std::int64_t i) {
+      [&ds, B, N, seed, rank, world](std::int64_t i) {
         std::vector<std::int64_t> idx;
         std::uint64_t cached_epoch = ~0ULL;
         std::vector<std::int64_t> perm;
-        for (std::int64_t k = i * B; k < (i + 1) * B; ++k) {
+        for (std::int64_t k = i * B + rank; k < (i + 1) * B; k += world) {
           const auto [epoch, off] = epoch_and_offset(k, N);
           if (epoch != cached_epoch) perm = epoch_permutation(N, static_cast<std::uint64_t>(seed), cached_epoch = epoch);
           idx.push_back(perm[static_cast<std::size_t>(off)]);

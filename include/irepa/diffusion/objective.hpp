@@ -130,13 +130,14 @@ struct ObjectiveStep {
 /// Runs model and objective on the given inputs (from make_inputs or draw_inputs):
 /// forward, the denoising and alignment losses and, with backward, every parameter gradient
 /// of grad_scale * total accumulated into model.params().grads() (grad_scale 1 / n averages n
-/// micro-batches).
+/// micro-batches, or n ranks' batches before a summing all-reduce); `ready` is passed to a model
+/// backward that reports finished parts of the arena (GradReady).
 template <class Model, class Objective>
   requires ObjectiveFor<Objective, Model>
 ObjectiveStep<Model, Objective> objective_step(const typename Model::Context& ctx, const Model& model, const Objective& obj,
                                                const Batch<typename Model::scalar_type, typename Model::device_type>& batch,
                                                ObjectiveInputs<typename Model::scalar_type, typename Model::device_type> inputs,
-                                               double grad_scale = 1.0, bool backward = true) {
+                                               double grad_scale = 1.0, bool backward = true, const GradReady& ready = {}) {
   using T = typename Model::scalar_type;
   using D = typename Model::device_type;
   const std::size_t J = model.num_projectors();
@@ -157,7 +158,11 @@ ObjectiveStep<Model, Objective> objective_step(const typename Model::Context& ct
   if (backward) {
     std::vector<ConstView<T, D>> dzv;
     for (const auto& d : dz) dzv.push_back(d.cview());
-    model.backward(ctx, st.cache, dout.cview(), dzv);
+    const std::span<const ConstView<T, D>> dzs(dzv);
+    if constexpr (requires { model.backward(ctx, st.cache, dout.cview(), dzs, ready); })
+      model.backward(ctx, st.cache, dout.cview(), dzs, ready);
+    else
+      model.backward(ctx, st.cache, dout.cview(), dzs);  // a model that does not report: all is final at the end
   }
   return st;
 }
@@ -178,8 +183,9 @@ template <class Model, class Objective>
   requires ObjectiveFor<Objective, Model>
 ObjectiveStep<Model, Objective> objective_step(const typename Model::Context& ctx, const Model& model, const Objective& obj,
                                                const Batch<typename Model::scalar_type, typename Model::device_type>& batch,
-                                               Philox& rng, double grad_scale = 1.0, bool backward = true) {
-  return objective_step(ctx, model, obj, batch, draw_inputs(ctx, obj, batch.x.cview(), rng), grad_scale, backward);
+                                               Philox& rng, double grad_scale = 1.0, bool backward = true,
+                                               const GradReady& ready = {}) {
+  return objective_step(ctx, model, obj, batch, draw_inputs(ctx, obj, batch.x.cview(), rng), grad_scale, backward, ready);
 }
 
 }  // namespace irepa

@@ -234,7 +234,8 @@ struct JiT : TransformerBase<JiT<Size, Patch, Head, T, D>, T, D> {
 
   /// dout [B, C, H, W]; dzs[i] the gradients of projector i's output (empty: no alignment).
   /// Parameter gradients accumulate into params().grads().
-  void backward(const Context& ctx, const Cache& c, ConstView<T, D> dout, std::span<const ConstView<T, D>> dzs = {}) const {
+  void backward(const Context& ctx, const Cache& c, ConstView<T, D> dout, std::span<const ConstView<T, D>> dzs = {},
+                const GradReady& ready = {}) const {
     check_shape("JiT::backward", "dout", dout.shape(), c.out.shape());
     IREPA_CHECK(dzs.empty() || (dzs.size() == projectors.size() && c.projectors.size() == projectors.size()),
                 "JiT::backward: {} projected-token gradients for {} projectors ({} run in forward)", dzs.size(),
@@ -245,6 +246,7 @@ struct JiT : TransformerBase<JiT<Size, Patch, Head, T, D>, T, D> {
     Tensor<T, D> ds(Shape{B, W}), dfin(Shape{B, N, W});
     fill(ctx, ds.view(), T(0));
     final_layer.backward(ctx, c.final, dy, dfin.view(), ds.view());
+    this->final_layer_ready(ready);
 
     // dx: gradient of the current block's output; with in-context tokens [B, L + N, D].
     Tensor<T, D> dx = Lc > 0 ? Tensor<T, D>(Shape{B, Lc + N, W}) : std::move(dfin);
@@ -261,6 +263,7 @@ struct JiT : TransformerBase<JiT<Size, Patch, Head, T, D>, T, D> {
         for (std::size_t j = 0; j < projectors.size(); ++j) {
           check_shape("JiT::backward", "projected-token gradient", dzs[j].shape(), c.projectors[j].output().shape());
           projectors[j].backward(ctx, c.projectors[j], dzs[j], dp.view());
+          this->projector_ready(ready, j);
           if (has_ctx)
             ops::add_slice_tokens<T>(ctx, dx.view(), dx.size(1) - N, dp);
           else
@@ -270,6 +273,7 @@ struct JiT : TransformerBase<JiT<Size, Patch, Head, T, D>, T, D> {
       const auto& bc = c.blocks[static_cast<std::size_t>(i)];
       Tensor<T, D> dxin(bc.x.shape());
       blocks[static_cast<std::size_t>(i)].backward(ctx, bc, dx, dxin.view(), ds.view());
+      this->block_ready(ready, static_cast<std::size_t>(i));
       if (Lc > 0 && i == ctx_start) {  // the in-context tokens: label embedding + in_context_posemb
         Tensor<T, D> rest(Shape{B, N, W});
         ops::prepend_context_backward<T>(ctx, dxin, dyemb.view(), in_context_posemb.grad.reshape(Shape{Lc, W}), rest.view());

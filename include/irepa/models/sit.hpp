@@ -201,7 +201,8 @@ struct SiT : TransformerBase<SiT<Size, Patch, Head, T, D>, T, D> {
 
   /// dout [B, C, H, W]; dzs[i] [B, T, z_dim_i] the gradients of the projected tokens (empty span:
   /// no alignment gradient). Parameter gradients accumulate into params().grads().
-  void backward(const Context& ctx, const Cache& c, ConstView<T, D> dout, std::span<const ConstView<T, D>> dzs = {}) const {
+  void backward(const Context& ctx, const Cache& c, ConstView<T, D> dout, std::span<const ConstView<T, D>> dzs = {},
+                const GradReady& ready = {}) const {
     check_shape("SiT::backward", "dout", dout.shape(), c.out.shape());
     IREPA_CHECK(dzs.empty() || (dzs.size() == projectors.size() && c.projectors.size() == projectors.size()),
                 "SiT::backward: {} projected-token gradients for {} projectors ({} run in forward)", dzs.size(),
@@ -214,15 +215,18 @@ struct SiT : TransformerBase<SiT<Size, Patch, Head, T, D>, T, D> {
     Tensor<T, D> ds(Shape{B, hidden}), dx(tok), dxin(tok), dp(tok);
     fill(ctx, ds.view(), T(0));
     final_layer.backward(ctx, c.final, dy, dx.view(), ds.view());
+    this->final_layer_ready(ready);
     for (std::size_t i = blocks.size(); i-- > 0;) {
       if (!dzs.empty() && static_cast<std::int64_t>(i + 1) == config.encoder_depth) {
         for (std::size_t j = 0; j < projectors.size(); ++j) {
           check_shape("SiT::backward", "projected-token gradient", dzs[j].shape(), c.projectors[j].output().shape());
           projectors[j].backward(ctx, c.projectors[j], dzs[j], dp.view());
+          this->projector_ready(ready, j);
           ops::add_into<T>(ctx, dx.view(), dp);
         }
       }
       blocks[i].backward(ctx, c.blocks[i], dx, dxin.view(), ds.view());
+      this->block_ready(ready, i);
       std::swap(dx, dxin);
     }
     x_embedder.backward(ctx, c.x, dx);

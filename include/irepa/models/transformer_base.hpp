@@ -10,7 +10,9 @@
 //     shared tail), init_params(Philox&) (init_stack for the shared tail), kInitStream;
 //   - HostModel (itself on the CPU); and calls bind_params() at the end of its constructor.
 
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -126,8 +128,21 @@ class TransformerBase {
   std::vector<io::NamedView<T>> buffers() const { return {{"pos_embed", self().pos_embed.view()}}; }
 
  protected:
-  /// Lays out the arena over the derived model's parameters (the last step of its constructor).
-  void bind_params() { arena_ = ParamArena<T, D>(self()); }
+  /// Lays out the arena over the derived model's parameters (the last step of its constructor),
+  /// and notes where each block's, projector's and the final layer's gradients lie in it.
+  void bind_params() {
+    arena_ = ParamArena<T, D>(self());
+    auto& m = self();
+    block_spans_.clear(), projector_spans_.clear();
+    for (auto& b : m.blocks) block_spans_.push_back(span_of(b));
+    for (auto& p : m.projectors) projector_spans_.push_back(span_of(p));
+    final_span_ = span_of(m.final_layer);
+  }
+
+  /// Tells `ready` (when set) that block i's / projector j's / the final layer's gradients are done.
+  void block_ready(const GradReady& ready, std::size_t i) const { report(ready, block_spans_.at(i)); }
+  void projector_ready(const GradReady& ready, std::size_t j) const { report(ready, projector_spans_.at(j)); }
+  void final_layer_ready(const GradReady& ready) const { report(ready, final_span_); }
 
   /// The blocks, projectors and final layer under their reference names.
   template <class V>
@@ -206,7 +221,24 @@ class TransformerBase {
   const Derived& self() const { return static_cast<const Derived&>(*this); }
   Derived& self() { return static_cast<Derived&>(*this); }
 
+  using Span = std::pair<std::int64_t, std::int64_t>;  // [first, last) in arena elements
+  template <class Module>
+  Span span_of(Module& mod) {
+    const T* base = arena_.grads().data();
+    std::int64_t lo = arena_.numel(), hi = 0;
+    mod.visit_params([&](const std::string&, auto& p) {
+      const std::int64_t off = p.grad.data() - base;
+      lo = std::min(lo, off), hi = std::max(hi, off + p.grad.numel());
+    }, std::string_view{});
+    return hi > lo ? Span{lo, hi} : Span{0, 0};
+  }
+  static void report(const GradReady& ready, const Span& s) {
+    if (ready && s.second > s.first) ready(s.first, s.second);
+  }
+
   ParamArena<T, D> arena_;
+  std::vector<Span> block_spans_, projector_spans_;
+  Span final_span_{0, 0};
 };
 
 

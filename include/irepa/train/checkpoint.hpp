@@ -126,8 +126,10 @@ CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<T, D
   store_values(opt.exp_avg(), keep);
   store_values(opt.exp_avg_sq(), keep_v);
   opt.set_steps(opt_steps);
+  const std::int64_t shard_rank = rng.shard_rank(), shard_world = rng.shard_world();  // this process's, not the file's
   rng = Philox(rng_state.at("seed").get<std::uint64_t>(), rng_state.at("stream").get<std::uint64_t>());
   rng.set_position(rng_state.at("position").get<std::uint64_t>());
+  rng.shard(shard_rank, shard_world);
   return info;
 }
 

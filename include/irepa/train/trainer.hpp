@@ -9,6 +9,13 @@
 // class-conditional sample grids from the first EMA.
 // The two reference recipes differ only in settings (see train/recipes.hpp for JiT's).
 //
+// Data-parallel: given a Communicator (train/communicator.hpp) of W processes, batch_size is the
+// global batch; each rank takes its DistributedSampler share of it (B / W samples), draws that
+// share's noise, times, flips and label dropout from the one sharded generator (so a sample's
+// draws do not depend on W), and the gradients are summed in buckets that start as the backward
+// finishes each block. Clip, AdamW and EMA then run identically everywhere; only rank 0 writes
+// files and prints; the logged losses are the ranks' means; a checkpoint resumes on any W.
+//
 // On a GPU the whole step stays there: the batch (with its targets) goes up, t, noise, losses,
 // gradient norm and clip factor are made and used on the device, and the logged scalars come
 // back once per flush (log, checkpoint and sample steps), not once per step. A non-finite loss
@@ -41,6 +48,7 @@
 #include "irepa/ops/optim.hpp"
 #include "irepa/ops/tensor_ops.hpp"
 #include "irepa/train/checkpoint.hpp"
+#include "irepa/train/communicator.hpp"
 #include "irepa/train/logger.hpp"
 #include "irepa/train/optim.hpp"
 
@@ -63,6 +71,7 @@ struct TrainerOptions {
   SampleSettings grid{};
   std::int64_t classes_in_grid = 10, samples_per_class = 8;
   bool quiet = false;  // no progress line
+  double bucket_mib = 25;  // data-parallel gradient buckets (DDP's default size)
 };
 
 struct TrainRecord {
@@ -160,20 +169,33 @@ class Trainer {
   static constexpr std::int64_t kLogColumns = 4;  // total, denoising, alignment, grad norm
 
   /// Writes args.json, resumes from checkpoints/<resume_step> when asked, opens log.jsonl.
-  /// config_json goes into args.json and every checkpoint.
-  Trainer(const Context& ctx, TrainerOptions o, Model& model, Objective obj, nlohmann::json config_json)
+  /// config_json goes into args.json and every checkpoint. With a communicator of several
+  /// processes, rank 0's initial weights are broadcast, every rank reads the checkpoint it
+  /// resumes from, and only rank 0 writes.
+  Trainer(const Context& ctx, TrainerOptions o, Model& model, Objective obj, nlohmann::json config_json,
+          Communicator<D>& comm = single_process<D>())
       : ctx_(ctx), o_(std::move(o)), model_(model), obj_(std::move(obj)), config_(std::move(config_json)),
-        opt_(model.params(), o_.adamw), rng_(static_cast<std::uint64_t>(o_.seed), 1) {
+        opt_(model.params(), o_.adamw), rng_(static_cast<std::uint64_t>(o_.seed), 1), comm_(comm), rank_(comm.rank()),
+        world_(comm.world()) {
     IREPA_CHECK(o_.batch_size > 0 && o_.log_every > 0 && o_.checkpointing_steps > 0,
                 "train: batch size {}, log_every {} and checkpointing_steps {} must be positive", o_.batch_size, o_.log_every,
                 o_.checkpointing_steps);
     IREPA_CHECK(!o_.ema_decays.empty() && o_.ema_decays.size() <= 2, "train: {} EMAs asked for; one or two are fused into the step",
                 o_.ema_decays.size());
+    IREPA_CHECK(o_.batch_size % world_ == 0, "train: the global batch of {} does not split evenly over {} processes", o_.batch_size,
+                world_);
+    if (world_ > 1) {
+      rng_.shard(rank_, world_);
+      comm_.broadcast(ctx_, model_.params().values(), 0);  // everyone starts from rank 0's weights
+      const double elems = o_.bucket_mib * 1024 * 1024 / static_cast<double>(sizeof(T));
+      buckets_ = std::make_unique<GradientBuckets<T, D>>(comm_, model_.params().grads(),
+                                                          std::max<std::int64_t>(1, static_cast<std::int64_t>(elems)));
+    }
     for (double d : o_.ema_decays) emas_.push_back(std::make_unique<Ema<T, D>>(model.params(), d, o_.ema_update_freq));
     namespace fs = std::filesystem;
     const fs::path run(o_.run_dir);
-    fs::create_directories(run / "checkpoints");
-    {
+    if (rank_ == 0) {
+      fs::create_directories(run / "checkpoints");
       std::ofstream args(run / "args.json");
       args << config_.dump(2) << "\n";
       IREPA_CHECK(args.good(), "train: cannot write '{}'", (run / "args.json").string());
@@ -181,9 +203,9 @@ class Trainer {
     if (o_.resume_step > 0) {
       const auto path = (run / "checkpoints" / (detail::step_name(o_.resume_step) + ".safetensors")).string();
       step_ = load_checkpoint(path, model_, opt_, ema_pointers(), rng_).step;
-      if (!o_.quiet) std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step_));
+      if (!o_.quiet && rank_ == 0) std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step_));
     }
-    logger_ = std::make_unique<JsonlLogger>((run / "log.jsonl").string());
+    if (rank_ == 0) logger_ = std::make_unique<JsonlLogger>((run / "log.jsonl").string());
     log_ = Tensor<double, D>(Shape{o_.log_every, kLogColumns});
     sq_ = Tensor<double, D>(Shape{1}), norm_ = Tensor<double, D>(Shape{1}), scale_ = Tensor<double, D>(Shape{1});
     meter_ = RateMeter(step_);
@@ -203,7 +225,11 @@ class Trainer {
       batch.zs.push_back(std::move(z));
     }
     fill(ctx_, model_.params().grads(), T(0));
-    const auto st = objective_step(ctx_, model_, obj_, batch, rng_);
+    // Each rank's loss is the mean over its share; scaled by 1 / W, the summed gradient is the
+    // global batch's mean gradient (W = 1: the plain step).
+    const auto st = objective_step(ctx_, model_, obj_, batch, rng_, 1.0 / static_cast<double>(world_), /*backward=*/true,
+                                   buckets_ ? buckets_->hook(ctx_) : GradReady{});
+    if (buckets_) buckets_->finish(ctx_);
     ops::grad_sq_sum<T>(ctx_, model_.params().grads(), sq_.view());
     ops::clip_scale(ctx_, sq_.cview(), o_.max_grad_norm, norm_.view(), scale_.view());
     ++step_;
@@ -221,23 +247,38 @@ class Trainer {
   /// them, writes their log lines and history, and prints the progress line when asked.
   void flush(bool progress = false) {
     if (pending_ == 0) return;
+    comm_.synchronize(ctx_);  // a GPU engine's sums are done (or a dead peer is found) before the host waits on the stream
     const Tensor<double> h = to_host<double>(ctx_, log_.cview().slice(0, 0, pending_));
+    Tensor<double> mean = Tensor<double>::copy_of(h.cview());  // the losses averaged over ranks (the norm is already global)
+    if (world_ > 1) {
+      Tensor<double, D> sum(Shape{pending_, kLogColumns});
+      ops::copy<double>(ctx_, log_.cview().slice(0, 0, pending_), sum.view());
+      comm_.all_reduce_sum(ctx_, sum.view());
+      comm_.synchronize(ctx_);
+      const Tensor<double> hs = to_host<double>(ctx_, sum.cview());
+      for (std::int64_t r = 0; r < pending_; ++r)
+        for (std::int64_t c = 0; c < 3; ++c) mean(r, c) = hs(r, c) / static_cast<double>(world_);
+    }
     for (std::int64_t r = 0; r < pending_; ++r) {
-      const TrainRecord rec{step_ - pending_ + 1 + r, h(r, 0), h(r, 1), h(r, 2), h(r, 3), pending_lrs_[static_cast<std::size_t>(r)]};
-      IREPA_CHECK(std::isfinite(rec.total), "train: step {}: the loss is not finite (denoising {}, alignment {})", rec.step,
-                  rec.denoising, rec.alignment);
-      IREPA_CHECK(std::isfinite(rec.grad_norm), "train: step {}: the gradient norm is {} (a NaN or infinite loss or gradient)", rec.step,
-                  rec.grad_norm);
+      const TrainRecord rec{step_ - pending_ + 1 + r, mean(r, 0), mean(r, 1), mean(r, 2), mean(r, 3),
+                            pending_lrs_[static_cast<std::size_t>(r)]};
+      if (!std::isfinite(rec.total) || !std::isfinite(rec.grad_norm)) {
+        // Every rank sees the same means, so every rank asks (a collective) which ranks went bad.
+        const std::string where = world_ > 1 ? bad_ranks(rec.step, std::isfinite(h(r, 0)) ? 0 : 1) : std::string();
+        IREPA_CHECK(std::isfinite(rec.total), "train: step {}: the loss is not finite (denoising {}, alignment {}){}", rec.step,
+                    rec.denoising, rec.alignment, where);
+        fail("train: step {}: the gradient norm is {} (a NaN or infinite loss or gradient){}", rec.step, rec.grad_norm, where);
+      }
       // Built up entry by entry: nvcc's front end mis-parses a nested braced list here.
       std::map<std::string, double> scalars;
       scalars["loss"] = rec.total, scalars["denoising_loss"] = rec.denoising, scalars["proj_loss"] = rec.alignment;
       scalars["grad_norm"] = rec.grad_norm, scalars["lr"] = rec.lr;
-      logger_->log(rec.step, scalars);
+      if (logger_) logger_->log(rec.step, scalars);
       history_.push_back(rec);
     }
     pending_ = 0;
     pending_lrs_.clear();
-    if (progress && !o_.quiet) {
+    if (progress && !o_.quiet && rank_ == 0) {
       const TrainRecord& r = history_.back();
       const double rate = meter_.rate(step_, o_.batch_size);
       const std::int64_t total = o_.max_train_steps;
@@ -252,6 +293,7 @@ class Trainer {
   /// a non-finite step is refused before it is saved).
   void save_checkpoint() {
     flush();
+    if (rank_ != 0) return;
     const std::vector<Ema<T, D>*> p = ema_pointers();
     irepa::save_checkpoint((std::filesystem::path(o_.run_dir) / "checkpoints" / (detail::step_name(step_) + ".safetensors")).string(),
                            model_, opt_, std::vector<const Ema<T, D>*>(p.begin(), p.end()), rng_,
@@ -261,6 +303,7 @@ class Trainer {
   /// samples/<step>.png: the class-conditional grid from the first EMA's weights, drawn by the
   /// objective's sampler on the model's device.
   void write_sample_grid() {
+    if (rank_ != 0) return;
     Model ema_model(model_.config, model_.head);
     ops::copy<T>(ctx_, emas_.front()->values(), ema_model.params().values());
     const auto y = class_grid_labels(std::min(o_.classes_in_grid, model_.config.num_classes), o_.samples_per_class);
@@ -291,20 +334,21 @@ class Trainer {
     std::unique_ptr<CpuContext> own_cpu;
     const CpuContext& cpu = detail::host_context(ctx_, own_cpu);  // the online encoders that run on the host
     const std::vector<PlacedEncoder<D>> placed = place_encoders<D>(online);
-    if (!o_.quiet && !placed.empty()) {
+    if (!o_.quiet && !placed.empty() && rank_ == 0) {
       std::printf("target encoders: %s\n", describe_placement(placed).c_str());
       std::fflush(stdout);
     }
-    auto loader = data::epoch_loader<T>(ds, B, o_.seed, step_);
+    const std::int64_t share = B / world_;  // this rank's share of each batch
+    auto loader = data::epoch_loader<T>(ds, B, o_.seed, step_, rank_, world_);
     const std::int64_t first = step_ + 1, total = o_.max_train_steps;
     const auto t0 = std::chrono::steady_clock::now();
     while (step_ < total) {
       auto b = loader->next();
       if (o_.hflip) {  // RandomHorizontalFlip before anything sees the image
-        Tensor<double> u(Shape{B});
+        Tensor<double> u(Shape{share});
         rng_.uniform(u.view());
-        std::vector<bool> flip(static_cast<std::size_t>(B));
-        for (std::int64_t i = 0; i < B; ++i) flip[static_cast<std::size_t>(i)] = u[i] < 0.5;
+        std::vector<bool> flip(static_cast<std::size_t>(share));
+        for (std::int64_t i = 0; i < share; ++i) flip[static_cast<std::size_t>(i)] = u[i] < 0.5;
         flip_horizontal<T>(b.x.view(), flip);
       }
       std::vector<ConstView<T>> zs;
@@ -335,8 +379,23 @@ class Trainer {
   const Ema<T, D>& ema(std::size_t k = 0) const { return *emas_.at(k); }
   const AdamW<T, D>& optimizer() const { return opt_; }
   Philox& rng() { return rng_; }
+  int rank() const { return rank_; }
+  int world() const { return world_; }
+  /// Gradient buckets whose sum started during the last step's backward (data-parallel runs).
+  std::size_t overlapped_buckets() const { return buckets_ ? buckets_->last_started_early() : 0; }
+  std::size_t gradient_buckets() const { return buckets_ ? buckets_->size() : 0; }
 
  private:
+  /// " on rank(s) 1, 3" from every rank's flag (1: its own loss was not finite); a collective.
+  std::string bad_ranks(std::int64_t step, std::int64_t mine) {
+    const std::vector<std::int64_t> flags = comm_.all_gather(ctx_, mine);
+    std::vector<int> bad;
+    for (std::size_t r = 0; r < flags.size(); ++r)
+      if (flags[r]) bad.push_back(static_cast<int>(r));
+    if (bad.empty()) return fmt::format(" (step {}: every rank's own loss was finite: a gradient went bad)", step);
+    return fmt::format(" on rank(s) {} of {}", fmt::join(bad, ", "), world_);
+  }
+
   std::vector<Ema<T, D>*> ema_pointers() const {
     std::vector<Ema<T, D>*> p;
     for (const auto& e : emas_) p.push_back(e.get());
@@ -351,6 +410,9 @@ class Trainer {
   AdamW<T, D> opt_;
   std::vector<std::unique_ptr<Ema<T, D>>> emas_;
   Philox rng_;
+  Communicator<D>& comm_;
+  int rank_ = 0, world_ = 1;
+  std::unique_ptr<GradientBuckets<T, D>> buckets_;  // world > 1
   std::int64_t step_ = 0;
   std::unique_ptr<JsonlLogger> logger_;
   Tensor<double, D> log_;                // [log_every, 4]: the scalars of the steps not yet flushed
@@ -370,8 +432,9 @@ template <class Model, class Objective, class Dataset>
   requires ObjectiveFor<Objective, Model>
 TrainResult<typename Model::scalar_type> train(const typename Model::Context& ctx, const TrainerOptions& o, Model& model,
                                                const Objective& obj, const Dataset& ds, const std::vector<TargetEncoder>& online,
-                                               const nlohmann::json& config_json) {
-  Trainer<Model, Objective> trainer(ctx, o, model, obj, config_json);
+                                               const nlohmann::json& config_json,
+                                               Communicator<typename Model::device_type>& comm = single_process<typename Model::device_type>()) {
+  Trainer<Model, Objective> trainer(ctx, o, model, obj, config_json, comm);
   return trainer.run(ds, online);
 }
 

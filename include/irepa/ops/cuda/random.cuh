@@ -27,6 +27,20 @@ __global__ void philox_fill_kernel(T* out, std::int64_t n, std::uint32_t k0, std
   }
 }
 
+/// A sharded generator's fill (Philox::shard): element i is element sharded_index(i) of the
+/// unsplit fill from block first_block; one thread per element.
+template <class T, int Kind>
+__global__ void philox_sharded_fill_kernel(T* out, std::int64_t n, std::uint32_t k0, std::uint32_t k1, std::uint64_t stream,
+                                           std::uint64_t first_block, std::int64_t per_row, std::int64_t rank, std::int64_t world,
+                                           T a, T b) {
+  const std::uint32_t key[2] = {k0, k1};
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::uint64_t g = first_block * philox_per_block<T> + Philox::sharded_index(i, per_row, rank, world);
+    out[i] = philox_affine(a, b, philox_element<T, Kind>(key, stream, g));
+  }
+}
+
 template <class T, int Kind>
 void philox_fill(const CudaContext& ctx, Philox& rng, TensorView<T, Cuda> out, T a, T b, const char* op) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "random fills: float or double");
@@ -34,6 +48,13 @@ void philox_fill(const CudaContext& ctx, Philox& rng, TensorView<T, Cuda> out, T
   const std::int64_t n = out.numel();
   const std::uint64_t first = rng.take_blocks<T>(n);
   if (n == 0) return;
+  if (rng.shard_world() > 1) {
+    const std::int64_t rows = out.rank() > 0 ? out.size(0) : 1;
+    philox_sharded_fill_kernel<T, Kind><<<blocks_for(n), kThreads, 0, ctx.stream()>>>(
+        out.data(), n, rng.key()[0], rng.key()[1], rng.stream(), first, rows > 0 ? n / rows : 1, rng.shard_rank(), rng.shard_world(), a, b);
+    CudaContext::check_launch(op);
+    return;
+  }
   const std::int64_t blocks = (n + philox_per_block<T> - 1) / philox_per_block<T>;
   philox_fill_kernel<T, Kind><<<blocks_for(blocks), kThreads, 0, ctx.stream()>>>(out.data(), n, rng.key()[0], rng.key()[1],
                                                                                    rng.stream(), first, a, b);
