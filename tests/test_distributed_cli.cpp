@@ -1,0 +1,211 @@
+// irepa-train and irepa-train-jit as data-parallel jobs under `mpirun --oversubscribe -np 2` on
+// Fashion-MNIST: the 2-process run matches the 1-process one at the same global batch (float,
+// so up to the order of the sums), checkpoints move between world sizes, a resumed 2-process run
+// is bit-identical, and a killed rank ends the job without hurting the last checkpoint.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "irepa/io/safetensors.hpp"
+#include "test_support.hpp"
+#include "tool_test_support.hpp"
+
+using namespace irepa;
+namespace fs = std::filesystem;
+
+namespace {
+const std::string kMpirun = std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + IREPA_MPIEXEC + " --oversubscribe";
+
+bool have_data() {
+  if (fs::exists("/usr/share/datasets/fashion-mnist")) return true;
+  WARN("dataset-fashion-mnist is not installed (scripts/setup.sh installs it); SKIPPING");
+  return false;
+}
+
+std::string sit_args(const fs::path& out, const std::string& name, std::int64_t steps, std::int64_t seed, int every = 10) {
+  return "--dataset fashion-mnist --model custom --depth 2 --hidden-size 64 --num-heads 4 --patch-size 4 --num-classes 10"
+         " --batch-size 32 --log-every 10 --learning-rate 1e-3 --checkpointing-steps " + std::to_string(every) + " --max-train-steps " +
+         std::to_string(steps) + " --enc-type hog-x-g7_d32 --encoder-depth 1 --projection-layer-type conv --spnorm-method zscore --seed " +
+         std::to_string(seed) + " --output-dir " + out.string() + " --exp-name " + name;
+}
+int run_ranks(int n, const std::string& tool, const std::string& args, const fs::path& log) {
+  return test::run_tool(kMpirun + " -np " + std::to_string(n) + " " + tool, args, log);
+}
+std::vector<std::string> lines(const fs::path& p) {
+  std::ifstream f(p);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(f, l);) out.push_back(l);
+  return out;
+}
+double rel(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); }
+
+/// Every logged scalar of two runs agrees to `tol` relative, step by step.
+void check_close(const fs::path& a, const fs::path& b, double tol, std::size_t steps) {
+  const auto la = lines(a), lb = lines(b);
+  REQUIRE(la.size() == steps);
+  REQUIRE(lb.size() == steps);
+  double worst = 0;
+  for (std::size_t i = 0; i < steps; ++i) {
+    const auto ja = nlohmann::json::parse(la[i]), jb = nlohmann::json::parse(lb[i]);
+    REQUIRE(ja.at("step") == jb.at("step"));
+    for (const char* k : {"loss", "denoising_loss", "proj_loss", "grad_norm", "lr"}) {
+      const double x = ja.at(k).get<double>(), y = jb.at(k).get<double>();
+      INFO("step " << ja.at("step") << " " << k << ": " << x << " vs " << y);
+      CHECK(rel(x, y) <= tol);
+      worst = std::max(worst, rel(x, y));
+    }
+  }
+  WARN(a.parent_path().filename().string() << " vs " << b.parent_path().filename().string() << ": worst relative difference " << worst);
+}
+}  // namespace
+
+TEST_CASE("irepa-train on 2 processes: the 1-process losses at the same global batch; checkpoints load at either size; resume is bit-identical",
+          "[train][tool][mpi]") {
+  if (!have_data()) return;
+  const std::int64_t seed = static_cast<std::int64_t>(test::rng().seed() % 1000);
+  const fs::path dir = fs::temp_directory_path() / ("irepa_dp_cli_" + std::to_string(test::rng().seed()));
+  const fs::path out = dir / "out";
+  fs::create_directories(dir);
+  REQUIRE(test::run_tool(IREPA_TRAIN_TOOL, sit_args(out, "one", 20, seed) + " --threads 1", dir / "one.log") == 0);
+  REQUIRE(run_ranks(2, IREPA_TRAIN_TOOL, sit_args(out, "two", 20, seed), dir / "two.log") == 0);
+  const std::string two_log = test::slurp(dir / "two.log");
+  CHECK_THAT(two_log, Catch::Contains("data parallel: MPI") && Catch::Contains("global batch 32 = 2 x 16"));
+  // Float: the ranks' gradients are summed in another order than the one process's, and 20
+  // AdamW steps carry that difference on; 1e-5 is the bound (seen: about 1e-8).
+  check_close(out / "two" / "log.jsonl", out / "one" / "log.jsonl", 1e-5, 20);
+
+  // The 2-process checkpoint at step 10 continues on 1 process, and the 1-process one on 2.
+  for (const auto& [from, to, n] : {std::tuple{"two", "two_on_one", 1}, std::tuple{"one", "one_on_two", 2}}) {
+    fs::create_directories(out / to / "checkpoints");
+    fs::copy_file(out / from / "checkpoints" / "0000010.safetensors", out / to / "checkpoints" / "0000010.safetensors");
+    const std::string args = sit_args(out, to, 20, seed) + " --resume-step 10";
+    const fs::path log = dir / (std::string(to) + ".log");
+    REQUIRE((n == 1 ? test::run_tool(IREPA_TRAIN_TOOL, args + " --threads 1", log) : run_ranks(n, IREPA_TRAIN_TOOL, args, log)) == 0);
+    CHECK_THAT(test::slurp(log), Catch::Contains("resumed from"));
+    const auto resumed = lines(out / to / "log.jsonl"), straight = lines(out / from / "log.jsonl");
+    REQUIRE(resumed.size() == 10);
+    for (std::size_t i = 0; i < 10; ++i) {
+      const auto a = nlohmann::json::parse(resumed[i]), b = nlohmann::json::parse(straight[i + 10]);
+      CHECK(a.at("step") == b.at("step"));
+      CHECK(rel(a.at("loss").get<double>(), b.at("loss").get<double>()) <= 1e-5);
+    }
+  }
+
+  // A resumed 2-process run is the uninterrupted one, bit for bit: log lines and final tensors.
+  fs::create_directories(out / "two_resumed" / "checkpoints");
+  fs::copy_file(out / "two" / "checkpoints" / "0000010.safetensors", out / "two_resumed" / "checkpoints" / "0000010.safetensors");
+  REQUIRE(run_ranks(2, IREPA_TRAIN_TOOL, sit_args(out, "two_resumed", 20, seed) + " --resume-step 10", dir / "two_resumed.log") == 0);
+  const auto straight = lines(out / "two" / "log.jsonl"), resumed = lines(out / "two_resumed" / "log.jsonl");
+  REQUIRE(resumed.size() == 10);
+  for (std::size_t i = 0; i < 10; ++i) CHECK(resumed[i] == straight[i + 10]);
+  const io::SafeTensorsFile a((out / "two" / "checkpoints" / "0000020.safetensors").string());
+  const io::SafeTensorsFile b((out / "two_resumed" / "checkpoints" / "0000020.safetensors").string());
+  REQUIRE(a.names() == b.names());
+  for (const auto& name : a.names()) {
+    const auto x = a.load<float>(name), y = b.load<float>(name);
+    INFO(name);
+    CHECK(std::memcmp(x.data(), y.data(), sizeof(float) * static_cast<std::size_t>(x.numel())) == 0);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-train-jit: --batch_size is per process, so 2 x 8 is the 1-process run at 16 (lr = blr x 16 / 256)", "[train][tool][mpi]") {
+  if (!have_data()) return;
+  const fs::path dir = fs::temp_directory_path() / ("irepa_dp_jit_" + std::to_string(test::rng().seed()));
+  auto args = [&](const std::string& name, int batch) {
+    return "--dataset fashion-mnist --model custom --depth 2 --hidden_size 64 --num_heads 4 --patch_size 4 --bottleneck_dim 16"
+           " --class_num 10 --in_context_len 0 --max_train_steps 12 --log_freq 4 --checkpointing_steps 100 --blr 5e-4"
+           " --enable_repa --enc_type hog-x-g7_d32 --encoder_depth 1 --seed 7 --batch_size " +
+           std::to_string(batch) + " --output_dir " + (dir / "out").string() + " --exp_name " + name;
+  };
+  fs::create_directories(dir);
+  REQUIRE(test::run_tool(IREPA_TRAIN_JIT_TOOL, args("one", 16) + " --threads 1", dir / "one.log") == 0);
+  REQUIRE(run_ranks(2, IREPA_TRAIN_JIT_TOOL, args("two", 8), dir / "two.log") == 0);
+  CHECK_THAT(test::slurp(dir / "two.log"), Catch::Contains("batch 8 x 2 processes") && Catch::Contains("global batch 16 = 2 x 8"));
+  check_close(dir / "out" / "two" / "log.jsonl", dir / "out" / "one" / "log.jsonl", 1e-5, 12);
+  fs::remove_all(dir);
+}
+
+namespace {
+/// The pid of the process whose environment has OMPI_COMM_WORLD_RANK=<rank> and whose command
+/// line mentions `marker`, or -1.
+pid_t find_rank(int rank, const std::string& marker) {
+  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string cmd = test::slurp(e.path() / "cmdline"), env = test::slurp(e.path() / "environ");
+    if (cmd.find(marker) == std::string::npos) continue;
+    for (std::size_t p = 0; p < env.size();) {
+      const std::size_t q = env.find('\0', p);
+      if (env.compare(p, q - p, want) == 0) return static_cast<pid_t>(std::stol(name));
+      if (q == std::string::npos) break;
+      p = q + 1;
+    }
+  }
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("irepa-train on 2 processes: a killed rank ends the job (non-zero, no hang) and the last checkpoint resumes", "[train][tool][mpi]") {
+  if (!have_data()) return;
+  const std::int64_t seed = static_cast<std::int64_t>(test::rng().seed() % 1000);
+  const fs::path dir = fs::temp_directory_path() / ("irepa_dp_kill_" + std::to_string(test::rng().seed()));
+  const fs::path out = dir / "out";
+  fs::create_directories(dir);
+  const std::string cmd = kMpirun + " -np 2 " + IREPA_TRAIN_TOOL + " " + sit_args(out, "victim", 1000000, seed, 5) + " > " + (dir / "victim.log").string() + " 2>&1";
+  const pid_t job = fork();
+  REQUIRE(job >= 0);
+  if (job == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  struct Reaper {  // a failed REQUIRE below must not leave the job running
+    pid_t pid;
+    bool reaped = false;
+    ~Reaper() {
+      if (!reaped) ::kill(pid, SIGKILL), ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{job};
+  const fs::path ckpt = out / "victim" / "checkpoints";
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!fs::exists(ckpt / "0000010.safetensors") && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(fs::exists(ckpt / "0000010.safetensors"));
+  const pid_t victim = find_rank(1, out.string());
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  int status = 0;
+  pid_t done = 0;
+  const auto t1 = std::chrono::steady_clock::now();
+  while ((done = ::waitpid(job, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() - t1 < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(done == job);
+  reaper.reaped = true;  // the job ended by itself within a minute of the kill
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  WARN("the job ended " << took << " s after rank 1 was killed");
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) != 0));
+  INFO(test::slurp(dir / "victim.log"));
+  CHECK(find_rank(0, out.string()) < 0);  // rank 0 is gone too
+  // Nothing half-written is left, and the newest checkpoint resumes.
+  std::int64_t newest = 0;
+  for (const auto& e : fs::directory_iterator(ckpt)) {
+    INFO(e.path());
+    CHECK(e.path().extension() == ".safetensors");
+    newest = std::max<std::int64_t>(newest, std::stoll(e.path().stem().string()));
+  }
+  REQUIRE(newest >= 10);
+  CHECK(test::run_tool(IREPA_TRAIN_TOOL, sit_args(out, "victim", newest + 2, seed) + " --threads 1 --resume-step " + std::to_string(newest),
+                       dir / "resume.log") == 0);
+  CHECK_THAT(test::slurp(dir / "resume.log"), Catch::Contains("resumed from"));
+  fs::remove_all(dir);
+}
