@@ -8,7 +8,7 @@
 #       it golden files; with the tracked tree it must stay under the device tool's 64 MiB, which
 #       the build step checks; the run step unpacks it).
 #   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test (test_cuda_core,
-#       test_cuda_ops, test_cuda_sit, test_cuda_encoders) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
+#       test_cuda_ops, test_cuda_sit, test_cuda_encoders, test_cuda_nccl: NCCL on 1 GPU, or 2 processes with torchrun's variables on 2) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
 #       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
 #       and SiT-XL/2 batch 128 train steps, FP32 with materialised attention and bf16 products
 #       with the fused attention kernels; irepa-bench-encoder --device cuda: DINOv2-B/14 at batch
@@ -52,7 +52,7 @@ build)
   strip --strip-unneeded "$bundle"/tests/* "$bundle"/bench/*
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do
-    ldd "$f" | awk '/=> \// {print $3}' | grep -E 'libfmt|libbenchmark|libyaml|libpng|libz\.|libplplot|libcsirocsa|libqsastime|libltdl' || true
+    ldd "$f" | awk '/=> \// {print $3}' | grep -E 'libfmt|libbenchmark|libyaml|libpng|libz\.|libplplot|libcsirocsa|libqsastime|libltdl|libmpi|libopen-rte|libopen-pal|libhwloc|libevent' || true
   done | sort -u | xargs -r -I{} cp -L {} "$bundle/lib/"
   du -sh "$bundle"
   # Packed into one .tar.xz: the binaries compress about 3x (the golden files hardly), which keeps

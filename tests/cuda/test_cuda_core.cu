@@ -18,6 +18,7 @@
 #include "irepa/core/rng.hpp"
 #include "irepa/core/tensor.hpp"
 #include "irepa/ops/cuda/common.cuh"
+#include "irepa/ops/cuda/random.cuh"
 
 namespace {
 
@@ -70,6 +71,27 @@ int main() {
   irepa::CudaContext ctx(0);
   compare_philox<float>(ctx, 1 << 22);
   compare_philox<double>(ctx, 1 << 21);
+  // A sharded generator (data-parallel ranks): the device fill is the host's, rank by rank.
+  for (int world : {2, 3}) {
+    for (int rank = 0; rank < world; ++rank) {
+      irepa::Philox h(77, 5), d(77, 5);
+      h.set_position(11), d.set_position(11);
+      h.shard(rank, world), d.shard(rank, world);
+      irepa::Tensor<float> hu(irepa::Shape{33, 3, 5});
+      irepa::Tensor<double> hn(irepa::Shape{17});
+      h.uniform(hu.view());
+      h.normal(hn.view());
+      irepa::Tensor<float, irepa::Cuda> du(hu.shape());
+      irepa::Tensor<double, irepa::Cuda> dn(hn.shape());
+      irepa::ops::random_uniform<float>(ctx, d, du.view());
+      irepa::ops::random_normal<double>(ctx, d, dn.view());
+      const auto bu = irepa::to_host<float>(ctx, du.cview());
+      const auto bn = irepa::to_host<double>(ctx, dn.cview());
+      IREPA_CUDA_EXPECT(std::memcmp(bu.data(), hu.data(), sizeof(float) * hu.numel()) == 0 &&
+                            std::memcmp(bn.data(), hn.data(), sizeof(double) * hn.numel()) == 0 && d.position() == h.position(),
+                        "sharded fill, rank %d of %d: device and host differ", rank, world);
+    }
+  }
 
   // bf16: every 97th float bit pattern (finite), device RNE against Eigen's host RNE.
   std::vector<float> f;
