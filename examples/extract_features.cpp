@@ -7,15 +7,21 @@
 //   irepa-extract-features --dataset shards --data-dir imagenet256/ --enc-type dinov2-vit-b
 //                          --encoder-dir encoders/ --output-dir imagenet256-dinov2/
 //   irepa-train --data-dir fm-hog/ --model custom ...      # targets from features.hog-x-g7_d128
+//   mpirun -np 4 irepa-extract-features ...                # or torchrun: process r writes shards r, r + 4, ...
+//
+// As N processes (mpirun's or torchrun's variables) each writes every N-th shard: the folder is
+// the one a single process writes, file for file; the processes need not talk to each other.
 
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include <irepa/data/fashion_mnist.hpp>
 #include <irepa/data/shards.hpp>
 #include <irepa/models/target_encoder.hpp>
+#include <irepa/train/communicator.hpp>
 
 namespace {
 
@@ -24,7 +30,7 @@ namespace fs = std::filesystem;
 
 template <class Dataset>
 int extract(const Dataset& ds, const std::vector<TargetEncoder>& encs, const std::string& out, std::int64_t shard_size,
-            std::int64_t batch, std::int64_t limit, int threads) {
+            std::int64_t batch, std::int64_t limit, int threads, const LaunchInfo& launch) {
   IREPA_CHECK(ds.kind() == "images", "irepa-extract-features: the data holds {}, expected images (uint8)", ds.kind());
   CpuContext ctx(threads);
   const std::int64_t N = limit > 0 ? std::min(limit, ds.size()) : ds.size();
@@ -33,6 +39,10 @@ int extract(const Dataset& ds, const std::vector<TargetEncoder>& encs, const std
   std::int64_t written = 0;
   for (std::int64_t start = 0, part = 0; start < N; start += shard_size, ++part) {
     const std::int64_t n = std::min(shard_size, N - start);
+    if (part % launch.world != launch.rank) {  // another process's shard
+      written += n;
+      continue;
+    }
     Tensor<std::uint8_t> images(Shape{n, s[0], s[1], s[2]});
     Tensor<std::int64_t> labels(Shape{n});
     std::vector<Tensor<float>> feats;
@@ -57,7 +67,7 @@ int extract(const Dataset& ds, const std::vector<TargetEncoder>& encs, const std
     const auto path = (fs::path(out) / fmt::format("part-{:05d}.safetensors", part)).string();
     w.write(path);
     written += n;
-    std::printf("wrote %s: %lld images (%lld / %lld)\n", path.c_str(), static_cast<long long>(n), static_cast<long long>(written),
+    std::printf("%swrote %s: %lld images (%lld / %lld)\n", launch.distributed() ? fmt::format("rank {}: ", launch.rank).c_str() : "", path.c_str(), static_cast<long long>(n), static_cast<long long>(written),
                 static_cast<long long>(N));
     std::fflush(stdout);
   }
@@ -87,7 +97,9 @@ int main(int argc, char** argv) {
     auto run = [&](const auto& ds) {
       const auto encs = make_target_encoders(enc_type, ds.sample_shape()[1], encoder_dir);
       IREPA_CHECK(!encs.empty(), "irepa-extract-features: --enc-type names no encoder");
-      return extract(ds, encs, output_dir, shard_size, batch, limit, threads);
+      const LaunchInfo launch = LaunchInfo::from_env();
+      if (threads == 0 && launch.local_world > 1) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_world);
+      return extract(ds, encs, output_dir, shard_size, batch, limit, threads, launch);
     };
     if (dataset == "fashion-mnist")
       return run(data::ImageDataset::fashion_mnist(data_dir.empty() ? data::kFashionMnistDir : data_dir, split));

@@ -209,3 +209,24 @@ TEST_CASE("irepa-train on 2 processes: a killed rank ends the job (non-zero, no 
   CHECK_THAT(test::slurp(dir / "resume.log"), Catch::Contains("resumed from"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("irepa-extract-features on 2 processes writes the 1-process shards file for file", "[train][tool][mpi]") {
+  if (!have_data()) return;
+  const fs::path dir = fs::temp_directory_path() / ("irepa_dp_extract_" + std::to_string(test::rng().seed()));
+  fs::create_directories(dir);
+  const std::string args = "--dataset fashion-mnist --split test --enc-type hog-x-g7_d32 --limit 700 --shard-size 200 --batch-size 64";
+  REQUIRE(test::run_tool(IREPA_EXTRACT_TOOL, args + " --output-dir " + (dir / "one").string(), dir / "one.log") == 0);
+  REQUIRE(run_ranks(2, IREPA_EXTRACT_TOOL, args + " --output-dir " + (dir / "two").string(), dir / "two.log") == 0);
+  const std::string log = test::slurp(dir / "two.log");
+  CHECK_THAT(log, Catch::Contains("rank 0: wrote") && Catch::Contains("rank 1: wrote"));
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(dir / "one")) {
+    ++files;
+    INFO(e.path().filename());
+    REQUIRE(fs::exists(dir / "two" / e.path().filename()));
+    CHECK(test::slurp(e.path()) == test::slurp(dir / "two" / e.path().filename()));
+  }
+  CHECK(files == 4);
+  CHECK(std::distance(fs::directory_iterator(dir / "two"), fs::directory_iterator{}) == 4);
+  fs::remove_all(dir);
+}
