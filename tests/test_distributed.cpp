@@ -182,7 +182,7 @@ class RecordingComm final : public Communicator<Cpu> {
 };
 }  // namespace
 
-TEST_CASE("GradientBuckets: a bucket starts once every element is reported; finish starts the rest, in bucket order", "[distributed][buckets]") {
+TEST_CASE("GradientBuckets: a bucket starts once every element is reported, finish starts the rest in bucket order", "[distributed][buckets]") {
   CpuContext ctx(1);
   RecordingComm comm(2);
   Tensor<float> g(Shape{250});
@@ -297,7 +297,7 @@ TEST_CASE("the trainer refuses a global batch that does not split over its ranks
   std::filesystem::remove_all(o.run_dir);
 }
 
-TEST_CASE("tcp_rendezvous: rank 0 hands its bytes to every peer; a missing rank 0 is a timeout, not a hang", "[distributed][rendezvous]") {
+TEST_CASE("tcp_rendezvous: rank 0 hands its bytes to every peer, and a missing rank 0 is a timeout, not a hang", "[distributed][rendezvous]") {
   // A port in the dynamic range, fresh per run (a clash is possible but would be an error, not a pass).
   const int port = 40000 + static_cast<int>(test::rng().seed() % 20000);
   std::vector<char> id(128);
