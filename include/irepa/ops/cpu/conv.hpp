@@ -4,8 +4,13 @@
 //    x [B, H, W, Cin] (a token grid [B, T, D] viewed as [B, H, W, D]); w [Cout, Cin, k, k].
 //  - patchify: kernel = stride = p on channels-first images x [B, C, H, W] -> tokens [B, T, D],
 //    T = (H/p)(W/p) row-major; w [D, C, p, p].
+//  - conv2d_forward: any k x k kernel, stride and zero padding per side (Conv2dSpec), on
+//    channels-last maps, forward only (the SD-VAE: same 3x3, 1x1, and its pad-then-stride-2
+//    downsampling). The columns are built a block of output pixels at a time, so a 3x3 conv
+//    over a 256x256x256 map never holds its whole [H W, 9 C] column matrix.
 // Weights keep PyTorch's layout; k = 1 is the 1x1 convolution.
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -125,6 +130,89 @@ void conv2d_same_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> dy, Ten
     cpu::gemm<T>(ctx, dym, cpu::Trans::N, taps.cview().matrix(), cpu::Trans::N, col.matrix(), false);  // dcol
     detail::col2im_same(ctx, col.data(), B, H, W, Ci, k, dx.data());
   }
+}
+
+/// Stride and zero padding per side of a convolution over channels-last maps.
+struct Conv2dSpec {
+  std::int64_t stride = 1;
+  std::int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+
+  /// k x k, stride 1, k/2 zeros on every side (odd k keeps the size).
+  static Conv2dSpec same(std::int64_t k) { return {1, k / 2, k / 2, k / 2, k / 2}; }
+  /// The LDM downsampling: one zero row and column added after (right, bottom), then stride 2
+  /// without padding, so H -> H / 2 for even H with a 3x3 kernel.
+  static Conv2dSpec pad_after_stride2() { return {2, 0, 1, 0, 1}; }
+  std::int64_t out_h(std::int64_t h, std::int64_t k) const { return (h + pad_top + pad_bottom - k) / stride + 1; }
+  std::int64_t out_w(std::int64_t w, std::int64_t k) const { return (w + pad_left + pad_right - k) / stride + 1; }
+};
+
+namespace detail {
+inline void check_conv2d(std::string_view op, const Shape& x, const Shape& w, bool has_bias, const Shape& b, const Conv2dSpec& s,
+                         const Shape& y) {
+  IREPA_CHECK(w.rank() == 4 && w[2] == w[3] && w[2] > 0, "{}: weight has shape {}, expected [Cout, Cin, k, k]", op, w.str());
+  IREPA_CHECK(s.stride > 0 && s.pad_top >= 0 && s.pad_bottom >= 0 && s.pad_left >= 0 && s.pad_right >= 0,
+              "{}: stride {} and padding ({}, {}, {}, {}) (top, bottom, left, right): expected a positive stride and no negative padding",
+              op, s.stride, s.pad_top, s.pad_bottom, s.pad_left, s.pad_right);
+  IREPA_CHECK(x.rank() == 4 && x[3] == w[1] && x[1] + s.pad_top + s.pad_bottom >= w[2] && x[2] + s.pad_left + s.pad_right >= w[2],
+              "{}: input has shape {}, expected [B, H, W, {}] that the padded {}x{} kernel fits", op, x.str(), w[1], w[2], w[2]);
+  IREPA_CHECK(!has_bias || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
+  check_shape(op, "output", y, Shape{x[0], s.out_h(x[1], w[2]), s.out_w(x[2], w[2]), w[0]});
+}
+
+/// Rows [r0, r1) of the columns of a general conv: row r is output pixel r (b, oh, ow) of
+/// [B, Ho, Wo], its entries in tap-major order (ki, kj, c) like im2col_same's.
+template <class T>
+void im2col_rows(const CpuContext& ctx, const T* x, std::int64_t H, std::int64_t W, std::int64_t C, std::int64_t k,
+                 const Conv2dSpec& s, std::int64_t Ho, std::int64_t Wo, std::int64_t r0, std::int64_t r1, T* col) {
+  const std::int64_t rowlen = k * k * C;
+  ctx.parallel_for(r1 - r0, static_cast<double>(rowlen), [&](std::int64_t a, std::int64_t e) {
+    for (std::int64_t r = r0 + a; r < r0 + e; ++r) {
+      const std::int64_t b = r / (Ho * Wo), oh = (r / Wo) % Ho, ow = r % Wo;
+      T* dst = col + (r - r0) * rowlen;
+      for (std::int64_t i = 0; i < k; ++i)
+        for (std::int64_t j = 0; j < k; ++j, dst += C) {
+          const std::int64_t hh = oh * s.stride - s.pad_top + i, ww = ow * s.stride - s.pad_left + j;
+          if (hh < 0 || hh >= H || ww < 0 || ww >= W)
+            std::fill_n(dst, C, T(0));
+          else
+            std::memcpy(dst, x + ((b * H + hh) * W + ww) * C, static_cast<std::size_t>(C) * sizeof(T));
+        }
+    }
+  });
+}
+
+/// Output pixels per block of columns: about 8M column entries (64 MB in double) at a time.
+inline std::int64_t conv_rows_per_block(std::int64_t rows, std::int64_t rowlen) {
+  return std::max<std::int64_t>(1, std::min(rows, (std::int64_t{1} << 23) / std::max<std::int64_t>(1, rowlen)));
+}
+}  // namespace detail
+
+/// y = conv(x, w) + b with the spec's stride and padding.  x [B, H, W, Cin], w [Cout, Cin, k, k],
+/// b [Cout] or empty, y [B, Ho, Wo, Cout]. Forward only.
+template <class T>
+void conv2d_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, const Conv2dSpec& spec, TensorView<T> y) {
+  detail::check_conv2d("conv2d_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), spec, y.shape());
+  check_contiguous("conv2d_forward", x, w, b, y);
+  const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0), k = w.size(2);
+  const std::int64_t Ho = y.size(1), Wo = y.size(2), N = B * Ho * Wo, K = k * k * Ci;
+  if (N == 0) return;
+  auto ym = cpu::as_matrix(y.data(), N, Co);
+  const bool pointwise = k == 1 && spec.stride == 1 && spec.pad_top == 0 && spec.pad_left == 0 && Ho == H && Wo == W;
+  if (pointwise) {  // a 1x1 conv is a linear over the pixels
+    cpu::gemm<T>(ctx, cpu::as_matrix(x.data(), N, Ci), cpu::Trans::N, cpu::as_matrix(w.data(), Co, Ci), cpu::Trans::T, ym, false);
+  } else {
+    Tensor<T> wt(Shape{Co, K});  // [Cout, k*k*Cin]
+    detail::weight_to_taps(w.data(), Co, Ci, static_cast<int>(k), wt.data());
+    const std::int64_t rows = detail::conv_rows_per_block(N, K);
+    Tensor<T> col(Shape{rows, K});
+    for (std::int64_t r0 = 0; r0 < N; r0 += rows) {
+      const std::int64_t n = std::min(rows, N - r0);
+      detail::im2col_rows(ctx, x.data(), H, W, Ci, k, spec, Ho, Wo, r0, r0 + n, col.data());
+      cpu::gemm<T>(ctx, cpu::as_matrix(static_cast<const T*>(col.data()), n, K), cpu::Trans::N, wt.cview().matrix(), cpu::Trans::T,
+                   cpu::as_matrix(y.data() + r0 * Co, n, Co), false);
+    }
+  }
+  cpu::add_bias_rows<T>(ctx, ym, b);
 }
 
 namespace detail {

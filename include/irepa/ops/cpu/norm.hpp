@@ -2,9 +2,12 @@
 // Row normalisations on the CPU, over the last dimension D.
 //  - LayerNorm without affine (SiT): y = (x - mean) * rstd, rstd = 1 / sqrt(var + eps), biased var.
 //  - RMSNorm with weight (JiT, q/k norm): y = w * x * r, r = 1 / sqrt(mean(x^2) + eps).
+//  - GroupNorm over channels-last maps (the SD-VAE), forward only, optionally followed by SiLU.
 // The row kernels are shared with attention's per-head q/k RMSNorm.
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "irepa/core/context.hpp"
 #include "irepa/core/tensor.hpp"
@@ -142,6 +145,90 @@ void rms_norm_backward(const CpuContext& ctx, In<T> x, In<T> w, In<T> r, In<T> d
                                     dw_rows.data() + i * D);
   });
   detail::add_column_sums(ctx, dw_rows.data(), N, D, dw.data());
+}
+
+namespace detail {
+inline void check_group_norm(std::string_view op, const Shape& x, std::int64_t groups, const Shape& w, const Shape& b, const Shape& y) {
+  IREPA_CHECK(x.rank() >= 2 && groups > 0 && x.last() % groups == 0,
+              "{}: input has shape {} and {} groups, expected [B, ..., C] with C a multiple of the groups", op, x.str(), groups);
+  IREPA_CHECK(w == Shape{x.last()} && b == Shape{x.last()}, "{}: weight {} and bias {}, expected [{}] each", op, w.str(), b.str(),
+              x.last());
+  check_shape(op, "output", y, x);
+}
+/// Pixels per block of the statistics: a fixed size, so the sums do not depend on the thread count.
+inline constexpr std::int64_t kGroupNormBlock = 1024;
+}  // namespace detail
+
+/// GroupNorm (PyTorch's nn.GroupNorm) on channels-last maps: x [B, ..., C], every axis between the
+/// first and the last is space, the C channels form `groups` contiguous groups. Each (image,
+/// group) is normalised over its pixels and channels with the biased variance (two passes,
+/// sums in double), then y = xhat * w[c] + b[c]; with silu, y = y * sigmoid(y) (the ResNet
+/// block's norm + swish in one pass). w, b [C]. Forward only; y may be x.
+template <class T>
+void group_norm_forward(const CpuContext& ctx, In<T> x, std::int64_t groups, std::type_identity_t<T> eps, In<T> w, In<T> b, bool silu,
+                        TensorView<T> y) {
+  detail::check_group_norm("group_norm_forward", x.shape(), groups, w.shape(), b.shape(), y.shape());
+  check_contiguous("group_norm_forward", x, w, b, y);
+  const std::int64_t B = x.size(0), C = x.shape().last(), P = x.numel() / std::max<std::int64_t>(1, B * C), G = groups, Cg = C / G;
+  if (x.numel() == 0) return;
+  const std::int64_t nblk = (P + detail::kGroupNormBlock - 1) / detail::kGroupNormBlock;
+  std::vector<double> part(static_cast<std::size_t>(B * nblk * G));
+  std::vector<double> mean(static_cast<std::size_t>(B * G)), rstd(static_cast<std::size_t>(B * G));
+  const T* xd = x.data();
+  // Sums over (image, block of pixels) per group, of x (pass 0) or of (x - mean)^2 (pass 1).
+  auto block_sums = [&](bool centred) {
+    ctx.parallel_for(B * nblk, static_cast<double>(detail::kGroupNormBlock * C), [&](std::int64_t i0, std::int64_t i1) {
+      for (std::int64_t i = i0; i < i1; ++i) {
+        const std::int64_t bi = i / nblk, p0 = (i % nblk) * detail::kGroupNormBlock,
+                           p1 = std::min(P, p0 + detail::kGroupNormBlock);
+        double* out = part.data() + i * G;
+        std::fill_n(out, G, 0.0);
+        for (std::int64_t p = p0; p < p1; ++p) {
+          const T* row = xd + (bi * P + p) * C;
+          for (std::int64_t g = 0; g < G; ++g) {
+            double s = 0;
+            if (centred) {
+              const double m = mean[static_cast<std::size_t>(bi * G + g)];
+              for (std::int64_t c = g * Cg; c < (g + 1) * Cg; ++c) s += (static_cast<double>(row[c]) - m) * (static_cast<double>(row[c]) - m);
+            } else {
+              for (std::int64_t c = g * Cg; c < (g + 1) * Cg; ++c) s += static_cast<double>(row[c]);
+            }
+            out[g] += s;
+          }
+        }
+      }
+    });
+  };
+  auto reduce = [&](std::vector<double>& into) {  // blocks in order: deterministic
+    for (std::int64_t bi = 0; bi < B; ++bi)
+      for (std::int64_t g = 0; g < G; ++g) {
+        double s = 0;
+        for (std::int64_t k = 0; k < nblk; ++k) s += part[static_cast<std::size_t>((bi * nblk + k) * G + g)];
+        into[static_cast<std::size_t>(bi * G + g)] = s / static_cast<double>(P * Cg);
+      }
+  };
+  block_sums(false);
+  reduce(mean);
+  block_sums(true);
+  reduce(rstd);
+  for (double& v : rstd) v = 1.0 / std::sqrt(v + static_cast<double>(eps));
+  const T* wd = w.data();
+  const T* bd = b.data();
+  T* yd = y.data();
+  ctx.parallel_for(B * P, static_cast<double>(4 * C), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t bi = r / P;
+      const T* row = xd + r * C;
+      T* out = yd + r * C;
+      for (std::int64_t c = 0; c < C; ++c) {
+        const std::size_t s = static_cast<std::size_t>(bi * G + c / Cg);
+        const T m = static_cast<T>(mean[s]), rs = static_cast<T>(rstd[s]);
+        T v = (row[c] - m) * rs * wd[c] + bd[c];
+        if (silu) v = v / (T(1) + std::exp(-v));
+        out[c] = v;
+      }
+    }
+  });
 }
 
 }  // namespace irepa::ops

@@ -121,6 +121,44 @@ void channels_last(const CpuContext& ctx, In<T> x, TensorView<T> y) {
   });
 }
 
+/// y [B, C, H, W] = x [B, H, W, C] (a channels-last grid back as an image; channels_last's inverse).
+template <class T>
+void channels_first(const CpuContext& ctx, In<T> x, TensorView<T> y) {
+  detail::check_channels_last("channels_first", y.shape(), x.shape());
+  check_contiguous("channels_first", x, y);
+  const std::int64_t B = y.size(0), C = y.size(1), P = y.size(2) * y.size(3);
+  ctx.parallel_for(B * C, static_cast<double>(P), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t b = r / C, c = r % C;
+      for (std::int64_t p = 0; p < P; ++p) y.data()[r * P + p] = x.data()[(b * P + p) * C + c];
+    }
+  });
+}
+
+namespace detail {
+inline void check_upsample2x(std::string_view op, const Shape& x, const Shape& y) {
+  IREPA_CHECK(x.rank() == 4 && y == Shape({x[0], 2 * x[1], 2 * x[2], x[3]}), "{}: input {} and output {}, expected [B, H, W, C] and [B, 2H, 2W, C]",
+              op, x.str(), y.str());
+}
+}  // namespace detail
+
+/// Nearest-neighbour x2 upsampling of channels-last maps (F.interpolate(scale_factor=2,
+/// mode="nearest")): y [B, 2H, 2W, C], y[b, i, j] = x[b, i / 2, j / 2].
+template <class T>
+void upsample_nearest2x(const CpuContext& ctx, In<T> x, TensorView<T> y) {
+  detail::check_upsample2x("upsample_nearest2x", x.shape(), y.shape());
+  check_contiguous("upsample_nearest2x", x, y);
+  const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  ctx.parallel_for(B * 2 * H, static_cast<double>(2 * W * C), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t b = r / (2 * H), i = r % (2 * H);
+      T* out = y.data() + r * 2 * W * C;
+      const T* in = x.data() + (b * H + i / 2) * W * C;
+      for (std::int64_t j = 0; j < 2 * W; ++j) std::memcpy(out + j * C, in + (j / 2) * C, static_cast<std::size_t>(C) * sizeof(T));
+    }
+  });
+}
+
 /// x [..., D] = x * w + b per column, in place (a LayerNorm's affine part); w, b [D].
 template <class T>
 void scale_shift_rows(const CpuContext& ctx, TensorView<T> x, In<T> w, In<T> b) {

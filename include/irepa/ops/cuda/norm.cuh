@@ -4,6 +4,8 @@
 // threads per row (the row is read from global memory twice; rows are at most a few K values,
 // so the second read hits L2). RMSNorm's weight gradient sums the rows' contributions
 // column by column in a second kernel: deterministic, no atomics.
+// GroupNorm over channels-last maps (forward only): one block per (image, group) for the two-pass
+// statistics, summed in double; then one elementwise kernel for the affine part and the SiLU.
 
 #include "irepa/ops/cpu/norm.hpp"
 #include "irepa/ops/cuda/common.cuh"
@@ -130,6 +132,55 @@ void rms_norm_backward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, In<
   cuda_detail::add_column_sums_kernel<T><<<cuda_detail::blocks_for(D), cuda_detail::kThreads, 0, ctx.stream()>>>(
       dw_rows.data(), N, D, dw.data());
   CudaContext::check_launch("rms_norm_backward: column sums");
+}
+
+namespace cuda_detail {
+/// mean and rstd [B G] of each (image, group) of x [B, P, C]: one block each, sums in double.
+template <class T>
+__global__ void group_norm_stats_kernel(const T* x, std::int64_t P, std::int64_t C, std::int64_t G, double eps, double* mean, double* rstd) {
+  __shared__ double scratch[32];
+  const std::int64_t bi = blockIdx.x / G, g = blockIdx.x % G, Cg = C / G, n = P * Cg;
+  const T* base = x + bi * P * C + g * Cg;
+  double s = 0;
+  for (std::int64_t e = threadIdx.x; e < n; e += blockDim.x) s += static_cast<double>(base[(e / Cg) * C + e % Cg]);
+  const double m = block_sum(s, scratch) / static_cast<double>(n);
+  double v = 0;
+  for (std::int64_t e = threadIdx.x; e < n; e += blockDim.x) {
+    const double d = static_cast<double>(base[(e / Cg) * C + e % Cg]) - m;
+    v += d * d;
+  }
+  const double var = block_sum(v, scratch) / static_cast<double>(n);
+  if (threadIdx.x == 0) mean[blockIdx.x] = m, rstd[blockIdx.x] = 1.0 / sqrt(var + eps);
+}
+
+template <class T>
+__global__ void group_norm_apply_kernel(const T* x, const double* mean, const double* rstd, const T* w, const T* b, std::int64_t P,
+                                        std::int64_t C, std::int64_t G, bool silu, T* y, std::int64_t total) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t c = i % C, s = (i / (P * C)) * G + c / (C / G);
+    T v = (x[i] - static_cast<T>(mean[s])) * static_cast<T>(rstd[s]) * w[c] + b[c];
+    if (silu) v = v / (T(1) + exp(-v));
+    y[i] = v;
+  }
+}
+}  // namespace cuda_detail
+
+/// GroupNorm on channels-last maps x [B, ..., C] (see the CPU overload); y may be x.
+template <class T>
+void group_norm_forward(const CudaContext& ctx, In<T, Cuda> x, std::int64_t groups, std::type_identity_t<T> eps, In<T, Cuda> w,
+                        In<T, Cuda> b, bool silu, TensorView<T, Cuda> y) {
+  detail::check_group_norm("group_norm_forward", x.shape(), groups, w.shape(), b.shape(), y.shape());
+  check_contiguous("group_norm_forward", x, w, b, y);
+  if (x.numel() == 0) return;
+  const std::int64_t B = x.size(0), C = x.shape().last(), P = x.numel() / (B * C);
+  Tensor<double, Cuda> mean(Shape{B * groups}), rstd(Shape{B * groups});
+  cuda_detail::group_norm_stats_kernel<T><<<static_cast<unsigned>(B * groups), 1024, 0, ctx.stream()>>>(
+      x.data(), P, C, groups, static_cast<double>(eps), mean.data(), rstd.data());
+  CudaContext::check_launch("group_norm_forward: statistics");
+  cuda_detail::group_norm_apply_kernel<T><<<cuda_detail::blocks_for(x.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      x.data(), mean.data(), rstd.data(), w.data(), b.data(), P, C, groups, silu, y.data(), x.numel());
+  CudaContext::check_launch("group_norm_forward");
 }
 
 }  // namespace irepa::ops

@@ -290,6 +290,47 @@ void channels_last(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y)
   CudaContext::check_launch("channels_last");
 }
 
+namespace cuda_detail {
+template <class T>
+__global__ void channels_first_kernel(const T* x, T* y, std::int64_t C, std::int64_t P, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t p = i % P, c = (i / P) % C, b = i / (C * P);  // i indexes y [B, C, P]
+    y[i] = x[(b * P + p) * C + c];
+  }
+}
+template <class T>
+__global__ void upsample_nearest2x_kernel(const T* x, T* y, std::int64_t H, std::int64_t W, std::int64_t C, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t c = i % C, j = (i / C) % (2 * W), r = (i / (C * 2 * W)) % (2 * H), b = i / (C * 4 * W * H);
+    y[i] = x[((b * H + r / 2) * W + j / 2) * C + c];
+  }
+}
+}  // namespace cuda_detail
+
+/// y [B, C, H, W] = x [B, H, W, C].
+template <class T>
+void channels_first(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {
+  detail::check_channels_last("channels_first", y.shape(), x.shape());
+  check_contiguous("channels_first", x, y);
+  if (y.numel() == 0) return;
+  cuda_detail::channels_first_kernel<T><<<cuda_detail::blocks_for(y.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      x.data(), y.data(), y.size(1), y.size(2) * y.size(3), y.numel());
+  CudaContext::check_launch("channels_first");
+}
+
+/// Nearest x2 upsampling of channels-last maps: y [B, 2H, 2W, C].
+template <class T>
+void upsample_nearest2x(const CudaContext& ctx, In<T, Cuda> x, TensorView<T, Cuda> y) {
+  detail::check_upsample2x("upsample_nearest2x", x.shape(), y.shape());
+  check_contiguous("upsample_nearest2x", x, y);
+  if (y.numel() == 0) return;
+  cuda_detail::upsample_nearest2x_kernel<T><<<cuda_detail::blocks_for(y.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      x.data(), y.data(), x.size(1), x.size(2), x.size(3), y.numel());
+  CudaContext::check_launch("upsample_nearest2x");
+}
+
 /// x [..., D] = x * w + b per column, in place; w, b [D].
 template <class T>
 void scale_shift_rows(const CudaContext& ctx, TensorView<T, Cuda> x, In<T, Cuda> w, In<T, Cuda> b) {
