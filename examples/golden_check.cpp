@@ -6,7 +6,8 @@
 // another file of its folder (config key params_from).
 //
 // Models understood so far: `spatial_metrics`, `encoder:hog` (float32, tolerance 1e-5), `encoder:dinov2`,
-// `encoder:dinov3`, `encoder:pe`, `encoder:sam2`, `SiT-sampler`, `SiT` and `JiT` (any depth, width, heads, patch,
+// `encoder:dinov3`, `encoder:pe`, `encoder:sam2`, `sd-vae` (the AutoencoderKL: encode, posterior, decode, uint8),
+// `SiT-sampler`, `SiT` and `JiT` (any depth, width, heads, patch,
 // kernel size, number of encoders, path / in-context setting; run in double, or in float with
 // --float). A file of another kind is reported as not understood (exit 2), never skipped.
 //
@@ -122,7 +123,7 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: %s [--float] [--all] FILE.safetensors...\n"
-          "  checks our implementation against golden files (models: SiT, JiT, SiT-sampler, encoder:hog, encoder:dinov2, encoder:dinov3, encoder:pe, encoder:sam2, spatial_metrics)\n"
+          "  checks our implementation against golden files (models: SiT, JiT, SiT-sampler, encoder:hog, encoder:dinov2, encoder:dinov3, encoder:pe, encoder:sam2, sd-vae, spatial_metrics)\n"
           "  --float  run models in float (tolerance 1e-4) instead of double (1e-9)\n"
           "  --all    print every tensor instead of the worst of each group\n"
           "exit status: 0 all within tolerance, 1 some above, 2 a file could not be checked\n",
@@ -164,6 +165,8 @@ int main(int argc, char** argv) {
         rows = grouped(use_float ? golden::check_vit_encoder<float>(f, 1e-4) : golden::check_vit_encoder<double>(f, 1e-9), true);
       } else if (*model == "encoder:sam2") {
         rows = grouped(use_float ? golden::check_sam2_encoder<float>(f, 1e-4) : golden::check_sam2_encoder<double>(f, 1e-9), true);
+      } else if (*model == "sd-vae") {
+        rows = grouped(use_float ? golden::check_sd_vae<float>(f, 1e-4) : golden::check_sd_vae<double>(f, 1e-9), true);
       } else if (*model == "encoder:hog") {
         rows = grouped(golden::check_hog(f, 1e-5), true);  // float32 like the reference, in both modes
       } else {

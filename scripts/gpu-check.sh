@@ -8,11 +8,12 @@
 #       it golden files; with the tracked tree it must stay under the device tool's 64 MiB, which
 #       the build step checks; the run step unpacks it).
 #   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test (test_cuda_core,
-#       test_cuda_ops, test_cuda_sit, test_cuda_encoders, test_cuda_nccl: NCCL on 1 GPU, or 2 processes with torchrun's variables on 2) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
+#       test_cuda_ops, test_cuda_sit, test_cuda_encoders, test_cuda_vae, test_cuda_nccl: NCCL on 1 GPU, or 2 processes with torchrun's variables on 2) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
 #       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
 #       and SiT-XL/2 batch 128 train steps, FP32 with materialised attention and bf16 products
 #       with the fused attention kernels; irepa-bench-encoder --device cuda: DINOv2-B/14 at batch
-#       256, FP32 and bf16 + fused attention, and HOG, VGG16, SAM-B, SAM2-S; irepa-train-jit --device cuda with an online
+#       256, FP32 and bf16 + fused attention, and HOG, VGG16, SAM-B, SAM2-S; irepa-bench-vae --device
+#       cuda: the SD-VAE's encode and decode at 256 px in FP32, TF32 and bf16 products; irepa-train-jit --device cuda with an online
 #       dinov2-vit-b target of random weights on random 3x256x256 image shards, whose log must say
 #       the encoder runs on cuda), then the same in PyTorch (eager float, and
 #       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
@@ -32,8 +33,8 @@ build)
     -DCMAKE_CUDA_ARCHITECTURES="${IREPA_CUDA_ARCH:-90}" -DIREPA_BUILD_EXAMPLES=ON \
     -DIREPA_ARCH_FLAGS=-march=x86-64-v3 >/dev/null  # portable: the GPU host is another CPU
   # What the run uses (of the examples only irepa-train-jit), not every target.
-  cmake --build build/gpu --target test_cuda_core test_cuda_ops test_cuda_sit test_cuda_encoders irepa-bench-cuda-ops \
-    irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-train-jit
+  cmake --build build/gpu --target test_cuda_core test_cuda_ops test_cuda_sit test_cuda_encoders test_cuda_vae irepa-bench-cuda-ops \
+    irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae irepa-train-jit
   rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib" "$bundle/golden"
   cp build/gpu/tests/cuda/test_cuda_* "$bundle/tests/"
   # The golden files test_cuda_sit and test_cuda_encoders run on the GPU (the GPU machine may not
@@ -43,9 +44,9 @@ build)
   g="${IREPA_GOLDEN_DIR:-../shared/golden}"
   cp "$g"/{sit,jit}_*.safetensors "$g"/samplers_sit.safetensors tests/data/golden/sit_*.safetensors \
     "$g"/encoder_dinov2_tiny_reg4.safetensors "$g"/encoder_dinov3_tiny.safetensors "$g"/encoder_pe_tiny_cls_ls.safetensors \
-    "$g"/encoder_hog_g8_d32.safetensors tests/data/golden/encoder_sam2_tiny.safetensors \
+    "$g"/encoder_hog_g8_d32.safetensors tests/data/golden/encoder_sam2_tiny.safetensors "$g"/vae_f8d4_ch32.safetensors \
     "$bundle/golden/"
-  for b in irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops; do  # the ones run below
+  for b in irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae; do  # the ones run below
     cp "build/gpu/benchmarks/$b" "$bundle/bench/"
   done
   cp build/gpu/examples/irepa-train-jit "$bundle/bench/"
@@ -85,7 +86,7 @@ run)
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
   for t in "$bundle"/tests/*; do
     case "$(basename "$t")" in
-      test_cuda_sit | test_cuda_encoders) step "$(basename "$t")" "$t" "$bundle/golden" ;;
+      test_cuda_sit | test_cuda_encoders | test_cuda_vae) step "$(basename "$t")" "$t" "$bundle/golden" ;;
       *) step "$(basename "$t")" "$t" ;;
     esac
   done
@@ -106,6 +107,12 @@ run)
     step encoder-ours-sam "$be" --device cuda --encoder sam-vit-b --batch-size 16 --steps 3 --precision tf32
     step encoder-ours-sam2 "$be" --device cuda --encoder sam2-vit-s --batch-size 64 --steps 3 --precision tf32
   fi
+  if [ -x "$bundle/bench/irepa-bench-vae" ]; then  # the SD-VAE (VAE_F8D4, random weights) at 256 px
+    bv="$bundle/bench/irepa-bench-vae"
+    step vae-ours "$bv" --device cuda --batch-size 64 --resolution 256 --steps 5 --precision fp32
+    step vae-ours-tf32 "$bv" --device cuda --batch-size 64 --resolution 256 --steps 5 --precision tf32
+    step vae-ours-bf16 "$bv" --device cuda --batch-size 64 --resolution 256 --steps 5 --precision bf16
+  fi
   if [ -x "$bundle/bench/irepa-train-jit" ] && [ -x "$bundle/bench/irepa-bench-encoder" ]; then
     # An online DINOv2-B target on the GPU inside the trainer: random weights under the released
     # names, random uint8 images (the speed and placement do not depend on either).
@@ -125,12 +132,17 @@ run)
     step train-B2-torch-float timeout 120 python3 $ts --device cuda --model B/2 --batch 256 --steps 5
     step train-B2-torch-compile timeout 240 python3 $ts --device cuda --compile --bf16 --model B/2 --batch 256 --steps 10
     step train-XL2-torch-compile timeout 300 python3 $ts --device cuda --compile --bf16 --model XL/2 --batch 128 --steps 5
+    tva=benchmarks/reference/vae_torch.py
+    step vae-torch timeout 180 python3 $tva --device cuda --batch-size 64 --resolution 256 --steps 5
+    step vae-torch-tf32 timeout 180 python3 $tva --device cuda --batch-size 64 --resolution 256 --steps 5 --tf32
   fi
   [ -x "$bundle/bench/irepa-bench-ops" ] && step bench-ops "$bundle/bench/irepa-bench-ops" --benchmark_min_time=0.2 \
     --benchmark_filter='linear|attention' --threads 16
   if [ -f "$log/bench-cuda-ops.log" ]; then echo; echo "== CUDA ops (irepa-bench-cuda-ops)"; cat "$log/bench-cuda-ops.log"; fi
   echo; echo "== target encoders on the GPU: DINOv2-B/14 at batch 256, ours and PyTorch; HOG, VGG16 pool4, SAM-B and SAM2-S, ours"
   for f in "$log"/encoder-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
+  echo; echo "== SD-VAE encode / decode at 256 px, batch 64, ours and PyTorch"
+  for f in "$log"/vae-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
   echo; echo "== train step, ours (float storage; FP32 or bf16 products) and PyTorch"
   for f in "$log"/train-[BX]*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
   if [ -f "$log/train-jit-online-dinov2.log" ]; then

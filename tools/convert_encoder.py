@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Convert a released target-encoder checkpoint to safetensors with the original parameter names.
+"""Convert a released checkpoint (a target encoder, the SD-VAE or its latent statistics) to
+safetensors with the original parameter names.
 
 irepa reads ViT encoder weights from <dir>/<name>.safetensors (irepa-train --encoder-dir DIR, or
 $IREPA_ENCODER_DIR). This script is the only place PyTorch is needed: it loads the checkpoint
@@ -43,6 +44,12 @@ Where the checkpoints come from (download them yourself; irepa never downloads a
           (facebookresearch/sam2) convert with --only-prefix image_encoder.trunk. --rename
           norm1=layer_norm1 --rename norm2=layer_norm2 --rename patch_embed.proj.=patch_embed.projection.
           --rename mlp.layers.0=mlp.proj_in --rename mlp.layers.1=mlp.proj_out (HF's own renaming).
+  SD-VAE  the reference's pretrained_models/sdvae-ft-mse-f8d4.pt (its AutoencoderKL state dict)
+          ->  vae/sdvae-ft-mse-f8d4.safetensors (irepa-train --vae, irepa-encode --vae); its
+          sdvae-ft-mse-f8d4-latents-stats.pt ({latents_scale, latents_bias}, [1, 4, 1, 1] each)
+          ->  vae/sdvae-ft-mse-f8d4-latents-stats.safetensors (--latents-stats). diffusers'
+          stabilityai/sd-vae-ft-mse diffusion_pytorch_model.safetensors is read as it is (either
+          attention spelling); a Stable Diffusion .ckpt converts with --only-prefix first_stage_model.
 The position tables stay as released (DINOv2's 37x37, PE's pretraining grid, MoCo's and DINO's
 14x14); irepa resamples them to its token grid at load, as the reference does.
 """

@@ -6,3 +6,4 @@
 #include "golden/format.hpp"
 #include "golden/objectives.hpp"
 #include "golden/samplers.hpp"
+#include "golden/vae.hpp"
