@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -21,6 +23,7 @@
 #include <irepa/diffusion/jit_objective.hpp>
 #include <irepa/diffusion/sit_objective.hpp>
 #include <irepa/models/jit.hpp>
+#include <irepa/models/sd_vae.hpp>
 #include <irepa/models/sit.hpp>
 #include <irepa/models/target_encoder.hpp>
 #include <irepa/train/distributed.hpp>
@@ -38,13 +41,14 @@ struct TrainJob {
   MatmulPrecision precision = MatmulPrecision::fp32;
   bool fused_attention = false;
   LaunchInfo launch;               // this process's place in a data-parallel job
+  std::string vae;                 // SD-VAE weights: latent sample grids decoded to pixels on the job's device
 };
 
 /// A job from the trainer's options, the run's settings and where it runs (device -1: the CPU).
 inline TrainJob make_job(std::uint64_t seed, TrainerOptions options, nlohmann::json config, int threads, int device,
                          const std::string& matmul_precision, const std::string& attention) {
   return TrainJob{.seed = seed, .options = std::move(options), .online = {}, .config = std::move(config), .threads = threads,
-                  .device = device, .precision = parse_matmul_precision(matmul_precision), .fused_attention = attention == "fused", .launch = {}};
+                  .device = device, .precision = parse_matmul_precision(matmul_precision), .fused_attention = attention == "fused", .launch = {}, .vae = {}};
 }
 
 /// Where the model runs, in words: "" on the CPU, " on cuda:N (matmul fp32, materialized attention)" on a GPU.
@@ -68,11 +72,46 @@ std::string describe(const JiT<Size, Patch, Head, T, D>& m) {
 /// Builds Model(cfg, head) on ctx's device, initialises it from job.seed (on the host, so every
 /// device starts from the same values), prints the model line (rank 0) and trains, with the
 /// communicator of the job (one process, MPI between CPU processes, NCCL between GPUs).
+/// Scaled latents [B, E, h, w] -> pixels [B, 3, H, W] in [-1, 1]: z / scale + bias through the
+/// VAE's decoder on ctx's device, a few images at a time (grids are tens of images).
+template <class Ctx>
+std::function<Tensor<double>(const Tensor<double>&)> vae_grid_decoder(const Ctx& ctx, const std::string& weights,
+                                                                     const data::LatentStats& stats) {
+  using D = typename Ctx::device_type;
+  const SdVae<float> host = load_sd_vae<float>(weights);  // the architecture read off the file
+  stats.expect_channels(host.latent_channels(), weights);
+  auto vae = std::make_shared<const SdVae<float, D>>(SdVae<float, D>::from_host(host));
+  const auto [sh, bh] = stats.as<float>();
+  auto scale = std::make_shared<const Tensor<float, D>>(to_device(ctx, sh.cview()));
+  auto bias = std::make_shared<const Tensor<float, D>>(to_device(ctx, bh.cview()));
+  return [&ctx, vae, scale, bias](const Tensor<double>& z) {
+    constexpr std::int64_t chunk = 8;
+    Tensor<double> out;
+    for (std::int64_t i0 = 0; i0 < z.size(0); i0 += chunk) {
+      const std::int64_t n = std::min(chunk, z.size(0) - i0), per = z.numel() / z.size(0);
+      Tensor<float> zf(Shape{n, z.size(1), z.size(2), z.size(3)});
+      for (std::int64_t k = 0; k < zf.numel(); ++k) zf[k] = static_cast<float>(z[i0 * per + k]);
+      const auto zd = to_device(ctx, zf.cview());
+      Tensor<float, D> un(zd.shape());
+      ops::unscale_latents<float>(ctx, zd.cview(), scale->cview(), bias->cview(), un.view());
+      const Tensor<float> px = to_host(ctx, vae->decode(ctx, un.cview()).cview());
+      if (!out.data()) out = Tensor<double>(Shape{z.size(0), px.size(1), px.size(2), px.size(3)});
+      for (std::int64_t k = 0; k < px.numel(); ++k) out[i0 * (px.numel() / n) + k] = static_cast<double>(px[k]);
+    }
+    return out;
+  };
+}
+
 template <class Model, class Ctx, class Config, class Objective, class Dataset>
 void run_job(const Ctx& ctx, const TrainJob& job, const Config& cfg, const typename Model::head_type& head, const Objective& obj,
              const Dataset& ds) {
   Model model(cfg, head);
   model.init(job.seed);
+  TrainerOptions options = job.options;
+  if (!job.vae.empty()) {
+    IREPA_CHECK(options.latent_stats, "--vae {}: decoding latent sample grids needs the latent statistics as well", job.vae);
+    options.grid_decoder = vae_grid_decoder(ctx, job.vae, *options.latent_stats);
+  }
   auto comm = make_communicator(ctx, job.launch);
   if (comm->rank() == 0) {
     std::printf("%s%s; %lld samples of %s %s; %zu target encoder(s)\n", describe(model).c_str(), placement(job).c_str(),
@@ -83,7 +122,7 @@ void run_job(const Ctx& ctx, const TrainJob& job, const Config& cfg, const typen
                   static_cast<long long>(job.options.batch_size / comm->world()));
     std::fflush(stdout);
   }
-  train(ctx, job.options, model, obj, ds, job.online, job.config, *comm);
+  train(ctx, options, model, obj, ds, job.online, job.config, *comm);
 }
 
 /// The model types the tools build: a family's model for a head on a device, in float.

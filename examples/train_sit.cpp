@@ -1,6 +1,9 @@
 // irepa-train: trains a SiT with REPA / iREPA alignment on a folder of safetensors shards
-// (latents or images, labels, and the frozen encoders' features as features.<encoder>), with the
-// reference's command-line flags. A YAML file (--config configs/irepa.yaml) sets any flag by its
+// (latents, VAE posteriors with or without their images, or images; labels; the frozen encoders'
+// features as features.<encoder>), with the reference's command-line flags. On posteriors
+// (mean | std, what irepa-encode writes) each step draws its latents as the reference's
+// sample_posterior, with --latents-stats; --vae decodes the latent sample grids to pixels.
+// A YAML file (--config configs/irepa.yaml) sets any flag by its
 // name (dashes or underscores); the command line wins over the file. Unknown keys and bad values
 // are errors that name them.
 //
@@ -55,6 +58,7 @@ struct Options {
   std::int64_t samples_per_class = 8;
   std::string enc_type;  // online target encoders, comma-separated
   std::string encoder_dir;  // ViT encoder weights: <dir>/<name>.safetensors
+  std::string latents_stats, vae;  // posterior data: latents_scale / latents_bias; SD-VAE weights for grids
 };
 
 /// The reference's SiT recipe with this run's settings (TrainerOptions' defaults are that recipe).
@@ -101,6 +105,9 @@ std::vector<Flag> flags(Options& o) {
       flag("enc-type", o.enc_type,
            "online target encoders, comma-separated (hog-x-g16_d128, dinov2-vit-b, dinov2reg-vit-l, ...; grid = the model's token grid)"),
       flag("encoder-dir", o.encoder_dir, "folder of converted ViT encoder weights <name>.safetensors (default $IREPA_ENCODER_DIR or ./encoders)"),
+      flag("latents-stats", o.latents_stats,
+           "posterior data: latents_scale and latents_bias (safetensors; tools/convert_encoder.py converts the reference's .pt)"),
+      flag("vae", o.vae, "SD-VAE weights (the reference's or diffusers' names): latent sample grids decoded to pixels"),
       flag("checkpointing-steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
       flag("log-every", o.log_every, "print the progress line every N steps"),
       flag("seed", o.seed, "seed of initialisation, data order, noise"),
@@ -139,7 +146,7 @@ std::vector<Flag> flags(Options& o) {
 template <class Dataset>
 SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<TargetEncoder>& online) {
   SiTConfig c;
-  const Shape& s = ds.sample_shape();
+  const Shape s = detail::model_sample_shape(ds.kind(), ds.sample_shape());
   IREPA_CHECK(s.rank() == 3 && s[1] == s[2], "irepa-train: samples have shape {}, expected square [C, H, H]", s.str());
   c.in_channels = s[0];
   c.input_size = s[1];
@@ -192,7 +199,9 @@ int main(int argc, char** argv) {
       auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o), config_json, dj->threads(o.place.threads), device,
                                     o.place.matmul_precision, o.place.attention);
       job.launch = dj->launch();
-      job.online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
+      if (!o.latents_stats.empty()) job.options.latent_stats = data::LatentStats::load(o.latents_stats);
+      job.vae = o.vae;
+      job.online = make_target_encoders(o.enc_type, detail::image_side(ds), o.encoder_dir);
       return run(o, job, choice, model_config(o, ds, job.online), ds);
     };
     if (o.dataset == "fashion-mnist") return run_on(data::ImageDataset::fashion_mnist(o.data_dir.empty() ? data::kFashionMnistDir : o.data_dir));

@@ -68,7 +68,7 @@ class ImageDataset {
   ShardBatch<T> get(const std::vector<std::int64_t>& idx) const {
     const auto B = static_cast<std::int64_t>(idx.size());
     const std::int64_t n = sample_.numel();
-    ShardBatch<T> b{Tensor<T>(Shape{B, sample_[0], sample_[1], sample_[2]}), Tensor<std::int64_t>(Shape{B}), {}};
+    ShardBatch<T> b{Tensor<T>(Shape{B, sample_[0], sample_[1], sample_[2]}), Tensor<std::int64_t>(Shape{B}), {}, {}};
     for (std::int64_t i = 0; i < B; ++i) {
       const std::int64_t g = idx[static_cast<std::size_t>(i)];
       IREPA_CHECK(g >= 0 && g < size(), "ImageDataset: sample {} is outside the {} samples", g, size());

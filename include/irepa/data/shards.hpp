@@ -1,7 +1,11 @@
 #pragma once
 // A dataset stored as safetensors shards (every *.safetensors of a folder, in name order), each
 // holding n samples:
-//   latents [n, ...] (float) or images [n, ...] (uint8)   -- one of the two, same in every shard
+//   latents [n, ...] (float, used as they are), posteriors [n, 2E, h, w] (float: the VAE's
+//   mean | std, from which the trainer draws each step's latents), or images [n, C, H, W]
+//   (uint8)   -- one of the three, the same in every shard (the dataset's kind)
+//   images  [n, C, H, W] (uint8; optional beside posteriors: the images they encode, for online
+//           target encoders, as the reference's paired image + latent dataset)
 //   labels  [n] (integer)
 //   features.<encoder> [n, T, D] (optional; precomputed target features, same set in every shard)
 // Shards stay memory-mapped; get(indices) gathers a batch, converting to T. Every shard is
@@ -19,9 +23,10 @@ namespace irepa::data {
 
 template <class T>
 struct ShardBatch {
-  Tensor<T> x;                                // [B, ...] latents or images (images keep 0..255)
+  Tensor<T> x;                                // [B, ...] latents, posteriors or images (images keep 0..255)
   Tensor<std::int64_t> y;                     // [B]
   std::map<std::string, Tensor<T>> features;  // encoder -> [B, T, D]
+  Tensor<T> images;                           // [B, C, H, W] 0..255 beside posteriors (paired data), else empty
 };
 
 class ShardedDataset {
@@ -38,8 +43,11 @@ class ShardedDataset {
   }
 
   std::int64_t size() const { return total_; }
-  const std::string& kind() const { return kind_; }  // "latents" or "images"
+  const std::string& kind() const { return kind_; }  // "latents", "posteriors" or "images"
   const Shape& sample_shape() const { return sample_; }
+  /// The images beside the posteriors ([C, H, W]), or an empty shape when there are none.
+  const Shape& image_shape() const { return image_; }
+  bool has_images() const { return kind_ == "images" || image_.rank() > 0; }
   std::vector<std::string> encoders() const {
     std::vector<std::string> out;
     for (const auto& [k, s] : feature_shapes_) out.push_back(k);
@@ -59,6 +67,7 @@ class ShardedDataset {
     b.x = Tensor<T>(with_batch(sample_, B));
     b.y = Tensor<std::int64_t>(Shape{B});
     for (const auto& [k, s] : feature_shapes_) b.features.emplace(k, Tensor<T>(with_batch(s, B)));
+    if (image_.rank() > 0) b.images = Tensor<T>(with_batch(image_, B));
     for (std::int64_t i = 0; i < B; ++i) {
       const std::int64_t g = idx[static_cast<std::size_t>(i)];
       IREPA_CHECK(g >= 0 && g < total_, "ShardedDataset: sample {} is outside the {} samples", g, total_);
@@ -66,6 +75,7 @@ class ShardedDataset {
       const auto& sh = shards_[static_cast<std::size_t>(it - starts_.begin())];
       const std::int64_t r = g - *it;
       copy_row<T>(sh, kind_, sample_.numel(), r, b.x.data() + i * sample_.numel());
+      if (image_.rank() > 0) copy_row<T>(sh, "images", image_.numel(), r, b.images.data() + i * image_.numel());
       b.y[i] = static_cast<std::int64_t>(io::detail::load_as_int(sh.info("labels").dtype, sh.bytes("labels").data() +
                                                                                             r * dtype_size(sh.info("labels").dtype)));
       for (auto& [k, t] : b.features) {
@@ -99,20 +109,41 @@ class ShardedDataset {
 
   void add_shard(const std::string& path) {
     io::SafeTensorsFile f(path);
-    const bool lat = f.contains("latents"), img = f.contains("images");
-    IREPA_CHECK(lat != img, "ShardedDataset: shard '{}' must hold exactly one of 'latents' and 'images' (it holds {})", path,
-                lat ? "both" : "neither");
-    const std::string kind = lat ? "latents" : "images";
+    std::vector<std::string> kinds;
+    for (const char* k : {"latents", "posteriors"})
+      if (f.contains(k)) kinds.emplace_back(k);
+    if (kinds.empty() && f.contains("images")) kinds.emplace_back("images");
+    IREPA_CHECK(kinds.size() == 1, "ShardedDataset: shard '{}' must hold exactly one of 'latents', 'posteriors' and 'images' (it holds {})",
+                path, kinds.empty() ? std::string("none") : kinds[0] + " and " + kinds.back());
+    const std::string kind = kinds[0];
+    const bool paired = kind == "posteriors" && f.contains("images");
+    IREPA_CHECK(kind != "latents" || !f.contains("images"),
+                "ShardedDataset: shard '{}' holds both 'latents' and 'images'; images go beside 'posteriors' (mean | std)", path);
     IREPA_CHECK(f.contains("labels"), "ShardedDataset: shard '{}' has no 'labels'", path);
     const Shape& xs = f.info(kind).shape;
     IREPA_CHECK(xs.rank() >= 2, "ShardedDataset: shard '{}' '{}' has shape {}, expected [n, ...]", path, kind, xs.str());
+    IREPA_CHECK(kind == "images" || io::detail::is_float(f.info(kind).dtype), "ShardedDataset: shard '{}' '{}' are {}, expected floats",
+                path, kind, dtype_name(f.info(kind).dtype));
     const std::int64_t n = xs[0];
+    IREPA_CHECK(kind != "posteriors" || (xs.rank() == 4 && xs[1] % 2 == 0 && xs[1] > 0),
+                "ShardedDataset: shard '{}' posteriors have shape {}, expected [n, 2E, h, w] (mean | std)", path, xs.str());
+    Shape image;
+    if (paired) {
+      const Shape& is = f.info("images").shape;
+      IREPA_CHECK(is.rank() == 4 && is[0] == n && f.info("images").dtype == DType::U8,
+                  "ShardedDataset: shard '{}' images are {} {}, expected uint8 [{}, C, H, W] (one per posterior)", path,
+                  dtype_name(f.info("images").dtype), is.str(), n);
+      IREPA_CHECK(is[2] % xs[2] == 0 && is[3] % xs[3] == 0 && is[2] / xs[2] == is[3] / xs[3],
+                  "ShardedDataset: shard '{}' images {} and posteriors {}: the images' side is not one multiple of the latents'", path,
+                  is.str(), xs.str());
+      image = without_batch(is);
+    }
     IREPA_CHECK(f.info("labels").shape == Shape{n} && !io::detail::is_float(f.info("labels").dtype),
                 "ShardedDataset: shard '{}' labels are {} {}, expected integer [{}]", path, dtype_name(f.info("labels").dtype),
                 f.info("labels").shape.str(), n);
     std::map<std::string, Shape> feats;
     for (const auto& name : f.names()) {
-      if (name == kind || name == "labels") continue;
+      if (name == kind || name == "labels" || (paired && name == "images")) continue;
       IREPA_CHECK(name.rfind("features.", 0) == 0 && name.size() > 9,
                   "ShardedDataset: shard '{}' holds '{}', expected only {}, labels and features.<encoder>", path, name, kind);
       const Shape& s = f.info(name).shape;
@@ -124,11 +155,14 @@ class ShardedDataset {
       kind_ = kind;
       sample_ = without_batch(xs);
       feature_shapes_ = feats;
+      image_ = image;
     } else {
       IREPA_CHECK(kind == kind_ && without_batch(xs) == sample_,
                   "ShardedDataset: shard '{}' holds {} of sample shape {}, the first shard {} of {}", path, kind,
                   without_batch(xs).str(), kind_, sample_.str());
       IREPA_CHECK(feats == feature_shapes_, "ShardedDataset: shard '{}' holds other target features than the first shard", path);
+      IREPA_CHECK(image == image_, "ShardedDataset: shard '{}' holds images {} beside its posteriors, the first shard {}", path,
+                  image.rank() ? image.str() : std::string("none"), image_.rank() ? image_.str() : std::string("none"));
     }
     starts_.push_back(total_);
     total_ += n;
@@ -139,7 +173,7 @@ class ShardedDataset {
   std::vector<std::int64_t> starts_;
   std::int64_t total_ = 0;
   std::string kind_;
-  Shape sample_;
+  Shape sample_, image_;
   std::map<std::string, Shape> feature_shapes_;
 };
 

@@ -510,6 +510,73 @@ struct SdVae {
   }
 };
 
+/// The architecture of a VAE checkpoint (either layout, under prefix), read off its tensors:
+/// ch and in_channels from encoder.conv_in, the levels' widths and ResNet blocks from
+/// encoder.down.*, attention where a level has it (at nominal resolution 256 >> level), z_channels
+/// from encoder.conv_out, embed_dim from quant_conv, out_ch from decoder.conv_out. The GroupNorm
+/// groups cannot be seen in the shapes: the file's metadata "groupnorm_groups" (SdVae::save
+/// writes it), else the reference's 32. load() then checks every tensor against this config.
+inline SdVaeConfig sd_vae_config_of(const io::SafeTensorsFile& f, std::string_view prefix = {}) {
+  const bool ldm = SdVae<float>::detect_layout(f, prefix) == SdVae<float>::Layout::Ldm;
+  const std::string p(prefix);
+  const auto shape = [&](const std::string& name) -> const Shape& {
+    IREPA_CHECK(f.contains(p + name), "SdVae: '{}' has no '{}{}' to read the architecture from", f.path(), p, name);
+    return f.info(p + name).shape;
+  };
+  const auto level = [&](std::int64_t l) { return p + (ldm ? "encoder.down." : "encoder.down_blocks.") + std::to_string(l); };
+  const auto block = [&](std::int64_t l, std::int64_t j) {
+    return level(l).substr(p.size()) + (ldm ? ".block." : ".resnets.") + std::to_string(j);
+  };
+  SdVaeConfig c;
+  const Shape& conv_in = shape("encoder.conv_in.weight");
+  IREPA_CHECK(conv_in.rank() == 4, "SdVae: '{}' encoder.conv_in.weight has shape {}, expected [ch, C, 3, 3]", f.path(), conv_in.str());
+  c.ch = conv_in[0], c.in_channels = conv_in[1];
+  c.ch_mult.clear(), c.attn_resolutions.clear(), c.resolution = 256;
+  for (std::int64_t l = 0; f.contains(p + block(l, 0) + ".conv1.weight"); ++l) {
+    IREPA_CHECK(l < 16, "SdVae: '{}' has more than 16 encoder levels", f.path());
+    const Shape& w = shape(block(l, 0) + ".conv2.weight");
+    IREPA_CHECK(w.rank() == 4 && w[0] % c.ch == 0, "SdVae: '{}' level {} is {} wide, not a multiple of ch {}", f.path(), l,
+                w.rank() ? w[0] : 0, c.ch);
+    c.ch_mult.push_back(w[0] / c.ch);
+    if (f.contains(level(l) + (ldm ? ".attn.0.norm.weight" : ".attentions.0.group_norm.weight"))) c.attn_resolutions.push_back(256 >> l);
+  }
+  IREPA_CHECK(!c.ch_mult.empty(), "SdVae: '{}' has no encoder level", f.path());
+  c.num_res_blocks = 0;
+  while (f.contains(p + block(0, c.num_res_blocks) + ".conv1.weight")) ++c.num_res_blocks;
+  c.z_channels = shape("encoder.conv_out.weight")[0] / 2;
+  c.embed_dim = shape("quant_conv.weight")[0] / 2;
+  c.out_ch = shape("decoder.conv_out.weight")[0];
+  if (const auto g = f.metadata("groupnorm_groups")) {
+    try {
+      c.groups = std::stoll(*g);
+    } catch (const std::exception&) {
+      fail("SdVae: '{}' metadata groupnorm_groups is '{}', expected an integer", f.path(), *g);
+    }
+  }
+  c.validate();
+  return c;
+}
+
+/// A VAE with the architecture and weights of a checkpoint (sd_vae_config_of, then load).
+template <class T>
+SdVae<T> load_sd_vae(const std::string& path, std::string_view prefix = {}) {
+  io::SafeTensorsFile f(path);
+  SdVae<T> vae(sd_vae_config_of(f, prefix));
+  vae.load(f, prefix);
+  return vae;
+}
+
+/// Writes a host VAE's weights under the reference's names (float32), with its GroupNorm groups
+/// in the metadata, atomically.
+template <class T>
+void save_sd_vae(const SdVae<T>& vae, const std::string& path) {
+  io::SafeTensorsWriter w;
+  vae.params().for_each(
+      [&](std::string_view name, TensorView<T> v, TensorView<T>) { w.add_as<T>(name, ConstView<T>(v), DType::F32); });
+  w.set_metadata("groupnorm_groups", std::to_string(vae.config.groups));
+  w.write(path);
+}
+
 /// Decoded images [B, C, H, W] (roughly [-1, 1]) as the reference's generate.py stores them:
 /// clamp(255 (x + 1) / 2, 0, 255), channels-last, truncated to uint8 -> [B, H, W, C].
 template <class T>

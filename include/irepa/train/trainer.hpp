@@ -6,7 +6,9 @@
 // encoders (each on the model's device where it runs there, else on the host), label dropout,
 // the objective step, the global-norm clip, AdamW with the EMAs fused, a learning-rate schedule,
 // the JSONL log and progress line, checkpoints (resume continues bit-identically) and
-// class-conditional sample grids from the first EMA.
+// class-conditional sample grids from the first EMA. Data of stored VAE posteriors (mean | std)
+// gets the reference's sample_posterior each step, z = (mean + std eps - bias) scale with eps
+// from the run's generator, and latent grids are decoded to pixels by a given decoder.
 // The two reference recipes differ only in settings (see train/recipes.hpp for JiT's).
 //
 // Data-parallel: given a Communicator (train/communicator.hpp) of W processes, batch_size is the
@@ -27,11 +29,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <limits>
 #include <map>
 #include <memory>
 #include <span>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -40,11 +45,13 @@
 #include <nlohmann/json.hpp>
 
 #include "irepa/core/concepts.hpp"
+#include "irepa/data/latent_stats.hpp"
 #include "irepa/data/loader.hpp"
 #include "irepa/diffusion/objective.hpp"
 #include "irepa/io/image_grid.hpp"
 #include "irepa/models/target_encoder.hpp"
 #include "irepa/nn/embedders.hpp"
+#include "irepa/ops/latent.hpp"
 #include "irepa/ops/optim.hpp"
 #include "irepa/ops/tensor_ops.hpp"
 #include "irepa/train/checkpoint.hpp"
@@ -72,6 +79,11 @@ struct TrainerOptions {
   std::int64_t classes_in_grid = 10, samples_per_class = 8;
   bool quiet = false;  // no progress line
   double bucket_mib = 25;  // data-parallel gradient buckets (DDP's default size)
+  // Posterior data (mean | std): the per-channel scale and bias of the drawn latents (required then).
+  std::optional<data::LatentStats> latent_stats;
+  // Latent sample grids to pixels: scaled latents [B, E, h, w] -> images [B, 3, H, W] in [-1, 1]
+  // (the VAE's decode of z / scale + bias). Without it, only 1- or 3-channel data gets grids.
+  std::function<Tensor<double>(const Tensor<double>&)> grid_decoder;
 };
 
 struct TrainRecord {
@@ -124,7 +136,30 @@ inline void check_targets(const std::vector<std::int64_t>& z_dims, std::int64_t 
                 "train: encoder '{}' gives [{}, {}] tokens, expected [{}, {}] (the model's token grid and projector width)", e.name,
                 e.tokens, e.dim, tokens, zd);
   }
-  IREPA_CHECK(online.empty() || images, "train: online target encoders need image data, but the data holds {}", kind);
+  IREPA_CHECK(online.empty() || images, "train: online target encoders need images, but the data holds {} without images", kind);
+}
+
+/// Whether the dataset has images for online encoders: image data, or images beside posteriors.
+template <class Dataset>
+bool has_images(const Dataset& ds) {
+  if constexpr (requires { ds.has_images(); })
+    return ds.has_images();
+  else
+    return ds.kind() == "images";
+}
+/// The images' side (the online encoders' working resolution), or 0 when there are none.
+template <class Dataset>
+std::int64_t image_side(const Dataset& ds) {
+  if constexpr (requires { ds.image_shape(); })
+    if (ds.kind() != "images") return ds.image_shape().rank() == 3 ? ds.image_shape()[1] : 0;
+  return ds.kind() == "images" ? ds.sample_shape()[1] : 0;
+}
+
+/// The model input's shape for a sample of the data: the latents drawn from posteriors [2E, h, w] are [E, h, w].
+inline Shape model_sample_shape(const std::string& kind, const Shape& sample) {
+  if (kind != "posteriors") return sample;
+  IREPA_CHECK(sample.rank() == 3 && sample[0] % 2 == 0, "train: posteriors have shape {}, expected [2E, h, w] (mean | std)", sample.str());
+  return Shape{sample[0] / 2, sample[1], sample[2]};
 }
 
 /// Each online encoder's tokens [B, T, D] of images x [B, C, H, W] in 0..255, on the model's
@@ -308,10 +343,17 @@ class Trainer {
     ops::copy<T>(ctx_, emas_.front()->values(), ema_model.params().values());
     const auto y = class_grid_labels(std::min(o_.classes_in_grid, model_.config.num_classes), o_.samples_per_class);
     const Tensor<double> x = obj_.sample(ctx_, ema_model, y.cview(), static_cast<std::uint64_t>(o_.seed), o_.grid);
-    const std::filesystem::path dir = std::filesystem::path(o_.run_dir) / "samples";
-    std::filesystem::create_directories(dir);
-    io::write_image_grid<double>((dir / (detail::step_name(step_) + ".png")).string(), x,
-                                 io::GridOptions{.columns = o_.samples_per_class});
+    write_grid(detail::step_name(step_) + ".png", x, o_.samples_per_class);
+  }
+
+  /// samples/ground_truth.png: the first batch's drawn latents (up to one grid's worth) through
+  /// the grid decoder, as the reference's gt_samples; only with a decoder, on rank 0.
+  void write_ground_truth_grid(ConstView<T> z) {
+    if (rank_ != 0 || !o_.grid_decoder || o_.sampling_steps <= 0) return;
+    const std::int64_t n = std::min(z.size(0), std::min(o_.classes_in_grid, model_.config.num_classes) * o_.samples_per_class);
+    Tensor<double> x(Shape{n, z.size(1), z.size(2), z.size(3)});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = static_cast<double>(z.data()[i]);
+    write_grid("ground_truth.png", x, o_.samples_per_class);
   }
 
   /// Trains on ds until max_train_steps. Alignment targets: the dataset's features (in
@@ -321,8 +363,22 @@ class Trainer {
   TrainResult<T> run(const Dataset& ds, const std::vector<TargetEncoder>& online) {
     const auto& cfg = model_.config;
     const std::vector<std::string> stored = ds.encoders();
-    const bool images = ds.kind() == "images";
-    detail::check_targets(cfg.z_dims, model_.grid.tokens(), stored, online, images, ds.kind());
+    const bool images = ds.kind() == "images", posteriors = ds.kind() == "posteriors";
+    detail::check_targets(cfg.z_dims, model_.grid.tokens(), stored, online, detail::has_images(ds), ds.kind());
+    const Shape input = detail::model_sample_shape(ds.kind(), ds.sample_shape());
+    IREPA_CHECK(input[0] == cfg.in_channels, "train: the model takes {} channels, but the data gives {} ({} of shape {})", cfg.in_channels,
+                input[0], ds.kind(), ds.sample_shape().str());
+    IREPA_CHECK(!posteriors || o_.latent_stats,
+                "train: the data holds VAE posteriors (mean | std) of shape {}; the latents drawn from them need the latent "
+                "statistics (latents_scale, latents_bias)",
+                ds.sample_shape().str());
+    IREPA_CHECK(posteriors || !o_.latent_stats, "train: latent statistics were given, but the data holds {}, not VAE posteriors",
+                ds.kind());
+    Tensor<T> lscale, lbias;
+    if (posteriors) {
+      o_.latent_stats->expect_channels(input[0], "the run's");
+      std::tie(lscale, lbias) = o_.latent_stats->template as<T>();
+    }
     // Stored features belong to the unflipped image (a flipped image's features are not the mirrored ones).
     IREPA_CHECK(stored.empty() || !o_.hflip,
                 "train: the data holds precomputed features ({}), which do not match flipped images; turn flips off "
@@ -353,12 +409,20 @@ class Trainer {
       }
       std::vector<ConstView<T>> zs;
       for (const auto& e : stored) zs.push_back(b.features.at(e));
-      std::vector<Tensor<T, D>> online_z = detail::online_targets<T, D>(ctx_, cpu, placed, b.x);
+      std::vector<Tensor<T, D>> online_z = detail::online_targets<T, D>(ctx_, cpu, placed, images ? b.x.cview() : b.images.cview());
       if (images)
         for (std::int64_t i = 0; i < b.x.numel(); ++i) b.x[i] = b.x[i] * T(1.0 / 127.5) - T(1);
+      if (posteriors) {  // the reference's sample_posterior: eps from the run's generator, after the flips' draws
+        Tensor<T> eps(Shape{share, input[0], input[1], input[2]}), z(eps.shape());
+        rng_.normal(eps.view());
+        ops::sample_posterior<T>(cpu, b.x.cview(), eps.cview(), lscale.cview(), lbias.cview(), z.view());
+        b.x = std::move(z);
+        if (step_ == 0) write_ground_truth_grid(b.x.cview());  // a fresh run's first batch
+      }
       step(b.x, b.y.view(), zs, std::move(online_z));
       const bool last = step_ == total, checkpoint = step_ % o_.checkpointing_steps == 0 || last;
-      const bool grid = o_.sampling_steps > 0 && step_ % o_.sampling_steps == 0 && (cfg.in_channels == 1 || cfg.in_channels == 3);
+      const bool grid = o_.sampling_steps > 0 && step_ % o_.sampling_steps == 0 &&
+                        (o_.grid_decoder || cfg.in_channels == 1 || cfg.in_channels == 3);
       if (step_ % o_.log_every == 0 || last) flush(/*progress=*/true);
       if (checkpoint) save_checkpoint();
       if (grid) write_sample_grid();
@@ -386,6 +450,14 @@ class Trainer {
   std::size_t gradient_buckets() const { return buckets_ ? buckets_->size() : 0; }
 
  private:
+  /// samples/<name>: x [B, C, H, W] in [-1, 1] as a grid, decoded to pixels first when a decoder is set.
+  void write_grid(const std::string& name, const Tensor<double>& x, std::int64_t columns) const {
+    const std::filesystem::path dir = std::filesystem::path(o_.run_dir) / "samples";
+    std::filesystem::create_directories(dir);
+    const Tensor<double> px = o_.grid_decoder ? o_.grid_decoder(x) : Tensor<double>::copy_of(x.cview());
+    io::write_image_grid<double>((dir / name).string(), px, io::GridOptions{.columns = columns});
+  }
+
   /// " on rank(s) 1, 3" from every rank's flag (1: its own loss was not finite); a collective.
   std::string bad_ranks(std::int64_t step, std::int64_t mine) {
     const std::vector<std::int64_t> flags = comm_.all_gather(ctx_, mine);
