@@ -53,7 +53,7 @@ build)
   strip --strip-unneeded "$bundle"/tests/* "$bundle"/bench/*
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do
-    ldd "$f" | awk '/=> \// {print $3}' | grep -E 'libfmt|libbenchmark|libyaml|libpng|libz\.|libplplot|libcsirocsa|libqsastime|libltdl|libmpi|libopen-rte|libopen-pal|libhwloc|libevent' || true
+    ldd "$f" | awk '/=> \// {print $3}' | grep -E 'libfmt|libbenchmark|libyaml|libpng|libturbojpeg|libz\.|libplplot|libcsirocsa|libqsastime|libltdl|libmpi|libopen-rte|libopen-pal|libhwloc|libevent' || true
   done | sort -u | xargs -r -I{} cp -L {} "$bundle/lib/"
   du -sh "$bundle"
   # Packed into one .tar.xz: the binaries compress about 3x (the golden files hardly), which keeps

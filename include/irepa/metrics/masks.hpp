@@ -5,10 +5,7 @@
 // pool x pool cells, and an image is kept only when at least min_count cells are foreground and
 // min_count are background. Unlike the reference, the kept masks stay paired with their own
 // images (kept[i] is the index of the image mask i belongs to).
-//
-// pil_resize reproduces Pillow's 8-bit resampling exactly: separable, horizontal pass first,
-// filter support scaled by the downscale factor, weights normalised and rounded to 22-bit fixed
-// point, each pass rounded and clipped to 0..255.
+// The resizing is io::pil_resize (Pillow's 8-bit resampling, exactly).
 
 #include <algorithm>
 #include <cmath>
@@ -18,111 +15,14 @@
 
 #include "irepa/core/error.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/io/pil_resize.hpp"
 #include "irepa/io/png.hpp"
 
 namespace irepa::metrics {
 
-enum class ResizeFilter { Nearest, Bicubic };
-
-namespace detail {
-inline double bicubic_weight(double x) {
-  constexpr double a = -0.5;
-  x = std::abs(x);
-  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
-  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0;
-}
-
-/// Pillow's per-output-pixel taps: first source index, count and fixed-point weights.
-struct Taps {
-  std::vector<int> first, count;
-  std::vector<std::int32_t> w;  // [out, ksize]
-  int ksize = 0;
-};
-inline Taps bicubic_taps(int in, int out) {
-  constexpr int precision = 22;  // 32 - 8 - 2 bits
-  const double scale = static_cast<double>(in) / out, filterscale = std::max(scale, 1.0);
-  const double support = 2.0 * filterscale;
-  Taps t;
-  t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
-  t.first.resize(static_cast<std::size_t>(out));
-  t.count.resize(static_cast<std::size_t>(out));
-  t.w.assign(static_cast<std::size_t>(out) * static_cast<std::size_t>(t.ksize), 0);
-  std::vector<double> k(static_cast<std::size_t>(t.ksize));
-  for (int o = 0; o < out; ++o) {
-    const double center = (o + 0.5) * scale;
-    const int lo = std::max(static_cast<int>(center - support + 0.5), 0);
-    const int hi = std::min(static_cast<int>(center + support + 0.5), in);
-    const int n = hi - lo;
-    double sum = 0;
-    for (int x = 0; x < n; ++x) sum += (k[static_cast<std::size_t>(x)] = bicubic_weight((x + lo - center + 0.5) / filterscale));
-    for (int x = 0; x < n; ++x) {
-      const double v = sum != 0 ? k[static_cast<std::size_t>(x)] / sum : k[static_cast<std::size_t>(x)];
-      t.w[static_cast<std::size_t>(o * t.ksize + x)] =
-          static_cast<std::int32_t>(v < 0 ? -0.5 + v * (1 << precision) : 0.5 + v * (1 << precision));
-    }
-    t.first[static_cast<std::size_t>(o)] = lo;
-    t.count[static_cast<std::size_t>(o)] = n;
-  }
-  return t;
-}
-inline std::uint8_t clip8(std::int64_t acc) {
-  return static_cast<std::uint8_t>(std::clamp<std::int64_t>(acc >> 22, 0, 255));  // arithmetic shift: floor
-}
-}  // namespace detail
-
-/// img [H, W] uint8 -> [out_h, out_w], as PIL's Image.resize((out_w, out_h), filter).
-inline Tensor<std::uint8_t> pil_resize(ConstView<std::uint8_t> img, std::int64_t out_h, std::int64_t out_w, ResizeFilter filter) {
-  IREPA_CHECK(img.rank() == 2 && img.is_contiguous() && out_h > 0 && out_w > 0,
-              "pil_resize: image has shape {}, expected a contiguous [H, W], to {}x{}", img.shape().str(), out_h, out_w);
-  const int H = static_cast<int>(img.size(0)), W = static_cast<int>(img.size(1));
-  const int oh = static_cast<int>(out_h), ow = static_cast<int>(out_w);
-  Tensor<std::uint8_t> out(Shape{out_h, out_w});
-  if (filter == ResizeFilter::Nearest) {
-    const double ay = static_cast<double>(H) / oh, ax = static_cast<double>(W) / ow;  // Pillow's affine a[4], a[0]
-    for (int y = 0; y < oh; ++y)
-      for (int x = 0; x < ow; ++x) {
-        const int sy = std::min(static_cast<int>(ay * (y + 0.5)), H - 1), sx = std::min(static_cast<int>(ax * (x + 0.5)), W - 1);
-        out(y, x) = img(sy, sx);
-      }
-    return out;
-  }
-  if (H == oh && W == ow) {
-    out.view().copy_from(img);
-    return out;
-  }
-  const detail::Taps th = detail::bicubic_taps(W, ow), tv = detail::bicubic_taps(H, oh);
-  // Horizontal pass over the rows the vertical pass reads (Pillow's ybox), when the width changes.
-  const int y0 = tv.first.front(), y1 = tv.first.back() + tv.count.back();
-  const bool horizontal = ow != W, vertical = oh != H;
-  Tensor<std::uint8_t> mid(Shape{horizontal ? y1 - y0 : H, ow});
-  const int row0 = horizontal ? y0 : 0;
-  for (int y = 0; y < mid.size(0); ++y)
-    for (int x = 0; x < ow; ++x) {
-      if (!horizontal) {
-        mid(y, x) = img(y, x);
-        continue;
-      }
-      std::int64_t acc = 1 << 21;
-      const std::int32_t* k = th.w.data() + static_cast<std::size_t>(x) * static_cast<std::size_t>(th.ksize);
-      for (int i = 0; i < th.count[static_cast<std::size_t>(x)]; ++i)
-        acc += static_cast<std::int64_t>(img(y + row0, th.first[static_cast<std::size_t>(x)] + i)) * k[i];
-      mid(y, x) = detail::clip8(acc);
-    }
-  if (!vertical) {
-    out.view().copy_from(mid.cview());
-    return out;
-  }
-  for (int y = 0; y < oh; ++y)
-    for (int x = 0; x < ow; ++x) {
-      std::int64_t acc = 1 << 21;
-      const std::int32_t* k = tv.w.data() + static_cast<std::size_t>(y) * static_cast<std::size_t>(tv.ksize);
-      for (int i = 0; i < tv.count[static_cast<std::size_t>(y)]; ++i)
-        acc += static_cast<std::int64_t>(mid(tv.first[static_cast<std::size_t>(y)] - row0 + i, x)) * k[i];
-      out(y, x) = detail::clip8(acc);
-    }
-  return out;
-}
+// Pillow-exact resizing lives in io/ (the image data path uses it too).
+using io::pil_resize;
+using io::ResizeFilter;
 
 struct MaskOptions {
   std::int64_t resolution = 256;  // masks are resized to resolution x resolution
