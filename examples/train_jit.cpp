@@ -17,7 +17,9 @@
 #include <filesystem>
 #include <string>
 
+#include <irepa/data/any_dataset.hpp>
 #include <irepa/data/fashion_mnist.hpp>
+#include <irepa/data/image_folder.hpp>
 #include <irepa/data/shards.hpp>
 #include <irepa/diffusion/jit_objective.hpp>
 #include <irepa/models/jit.hpp>
@@ -64,8 +66,10 @@ std::vector<Flag> flags(Options& o) {
   std::vector<Flag> fl = {
       flag("output_dir", o.output_dir, "folder for runs"),
       flag("exp_name", o.exp_name, "run name (a folder under --output_dir)"),
-      flag("dataset", o.dataset, "shards (--data_path: safetensors shards of uint8 images) or fashion-mnist (Debian's package)"),
-      flag("data_path", o.data_path, "folder of image shards (images, labels[, features.<encoder>])"),
+      flag("dataset", o.dataset,
+           "shards (--data_path: safetensors shards of uint8 images), imagenet / image-folder (--data_path: root/<class>/<image>, "
+           "ADM center crop to --img_size) or fashion-mnist (Debian's package)"),
+      flag("data_path", o.data_path, "folder of image shards (images, labels[, features.<encoder>]), or an ImageFolder root"),
       flag("resume_step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
       flag("checkpointing_steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
       flag("sample_grid_freq", o.sample_grid_freq, "write a sample grid every N steps (0: never)"),
@@ -120,8 +124,7 @@ std::vector<Flag> flags(Options& o) {
   return fl;
 }
 
-template <class Dataset>
-JiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<TargetEncoder>& online) {
+JiTConfig model_config(const Options& o, const data::AnyDataset& ds, const std::vector<TargetEncoder>& online) {
   JiTConfig c;
   const Shape& s = ds.sample_shape();
   IREPA_CHECK(s.rank() == 3 && s[1] == s[2], "irepa-train-jit: images have shape {}, expected square [C, H, H]", s.str());
@@ -174,8 +177,7 @@ JiTObjective objective(const Options& o) {
 }
 
 /// The run on the CPU, or on GPU N with --device cuda[:N] (train_cuda.cu).
-template <class Dataset>
-int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choice, const JiTConfig& cfg, const Dataset& ds) {
+int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choice, const JiTConfig& cfg, const data::AnyDataset& ds) {
   IREPA_CHECK(ds.kind() == "images", "irepa-train-jit: JiT trains on images, but the data holds {}", ds.kind());
   if (job.launch.rank == 0)
     std::printf("learning rate %.3g (blr %.3g x batch %lld x %d processes / 256 unless --lr), %lld steps\n", job.options.schedule.lr, o.blr,
@@ -212,7 +214,7 @@ int main(int argc, char** argv) {
     (void)objective(o);  // a bad --proj_coeff or sampler is refused before the data is read
     IREPA_CHECK(o.sampling_method == "heun" || o.sampling_method == "euler",
                 "irepa-train-jit: --sampling_method '{}' is not known (heun or euler)", o.sampling_method);
-    auto run_on = [&](const auto& ds) {
+    auto run_on = [&](const data::AnyDataset& ds) {
       auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o, ds.size(), dj->launch().world), config_json, dj->threads(o.place.threads),
                                     device, o.place.matmul_precision, o.place.attention);
       job.launch = dj->launch();
@@ -220,10 +222,15 @@ int main(int argc, char** argv) {
       return run(o, job, choice, model_config(o, ds, job.online), ds);
     };
     if (o.dataset == "fashion-mnist")
-      return run_on(data::ImageDataset::fashion_mnist(o.data_path.empty() ? data::kFashionMnistDir : o.data_path));
-    IREPA_CHECK(o.dataset == "shards", "irepa-train-jit: --dataset '{}' is not known; expected shards or fashion-mnist", o.dataset);
-    IREPA_CHECK(!o.data_path.empty(), "irepa-train-jit: --data_path is required (a folder of safetensors image shards)");
-    return run_on(data::ShardedDataset(o.data_path));
+      return run_on(data::AnyDataset(data::ImageDataset::fashion_mnist(o.data_path.empty() ? data::kFashionMnistDir : o.data_path)));
+    IREPA_CHECK(o.dataset == "shards" || o.dataset == "imagenet" || o.dataset == "image-folder",
+                "irepa-train-jit: --dataset '{}' is not known; expected shards, imagenet, image-folder or fashion-mnist", o.dataset);
+    IREPA_CHECK(!o.data_path.empty(), "irepa-train-jit: --data_path is required (a folder of safetensors image shards, or an ImageFolder)");
+    if (o.dataset != "shards") {  // the reference's ImageFolder(center_crop_arr(img_size)); flips come from the recipe
+      const std::int64_t size = o.img_size > 0 ? o.img_size : 256;
+      return run_on(data::AnyDataset(data::ImageFolder(o.data_path, size, dj->threads(o.place.threads))));
+    }
+    return run_on(data::AnyDataset(data::ShardedDataset(o.data_path)));
   } catch (const std::exception& e) {
     if (dj->distributed()) dj->stop("irepa-train-jit", e);  // names the rank and ends every process of the job
     std::fprintf(stderr, "irepa-train-jit: %s\n", e.what());

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <irepa/align/dispatch.hpp>
+#include <irepa/data/any_dataset.hpp>
 #include <irepa/data/fashion_mnist.hpp>
 #include <irepa/data/shards.hpp>
 #include <irepa/diffusion/jit_objective.hpp>

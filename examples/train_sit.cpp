@@ -20,7 +20,9 @@
 #include <filesystem>
 #include <string>
 
+#include <irepa/data/any_dataset.hpp>
 #include <irepa/data/fashion_mnist.hpp>
+#include <irepa/data/image_folder.hpp>
 #include <irepa/data/shards.hpp>
 #include <irepa/diffusion/sit_objective.hpp>
 #include <irepa/models/sit.hpp>
@@ -35,7 +37,8 @@ namespace fs = std::filesystem;
 
 struct Options {
   // logging and run
-  std::string output_dir = "exps", exp_name = "sit", data_dir, dataset = "shards";
+  std::string output_dir = "exps", exp_name = "sit", data_dir, dataset = "shards", image_dir;
+  std::int64_t resolution = 256;
   std::int64_t sampling_steps = 0, resume_step = 0, checkpointing_steps = 50000, log_every = 100;
   std::int64_t seed = 0;
   cli::Placement place;  // --device, --matmul-precision, --attention, --threads
@@ -96,8 +99,13 @@ std::vector<Flag> flags(Options& o) {
   std::vector<Flag> fl = {
       flag("output-dir", o.output_dir, "folder for runs"),
       flag("exp-name", o.exp_name, "run name (a folder under --output-dir)"),
-      flag("dataset", o.dataset, "shards (--data-dir) or fashion-mnist (Debian's package; targets from --enc-type)"),
-      flag("data-dir", o.data_dir, "folder of safetensors shards: latents or images, labels, features.<encoder>"),
+      flag("dataset", o.dataset,
+           "shards (--data-dir), image-folder (--data-dir: root/<class>/<image>, ADM center crop to --resolution) or "
+           "fashion-mnist (Debian's package; targets from --enc-type)"),
+      flag("data-dir", o.data_dir, "folder of safetensors shards (latents, posteriors [+ images] or images; labels; features.<encoder>)"),
+      flag("image-dir", o.image_dir,
+           "the images of --data-dir's posteriors, as an ImageFolder (root/<class>/<image>, same order), for online target encoders"),
+      flag("resolution", o.resolution, "image side of --dataset image-folder and --image-dir (ADM center crop)"),
       flag("sampling-steps", o.sampling_steps, "write a sample grid every N steps (0: never)"),
       flag("resume-step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
       flag("samples-per-class", o.samples_per_class, "sample grids: one row per class (up to 10), this many columns"),
@@ -143,8 +151,7 @@ std::vector<Flag> flags(Options& o) {
   return fl;
 }
 
-template <class Dataset>
-SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<TargetEncoder>& online) {
+SiTConfig model_config(const Options& o, const data::AnyDataset& ds, const std::vector<TargetEncoder>& online) {
   SiTConfig c;
   const Shape s = detail::model_sample_shape(ds.kind(), ds.sample_shape());
   IREPA_CHECK(s.rank() == 3 && s[1] == s[2], "irepa-train: samples have shape {}, expected square [C, H, H]", s.str());
@@ -167,8 +174,7 @@ SiTConfig model_config(const Options& o, const Dataset& ds, const std::vector<Ta
 }
 
 /// The run on the CPU, or on GPU N with --device cuda[:N] (train_cuda.cu).
-template <class Dataset>
-int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choice, const SiTConfig& cfg, const Dataset& ds) {
+int run(const Options& o, const examples::TrainJob& job, const HeadChoice& choice, const SiTConfig& cfg, const data::AnyDataset& ds) {
   examples::run_training<examples::SiTFamily>("irepa-train", job, choice, cfg, objective(o), ds);
   return 0;
 }
@@ -195,7 +201,7 @@ int main(int argc, char** argv) {
     if (device >= 0 && o.place.device == "cuda" && dj->distributed()) device = dj->launch().local_rank;  // one GPU per local rank
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
-    auto run_on = [&](const auto& ds) {
+    auto run_on = [&](const data::AnyDataset& ds) {
       auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o), config_json, dj->threads(o.place.threads), device,
                                     o.place.matmul_precision, o.place.attention);
       job.launch = dj->launch();
@@ -204,10 +210,19 @@ int main(int argc, char** argv) {
       job.online = make_target_encoders(o.enc_type, detail::image_side(ds), o.encoder_dir);
       return run(o, job, choice, model_config(o, ds, job.online), ds);
     };
-    if (o.dataset == "fashion-mnist") return run_on(data::ImageDataset::fashion_mnist(o.data_dir.empty() ? data::kFashionMnistDir : o.data_dir));
-    IREPA_CHECK(o.dataset == "shards", "irepa-train: --dataset '{}' is not known; expected shards or fashion-mnist", o.dataset);
-    IREPA_CHECK(!o.data_dir.empty(), "irepa-train: --data-dir is required (a folder of safetensors shards)");
-    return run_on(data::ShardedDataset(o.data_dir));
+    IREPA_CHECK(o.resolution > 0, "irepa-train: --resolution {} must be positive", o.resolution);
+    IREPA_CHECK(o.image_dir.empty() || o.dataset == "shards", "irepa-train: --image-dir pairs images with --dataset shards, not {}",
+                o.dataset);
+    if (o.dataset == "fashion-mnist")
+      return run_on(data::AnyDataset(data::ImageDataset::fashion_mnist(o.data_dir.empty() ? data::kFashionMnistDir : o.data_dir)));
+    IREPA_CHECK(o.dataset == "shards" || o.dataset == "image-folder",
+                "irepa-train: --dataset '{}' is not known; expected shards, image-folder or fashion-mnist", o.dataset);
+    IREPA_CHECK(!o.data_dir.empty(), "irepa-train: --data-dir is required (a folder of safetensors shards, or an ImageFolder)");
+    if (o.dataset == "image-folder") return run_on(data::AnyDataset(data::ImageFolder(o.data_dir, o.resolution, dj->threads(o.place.threads))));
+    data::ShardedDataset shards(o.data_dir);
+    if (o.image_dir.empty()) return run_on(data::AnyDataset(std::move(shards)));
+    const data::ImageFolder images(o.image_dir, o.resolution, dj->threads(o.place.threads));  // outlives the pairing
+    return run_on(data::AnyDataset(data::PairedDataset(images, shards)));
   } catch (const std::exception& e) {
     if (dj->distributed()) dj->stop("irepa-train", e);  // names the rank and ends every process of the job
     std::fprintf(stderr, "irepa-train: %s\n", e.what());
