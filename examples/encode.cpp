@@ -1,6 +1,6 @@
 // irepa-encode: the reference's preprocessing/dataset_tools.py encode step. Images (an
-// ImageFolder as torchvision lists it, ADM-center-cropped to --resolution; or a folder of our
-// image shards) go through the SD-VAE's encoder; each image's posterior (mean | std,
+// ImageFolder as torchvision lists it, ADM-center-cropped to --resolution; the reference's
+// imagenet-latents-images save_to_disk folder; or a folder of our image shards) go through the SD-VAE's encoder; each image's posterior (mean | std,
 // [2E, R/8, R/8]: [8, 32, 32] at 256 px) is stored with its label in safetensors shards that
 // irepa-train reads (--data-dir, with --latents-stats). --keep-images stores the uint8 images
 // beside the posteriors (one folder for latent training with online target encoders).
@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <irepa/data/hf_dataset.hpp>
 #include <irepa/data/image_folder.hpp>
 #include <irepa/data/latent_stats.hpp>
 #include <irepa/data/shards.hpp>
@@ -200,15 +201,19 @@ int run_encode(EncodeOptions o) {
   }
   std::string kind = o.dataset;
   if (kind == "auto") {
-    bool shards = false;
+    bool shards = false, arrow = false;
     std::error_code ec;
     if (fs::is_directory(o.source, ec))
-      for (const auto& e : fs::directory_iterator(o.source))
+      for (const auto& e : fs::directory_iterator(o.source)) {
         shards = shards || (e.is_regular_file() && e.path().extension() == ".safetensors");
-    kind = shards ? "shards" : "image-folder";
+        arrow = arrow || (e.is_regular_file() && (e.path().extension() == ".arrow" || e.path().filename() == "state.json"));
+      }
+    kind = shards ? "shards" : arrow ? "hf" : "image-folder";
   }
   if (kind == "shards") return encode(o, data::ShardedDataset(o.source), *vae, host.config, launch);
-  IREPA_CHECK(kind == "image-folder", "irepa-encode: --dataset '{}' is not auto, image-folder or shards", kind);
+  // The reference's imagenet-latents-images folder: its stored (already cropped) images, or cropped to --resolution.
+  if (kind == "hf") return encode(o, data::HfImageDataset(o.source, o.resolution, threads), *vae, host.config, launch);
+  IREPA_CHECK(kind == "image-folder", "irepa-encode: --dataset '{}' is not auto, image-folder, hf or shards", kind);
   return encode(o, data::ImageFolder(o.source, o.resolution, threads), *vae, host.config, launch);
 }
 
@@ -235,7 +240,7 @@ int main(int argc, char** argv) {
   enc->add_option("--source", o.source, "an ImageFolder (root/<class>/<image>) or a folder of image shards")->required();
   enc->add_option("--dest", o.dest, "the output folder (new, or a stopped run of the same settings)")->required();
   enc->add_option("--vae", o.vae, "SD-VAE weights (the reference's or diffusers' names)")->required();
-  enc->add_option("--dataset", o.dataset, "auto, image-folder or shards")->capture_default_str();
+  enc->add_option("--dataset", o.dataset, "auto, image-folder, hf (a datasets save_to_disk folder of images) or shards")->capture_default_str();
   enc->add_option("--resolution", o.resolution, "image-folder: the ADM center crop's side")->capture_default_str();
   enc->add_option("--batch-size", o.batch, "images per VAE call")->capture_default_str();
   enc->add_option("--shard-size", o.shard_size, "images per shard file")->capture_default_str();

@@ -22,6 +22,7 @@
 
 #include <irepa/data/any_dataset.hpp>
 #include <irepa/data/fashion_mnist.hpp>
+#include <irepa/data/hf_dataset.hpp>
 #include <irepa/data/image_folder.hpp>
 #include <irepa/data/shards.hpp>
 #include <irepa/diffusion/sit_objective.hpp>
@@ -100,8 +101,9 @@ std::vector<Flag> flags(Options& o) {
       flag("output-dir", o.output_dir, "folder for runs"),
       flag("exp-name", o.exp_name, "run name (a folder under --output-dir)"),
       flag("dataset", o.dataset,
-           "shards (--data-dir), image-folder (--data-dir: root/<class>/<image>, ADM center crop to --resolution) or "
-           "fashion-mnist (Debian's package; targets from --enc-type)"),
+           "shards (--data-dir), hf (--data-dir: the reference's data/ with imagenet-latents-images and "
+           "imagenet-latents-sdvae-ft-mse-f8d4, Hugging Face save_to_disk folders), image-folder (--data-dir: root/<class>/<image>, "
+           "ADM center crop to --resolution) or fashion-mnist (Debian's package; targets from --enc-type)"),
       flag("data-dir", o.data_dir, "folder of safetensors shards (latents, posteriors [+ images] or images; labels; features.<encoder>)"),
       flag("image-dir", o.image_dir,
            "the images of --data-dir's posteriors, as an ImageFolder (root/<class>/<image>, same order), for online target encoders"),
@@ -215,9 +217,15 @@ int main(int argc, char** argv) {
                 o.dataset);
     if (o.dataset == "fashion-mnist")
       return run_on(data::AnyDataset(data::ImageDataset::fashion_mnist(o.data_dir.empty() ? data::kFashionMnistDir : o.data_dir)));
-    IREPA_CHECK(o.dataset == "shards" || o.dataset == "image-folder",
-                "irepa-train: --dataset '{}' is not known; expected shards, image-folder or fashion-mnist", o.dataset);
-    IREPA_CHECK(!o.data_dir.empty(), "irepa-train: --data-dir is required (a folder of safetensors shards, or an ImageFolder)");
+    IREPA_CHECK(o.dataset == "shards" || o.dataset == "image-folder" || o.dataset == "hf",
+                "irepa-train: --dataset '{}' is not known; expected shards, hf, image-folder or fashion-mnist", o.dataset);
+    IREPA_CHECK(!o.data_dir.empty(), "irepa-train: --data-dir is required (a folder of safetensors shards, the reference's data/, or an ImageFolder)");
+    if (o.dataset == "hf") {  // the reference's HFImgLatentDataset: images and latents, paired by row
+      const auto root = std::filesystem::path(o.data_dir);
+      const data::HfImageDataset images((root / "imagenet-latents-images").string(), 0, dj->threads(o.place.threads));
+      const data::HfLatentDataset latents((root / "imagenet-latents-sdvae-ft-mse-f8d4").string());
+      return run_on(data::AnyDataset(data::PairedDataset(images, latents)));
+    }
     if (o.dataset == "image-folder") return run_on(data::AnyDataset(data::ImageFolder(o.data_dir, o.resolution, dj->threads(o.place.threads))));
     data::ShardedDataset shards(o.data_dir);
     if (o.image_dir.empty()) return run_on(data::AnyDataset(std::move(shards)));

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libeigen3-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
-  zlib1g-dev libpng-dev libturbojpeg0-dev libplplot-dev plplot-driver-cairo
+  zlib1g-dev libpng-dev libturbojpeg0-dev libflatbuffers-dev libplplot-dev plplot-driver-cairo
   catch2 libbenchmark-dev
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist

@@ -11,6 +11,8 @@
 
 #include "irepa/data/image_folder.hpp"
 #include "irepa/data/latent_stats.hpp"
+#include "irepa/data/shards.hpp"
+#include "irepa/io/safetensors.hpp"
 #include "irepa/io/png.hpp"
 #include "irepa/models/sd_vae.hpp"
 #include "test_support.hpp"
@@ -147,5 +149,44 @@ TEST_CASE("images -> irepa-encode -> stats -> irepa-train on posteriors with an 
                    " --num-heads 2 --patch-size 1 --num-classes 3 --batch-size 4 --max-train-steps 2",
                    dir / "nostats.log") != 0);
   CHECK(test::slurp(dir / "nostats.log").find("latent statistics") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the reference's data/ folders (Hugging Face save_to_disk, Arrow) through irepa-train --dataset hf and irepa-encode", "[latent][tool][arrow]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_hf_pipeline_" + std::to_string(test::rng().seed()));
+  fs::remove_all(dir);
+  const fs::path arrow = fs::path(IREPA_TEST_DATA_DIR) / "arrow";
+  fs::create_directories(dir / "data");
+  for (const char* sub : {"imagenet-latents-images", "imagenet-latents-sdvae-ft-mse-f8d4"})
+    fs::copy(arrow / sub, dir / "data" / sub, fs::copy_options::recursive);
+  data::LatentStats st{Tensor<double>(Shape{4}), Tensor<double>(Shape{4})};
+  for (std::int64_t c = 0; c < 4; ++c) st.scale[c] = 0.5 + 0.1 * static_cast<double>(c), st.bias[c] = 0.05 * static_cast<double>(c);
+  st.save((dir / "stats.safetensors").string());
+  const std::string train = "--dataset hf --data-dir " + (dir / "data").string() + " --output-dir " + (dir / "runs").string() +
+                            " --latents-stats " + (dir / "stats.safetensors").string() +
+                            " --enc-type hog-x-g4_d32 --model custom --depth 2 --hidden-size 32 --num-heads 2 --patch-size 1"
+                            " --num-classes 3 --encoder-depth 1 --batch-size 4 --max-train-steps 6 --checkpointing-steps 6 --log-every 3"
+                            " --learning-rate 1e-3 --threads 2 --seed 2 --exp-name hf";
+  REQUIRE(train_tool(train, dir / "train.log") == 0);
+  const auto log = test::slurp(dir / "train.log");
+  INFO(log);
+  CHECK(log.find("7 samples of posteriors [8, 4, 4]") != std::string::npos);
+  CHECK(log.find("target encoders: hog-x-g4_d32 on ") != std::string::npos);
+  CHECK(test::jsonl_values(dir / "runs" / "hf" / "log.jsonl", "proj_loss").size() == 6);
+
+  // irepa-encode reads the images folder too: 7 posteriors, labels from the label column.
+  SdVae<float> vae(small_vae());
+  vae.init_random(test::rng().seed(), 0.1f);
+  save_sd_vae(vae, (dir / "vae.safetensors").string());
+  REQUIRE(encode_tool("encode --source " + (dir / "data" / "imagenet-latents-images").string() + " --vae " + (dir / "vae.safetensors").string() +
+                          " --resolution 32 --threads 2 --dest " + (dir / "post").string(),
+                      dir / "enc.log") == 0);
+  const data::ShardedDataset post((dir / "post").string());
+  CHECK(post.size() == 7);
+  io::SafeTensorsFile want((arrow / "expected.safetensors").string());
+  const auto labels = want.load<std::int64_t>("labels");
+  const auto b = post.get<float>({0, 6});
+  CHECK(b.y[0] == labels[0]);
+  CHECK(b.y[1] == labels[6]);
   fs::remove_all(dir);
 }

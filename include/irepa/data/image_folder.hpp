@@ -8,7 +8,9 @@
 //    A batch is decoded on `threads` threads; the trainer's loader prefetches batches.
 //  - PairedDataset: images and latents of the same samples by index (the reference's
 //    HFImgLatentDataset / ImageFolderLatentDataset): the latents' kind and samples, the images
-//    beside them for online target encoders. The counts must match, and so must the labels.
+//    beside them for online target encoders. The counts must match, the images' side must be a
+//    whole multiple of the latents' (the VAE's factor), and so must the labels (latents without
+//    labels, -1, take the images').
 // Problems are found when the dataset opens, before training: no class folder, an empty class,
 // an image format that is not read (.webp, .bmp, ...), different counts.
 
@@ -155,6 +157,13 @@ class PairedDataset {
                 images.size(), latents.size());
     IREPA_CHECK(latents.encoders().empty(), "PairedDataset: the latents carry stored features ({}); pair them with images only for online targets",
                 latents.encoders().size());
+    // The latents of an image: [E or 2E, h, w] with the image's side a whole multiple of h (f = 8 for the SD-VAE).
+    const Shape& l = latents.sample_shape();
+    const Shape& i = images.sample_shape();
+    IREPA_CHECK(l.rank() == 3 && i.rank() == 3 && l[1] > 0 && l[2] > 0 && i[1] % l[1] == 0 && i[2] % l[2] == 0 && i[1] / l[1] == i[2] / l[2],
+                "PairedDataset: latents {} for images {}: the images' sides are not one whole multiple of the latents' (the VAE's "
+                "factor; [8, H/8, W/8] for the SD-VAE)",
+                l.str(), i.str());
   }
   std::int64_t size() const { return latents_.size(); }
   std::string kind() const { return latents_.kind(); }
@@ -168,10 +177,15 @@ class PairedDataset {
   ShardBatch<T> get(const std::vector<std::int64_t>& idx) const {
     ShardBatch<T> b = latents_.template get<T>(idx);
     ShardBatch<T> im = images_.template get<T>(idx);
-    for (std::size_t i = 0; i < idx.size(); ++i)
-      IREPA_CHECK(b.y[static_cast<std::int64_t>(i)] == im.y[static_cast<std::int64_t>(i)],
-                  "PairedDataset: sample {} has label {} with its latents and {} with its image: not the same samples", idx[i],
-                  b.y[static_cast<std::int64_t>(i)], im.y[static_cast<std::int64_t>(i)]);
+    for (std::size_t i = 0; i < idx.size(); ++i) {
+      const auto k = static_cast<std::int64_t>(i);
+      if (b.y[k] < 0) {  // latents without labels (the reference's latent folders): the image's
+        b.y[k] = im.y[k];
+        continue;
+      }
+      IREPA_CHECK(b.y[k] == im.y[k], "PairedDataset: sample {} has label {} with its latents and {} with its image: not the same samples",
+                  idx[i], b.y[k], im.y[k]);
+    }
     b.images = std::move(im.x);
     return b;
   }
