@@ -192,6 +192,12 @@ class ArrowStreamFile {
     std::error_code ec;
     IREPA_CHECK(std::filesystem::is_regular_file(path, ec), "arrow: '{}' is not a regular file", path);
     map_ = MappedFile(path, "arrow");
+    base_ = map_.data(), size_ = map_.size();
+    parse();
+  }
+  /// A stream held in memory (copied); `name` stands for the path in errors.
+  ArrowStreamFile(std::span<const std::byte> bytes, std::string name) : path_(std::move(name)), owned_(bytes.begin(), bytes.end()) {
+    base_ = owned_.data(), size_ = owned_.size();
     parse();
   }
   ArrowStreamFile(ArrowStreamFile&&) noexcept = default;
@@ -220,6 +226,9 @@ class ArrowStreamFile {
  private:
   std::string path_;
   MappedFile map_;
+  std::vector<std::byte> owned_;
+  const std::byte* base_ = nullptr;  // the stream's bytes: map_'s or owned_'s
+  std::size_t size_ = 0;
   // Fields are referred to by the arrays: kept in a stable place (fields_ is filled once).
   std::vector<ArrowField> fields_;
   std::map<std::string, std::string> metadata_;
@@ -300,7 +309,7 @@ class ArrowStreamFile {
   const detail::fb::Table* message(std::size_t at, std::size_t len) const {
     namespace fb = detail::fb;
     using namespace detail::arrow_fb;
-    const auto* buf = reinterpret_cast<const std::uint8_t*>(map_.data() + at);
+    const auto* buf = reinterpret_cast<const std::uint8_t*>(base_ + at);
     fb::Verifier v(buf, len, /*max_depth=*/64, /*max_tables=*/1000000);
     if (len < sizeof(fb::uoffset_t) || !v.VerifyAlignment(0, alignof(fb::uoffset_t)) || fb::ReadScalar<fb::uoffset_t>(buf) >= len)
       bad(at, "the message's root offset is outside its metadata");
@@ -330,8 +339,8 @@ class ArrowStreamFile {
   void parse() {
     namespace fb = detail::fb;
     using namespace detail::arrow_fb;
-    const std::byte* data = map_.data();
-    const std::size_t size = map_.size();
+    const std::byte* data = base_;
+    const std::size_t size = size_;
     std::size_t at = 0;
     bool have_schema = false;
     while (true) {
@@ -352,6 +361,8 @@ class ArrowStreamFile {
       }
       if (len < 0 || static_cast<std::size_t>(len) > size - at)
         bad(at - 4, fmt::format("a message's metadata of {} bytes does not fit in the {} bytes left", len, size - at));
+      // The format pads metadata and bodies to 8 bytes, and flatbuffers reads aligned scalars.
+      if (at % 8 != 0) bad(at, "a message's metadata that does not start on an 8-byte boundary");
       const std::size_t meta_at = at;
       const fb::Table* msg = message(at, static_cast<std::size_t>(len));
       at += static_cast<std::size_t>(len);
@@ -422,7 +433,7 @@ class ArrowStreamFile {
     const std::int64_t off = detail::read_i64(p), len = detail::read_i64(p + 8);
     if (off < 0 || len < 0 || static_cast<std::uint64_t>(off) > body_len || static_cast<std::uint64_t>(len) > body_len - static_cast<std::uint64_t>(off))
       bad(meta_at, fmt::format("a buffer of column '{}' at [{}, +{}) is outside the {}-byte body", f.name, off, len, body_len));
-    return {map_.data() + body_at + static_cast<std::size_t>(off), static_cast<std::size_t>(len)};
+    return {base_ + body_at + static_cast<std::size_t>(off), static_cast<std::size_t>(len)};
   }
 
   ArrowArray read_array(const ArrowField& f, Cursor& c, std::size_t meta_at, std::size_t body_at, std::size_t body_len, int depth) {
@@ -439,9 +450,10 @@ class ArrowStreamFile {
     };
     if (f.type == ArrowType::Null) return a;  // no buffers
     a.validity = next_buffer(c, meta_at, body_at, body_len, f);
-    if (a.null_count > 0) need(a.validity, (a.length + 7) / 8, "validity");
+    const std::int64_t bitmap_bytes = a.length / 8 + (a.length % 8 != 0);  // without overflow for any length
+    if (a.null_count > 0) need(a.validity, bitmap_bytes, "validity");
     const auto check_offsets = [&](std::int64_t width, std::int64_t limit, const char* of) {
-      if (a.length > (std::numeric_limits<std::int64_t>::max() - 1) / width)
+      if (a.length >= std::numeric_limits<std::int64_t>::max() / width)
         bad(meta_at, fmt::format("column '{}' has {} values", f.name, a.length));
       need(a.offsets, (a.length + 1) * width, "offsets");
       std::int64_t prev = 0;
@@ -462,7 +474,7 @@ class ArrowStreamFile {
         break;
       case ArrowType::Bool:
         a.values = next_buffer(c, meta_at, body_at, body_len, f);
-        need(a.values, (a.length + 7) / 8, "data");
+        need(a.values, bitmap_bytes, "data");
         break;
       case ArrowType::Binary:
       case ArrowType::Utf8:
@@ -485,8 +497,8 @@ class ArrowStreamFile {
       case ArrowType::FixedSizeList:
         a.children.push_back(read_array(f.children[0], c, meta_at, body_at, body_len, depth + 1));
         if (f.list_size > 0 && a.length > a.children[0].length / f.list_size)
-          bad(meta_at, fmt::format("column '{}': {} lists of {} need {} child values, it has {}", f.name, a.length, f.list_size,
-                                   a.length * f.list_size, a.children[0].length));
+          bad(meta_at, fmt::format("column '{}': {} lists of {} values each need more than the {} child values it has", f.name, a.length,
+                                   f.list_size, a.children[0].length));
         break;
       case ArrowType::Struct:
         for (const ArrowField& ch : f.children) {

@@ -1,0 +1,44 @@
+// libFuzzer target: any bytes as an Arrow IPC stream (io::ArrowStreamFile), then every value
+// of every column read the way the datasets read them. Only irepa::Error may come out.
+#include <cstddef>
+#include <cstdint>
+
+#include "irepa/io/arrow_ipc.hpp"
+
+namespace {
+void read_all(const irepa::io::ArrowArray& a) {
+  using irepa::io::ArrowType;
+  for (std::int64_t i = 0; i < a.length; ++i) {
+    if (a.is_null(i)) continue;
+    switch (a.field->type) {
+      case ArrowType::Int: (void)irepa::io::arrow_int(a, i); break;
+      case ArrowType::Binary:
+      case ArrowType::LargeBinary:
+      case ArrowType::Utf8:
+      case ArrowType::LargeUtf8: (void)irepa::io::arrow_bytes(a, i); break;
+      case ArrowType::List:
+      case ArrowType::LargeList:
+      case ArrowType::FixedSizeList: {
+        std::vector<std::int64_t> shape;
+        try {
+          (void)irepa::io::arrow_float_tensor(a, i, shape, "fuzz");
+        } catch (const irepa::Error&) {
+        }
+        break;
+      }
+      default: break;
+    }
+  }
+  for (const auto& c : a.children) read_all(c);
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  try {
+    const irepa::io::ArrowStreamFile f(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), size), "fuzz.arrow");
+    for (const auto& b : f.batches())
+      for (const auto& c : b.columns) read_all(c);
+  } catch (const irepa::Error&) {
+  }
+  return 0;
+}
