@@ -6,6 +6,7 @@
 //
 //   irepa-bench-vae --batch-size 4 --resolution 256 --threads 2
 //   irepa-bench-vae --device cuda --batch-size 64 --precision tf32     (a CUDA build, GPU 0)
+//   irepa-bench-vae --save-random vae.safetensors                      (random VAE_F8D4 weights, for runs without the real ones)
 
 #include <CLI/CLI.hpp>
 
@@ -34,7 +35,7 @@ void row(const char* part, const char* device, std::int64_t batch, std::int64_t 
 
 int main(int argc, char** argv) {
   using namespace irepa;
-  std::string weights, device = "cpu", precision = "fp32";
+  std::string weights, device = "cpu", precision = "fp32", save_random;
   std::int64_t batch = 4, resolution = 256;
   int steps = 3, threads = 0;
   CLI::App app{"irepa-bench-vae: SD-VAE encode and decode throughput on the CPU or a GPU"};
@@ -47,9 +48,17 @@ int main(int argc, char** argv) {
   app.add_option("--precision", precision, "GPU matrix products: fp32, tf32 or bf16")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
       ->capture_default_str();
+  app.add_option("--save-random", save_random, "write random VAE_F8D4 weights (the reference's names) to this file and stop");
   CLI11_PARSE(app, argc, argv);
   try {
     const SdVaeConfig cfg = sd_vae_f8d4();
+    if (!save_random.empty()) {
+      SdVae<float> vae(cfg);
+      vae.init_random(1, 0.02f);
+      save_sd_vae(vae, save_random);
+      std::printf("wrote %s: random VAE_F8D4 weights\n", save_random.c_str());
+      return 0;
+    }
     IREPA_CHECK(resolution % cfg.factor() == 0, "irepa-bench-vae: --resolution {} is not a multiple of {}", resolution, cfg.factor());
     std::printf("| part | device | batch | resolution | threads / precision | median batch | best batch | images/s |\n"
                 "|---|---|---|---|---|---|---|---|\n");

@@ -13,7 +13,8 @@
 #       and SiT-XL/2 batch 128 train steps, FP32 with materialised attention and bf16 products
 #       with the fused attention kernels; irepa-bench-encoder --device cuda: DINOv2-B/14 at batch
 #       256, FP32 and bf16 + fused attention, and HOG, VGG16, SAM-B, SAM2-S; irepa-bench-vae --device
-#       cuda: the SD-VAE's encode and decode at 256 px in FP32, TF32 and bf16 products; irepa-train-jit --device cuda with an online
+#       cuda: the SD-VAE's encode and decode at 256 px in FP32, TF32 and bf16 products, and irepa-encode
+#       --device cuda over 512 random images; irepa-train-jit --device cuda with an online
 #       dinov2-vit-b target of random weights on random 3x256x256 image shards, whose log must say
 #       the encoder runs on cuda), then the same in PyTorch (eager float, and
 #       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
@@ -34,7 +35,7 @@ build)
     -DIREPA_ARCH_FLAGS=-march=x86-64-v3 >/dev/null  # portable: the GPU host is another CPU
   # What the run uses (of the examples only irepa-train-jit), not every target.
   cmake --build build/gpu --target test_cuda_core test_cuda_ops test_cuda_sit test_cuda_encoders test_cuda_vae irepa-bench-cuda-ops \
-    irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae irepa-train-jit
+    irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae irepa-train-jit irepa-encode
   rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib" "$bundle/golden"
   cp build/gpu/tests/cuda/test_cuda_* "$bundle/tests/"
   # The golden files test_cuda_sit and test_cuda_encoders run on the GPU (the GPU machine may not
@@ -44,12 +45,14 @@ build)
   g="${IREPA_GOLDEN_DIR:-../shared/golden}"
   cp "$g"/{sit,jit}_*.safetensors "$g"/samplers_sit.safetensors tests/data/golden/sit_*.safetensors \
     "$g"/encoder_dinov2_tiny_reg4.safetensors "$g"/encoder_dinov3_tiny.safetensors "$g"/encoder_pe_tiny_cls_ls.safetensors \
-    "$g"/encoder_hog_g8_d32.safetensors tests/data/golden/encoder_sam2_tiny.safetensors "$g"/vae_f8d4_ch32.safetensors \
+    "$g"/encoder_hog_g8_d32.safetensors tests/data/golden/encoder_sam2_tiny.safetensors \
     "$bundle/golden/"
+  # Not the SD-VAE's golden file (19 MB packed would pass the carry limit): test_cuda_vae checks
+  # the GPU VAE against the CPU double path, which matches that file to 1e-14.
   for b in irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae; do  # the ones run below
     cp "build/gpu/benchmarks/$b" "$bundle/bench/"
   done
-  cp build/gpu/examples/irepa-train-jit "$bundle/bench/"
+  cp build/gpu/examples/irepa-train-jit build/gpu/examples/irepa-encode "$bundle/bench/"
   strip --strip-unneeded "$bundle"/tests/* "$bundle"/bench/*
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do
@@ -112,6 +115,13 @@ run)
     step vae-ours "$bv" --device cuda --batch-size 64 --resolution 256 --steps 5 --precision fp32
     step vae-ours-tf32 "$bv" --device cuda --batch-size 64 --resolution 256 --steps 5 --precision tf32
     step vae-ours-bf16 "$bv" --device cuda --batch-size 64 --resolution 256 --steps 5 --precision bf16
+    if [ -x "$bundle/bench/irepa-encode" ]; then  # irepa-encode on the GPU: 512 random 256 px images, random VAE_F8D4 weights
+      ve=$(mktemp -d)
+      step encode-setup bash -c "python3 scripts/random_image_shard.py $ve/img --count 512 && $bv --save-random $ve/vae.safetensors"
+      step encode-cuda "$bundle/bench/irepa-encode" encode --source "$ve/img" --dest "$ve/post" --vae "$ve/vae.safetensors" \
+        --device cuda --batch-size 64 --shard-size 256 --precision tf32 --threads 8
+      step encode-finished grep -q "finished, 512 images in 2 shards" "$log/encode-cuda.log"
+    fi
   fi
   if [ -x "$bundle/bench/irepa-train-jit" ] && [ -x "$bundle/bench/irepa-bench-encoder" ]; then
     # An online DINOv2-B target on the GPU inside the trainer: random weights under the released
@@ -143,6 +153,7 @@ run)
   for f in "$log"/encoder-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
   echo; echo "== SD-VAE encode / decode at 256 px, batch 64, ours and PyTorch"
   for f in "$log"/vae-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
+  [ -f "$log/encode-cuda.log" ] && tr '\r' '\n' <"$log/encode-cuda.log" | grep -E 'img/s|finished' | tail -n 2
   echo; echo "== train step, ours (float storage; FP32 or bf16 products) and PyTorch"
   for f in "$log"/train-[BX]*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
   if [ -f "$log/train-jit-online-dinov2.log" ]; then
