@@ -1,7 +1,8 @@
 // irepa-train and irepa-train-jit as data-parallel jobs under `mpirun --oversubscribe -np 2` on
 // Fashion-MNIST: the 2-process run matches the 1-process one at the same global batch (float,
 // so up to the order of the sums), checkpoints move between world sizes, a resumed 2-process run
-// is bit-identical, and a killed rank ends the job without hurting the last checkpoint.
+// is bit-identical, and a killed rank ends the job without hurting the last checkpoint; the
+// shard-writing tools (irepa-extract-features, irepa-encode) split their shards over the ranks.
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "irepa/io/safetensors.hpp"
+#include "irepa/models/sd_vae.hpp"
 #include "test_support.hpp"
 #include "tool_test_support.hpp"
 
@@ -228,5 +230,40 @@ TEST_CASE("irepa-extract-features on 2 processes writes the 1-process shards fil
   }
   CHECK(files == 4);
   CHECK(std::distance(fs::directory_iterator(dir / "two"), fs::directory_iterator{}) == 4);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-encode on 2 processes writes the 1-process posterior shards file for file, and marks the folder finished", "[latent][tool][mpi]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_dp_encode_" + std::to_string(test::rng().seed()));
+  fs::create_directories(dir / "img");
+  {  // 10 random 32 px images and a small random VAE (four levels, f = 8)
+    Tensor<std::int64_t> px(Shape{10 * 3 * 32 * 32}), labels(Shape{10});
+    test::rng().randint(px.view(), 0, 256);
+    test::rng().randint(labels.view(), 0, 5);
+    Tensor<std::uint8_t> img(Shape{10, 3, 32, 32});
+    for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
+    io::SafeTensorsWriter w;
+    w.add("images", img);
+    w.add("labels", labels);
+    w.write((dir / "img" / "part.safetensors").string());
+    SdVaeConfig c;
+    c.ch = 8, c.ch_mult = {1, 2, 2, 2}, c.num_res_blocks = 1, c.groups = 4, c.attn_resolutions = {};
+    SdVae<float> vae(c);
+    vae.init_random(test::rng().seed(), 0.1f);
+    save_sd_vae(vae, (dir / "vae.safetensors").string());
+  }
+  const std::string args = "encode --source " + (dir / "img").string() + " --vae " + (dir / "vae.safetensors").string() +
+                           " --batch-size 2 --shard-size 3 --threads 1 --dest ";
+  REQUIRE(test::run_tool(IREPA_ENCODE_TOOL, args + (dir / "one").string(), dir / "one.log") == 0);
+  REQUIRE(run_ranks(2, IREPA_ENCODE_TOOL, args + (dir / "two").string(), dir / "two.log") == 0);
+  const std::string log = test::slurp(dir / "two.log");
+  CHECK_THAT(log, Catch::Contains("rank 0: wrote") && Catch::Contains("rank 1: wrote") && Catch::Contains("finished, 10 images in 4 shards"));
+  for (int p = 0; p < 4; ++p) {
+    const std::string name = "part-0000" + std::to_string(p) + ".safetensors";
+    INFO(name);
+    REQUIRE(fs::exists(dir / "two" / name));
+    CHECK(test::slurp(dir / "one" / name) == test::slurp(dir / "two" / name));
+  }
+  CHECK(nlohmann::json::parse(std::ifstream(dir / "two" / "encode.json")).at("finished").get<bool>());
   fs::remove_all(dir);
 }
