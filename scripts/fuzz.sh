@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake --preset fuzz >/dev/null
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_arrow_stream fuzz_image_decode)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_arrow_stream fuzz_image_decode fuzz_npz)
 cmake --build --preset fuzz --target "${targets[@]}"
 mkdir -p build/fuzz/crashes
 for t in "${targets[@]}"; do
@@ -18,6 +18,7 @@ for t in "${targets[@]}"; do
   case $t in
     fuzz_arrow_stream) seeds=$(find tests/data/arrow -name '*.arrow') ;;
     fuzz_image_decode) seeds=$(find tests/data/images tests/data/masks -name '*.png' -o -name '*.jpg') ;;
+    fuzz_npz) seeds=$(find tests/data/npz -name '*.npz') ;;
   esac
   cp $seeds "$corpus/" 2>/dev/null || true
   echo "== $t (${FUZZ_SECONDS:-60} s)"

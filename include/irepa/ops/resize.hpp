@@ -18,7 +18,10 @@
 
 namespace irepa::ops {
 
-enum class ResizeMode { Bilinear, Bicubic };
+// BilinearTf1: TensorFlow 1's ResizeBilinear (align_corners=False, half_pixel_centers=False), the
+// resize the ADM evaluator's Inception graph applies: source coordinate o * s with the scale
+// s = in / out rounded to float32, lo = floor, hi = min(lo + 1, in - 1).
+enum class ResizeMode { Bilinear, Bicubic, BilinearTf1 };
 
 namespace detail {
 
@@ -38,6 +41,20 @@ inline double cubic_a(double x, double a) {  // Keys' cubic convolution kernel
 inline AxisTaps axis_taps(std::int64_t in, std::int64_t out, ResizeMode mode, bool antialias) {
   AxisTaps t;
   const double scale = static_cast<double>(in) / static_cast<double>(out);
+  IREPA_CHECK(!(antialias && mode == ResizeMode::BilinearTf1), "interpolate: TF1 bilinear resizing has no antialiased form");
+  if (mode == ResizeMode::BilinearTf1) {
+    // The float32 scale matters: the exact one moves the result by ~3e-8 relative.
+    const double s32 = static_cast<double>(static_cast<float>(in) / static_cast<float>(out));
+    t.width = 2;
+    for (std::int64_t o = 0; o < out; ++o) {
+      const double s = static_cast<double>(o) * s32, f = std::floor(s);
+      const auto lo = static_cast<std::int64_t>(f);
+      const std::int64_t hi = std::min(lo + 1, in - 1);
+      t.index.insert(t.index.end(), {lo, hi});
+      t.weight.insert(t.weight.end(), {1.0 - (s - f), s - f});
+    }
+    return t;
+  }
   if (antialias) {
     // torch's _upsample_*_aa: support = (taps / 2) * max(scale, 1), filter evaluated at
     // (j - centre) / max(scale, 1); bicubic uses a = -0.5 here (Pillow's), not -0.75.

@@ -4,9 +4,9 @@
 //    x [B, H, W, Cin] (a token grid [B, T, D] viewed as [B, H, W, D]); w [Cout, Cin, k, k].
 //  - patchify: kernel = stride = p on channels-first images x [B, C, H, W] -> tokens [B, T, D],
 //    T = (H/p)(W/p) row-major; w [D, C, p, p].
-//  - conv2d_forward: any k x k kernel, stride and zero padding per side (Conv2dSpec), on
+//  - conv2d_forward: any kh x kw kernel, stride and zero padding per side (Conv2dSpec), on
 //    channels-last maps, forward only (the SD-VAE: same 3x3, 1x1, and its pad-then-stride-2
-//    downsampling). The columns are built a block of output pixels at a time, so a 3x3 conv
+//    downsampling; Inception-v3's 1x7 / 7x1 / 1x3 / 3x1 factorised kernels). The columns are built a block of output pixels at a time, so a 3x3 conv
 //    over a 256x256x256 map never holds its whole [H W, 9 C] column matrix.
 // Weights keep PyTorch's layout; k = 1 is the 1x1 convolution.
 
@@ -76,11 +76,16 @@ void col2im_same(const CpuContext& ctx, const T* col, std::int64_t B, std::int64
 }
 
 /// [Cout, Cin, k, k] <-> [Cout, k, k, Cin] (the im2col column order).
+/// [Cout, Cin, taps] (PyTorch's layout, taps = kh kw) -> [Cout, taps, Cin] (the columns' order).
 template <class T>
-void weight_to_taps(const T* w, std::int64_t Co, std::int64_t Ci, int k, T* out) {
+void weight_to_taps_n(const T* w, std::int64_t Co, std::int64_t Ci, std::int64_t taps, T* out) {
   for (std::int64_t o = 0; o < Co; ++o)
     for (std::int64_t c = 0; c < Ci; ++c)
-      for (int t = 0; t < k * k; ++t) out[(o * k * k + t) * Ci + c] = w[(o * Ci + c) * k * k + t];
+      for (std::int64_t t = 0; t < taps; ++t) out[(o * taps + t) * Ci + c] = w[(o * Ci + c) * taps + t];
+}
+template <class T>
+void weight_to_taps(const T* w, std::int64_t Co, std::int64_t Ci, int k, T* out) {
+  weight_to_taps_n(w, Co, Ci, static_cast<std::int64_t>(k) * k, out);
 }
 template <class T>
 void add_taps_to_weight(const T* taps, std::int64_t Co, std::int64_t Ci, int k, T* w) {
@@ -149,28 +154,28 @@ struct Conv2dSpec {
 namespace detail {
 inline void check_conv2d(std::string_view op, const Shape& x, const Shape& w, bool has_bias, const Shape& b, const Conv2dSpec& s,
                          const Shape& y) {
-  IREPA_CHECK(w.rank() == 4 && w[2] == w[3] && w[2] > 0, "{}: weight has shape {}, expected [Cout, Cin, k, k]", op, w.str());
+  IREPA_CHECK(w.rank() == 4 && w[2] > 0 && w[3] > 0, "{}: weight has shape {}, expected [Cout, Cin, kh, kw]", op, w.str());
   IREPA_CHECK(s.stride > 0 && s.pad_top >= 0 && s.pad_bottom >= 0 && s.pad_left >= 0 && s.pad_right >= 0,
               "{}: stride {} and padding ({}, {}, {}, {}) (top, bottom, left, right): expected a positive stride and no negative padding",
               op, s.stride, s.pad_top, s.pad_bottom, s.pad_left, s.pad_right);
-  IREPA_CHECK(x.rank() == 4 && x[3] == w[1] && x[1] + s.pad_top + s.pad_bottom >= w[2] && x[2] + s.pad_left + s.pad_right >= w[2],
-              "{}: input has shape {}, expected [B, H, W, {}] that the padded {}x{} kernel fits", op, x.str(), w[1], w[2], w[2]);
+  IREPA_CHECK(x.rank() == 4 && x[3] == w[1] && x[1] + s.pad_top + s.pad_bottom >= w[2] && x[2] + s.pad_left + s.pad_right >= w[3],
+              "{}: input has shape {}, expected [B, H, W, {}] that the padded {}x{} kernel fits", op, x.str(), w[1], w[2], w[3]);
   IREPA_CHECK(!has_bias || b == Shape{w[0]}, "{}: bias has shape {}, expected [{}] (or empty)", op, b.str(), w[0]);
-  check_shape(op, "output", y, Shape{x[0], s.out_h(x[1], w[2]), s.out_w(x[2], w[2]), w[0]});
+  check_shape(op, "output", y, Shape{x[0], s.out_h(x[1], w[2]), s.out_w(x[2], w[3]), w[0]});
 }
 
 /// Rows [r0, r1) of the columns of a general conv: row r is output pixel r (b, oh, ow) of
 /// [B, Ho, Wo], its entries in tap-major order (ki, kj, c) like im2col_same's.
 template <class T>
-void im2col_rows(const CpuContext& ctx, const T* x, std::int64_t H, std::int64_t W, std::int64_t C, std::int64_t k,
+void im2col_rows(const CpuContext& ctx, const T* x, std::int64_t H, std::int64_t W, std::int64_t C, std::int64_t kh, std::int64_t kw,
                  const Conv2dSpec& s, std::int64_t Ho, std::int64_t Wo, std::int64_t r0, std::int64_t r1, T* col) {
-  const std::int64_t rowlen = k * k * C;
+  const std::int64_t rowlen = kh * kw * C;
   ctx.parallel_for(r1 - r0, static_cast<double>(rowlen), [&](std::int64_t a, std::int64_t e) {
     for (std::int64_t r = r0 + a; r < r0 + e; ++r) {
       const std::int64_t b = r / (Ho * Wo), oh = (r / Wo) % Ho, ow = r % Wo;
       T* dst = col + (r - r0) * rowlen;
-      for (std::int64_t i = 0; i < k; ++i)
-        for (std::int64_t j = 0; j < k; ++j, dst += C) {
+      for (std::int64_t i = 0; i < kh; ++i)
+        for (std::int64_t j = 0; j < kw; ++j, dst += C) {
           const std::int64_t hh = oh * s.stride - s.pad_top + i, ww = ow * s.stride - s.pad_left + j;
           if (hh < 0 || hh >= H || ww < 0 || ww >= W)
             std::fill_n(dst, C, T(0));
@@ -187,27 +192,27 @@ inline std::int64_t conv_rows_per_block(std::int64_t rows, std::int64_t rowlen) 
 }
 }  // namespace detail
 
-/// y = conv(x, w) + b with the spec's stride and padding.  x [B, H, W, Cin], w [Cout, Cin, k, k],
+/// y = conv(x, w) + b with the spec's stride and padding.  x [B, H, W, Cin], w [Cout, Cin, kh, kw],
 /// b [Cout] or empty, y [B, Ho, Wo, Cout]. Forward only.
 template <class T>
 void conv2d_forward(const CpuContext& ctx, In<T> x, In<T> w, In<T> b, const Conv2dSpec& spec, TensorView<T> y) {
   detail::check_conv2d("conv2d_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), spec, y.shape());
   check_contiguous("conv2d_forward", x, w, b, y);
-  const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0), k = w.size(2);
-  const std::int64_t Ho = y.size(1), Wo = y.size(2), N = B * Ho * Wo, K = k * k * Ci;
+  const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3);
+  const std::int64_t Ho = y.size(1), Wo = y.size(2), N = B * Ho * Wo, K = kh * kw * Ci;
   if (N == 0) return;
   auto ym = cpu::as_matrix(y.data(), N, Co);
-  const bool pointwise = k == 1 && spec.stride == 1 && spec.pad_top == 0 && spec.pad_left == 0 && Ho == H && Wo == W;
+  const bool pointwise = kh == 1 && kw == 1 && spec.stride == 1 && spec.pad_top == 0 && spec.pad_left == 0 && Ho == H && Wo == W;
   if (pointwise) {  // a 1x1 conv is a linear over the pixels
     cpu::gemm<T>(ctx, cpu::as_matrix(x.data(), N, Ci), cpu::Trans::N, cpu::as_matrix(w.data(), Co, Ci), cpu::Trans::T, ym, false);
   } else {
     Tensor<T> wt(Shape{Co, K});  // [Cout, k*k*Cin]
-    detail::weight_to_taps(w.data(), Co, Ci, static_cast<int>(k), wt.data());
+    detail::weight_to_taps_n(w.data(), Co, Ci, kh * kw, wt.data());
     const std::int64_t rows = detail::conv_rows_per_block(N, K);
     Tensor<T> col(Shape{rows, K});
     for (std::int64_t r0 = 0; r0 < N; r0 += rows) {
       const std::int64_t n = std::min(rows, N - r0);
-      detail::im2col_rows(ctx, x.data(), H, W, Ci, k, spec, Ho, Wo, r0, r0 + n, col.data());
+      detail::im2col_rows(ctx, x.data(), H, W, Ci, kh, kw, spec, Ho, Wo, r0, r0 + n, col.data());
       cpu::gemm<T>(ctx, cpu::as_matrix(static_cast<const T*>(col.data()), n, K), cpu::Trans::N, wt.cview().matrix(), cpu::Trans::T,
                    cpu::as_matrix(y.data() + r0 * Co, n, Co), false);
     }

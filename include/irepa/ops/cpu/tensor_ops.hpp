@@ -136,6 +136,39 @@ void channels_first(const CpuContext& ctx, In<T> x, TensorView<T> y) {
 }
 
 namespace detail {
+inline void check_copy_channels(std::string_view op, const Shape& part, const Shape& whole, std::int64_t offset) {
+  IREPA_CHECK(part.rank() >= 1 && whole.rank() == part.rank() && offset >= 0 && offset + part[part.rank() - 1] <= whole[whole.rank() - 1],
+              "{}: part {} at channel {} of {}, expected equal leading dimensions and the part's channels inside the whole's", op,
+              part.str(), offset, whole.str());
+  for (std::int64_t i = 0; i + 1 < part.rank(); ++i)
+    IREPA_CHECK(part[i] == whole[i], "{}: part {} and whole {} differ in dimension {}", op, part.str(), whole.str(), i);
+}
+}  // namespace detail
+
+/// whole[..., offset : offset + c] = part[..., :c]: concatenation along the last (channel) axis of
+/// channels-last maps, one part at a time.
+template <class T>
+void copy_channels(const CpuContext& ctx, In<T> part, std::int64_t offset, TensorView<T> whole) {
+  detail::check_copy_channels("copy_channels", part.shape(), whole.shape(), offset);
+  check_contiguous("copy_channels", part, whole);
+  const std::int64_t c = part.size(part.rank() - 1), C = whole.size(whole.rank() - 1), rows = c ? part.numel() / c : 0;
+  ctx.parallel_for(rows, static_cast<double>(c), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) std::copy_n(part.data() + r * c, c, whole.data() + r * C + offset);
+  });
+}
+
+/// part[..., :c] = whole[..., offset : offset + c]: copy_channels' inverse (a channel slice).
+template <class T>
+void slice_channels(const CpuContext& ctx, In<T> whole, std::int64_t offset, TensorView<T> part) {
+  detail::check_copy_channels("slice_channels", part.shape(), whole.shape(), offset);
+  check_contiguous("slice_channels", part, whole);
+  const std::int64_t c = part.size(part.rank() - 1), C = whole.size(whole.rank() - 1), rows = c ? part.numel() / c : 0;
+  ctx.parallel_for(rows, static_cast<double>(c), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) std::copy_n(whole.data() + r * C + offset, c, part.data() + r * c);
+  });
+}
+
+namespace detail {
 inline void check_upsample2x(std::string_view op, const Shape& x, const Shape& y) {
   IREPA_CHECK(x.rank() == 4 && y == Shape({x[0], 2 * x[1], 2 * x[2], x[3]}), "{}: input {} and output {}, expected [B, H, W, C] and [B, 2H, 2W, C]",
               op, x.str(), y.str());

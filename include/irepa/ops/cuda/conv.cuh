@@ -215,36 +215,36 @@ void im2col(const CudaContext& ctx, In<T, Cuda> x, std::int64_t k, std::int64_t 
 namespace cuda_detail {
 /// Rows [r0, r0 + n) of a general conv's columns, tap-major (ki, kj, c): one thread per entry.
 template <class T>
-__global__ void im2col_rows_kernel(const T* x, std::int64_t H, std::int64_t W, std::int64_t C, std::int64_t k, Conv2dSpec s,
-                                   std::int64_t Ho, std::int64_t Wo, std::int64_t r0, std::int64_t n, T* col) {
-  const std::int64_t rowlen = k * k * C, total = n * rowlen;
+__global__ void im2col_rows_kernel(const T* x, std::int64_t H, std::int64_t W, std::int64_t C, std::int64_t kh, std::int64_t kw,
+                                   Conv2dSpec s, std::int64_t Ho, std::int64_t Wo, std::int64_t r0, std::int64_t n, T* col) {
+  const std::int64_t rowlen = kh * kw * C, total = n * rowlen;
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const std::int64_t r = r0 + i / rowlen, e = i % rowlen, tap = e / C, c = e % C;
     const std::int64_t b = r / (Ho * Wo), oh = (r / Wo) % Ho, ow = r % Wo;
-    const std::int64_t hh = oh * s.stride - s.pad_top + tap / k, ww = ow * s.stride - s.pad_left + tap % k;
+    const std::int64_t hh = oh * s.stride - s.pad_top + tap / kw, ww = ow * s.stride - s.pad_left + tap % kw;
     col[i] = hh < 0 || hh >= H || ww < 0 || ww >= W ? T(0) : x[((b * H + hh) * W + ww) * C + c];
   }
 }
 }  // namespace cuda_detail
 
-/// y = conv(x, w) + b with the spec's stride and padding.  x [B, H, W, Cin], w [Cout, Cin, k, k],
+/// y = conv(x, w) + b with the spec's stride and padding.  x [B, H, W, Cin], w [Cout, Cin, kh, kw],
 /// b [Cout] or empty, y [B, Ho, Wo, Cout]. Forward only.
 template <class T>
 void conv2d_forward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, In<T, Cuda> b, const Conv2dSpec& spec, TensorView<T, Cuda> y) {
   detail::check_conv2d("conv2d_forward", x.shape(), w.shape(), b.numel() > 0, b.shape(), spec, y.shape());
   check_contiguous("conv2d_forward", x, w, b, y);
-  const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0), k = w.size(2);
-  const std::int64_t Ho = y.size(1), Wo = y.size(2), N = B * Ho * Wo, K = k * k * Ci;
+  const std::int64_t B = x.size(0), H = x.size(1), W = x.size(2), Ci = x.size(3), Co = w.size(0), kh = w.size(2), kw = w.size(3);
+  const std::int64_t Ho = y.size(1), Wo = y.size(2), N = B * Ho * Wo, K = kh * kw * Ci;
   if (N == 0) return;
-  const bool pointwise = k == 1 && spec.stride == 1 && spec.pad_top == 0 && spec.pad_left == 0 && Ho == H && Wo == W;
+  const bool pointwise = kh == 1 && kw == 1 && spec.stride == 1 && spec.pad_top == 0 && spec.pad_left == 0 && Ho == H && Wo == W;
   if (pointwise) {
     linear_forward<T>(ctx, x.reshape(Shape{N, Ci}), w.reshape(Shape{Co, Ci}), b, y.reshape(Shape{N, Co}));
     return;
   }
   Tensor<T, Cuda> wt(Shape{Co, K});
   cuda_detail::taps_kernel<T, false><<<cuda_detail::blocks_for(Co * K), cuda_detail::kThreads, 0, ctx.stream()>>>(
-      const_cast<T*>(w.data()), wt.data(), Co, Ci, static_cast<int>(k * k));
+      const_cast<T*>(w.data()), wt.data(), Co, Ci, static_cast<int>(kh * kw));
   CudaContext::check_launch("conv2d_forward: taps");
   // Blocks of about 64M column entries (256 MB in float): one product per block.
   const std::int64_t rows = std::max<std::int64_t>(1, std::min(N, (std::int64_t{1} << 26) / K));
@@ -252,7 +252,7 @@ void conv2d_forward(const CudaContext& ctx, In<T, Cuda> x, In<T, Cuda> w, In<T, 
   for (std::int64_t r0 = 0; r0 < N; r0 += rows) {
     const std::int64_t n = std::min(rows, N - r0);
     cuda_detail::im2col_rows_kernel<T><<<cuda_detail::blocks_for(n * K), cuda_detail::kThreads, 0, ctx.stream()>>>(
-        x.data(), H, W, Ci, k, spec, Ho, Wo, r0, n, col.data());
+        x.data(), H, W, Ci, kh, kw, spec, Ho, Wo, r0, n, col.data());
     CudaContext::check_launch("conv2d_forward: im2col");
     linear_forward<T>(ctx, ConstView<T, Cuda>(col.data(), Shape{n, K}), wt.cview(), b, TensorView<T, Cuda>(y.data() + r0 * Co, Shape{n, Co}));
   }

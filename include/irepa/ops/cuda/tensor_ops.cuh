@@ -368,4 +368,41 @@ void blend_first_token(const CudaContext& ctx, In<T, Cuda> x, std::int64_t start
   CudaContext::check_launch("blend_first_token");
 }
 
+namespace cuda_detail {
+/// dst[r, dst_off + j] = src[r, src_off + j] for j < c: one thread per copied element.
+template <class T>
+__global__ void copy_channel_block_kernel(const T* src, std::int64_t src_stride, std::int64_t src_off, T* dst, std::int64_t dst_stride,
+                                          std::int64_t dst_off, std::int64_t c, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t r = i / c, j = i % c;
+    dst[r * dst_stride + dst_off + j] = src[r * src_stride + src_off + j];
+  }
+}
+}  // namespace cuda_detail
+
+/// whole[..., offset : offset + c] = part (concatenation along channels, one part at a time).
+template <class T>
+void copy_channels(const CudaContext& ctx, In<T, Cuda> part, std::int64_t offset, TensorView<T, Cuda> whole) {
+  detail::check_copy_channels("copy_channels", part.shape(), whole.shape(), offset);
+  check_contiguous("copy_channels", part, whole);
+  const std::int64_t c = part.size(part.rank() - 1), C = whole.size(whole.rank() - 1);
+  if (part.numel() == 0) return;
+  cuda_detail::copy_channel_block_kernel<T><<<cuda_detail::blocks_for(part.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      part.data(), c, 0, whole.data(), C, offset, c, part.numel());
+  CudaContext::check_launch("copy_channels");
+}
+
+/// part = whole[..., offset : offset + c] (a channel slice).
+template <class T>
+void slice_channels(const CudaContext& ctx, In<T, Cuda> whole, std::int64_t offset, TensorView<T, Cuda> part) {
+  detail::check_copy_channels("slice_channels", part.shape(), whole.shape(), offset);
+  check_contiguous("slice_channels", part, whole);
+  const std::int64_t c = part.size(part.rank() - 1), C = whole.size(whole.rank() - 1);
+  if (part.numel() == 0) return;
+  cuda_detail::copy_channel_block_kernel<T><<<cuda_detail::blocks_for(part.numel()), cuda_detail::kThreads, 0, ctx.stream()>>>(
+      whole.data(), C, offset, part.data(), c, 0, c, part.numel());
+  CudaContext::check_launch("slice_channels");
+}
+
 }  // namespace irepa::ops

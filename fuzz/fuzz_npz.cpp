@@ -1,0 +1,26 @@
+// libFuzzer target: any bytes as an .npz (io::NpzFile over memory), then every array read whole
+// as the evaluator reads them (floats as double, integers as int64). Only irepa::Error may come out.
+#include <cstddef>
+#include <cstdint>
+
+#include "irepa/io/npz.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  try {
+    const irepa::io::NpzFile f(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), size), "fuzz.npz");
+    for (const auto& name : f.names()) {
+      try {
+        const auto a = f.array(name);
+        const bool is_float = a.dtype == irepa::DType::F64 || a.dtype == irepa::DType::F32 || a.dtype == irepa::DType::F16;
+        if (is_float)
+          (void)a.load<double>();
+        else
+          (void)a.load<std::int64_t>();
+        if (a.shape.rank() >= 1 && a.shape[0] > 0) (void)a.load_rows<float>(0, 1);
+      } catch (const irepa::Error&) {
+      }
+    }
+  } catch (const irepa::Error&) {
+  }
+  return 0;
+}
