@@ -7,6 +7,8 @@
 //
 // Models understood so far: `spatial_metrics`, `encoder:hog` (float32, tolerance 1e-5), `encoder:dinov2`,
 // `encoder:dinov3`, `encoder:pe`, `encoder:sam2`, `sd-vae` (the AutoencoderKL: encode, posterior, decode, uint8),
+// `inception-fid` (the ADM evaluator's Inception-v3), `fid_statistics` (FID / sFID by both square roots, IS,
+// precision / recall), `adm_npz` (.npz reference batches, stored and deflated, byte for byte),
 // `SiT-sampler`, `SiT` and `JiT` (any depth, width, heads, patch,
 // kernel size, number of encoders, path / in-context setting; run in double, or in float with
 // --float). A file of another kind is reported as not understood (exit 2), never skipped.
@@ -123,7 +125,7 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: %s [--float] [--all] FILE.safetensors...\n"
-          "  checks our implementation against golden files (models: SiT, JiT, SiT-sampler, encoder:hog, encoder:dinov2, encoder:dinov3, encoder:pe, encoder:sam2, sd-vae, spatial_metrics)\n"
+          "  checks our implementation against golden files (models: SiT, JiT, SiT-sampler, encoder:hog, encoder:dinov2, encoder:dinov3, encoder:pe, encoder:sam2, sd-vae, inception-fid, fid_statistics, adm_npz, spatial_metrics)\n"
           "  --float  run models in float (tolerance 1e-4) instead of double (1e-9)\n"
           "  --all    print every tensor instead of the worst of each group\n"
           "exit status: 0 all within tolerance, 1 some above, 2 a file could not be checked\n",
@@ -167,6 +169,12 @@ int main(int argc, char** argv) {
         rows = grouped(use_float ? golden::check_sam2_encoder<float>(f, 1e-4) : golden::check_sam2_encoder<double>(f, 1e-9), true);
       } else if (*model == "sd-vae") {
         rows = grouped(use_float ? golden::check_sd_vae<float>(f, 1e-4) : golden::check_sd_vae<double>(f, 1e-9), true);
+      } else if (*model == "inception-fid") {
+        rows = grouped(use_float ? golden::check_inception_fid<float>(f, 1e-4) : golden::check_inception_fid<double>(f, 1e-9), true);
+      } else if (*model == "fid_statistics") {
+        rows = grouped(use_float ? golden::check_fid_statistics<float>(f, 1e-4) : golden::check_fid_statistics<double>(f, 1e-9), true);
+      } else if (*model == "adm_npz") {
+        rows = grouped(golden::check_adm_npz(f), true);
       } else if (*model == "encoder:hog") {
         rows = grouped(golden::check_hog(f, 1e-5), true);  // float32 like the reference, in both modes
       } else {

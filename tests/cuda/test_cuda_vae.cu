@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -26,38 +25,7 @@ using namespace irepa;
 
 namespace {
 
-Philox& rng() {
-  static Philox g([] {
-    std::random_device rd;
-    return (static_cast<std::uint64_t>(rd()) << 32) | rd();
-  }());
-  return g;
-}
-Tensor<double> randn(const Shape& s, double scale = 1) {
-  Tensor<double> t(s);
-  rng().normal(t.view(), 0.0, scale);
-  return t;
-}
-template <class T>
-Tensor<T> as(const Tensor<double>& x) {
-  Tensor<T> y(x.shape());
-  for (std::int64_t i = 0; i < x.numel(); ++i) y[i] = static_cast<T>(x[i]);
-  return y;
-}
-template <class T>
-Tensor<T, Cuda> up(const CudaContext& ctx, const Tensor<double>& x) {
-  return to_device(ctx, as<T>(x).cview());
-}
-template <class T>
-double rel(const CudaContext& ctx, ConstView<T, Cuda> got, const Tensor<double>& want) {
-  const Tensor<T> h = to_host(ctx, got);
-  double d = 0, n = 0;
-  for (std::int64_t i = 0; i < want.numel(); ++i) {
-    const double x = static_cast<double>(h[i]), y = want[i];
-    d += (x - y) * (x - y), n += y * y;
-  }
-  return std::sqrt(d / std::max(n, 1e-300));
-}
+using cuda_test::rng, cuda_test::randn, cuda_test::up, cuda_test::rel;
 
 template <class T>
 void check_ops(const CudaContext& ctx, double tol, const char* label) {
