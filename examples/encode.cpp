@@ -35,6 +35,7 @@
 #include <irepa/train/communicator.hpp>
 
 #include "encode_job.hpp"
+#include "tool_support.hpp"
 
 namespace {
 
@@ -72,15 +73,7 @@ nlohmann::json manifest(const EncodeOptions& o, std::int64_t count, const SdVaeC
           {"finished", false}};
 }
 
-void write_json_atomic(const fs::path& path, const nlohmann::json& j) {
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << "\n";
-    IREPA_CHECK(f.good(), "irepa-encode: cannot write '{}'", tmp.string());
-  }
-  fs::rename(tmp, path);
-}
+using examples::write_json_atomic;
 
 /// Whether shard `path` is there and holds n posteriors of the expected shape (a resumed run keeps it).
 bool shard_done(const fs::path& path, std::int64_t n, const Shape& latent) {
@@ -104,30 +97,12 @@ int encode(const EncodeOptions& o, const Dataset& ds, examples::PosteriorEncoder
   const Shape latent{2 * vc.embed_dim, s[1] / vc.factor(), s[2] / vc.factor()};
   const fs::path dest(o.dest), man = dest / "encode.json";
   nlohmann::json want = manifest(o, N, vc);
-  if (launch.rank != 0)  // rank 0 checks the folder and writes the manifest; the others wait for it
-    for (int i = 0; i < 600 && !fs::exists(man); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  if (fs::exists(man)) {
-    nlohmann::json have;
-    try {
-      have = nlohmann::json::parse(std::ifstream(man));
-    } catch (const nlohmann::json::exception& e) {
-      fail("irepa-encode: '{}' is not a manifest irepa-encode wrote ({})", man.string(), e.what());
-    }
-    IREPA_CHECK(!have.value("finished", false),
-                "irepa-encode: '{}' holds a finished encoding of {} images; it is not overwritten (choose another --dest, or delete it)",
-                o.dest, have.value("count", 0));
-    for (const char* k : {"tool", "source", "vae", "resolution", "keep_images", "shard_size", "count", "latent_shape"})
-      IREPA_CHECK(have.value(k, nlohmann::json()) == want.at(k),
-                  "irepa-encode: '{}' was started with {} = {}, this run has {}: continue it with the same settings or use another --dest",
-                  o.dest, k, have.value(k, nlohmann::json()).dump(), want.at(k).dump());
-  } else {
-    IREPA_CHECK(launch.rank == 0, "irepa-encode: rank {}: rank 0 wrote no '{}' within a minute", launch.rank, man.string());
-    std::error_code ec;
-    IREPA_CHECK(!fs::exists(dest) || fs::is_empty(dest, ec),
-                "irepa-encode: --dest '{}' exists and is not an irepa-encode folder (no encode.json); it is not written into", o.dest);
-    fs::create_directories(dest);
-    write_json_atomic(man, want);
-  }
+  const nlohmann::json have = examples::claim_folder(
+      dest, man, want, {"tool", "source", "vae", "resolution", "keep_images", "shard_size", "count", "latent_shape"}, launch.rank,
+      "irepa-encode", "--dest");
+  IREPA_CHECK(!have.value("finished", false),
+              "irepa-encode: '{}' holds a finished encoding of {} images; it is not overwritten (choose another --dest, or delete it)", o.dest,
+              have.value("count", 0));
   const std::string who = launch.distributed() ? fmt::format("rank {}: ", launch.rank) : std::string();
   std::printf("%sencoding %lld images of %s to posteriors %s on %s\n", who.c_str(), static_cast<long long>(N), s.str().c_str(),
               latent.str().c_str(), vae.where().c_str());
@@ -261,7 +236,6 @@ int main(int argc, char** argv) {
     if (enc->parsed()) return run_encode(o);
     return run_stats(stats_source, stats_dest, of, seed);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "irepa-encode: %s\n", e.what());
-    return 1;
+    return examples::report_error("irepa-encode", e);
   }
 }

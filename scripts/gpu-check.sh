@@ -8,13 +8,16 @@
 #       it golden files; with the tracked tree it must stay under the device tool's 64 MiB, which
 #       the build step checks; the run step unpacks it).
 #   scripts/gpu-check.sh run [bundle]     on the GPU machine: runs every CUDA test (test_cuda_core,
-#       test_cuda_ops, test_cuda_sit, test_cuda_encoders, test_cuda_vae, test_cuda_nccl: NCCL on 1 GPU, or 2 processes with torchrun's variables on 2) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
+#       test_cuda_ops, test_cuda_sit, test_cuda_encoders, test_cuda_vae, test_cuda_inception,
+#       test_cuda_nccl: NCCL on 1 GPU, or 2 processes with torchrun's variables on 2) and the benchmarks from the bundle (irepa-bench-cuda-ops: our
 #       CUDA ops next to cuBLAS's bf16 GEMM ceiling; irepa-bench-train-cuda: the SiT-B/2 batch 256
 #       and SiT-XL/2 batch 128 train steps, FP32 with materialised attention and bf16 products
 #       with the fused attention kernels; irepa-bench-encoder --device cuda: DINOv2-B/14 at batch
 #       256, FP32 and bf16 + fused attention, and HOG, VGG16, SAM-B, SAM2-S; irepa-bench-vae --device
 #       cuda: the SD-VAE's encode and decode at 256 px in FP32, TF32 and bf16 products, and irepa-encode
-#       --device cuda over 512 random images; irepa-train-jit --device cuda with an online
+#       --device cuda over 512 random images; irepa-bench-inception --device cuda (the FID
+#       Inception-v3, FP32, batch 200) and irepa-eval --device cuda on two random 256 px npz
+#       batches; irepa-train-jit --device cuda with an online
 #       dinov2-vit-b target of random weights on random 3x256x256 image shards, whose log must say
 #       the encoder runs on cuda), then the same in PyTorch (eager float, and
 #       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
@@ -34,8 +37,9 @@ build)
     -DCMAKE_CUDA_ARCHITECTURES="${IREPA_CUDA_ARCH:-90}" -DIREPA_BUILD_EXAMPLES=ON \
     -DIREPA_ARCH_FLAGS=-march=x86-64-v3 >/dev/null  # portable: the GPU host is another CPU
   # What the run uses (of the examples only irepa-train-jit), not every target.
-  cmake --build build/gpu --target test_cuda_core test_cuda_ops test_cuda_sit test_cuda_encoders test_cuda_vae irepa-bench-cuda-ops \
-    irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae irepa-train-jit irepa-encode
+  cmake --build build/gpu --target test_cuda_core test_cuda_ops test_cuda_sit test_cuda_encoders test_cuda_vae test_cuda_inception \
+    irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae irepa-bench-inception irepa-train-jit \
+    irepa-encode irepa-eval
   rm -rf "$bundle" && mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib" "$bundle/golden"
   cp build/gpu/tests/cuda/test_cuda_* "$bundle/tests/"
   # The golden files test_cuda_sit and test_cuda_encoders run on the GPU (the GPU machine may not
@@ -47,12 +51,13 @@ build)
     "$g"/encoder_dinov2_tiny_reg4.safetensors "$g"/encoder_dinov3_tiny.safetensors "$g"/encoder_pe_tiny_cls_ls.safetensors \
     "$g"/encoder_hog_g8_d32.safetensors tests/data/golden/encoder_sam2_tiny.safetensors \
     "$bundle/golden/"
-  # Not the SD-VAE's golden file (19 MB packed would pass the carry limit): test_cuda_vae checks
-  # the GPU VAE against the CPU double path, which matches that file to 1e-14.
-  for b in irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae; do  # the ones run below
+  # Not the SD-VAE's golden file (19 MB packed would pass the carry limit) nor the Inception's
+  # (95 MB): test_cuda_vae and test_cuda_inception check the GPU networks against the CPU double
+  # path, which matches those files to ~1e-14.
+  for b in irepa-bench-cuda-ops irepa-bench-train-cuda irepa-bench-encoder irepa-bench-ops irepa-bench-vae irepa-bench-inception; do  # the ones run below
     cp "build/gpu/benchmarks/$b" "$bundle/bench/"
   done
-  cp build/gpu/examples/irepa-train-jit build/gpu/examples/irepa-encode "$bundle/bench/"
+  cp build/gpu/examples/irepa-train-jit build/gpu/examples/irepa-encode build/gpu/examples/irepa-eval "$bundle/bench/"
   strip --strip-unneeded "$bundle"/tests/* "$bundle"/bench/*
   # Shared libraries from Debian that the GPU machine's Ubuntu may lack (CUDA's own come from there).
   for f in "$bundle"/tests/* "$bundle"/bench/*; do
@@ -89,7 +94,7 @@ run)
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
   for t in "$bundle"/tests/*; do
     case "$(basename "$t")" in
-      test_cuda_sit | test_cuda_encoders | test_cuda_vae) step "$(basename "$t")" "$t" "$bundle/golden" ;;
+      test_cuda_sit | test_cuda_encoders | test_cuda_vae | test_cuda_inception) step "$(basename "$t")" "$t" "$bundle/golden" ;;
       *) step "$(basename "$t")" "$t" ;;
     esac
   done
@@ -123,6 +128,17 @@ run)
       step encode-finished grep -q "finished, 512 images in 2 shards" "$log/encode-cuda.log"
     fi
   fi
+  if [ -x "$bundle/bench/irepa-bench-inception" ]; then  # the FID Inception-v3 (random weights), FP32 products
+    step inception-ours "$bundle/bench/irepa-bench-inception" --device cuda --batch-size 200 --resolution 256 --steps 5
+    if [ -x "$bundle/bench/irepa-eval" ]; then  # irepa-eval on the GPU: 500 + 500 random 256 px images
+      ie=$(mktemp -d)
+      step eval-setup python3 -c "import numpy as np; r = np.random.default_rng(0)
+for n in ('ref', 'sample'): np.savez('$ie/' + n + '.npz', arr_0=r.integers(0, 256, (500, 256, 256, 3), dtype=np.uint8))"
+      step eval-cuda "$bundle/bench/irepa-eval" "$ie/ref.npz" "$ie/sample.npz" --inception random:1 --device cuda --batch-size 100 \
+        --json "$ie/eval.json"
+      step eval-cpu-vs-cuda-table grep -q "Precision" "$log/eval-cuda.log"
+    fi
+  fi
   if [ -x "$bundle/bench/irepa-train-jit" ] && [ -x "$bundle/bench/irepa-bench-encoder" ]; then
     # An online DINOv2-B target on the GPU inside the trainer: random weights under the released
     # names, random uint8 images (the speed and placement do not depend on either).
@@ -145,6 +161,7 @@ run)
     tva=benchmarks/reference/vae_torch.py
     step vae-torch timeout 180 python3 $tva --device cuda --batch-size 64 --resolution 256 --steps 5
     step vae-torch-tf32 timeout 180 python3 $tva --device cuda --batch-size 64 --resolution 256 --steps 5 --tf32
+    step inception-torch timeout 180 python3 benchmarks/reference/inception_torch.py --device cuda --batch-size 200 --resolution 256 --steps 5
   fi
   [ -x "$bundle/bench/irepa-bench-ops" ] && step bench-ops "$bundle/bench/irepa-bench-ops" --benchmark_min_time=0.2 \
     --benchmark_filter='linear|attention' --threads 16
@@ -154,6 +171,9 @@ run)
   echo; echo "== SD-VAE encode / decode at 256 px, batch 64, ours and PyTorch"
   for f in "$log"/vae-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
   [ -f "$log/encode-cuda.log" ] && tr '\r' '\n' <"$log/encode-cuda.log" | grep -E 'img/s|finished' | tail -n 2
+  echo; echo "== FID Inception-v3 at batch 200 (256 px inputs), ours and PyTorch; irepa-eval on the GPU"
+  for f in "$log"/inception-*.log; do [ -f "$f" ] && grep -h '^|' "$f"; done
+  [ -f "$log/eval-cuda.log" ] && tr '\r' '\n' <"$log/eval-cuda.log" | grep -E '/s|Inception Score|FID|Precision|Recall' | tail -n 8
   echo; echo "== train step, ours (float storage; FP32 or bf16 products) and PyTorch"
   for f in "$log"/train-[BX]*.log; do [ -f "$f" ] && grep -h '^|\|train_step\|^device' "$f"; done
   if [ -f "$log/train-jit-online-dinov2.log" ]; then

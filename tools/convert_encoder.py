@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convert a released checkpoint (a target encoder, the SD-VAE or its latent statistics) to
+"""Convert a released checkpoint (a target encoder, the SD-VAE or its latent statistics, the FID Inception) to
 safetensors with the original parameter names.
 
 irepa reads ViT encoder weights from <dir>/<name>.safetensors (irepa-train --encoder-dir DIR, or
@@ -50,6 +50,10 @@ Where the checkpoints come from (download them yourself; irepa never downloads a
           ->  vae/sdvae-ft-mse-f8d4-latents-stats.safetensors (--latents-stats). diffusers'
           stabilityai/sd-vae-ft-mse diffusion_pytorch_model.safetensors is read as it is (either
           attention spelling); a Stable Diffusion .ckpt converts with --only-prefix first_stage_model.
+  Inception the FID Inception-v3 of the ADM evaluator, as torch-fidelity converted the 2015-12-05 TF graph:
+          weights-inception-2015-12-05-6726825d.pth (github.com/toshas/torch-fidelity releases, v0.2.0)
+          ->  inception/pt_inception-2015-12-05.safetensors (irepa-eval --inception); the BatchNorm
+          counters (num_batches_tracked) are left out, as for every checkpoint.
 The position tables stay as released (DINOv2's 37x37, PE's pretraining grid, MoCo's and DINO's
 14x14); irepa resamples them to its token grid at load, as the reference does.
 """

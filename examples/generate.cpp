@@ -1,0 +1,353 @@
+// irepa-generate: the reference's generate.py. Samples a trained SiT's EMA weights for FID: N
+// class-conditional images (labels uniform over the classes), decoded by the SD-VAE for latent
+// models, converted to uint8 as the reference does, written as the ADM suite's .npz (arr_0
+// uint8 [N, H, W, 3], ZIP64) and, with --save-png, as <index>.png files.
+//
+//   irepa-generate --ckpt runs/x/checkpoints/0400000.safetensors --vae vae/sdvae-ft-mse-f8d4.safetensors
+//       --num-fid-samples 50000 --mode sde --num-steps 250 --cfg-scale 1.8 --guidance-high 0.7   (one line)
+//   mpirun -np 8 irepa-generate ... --device cuda      # or torchrun; every rank its share
+//   irepa-generate --ckpt runs/fashion-mnist/checkpoints/0001400.safetensors --num-fid-samples 1000
+//
+// As the reference: rank r of W seeds with global_seed * W + r; a global batch is W x
+// --per-proc-batch-size; the total is rounded up to whole global batches and the npz keeps the
+// first --num-fid-samples; sample i of rank r's iteration k has index k * global_batch + i * W + r.
+// Here each batch's noise, SDE draws and labels come from a counter-based generator keyed by
+// (the rank's seed, k), so a batch is the same whether or not the run was interrupted before it.
+//
+// Output: <sample-dir>/<name>/ holds generate.json (the settings; "finished" at the end) and one
+// batch-r<rank>-i<k>.npy per batch, each written to a temporary file and renamed, so a killed run
+// continues where it stopped; a folder made with other settings is refused. Rank 0 then streams
+// the batches in index order into <sample-dir>/<name>.npz (temporary file, renamed).
+// The model's architecture is read off the checkpoint (widths, depth, patch, channels, classes);
+// the head count comes from its run settings (num_heads, or the model name) or --model.
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include <irepa/data/latent_stats.hpp>
+#include <irepa/io/npy.hpp>
+#include <irepa/io/npz.hpp>
+#include <irepa/io/params.hpp>
+#include <irepa/io/png.hpp>
+#include <irepa/train/checkpoint.hpp>
+#include <irepa/train/communicator.hpp>
+
+#include "generate_job.hpp"
+#include "tool_support.hpp"
+
+namespace {
+
+using namespace irepa;
+namespace fs = std::filesystem;
+
+struct GenOptions {
+  std::string model, ckpt, sample_dir = "samples", mode = "ode", path_type = "linear", vae, latents_stats, device = "cpu",
+                       precision = "fp32";
+  std::int64_t num_fid_samples = 50000, per_proc_batch = 32, global_seed = 0, resolution = 256, num_classes = 0, stop_after = 0;
+  int num_steps = 50, ema = 0, threads = 0;
+  double cfg_scale = 1.5, guidance_low = 0.0, guidance_high = 1.0, latent_scale = 0.18215;
+  bool heun = false, save_png = false;
+};
+
+class CpuGenerator final : public examples::SampleGenerator {
+ public:
+  CpuGenerator(examples::GenSiT<> model, std::optional<SdVae<float>> vae, examples::GenerateSpec spec, int threads)
+      : model_(std::move(model)), vae_(std::move(vae)), spec_(std::move(spec)), ctx_(threads) {}
+  Tensor<std::uint8_t> generate(const Tensor<std::int64_t>& labels, std::uint64_t seed) override {
+    return examples::generate_batch(ctx_, model_, vae_ ? &*vae_ : nullptr, spec_, labels, seed);
+  }
+  std::string where() const override { return "cpu (" + std::to_string(ctx_.threads()) + " threads)"; }
+
+ private:
+  examples::GenSiT<> model_;
+  std::optional<SdVae<float>> vae_;
+  examples::GenerateSpec spec_;
+  CpuContext ctx_;
+};
+
+/// The SiT of a checkpoint's EMA weights under prefix: sizes read off the tensors, the head count
+/// from --model or the run's settings. Projectors are not built (inference does not use them).
+SiTConfig checkpoint_config(const io::SafeTensorsFile& f, const std::string& prefix, const GenOptions& o) {
+  const auto shape = [&](const std::string& name) {
+    IREPA_CHECK(f.contains(prefix + name), "irepa-generate: '{}' has no '{}{}': not a SiT checkpoint of this library (or another --ema)",
+                f.path(), prefix, name);
+    return f.info(prefix + name).shape;
+  };
+  SiTConfig c;
+  const Shape xe = shape("x_embedder.proj.weight");  // [D, C, p, p]
+  c.hidden_size = xe[0], c.in_channels = xe[1], c.patch_size = xe[2];
+  c.depth = 0;
+  while (f.contains(prefix + "blocks." + std::to_string(c.depth) + ".attn.qkv.weight")) ++c.depth;
+  IREPA_CHECK(c.depth > 0, "irepa-generate: '{}' has no '{}blocks.0.attn.qkv.weight'", f.path(), prefix);
+  c.mlp_ratio = static_cast<double>(shape("blocks.0.mlp.fc1.weight")[0]) / static_cast<double>(c.hidden_size);
+  const Shape table = shape("y_embedder.embedding_table.weight");
+  c.num_classes = table[0] - 1, c.class_dropout_prob = 0.1;  // the null class's row (CFG)
+  c.qk_norm = f.contains(prefix + "blocks.0.attn.q_norm.weight");
+  c.z_dims.clear();
+  if (o.num_classes > 0)
+    IREPA_CHECK(o.num_classes == c.num_classes, "irepa-generate: --num-classes {}, the checkpoint's label table has {} classes (+ null)",
+                o.num_classes, c.num_classes);
+  // Grid: model.pos_embed [1, T, D] when the file has it, else --resolution (/ 8 through the VAE).
+  std::int64_t side = o.vae.empty() ? o.resolution : o.resolution / 8;
+  if (f.contains("model.pos_embed")) {
+    const std::int64_t T = f.info("model.pos_embed").shape[1], g = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(T))));
+    IREPA_CHECK(g * g == T, "irepa-generate: model.pos_embed has {} tokens, not a square grid", T);
+    side = g * c.patch_size;
+  }
+  c.input_size = side;
+  // Heads: --model (the reference's flag), else the run's settings.
+  nlohmann::json run;
+  if (const auto cfg = f.metadata("config")) {
+    try {
+      run = nlohmann::json::parse(*cfg);
+    } catch (const std::exception&) {
+    }
+  }
+  std::string name = o.model;
+  if (name.empty() && run.is_object() && run.contains("model") && run["model"].is_string()) name = run["model"].get<std::string>();
+  if (!name.empty() && name != "custom") {
+    SiTConfig byname;
+    apply_model_name(byname, name);
+    IREPA_CHECK(byname.depth == c.depth && byname.hidden_size == c.hidden_size && byname.patch_size == c.patch_size,
+                "irepa-generate: model '{}' is depth {} width {} patch {}, the checkpoint depth {} width {} patch {}", name, byname.depth,
+                byname.hidden_size, byname.patch_size, c.depth, c.hidden_size, c.patch_size);
+    c.num_heads = byname.num_heads;
+  } else if (run.is_object() && run.contains("num_heads")) {
+    const auto& h = run["num_heads"];
+    c.num_heads = h.is_string() ? std::stoll(h.get<std::string>()) : h.get<std::int64_t>();
+  }
+  IREPA_CHECK(c.num_heads > 0 && c.hidden_size % c.num_heads == 0,
+              "irepa-generate: the head count of '{}' is unknown (its settings name no model or num_heads): pass --model SiT-X/p", f.path());
+  const Shape fl = shape("final_layer.linear.weight");
+  IREPA_CHECK(fl[0] == c.patch_size * c.patch_size * c.in_channels,
+              "irepa-generate: final_layer.linear has {} outputs, expected patch^2 x channels = {} (learned sigma is not a model this library trains)",
+              fl[0], c.patch_size * c.patch_size * c.in_channels);
+  return c;
+}
+
+nlohmann::json manifest(const GenOptions& o, const LaunchInfo& launch, const SiTConfig& c) {
+  return {{"tool", "irepa-generate"},
+          {"ckpt", fs::absolute(o.ckpt).lexically_normal().string()},
+          {"ema", o.ema},
+          {"vae", o.vae.empty() ? "" : fs::absolute(o.vae).lexically_normal().string()},
+          {"latents_stats", o.latents_stats},
+          {"num_fid_samples", o.num_fid_samples},
+          {"per_proc_batch_size", o.per_proc_batch},
+          {"world", launch.world},
+          {"global_seed", o.global_seed},
+          {"mode", o.mode},
+          {"heun", o.heun},
+          {"num_steps", o.num_steps},
+          {"cfg_scale", o.cfg_scale},
+          {"guidance_low", o.guidance_low},
+          {"guidance_high", o.guidance_high},
+          {"path_type", o.path_type},
+          {"image_size", c.input_size * (o.vae.empty() ? 1 : 8)},
+          {"finished", false}};
+}
+
+/// 64 well-mixed bits of x (SplitMix64's finaliser): batch seeds from (rank seed, iteration).
+std::uint64_t mix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+fs::path batch_path(const fs::path& dir, int rank, std::int64_t it) { return dir / fmt::format("batch-r{:03d}-i{:06d}.npy", rank, it); }
+
+bool batch_done(const fs::path& p, const Shape& want) {
+  std::error_code ec;
+  if (!fs::exists(p, ec)) return false;
+  try {
+    const io::NpyFile f(p.string());
+    return f.dtype() == DType::U8 && f.shape() == want;
+  } catch (const Error&) {
+    return false;  // a damaged batch is made again
+  }
+}
+
+int run(GenOptions o) {
+  IREPA_CHECK(o.num_fid_samples > 0 && o.per_proc_batch > 0 && o.num_steps > 0 && o.resolution > 0,
+              "irepa-generate: --num-fid-samples, --per-proc-batch-size, --num-steps and --resolution must be positive");
+  IREPA_CHECK(o.mode == "ode" || o.mode == "sde", "irepa-generate: --mode '{}' is not ode or sde", o.mode);
+  IREPA_CHECK(!o.heun || o.mode == "ode", "irepa-generate: --heun applies to --mode ode only");
+  IREPA_CHECK(o.path_type == "linear" || o.path_type == "cosine", "irepa-generate: --path-type '{}' is not linear or cosine", o.path_type);
+  IREPA_CHECK(o.cfg_scale >= 1.0 && o.guidance_low <= o.guidance_high, "irepa-generate: --cfg-scale {} (>= 1) and guidance interval [{}, {}]",
+              o.cfg_scale, o.guidance_low, o.guidance_high);
+  IREPA_CHECK(o.device == "cpu" || o.device.starts_with("cuda"), "irepa-generate: --device '{}' is not cpu, cuda or cuda:N", o.device);
+  const LaunchInfo launch = LaunchInfo::from_env();
+  const io::SafeTensorsFile ck(o.ckpt);
+  const std::string prefix = ema_prefix(static_cast<std::size_t>(o.ema));
+  const SiTConfig cfg = checkpoint_config(ck, prefix, o);
+  IREPA_CHECK(o.vae.empty() || cfg.in_channels == 4, "irepa-generate: --vae given, but the model makes {}-channel images, not latents",
+              cfg.in_channels);
+  IREPA_CHECK(!o.vae.empty() || (cfg.in_channels == 1 || cfg.in_channels == 3),
+              "irepa-generate: the model makes {}-channel latents: pass --vae (the SD-VAE they decode with)", cfg.in_channels);
+
+  examples::GenSiT<> model(cfg, REPAHead{});
+  {
+    io::LoadParamsOptions lo;
+    for (const auto& n : ck.names())
+      if (n.starts_with(prefix + "projectors.")) lo.read_by_caller.push_back(n.substr(prefix.size()));
+    io::load_params(ck, model.params(), prefix, lo);
+  }
+  examples::GenerateSpec spec;
+  spec.sampler = SamplerOptions{.kind = o.mode == "sde" ? SamplerKind::EulerMaruyama : o.heun ? SamplerKind::Heun : SamplerKind::Euler,
+                                .num_steps = o.num_steps, .cfg_scale = o.cfg_scale, .guidance_low = o.guidance_low,
+                                .guidance_high = o.guidance_high, .path = parse_path_type(o.path_type)};
+  std::optional<SdVae<float>> vae;
+  if (!o.vae.empty()) {
+    vae.emplace(load_sd_vae<float>(o.vae));
+    data::LatentStats st;
+    if (!o.latents_stats.empty()) {
+      st = data::LatentStats::load(o.latents_stats);
+    } else {  // the reference's default for the SD-VAE: scale 0.18215, bias 0
+      st.scale = Tensor<double>(Shape{vae->latent_channels()}), st.bias = Tensor<double>(Shape{vae->latent_channels()});
+      st.scale.fill(o.latent_scale), st.bias.fill(0.0);
+    }
+    st.expect_channels(vae->latent_channels(), o.vae);
+    std::tie(spec.latents_scale, spec.latents_bias) = st.as<float>();
+  }
+  const std::int64_t image_side = cfg.input_size * (vae ? vae->config.factor() : 1);
+
+  // The reference's bookkeeping: whole global batches, the first N kept.
+  const std::int64_t n = o.per_proc_batch, G = n * launch.world;
+  const std::int64_t total = (o.num_fid_samples + G - 1) / G * G, iterations = total / G;
+  const std::string name = fmt::format("{}-size-{}-cfg-{}-seed-{}-{}{}{}", fs::path(o.ckpt).stem().string(), image_side, o.cfg_scale,
+                                       o.global_seed, o.mode, o.heun ? "-heun" : "", o.num_steps != 50 ? fmt::format("-steps-{}", o.num_steps) : "");
+  const fs::path dir = fs::path(o.sample_dir) / name, npz = fs::path(o.sample_dir) / (name + ".npz"), man = dir / "generate.json";
+  const nlohmann::json want = manifest(o, launch, cfg);
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : want.items())
+    if (k != "finished") keys.push_back(k);
+  const nlohmann::json have = examples::claim_folder(dir, man, want, keys, launch.rank, "irepa-generate", "--sample-dir");
+  if (have.value("finished", false) && fs::exists(npz)) {
+    std::printf("%s is complete (%lld samples); nothing to do\n", npz.string().c_str(), static_cast<long long>(o.num_fid_samples));
+    return 0;
+  }
+
+  std::unique_ptr<examples::SampleGenerator> gen;
+  if (o.device == "cpu") {
+    int threads = o.threads;
+    if (threads == 0 && launch.local_world > 1) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_world);
+    gen = std::make_unique<CpuGenerator>(std::move(model), std::move(vae), std::move(spec), threads);
+  } else {
+#if defined(IREPA_WITH_CUDA)
+    gen = examples::make_cuda_generator(model, vae ? &*vae : nullptr, std::move(spec), o.device == "cuda" ? launch.local_rank : std::stoi(o.device.substr(5)),
+                                        o.precision);
+#else
+    fail("irepa-generate: --device {} needs a build with CUDA", o.device);
+#endif
+  }
+  const std::string who = launch.distributed() ? fmt::format("rank {}: ", launch.rank) : std::string();
+  const Shape batch_shape{n, image_side, image_side, 3};
+  std::int64_t already = 0;
+  for (std::int64_t it = 0; it < iterations; ++it) already += batch_done(batch_path(dir, launch.rank, it), batch_shape) ? n : 0;
+  std::printf("%s%lld samples (%lld iterations of %lld x %d processes) of SiT depth %lld width %lld patch %lld, %lldx%lld, on %s%s\n",
+              who.c_str(), static_cast<long long>(o.num_fid_samples), static_cast<long long>(iterations), static_cast<long long>(n), launch.world,
+              static_cast<long long>(cfg.depth), static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.patch_size),
+              static_cast<long long>(image_side), static_cast<long long>(image_side), gen->where().c_str(),
+              already ? fmt::format(", continuing ({} already there)", already).c_str() : "");
+  std::fflush(stdout);
+  examples::Progress progress(who + "samples", iterations * n, already);
+  const std::uint64_t rank_seed = static_cast<std::uint64_t>(o.global_seed * launch.world + launch.rank);
+  std::int64_t made = 0;
+  for (std::int64_t it = 0; it < iterations; ++it) {
+    const fs::path p = batch_path(dir, launch.rank, it);
+    if (batch_done(p, batch_shape)) continue;
+    if (o.stop_after > 0 && made == o.stop_after) {
+      std::printf("%sstopping after %lld new batches (--stop-after-batches); run again to continue\n", who.c_str(), static_cast<long long>(made));
+      return 3;
+    }
+    const std::uint64_t seed = mix64(rank_seed << 32 ^ static_cast<std::uint64_t>(it));
+    Tensor<std::int64_t> labels(Shape{n});
+    Philox(seed, 9).randint(labels.view(), 0, cfg.num_classes);
+    const Tensor<std::uint8_t> images = gen->generate(labels, seed);
+    const std::string tmp = p.string() + ".tmp." + std::to_string(::getpid());
+    io::write_npy<std::uint8_t>(tmp, images.cview());
+    fs::rename(tmp, p);
+    if (o.save_png)
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t index = it * G + i * launch.world + launch.rank;
+        if (index >= o.num_fid_samples) continue;
+        io::write_png((dir / fmt::format("{:06d}.png", index)).string(),
+                      ConstView<std::uint8_t>(images.data() + i * image_side * image_side * 3, Shape{image_side, image_side, 3}));
+      }
+    ++made;
+    progress.add(n);
+  }
+  if (launch.rank != 0) return 0;
+  // Rank 0: wait for every rank's batches, then stream them into the npz in index order.
+  for (int r = 1; r < launch.world; ++r)
+    for (std::int64_t it = 0; it < iterations; ++it)
+      for (int waited = 0; !batch_done(batch_path(dir, r, it), batch_shape); ++waited) {
+        if (waited % 600 == 599) std::printf("waiting for rank %d's batch %lld ...\n", r, static_cast<long long>(it));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+  io::NpzWriter w(npz.string());
+  w.begin_array("arr_0", DType::U8, Shape{o.num_fid_samples, image_side, image_side, 3});
+  const std::int64_t row = image_side * image_side * 3;
+  for (std::int64_t it = 0, index = 0; it < iterations && index < o.num_fid_samples; ++it) {
+    std::vector<io::NpyFile> parts;
+    for (int r = 0; r < launch.world; ++r) parts.emplace_back(batch_path(dir, r, it).string());
+    for (std::int64_t rem = 0; rem < G && index < o.num_fid_samples; ++rem, ++index) {
+      const std::int64_t i = rem / launch.world, r = rem % launch.world;
+      w.write_bytes(parts[static_cast<std::size_t>(r)].data() + i * row, static_cast<std::uint64_t>(row));
+    }
+  }
+  w.end_array();
+  w.finish();
+  nlohmann::json done = want;
+  done["finished"] = true;
+  done["seconds"] = progress.seconds();
+  done["samples_per_second"] = progress.rate();
+  examples::write_json_atomic(man, done);
+  std::printf("Saved .npz file to %s [shape=(%lld, %lld, %lld, 3)].\n", npz.string().c_str(), static_cast<long long>(o.num_fid_samples),
+              static_cast<long long>(image_side), static_cast<long long>(image_side));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  GenOptions o;
+  CLI::App app{"irepa-generate: samples of a trained SiT for FID (the reference's generate.py), as an ADM .npz"};
+  app.add_option("--ckpt", o.ckpt, "a checkpoint irepa-train (or irepa-fashion) wrote")->required();
+  app.add_option("--model", o.model, "SiT-S/2 ... SiT-XL/2 (checked against the checkpoint; gives the head count)");
+  app.add_option("--ema", o.ema, "which EMA of the checkpoint (0: 'ema.')")->capture_default_str();
+  app.add_option("--num-fid-samples", o.num_fid_samples, "samples in the npz")->capture_default_str();
+  app.add_option("--sample-dir", o.sample_dir, "where the batch folder and the npz go")->capture_default_str();
+  app.add_option("--per-proc-batch-size", o.per_proc_batch, "samples per process per iteration")->capture_default_str();
+  app.add_option("--global-seed", o.global_seed, "rank r seeds with global_seed x world + r")->capture_default_str();
+  app.add_option("--mode", o.mode, "ode or sde")->capture_default_str();
+  app.add_flag("--heun", o.heun, "ODE: Heun's second-order steps");
+  app.add_option("--num-steps", o.num_steps, "sampler steps")->capture_default_str();
+  app.add_option("--cfg-scale", o.cfg_scale, "classifier-free guidance scale (1: none)")->capture_default_str();
+  app.add_option("--guidance-low", o.guidance_low, "guidance only for t in [low, high]")->capture_default_str();
+  app.add_option("--guidance-high", o.guidance_high, "guidance only for t in [low, high]")->capture_default_str();
+  app.add_option("--path-type", o.path_type, "linear or cosine (as the model was trained)")->capture_default_str();
+  app.add_option("--resolution", o.resolution, "image side (latent side x 8 with --vae) when the checkpoint does not say")->capture_default_str();
+  app.add_option("--num-classes", o.num_classes, "checked against the checkpoint's label table (0: take it from there)");
+  app.add_option("--vae", o.vae, "SD-VAE weights (latent models): samples are decoded through it");
+  app.add_option("--latents-stats", o.latents_stats, "latents_scale / latents_bias file (default: scale 0.18215, bias 0)");
+  app.add_option("--device", o.device, "cpu, cuda (the local rank's GPU) or cuda:N")->capture_default_str();
+  app.add_option("--precision", o.precision, "GPU products: fp32, tf32 or bf16")->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
+  app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_flag("--save-png", o.save_png, "also write <index>.png per sample, as the reference does");
+  app.add_option("--stop-after-batches", o.stop_after, "stop (exit 3) after this many new batches, as if killed: a test of resuming");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    return examples::report_error("irepa-generate", e);
+  }
+}

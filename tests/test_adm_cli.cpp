@@ -1,0 +1,213 @@
+// irepa-generate and irepa-eval end to end through the programs: a small SiT checkpoint ->
+// samples as an ADM .npz (numpy's layout; the reference's bookkeeping of batches, ranks and the
+// cut to N) -> the evaluator's table against an npz of "real" images, with random Inception
+// weights (so the numbers are a consistency check, not an FID). A killed and resumed generation
+// gives the same npz bytes as an uninterrupted one; evaluating twice gives the same bits; bad
+// batches are clear errors.
+//
+// [.long] (ctest label long, not in CI): the default job's checkpoint, 1,000 samples, and the
+// evaluator against 1,000 real Fashion-MNIST test images.
+
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "irepa/data/fashion_mnist.hpp"
+#include "irepa/io/npz.hpp"
+#include "irepa/io/params.hpp"
+#include "irepa/models/sit.hpp"
+#include "test_support.hpp"
+#include "tool_test_support.hpp"
+
+using namespace irepa;
+namespace fs = std::filesystem;
+
+namespace {
+
+int generate_tool(const std::string& args, const fs::path& log) { return test::run_tool(IREPA_GENERATE_TOOL, args, log); }
+int eval_tool(const std::string& args, const fs::path& log) { return test::run_tool(IREPA_EVAL_TOOL, args, log); }
+int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+
+/// A checkpoint as irepa-train writes one, for what irepa-generate reads: ema.* parameters,
+/// model.pos_embed, and the run's settings (the head count).
+void write_checkpoint(const fs::path& p) {
+  SiTConfig c;
+  c.input_size = 16, c.in_channels = 3, c.num_classes = 4, c.depth = 2, c.hidden_size = 32, c.num_heads = 2, c.patch_size = 4;
+  c.z_dims = {};
+  SiT<Dynamic, DynamicPatch, REPAHead, float> m(c, REPAHead{});
+  m.init(test::rng().seed());
+  // adaLN-Zero leaves the output layer at zero: give it values so the samples depend on them.
+  test::rng().normal(m.params().values(), 0.0f, 0.05f);
+  io::SafeTensorsWriter w;
+  m.save(w, "model.");
+  io::add_params(w, m.params(), "ema.");
+  w.set_metadata("format", "irepa-checkpoint-v1");
+  w.set_metadata("config", R"({"num_heads": 2, "job": "test"})");
+  w.write(p.string());
+}
+
+std::vector<char> bytes_of(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+void write_images_npz(const fs::path& p, const Tensor<std::uint8_t>& images) {
+  io::NpzWriter w(p.string(), true);
+  w.add<std::uint8_t>("arr_0", images.cview());
+  w.finish();
+}
+
+}  // namespace
+
+TEST_CASE("irepa-generate -> npz -> irepa-eval: resumable, deterministic, bad batches refused", "[adm][tool]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_adm_cli_" + std::to_string(test::rng().seed()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const fs::path ck = dir / "0000100.safetensors";
+  write_checkpoint(ck);
+  const auto gen_args = [&](int batch) {
+    return "--ckpt " + ck.string() + " --num-fid-samples 30 --per-proc-batch-size " + std::to_string(batch) +
+           " --num-steps 4 --mode sde --cfg-scale 1.5 --threads 2 --sample-dir ";
+  };
+  const std::string gen = gen_args(8);
+  REQUIRE(generate_tool(gen + (dir / "a").string() + " --save-png", dir / "a.log") == 0);
+  INFO(test::slurp(dir / "a.log"));
+  const fs::path name = "0000100-size-16-cfg-1.5-seed-0-sde-steps-4";
+  const fs::path npz_a = dir / "a" / (name.string() + ".npz");
+  REQUIRE(fs::exists(npz_a));
+  const io::NpzFile a(npz_a.string());
+  const auto arr = a.array("arr_0");
+  CHECK(arr.descr == "|u1");
+  CHECK(arr.shape == Shape({30, 16, 16, 3}));
+  CHECK(fs::exists(dir / "a" / name / "000029.png"));
+  CHECK_FALSE(fs::exists(dir / "a" / name / "000030.png"));  // 32 made, the npz and PNGs keep 30
+  const auto man = nlohmann::json::parse(std::ifstream(dir / "a" / name / "generate.json"));
+  CHECK(man.at("finished") == true);
+  // Samples differ from one another (a working sampler, not a constant image).
+  const auto px = arr.load<float>();
+  double diff = 0;
+  for (std::int64_t i = 0; i < 768; ++i) diff += std::abs(px[i] - px[768 * 5 + i]);
+  CHECK(diff > 100);
+
+  // Killed after two batches, then continued: the same npz, byte for byte.
+  CHECK(exit_code(generate_tool(gen + (dir / "b").string() + " --stop-after-batches 2", dir / "b1.log")) == 3);
+  CHECK_FALSE(fs::exists(dir / "b" / (name.string() + ".npz")));
+  REQUIRE(generate_tool(gen + (dir / "b").string(), dir / "b2.log") == 0);
+  CHECK(test::slurp(dir / "b2.log").find("continuing (16 already there)") != std::string::npos);
+  CHECK(bytes_of(npz_a) == bytes_of(dir / "b" / (name.string() + ".npz")));
+  // A finished folder is left alone; other settings in the same folder are refused.
+  REQUIRE(generate_tool(gen + (dir / "b").string(), dir / "b3.log") == 0);
+  CHECK(test::slurp(dir / "b3.log").find("is complete") != std::string::npos);
+  CHECK(exit_code(generate_tool(gen_args(4) + (dir / "b").string(), dir / "b4.log")) == 1);
+  CHECK(test::slurp(dir / "b4.log").find("was started with per_proc_batch_size = 8") != std::string::npos);
+  // Another seed gives other samples.
+  REQUIRE(generate_tool(gen + (dir / "c").string() + " --global-seed 1", dir / "c.log") == 0);
+  CHECK(bytes_of(npz_a) != bytes_of(dir / "c" / "0000100-size-16-cfg-1.5-seed-1-sde-steps-4.npz"));
+
+  // The evaluator: twice on the same batches -> the same bits.
+  Tensor<std::int64_t> r(Shape{24, 16, 16, 3});
+  test::rng().randint(r.view(), 0, 256);
+  Tensor<std::uint8_t> real(r.shape());
+  for (std::int64_t i = 0; i < r.numel(); ++i) real[i] = static_cast<std::uint8_t>(r[i]);
+  write_images_npz(dir / "ref.npz", real);
+  const std::string ev = (dir / "ref.npz").string() + " " + npz_a.string() + " --inception random:7 --split-size 10 --batch-size 9 --json ";
+  REQUIRE(eval_tool(ev + (dir / "e1.json").string(), dir / "e1.log") == 0);
+  INFO(test::slurp(dir / "e1.log"));
+  REQUIRE(eval_tool(ev + (dir / "e2.json").string(), dir / "e2.log") == 0);
+  const auto j1 = nlohmann::json::parse(std::ifstream(dir / "e1.json")), j2 = nlohmann::json::parse(std::ifstream(dir / "e2.json"));
+  for (const char* k : {"inception_score", "fid", "sfid", "precision", "recall"}) {
+    INFO(k);
+    CHECK(j1.at(k).get<double>() == j2.at(k).get<double>());
+  }
+  CHECK(j1.at("fid").get<double>() > 0);
+  CHECK(j1.at("inception_score_splits").size() == 3);
+  CHECK(j1.at("random_weights") == true);
+  const std::string table = test::slurp(dir / "e1.log");
+  for (const char* line : {"Inception Score: ", "FID: ", "sFID: ", "Precision: ", "Recall: ", "random Inception weights"})
+    CHECK(table.find(line) != std::string::npos);
+  // The reference batch's stored statistics are used for FID when present.
+  {
+    io::NpzWriter w((dir / "ref_stats.npz").string());
+    w.add<std::uint8_t>("arr_0", real.cview());
+    Tensor<float> mu(Shape{2048});
+    Tensor<double> sigma(Shape{2048, 2048});
+    mu.fill(0.5f), sigma.fill(0.0);
+    for (std::int64_t i = 0; i < 2048; ++i) sigma[i * 2049] = 1.0;
+    w.add<float>("mu", mu.cview());
+    w.add<double>("sigma", sigma.cview());
+    w.finish();
+  }
+  REQUIRE(eval_tool((dir / "ref_stats.npz").string() + " " + npz_a.string() + " --inception random:7 --split-size 10 --json " +
+                        (dir / "e3.json").string(),
+                    dir / "e3.log") == 0);
+  const auto j3 = nlohmann::json::parse(std::ifstream(dir / "e3.json"));
+  CHECK(j3.at("ref").at("stored_stats") == true);
+  CHECK(j3.at("ref").at("stored_spatial_stats") == false);
+  CHECK(j3.at("fid").get<double>() != j1.at("fid").get<double>());
+  CHECK(j3.at("sfid").get<double>() == j1.at("sfid").get<double>());
+  CHECK(j3.at("precision").get<double>() == j1.at("precision").get<double>());
+
+  // Bad batches: float images, wrong rank, statistics of another dimension, a truncated file.
+  const auto fails_with = [&](const std::string& ref, const std::string& what, const char* tag) {
+    const fs::path log = dir / (std::string(tag) + ".log");
+    CHECK(exit_code(eval_tool(ref + " " + npz_a.string() + " --inception random:7", log)) == 1);
+    INFO(test::slurp(log));
+    CHECK(test::slurp(log).find(what) != std::string::npos);
+  };
+  {
+    io::NpzWriter w((dir / "float.npz").string());
+    w.add<float>("arr_0", test::randn<float>(Shape{4, 8, 8, 3}).cview());
+    w.finish();
+  }
+  fails_with((dir / "float.npz").string(), "expected uint8 images [N, H, W, 3]", "float");
+  {
+    io::NpzWriter w((dir / "rank3.npz").string());
+    w.add<std::uint8_t>("arr_0", Tensor<std::uint8_t>(Shape{4, 8, 8}).cview());
+    w.finish();
+  }
+  fails_with((dir / "rank3.npz").string(), "has dtype '|u1' and shape [4, 8, 8]", "rank3");
+  {
+    io::NpzWriter w((dir / "dim.npz").string());
+    w.add<std::uint8_t>("arr_0", real.cview());
+    w.add<float>("mu", test::randn<float>(Shape{8}).cview());
+    w.add<double>("sigma", test::randn<double>(Shape{8, 8}).cview());
+    w.finish();
+  }
+  fails_with((dir / "dim.npz").string(), "the features have dimension 2048", "dim");
+  auto bytes = bytes_of(dir / "ref.npz");
+  bytes.resize(bytes.size() / 2);
+  {
+    std::ofstream f(dir / "cut.npz", std::ios::binary);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  fails_with((dir / "cut.npz").string(), "end-of-central-directory", "cut");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the default job's checkpoint: 1,000 samples against 1,000 real test images", "[.long][adm][tool]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_adm_long_" + std::to_string(test::rng().seed()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  REQUIRE(test::run_tool(IREPA_FASHION_TOOL, "--output-dir " + (dir / "run").string(), dir / "fashion.log") == 0);
+  const fs::path ck = dir / "run" / "checkpoints" / "0001400.safetensors";
+  REQUIRE(fs::exists(ck));
+  REQUIRE(generate_tool("--ckpt " + ck.string() + " --num-fid-samples 1000 --per-proc-batch-size 50 --num-steps 30 --mode ode --cfg-scale 2.0 " +
+                            "--sample-dir " + (dir / "samples").string(),
+                        dir / "gen.log") == 0);
+  const auto test_set = data::FashionMnist::load(data::kFashionMnistDir, "test");
+  Tensor<std::uint8_t> real(Shape{1000, 28, 28, 3});
+  for (std::int64_t i = 0; i < 1000 * 28 * 28; ++i) real[3 * i] = real[3 * i + 1] = real[3 * i + 2] = test_set.images[i];
+  write_images_npz(dir / "real.npz", real);
+  const fs::path npz = dir / "samples" / "0001400-size-28-cfg-2-seed-0-ode-steps-30.npz";
+  REQUIRE(eval_tool((dir / "real.npz").string() + " " + npz.string() + " --inception random:1 --json " + (dir / "e.json").string(),
+                    dir / "eval.log") == 0);
+  const auto j = nlohmann::json::parse(std::ifstream(dir / "e.json"));
+  WARN("random-weight Inception, 1000 samples vs 1000 test images: FID " << j.at("fid") << ", sFID " << j.at("sfid") << ", IS "
+                                                                            << j.at("inception_score") << ", precision " << j.at("precision")
+                                                                            << ", recall " << j.at("recall"));
+  CHECK(j.at("precision").get<double>() > 0.2);
+  CHECK(j.at("recall").get<double>() > 0.2);
+}
