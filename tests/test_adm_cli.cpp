@@ -17,8 +17,7 @@
 
 #include "irepa/data/fashion_mnist.hpp"
 #include "irepa/io/npz.hpp"
-#include "irepa/io/params.hpp"
-#include "irepa/models/sit.hpp"
+#include "sit_checkpoint_fixture.hpp"
 #include "test_support.hpp"
 #include "tool_test_support.hpp"
 
@@ -30,24 +29,6 @@ namespace {
 int generate_tool(const std::string& args, const fs::path& log) { return test::run_tool(IREPA_GENERATE_TOOL, args, log); }
 int eval_tool(const std::string& args, const fs::path& log) { return test::run_tool(IREPA_EVAL_TOOL, args, log); }
 int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
-
-/// A checkpoint as irepa-train writes one, for what irepa-generate reads: ema.* parameters,
-/// model.pos_embed, and the run's settings (the head count).
-void write_checkpoint(const fs::path& p) {
-  SiTConfig c;
-  c.input_size = 16, c.in_channels = 3, c.num_classes = 4, c.depth = 2, c.hidden_size = 32, c.num_heads = 2, c.patch_size = 4;
-  c.z_dims = {};
-  SiT<Dynamic, DynamicPatch, REPAHead, float> m(c, REPAHead{});
-  m.init(test::rng().seed());
-  // adaLN-Zero leaves the output layer at zero: give it values so the samples depend on them.
-  test::rng().normal(m.params().values(), 0.0f, 0.05f);
-  io::SafeTensorsWriter w;
-  m.save(w, "model.");
-  io::add_params(w, m.params(), "ema.");
-  w.set_metadata("format", "irepa-checkpoint-v1");
-  w.set_metadata("config", R"({"num_heads": 2, "job": "test"})");
-  w.write(p.string());
-}
 
 std::vector<char> bytes_of(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -67,7 +48,7 @@ TEST_CASE("irepa-generate -> npz -> irepa-eval: resumable, deterministic, bad ba
   fs::remove_all(dir);
   fs::create_directories(dir);
   const fs::path ck = dir / "0000100.safetensors";
-  write_checkpoint(ck);
+  test::write_sit_checkpoint(ck);
   const auto gen_args = [&](int batch) {
     return "--ckpt " + ck.string() + " --num-fid-samples 30 --per-proc-batch-size " + std::to_string(batch) +
            " --num-steps 4 --mode sde --cfg-scale 1.5 --threads 2 --sample-dir ";
@@ -116,7 +97,7 @@ TEST_CASE("irepa-generate -> npz -> irepa-eval: resumable, deterministic, bad ba
   const std::string ev = (dir / "ref.npz").string() + " " + npz_a.string() + " --inception random:7 --split-size 10 --batch-size 9 --json ";
   REQUIRE(eval_tool(ev + (dir / "e1.json").string(), dir / "e1.log") == 0);
   INFO(test::slurp(dir / "e1.log"));
-  REQUIRE(eval_tool(ev + (dir / "e2.json").string(), dir / "e2.log") == 0);
+  REQUIRE(eval_tool(ev + (dir / "e2.json").string() + " --save-stats " + (dir / "sample_stats.npz").string(), dir / "e2.log") == 0);
   const auto j1 = nlohmann::json::parse(std::ifstream(dir / "e1.json")), j2 = nlohmann::json::parse(std::ifstream(dir / "e2.json"));
   for (const char* k : {"inception_score", "fid", "sfid", "precision", "recall"}) {
     INFO(k);
@@ -140,7 +121,7 @@ TEST_CASE("irepa-generate -> npz -> irepa-eval: resumable, deterministic, bad ba
     w.add<double>("sigma", sigma.cview());
     w.finish();
   }
-  REQUIRE(eval_tool((dir / "ref_stats.npz").string() + " " + npz_a.string() + " --inception random:7 --split-size 10 --json " +
+  REQUIRE(eval_tool((dir / "ref_stats.npz").string() + " " + npz_a.string() + " --inception random:7 --split-size 10 --batch-size 9 --json " +
                         (dir / "e3.json").string(),
                     dir / "e3.log") == 0);
   const auto j3 = nlohmann::json::parse(std::ifstream(dir / "e3.json"));
@@ -149,6 +130,18 @@ TEST_CASE("irepa-generate -> npz -> irepa-eval: resumable, deterministic, bad ba
   CHECK(j3.at("fid").get<double>() != j1.at("fid").get<double>());
   CHECK(j3.at("sfid").get<double>() == j1.at("sfid").get<double>());
   CHECK(j3.at("precision").get<double>() == j1.at("precision").get<double>());
+
+  // A statistics-only reference (what --save-stats wrote: the samples' own statistics): FID and
+  // sFID ~0, no precision / recall.
+  REQUIRE(eval_tool((dir / "sample_stats.npz").string() + " " + npz_a.string() + " --inception random:7 --split-size 10 --batch-size 9 --json " +
+                        (dir / "e4.json").string(),
+                    dir / "e4.log") == 0);
+  const auto j4 = nlohmann::json::parse(std::ifstream(dir / "e4.json"));
+  CHECK(std::abs(j4.at("fid").get<double>()) < 1e-3);
+  CHECK(std::abs(j4.at("sfid").get<double>()) < 1e-3);
+  CHECK(j4.at("precision").is_null());
+  CHECK(j4.at("inception_score").get<double>() == j1.at("inception_score").get<double>());  // same batches, same bits
+  CHECK(test::slurp(dir / "e4.log").find("Precision: n/a") != std::string::npos);
 
   // Bad batches: float images, wrong rank, statistics of another dimension, a truncated file.
   const auto fails_with = [&](const std::string& ref, const std::string& what, const char* tag) {

@@ -18,6 +18,9 @@
 
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/sd_vae.hpp"
+#include "irepa/io/npy.hpp"
+#include "irepa/io/npz.hpp"
+#include "sit_checkpoint_fixture.hpp"
 #include "test_support.hpp"
 #include "tool_test_support.hpp"
 
@@ -265,5 +268,32 @@ TEST_CASE("irepa-encode on 2 processes writes the 1-process posterior shards fil
     CHECK(test::slurp(dir / "one" / name) == test::slurp(dir / "two" / name));
   }
   CHECK(nlohmann::json::parse(std::ifstream(dir / "two" / "encode.json")).at("finished").get<bool>());
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-generate on 2 processes: each rank its seed and batches, the npz in the reference's interleaved order", "[adm][tool][mpi]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_dp_generate_" + std::to_string(test::rng().seed()));
+  fs::create_directories(dir);
+  test::write_sit_checkpoint(dir / "0000007.safetensors");
+  // 13 samples of 2 x 4 per iteration: 16 made, the first 13 kept.
+  const std::string args = "--ckpt " + (dir / "0000007.safetensors").string() +
+                           " --num-fid-samples 13 --per-proc-batch-size 4 --num-steps 3 --threads 1 --sample-dir ";
+  REQUIRE(run_ranks(2, IREPA_GENERATE_TOOL, args + (dir / "two").string(), dir / "two.log") == 0);
+  INFO(test::slurp(dir / "two.log"));
+  REQUIRE(test::run_tool(IREPA_GENERATE_TOOL, args + (dir / "one").string(), dir / "one.log") == 0);
+  const std::string name = "0000007-size-16-cfg-1.5-seed-0-ode-steps-3";
+  const io::NpzFile npz((dir / "two" / (name + ".npz")).string());
+  const auto arr = npz.array("arr_0");
+  REQUIRE(arr.shape == Shape({13, 16, 16, 3}));
+  const std::int64_t row = 16 * 16 * 3;
+  for (std::int64_t k = 0; k < 13; ++k) {  // index = iteration x 8 + i x 2 + rank
+    const std::int64_t it = k / 8, i = (k % 8) / 2, r = (k % 8) % 2;
+    const io::NpyFile b((dir / "two" / name / fmt::format("batch-r{:03d}-i{:06d}.npy", r, it)).string());
+    INFO("sample " << k);
+    CHECK(std::memcmp(arr.data.data() + k * row, b.data() + i * row, static_cast<std::size_t>(row)) == 0);
+  }
+  // Rank 0 of 2 seeds with 0 x 2 + 0, as the single process does: its batches are the same.
+  CHECK(test::slurp(dir / "two" / name / "batch-r000-i000000.npy") == test::slurp(dir / "one" / name / "batch-r000-i000000.npy"));
+  CHECK(test::slurp(dir / "two" / name / "batch-r001-i000000.npy") != test::slurp(dir / "one" / name / "batch-r000-i000001.npy"));
   fs::remove_all(dir);
 }
