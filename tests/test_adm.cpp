@@ -106,7 +106,7 @@ TEST_CASE("npz: numpy's np.savez and np.savez_compressed files read back to thei
   }
 }
 
-TEST_CASE("npz: equal contents give equal files; a deflated archive is smaller on redundant data", "[npz]") {
+TEST_CASE("npz: equal contents give equal files, and a deflated archive is smaller on redundant data", "[npz]") {
   Tensor<std::uint8_t> flat(Shape{4, 32, 32, 3});
   for (std::int64_t i = 0; i < flat.numel(); ++i) flat[i] = static_cast<std::uint8_t>((i / 97) % 5);
   const auto mu = test::randn<float>(Shape{3});
@@ -210,7 +210,7 @@ TEST_CASE("conv2d_forward with rectangular kernels, strides and padding matches 
   }
 }
 
-TEST_CASE("pool2d_forward: max and in-image average windows match direct loops; channels concatenate and slice", "[adm][ops]") {
+TEST_CASE("pool2d_forward: max and in-image average windows match direct loops, and channels concatenate and slice", "[adm][ops]") {
   const CpuContext ctx(2);
   const std::int64_t B = 2, H = 7, W = 8, C = 3;
   const auto x = test::randn<double>(Shape{B, H, W, C});
@@ -267,7 +267,7 @@ TEST_CASE("TF1 bilinear resizing: float32-rounded scale, no half-pixel offset, b
   REQUIRE_IREPA_ERROR(ops::interpolate<double>(ctx, x.cview(), 4, 4, ops::ResizeMode::BilinearTf1, true), "no antialiased form");
 }
 
-TEST_CASE("Inception-v3: float and double agree on random weights; features have the evaluator's shapes", "[adm][inception]") {
+TEST_CASE("Inception-v3: float and double agree on random weights, and features have the evaluator's shapes", "[adm][inception]") {
   const CpuContext ctx(2);
   InceptionV3<double> net;
   net.init_random(test::rng().seed());
@@ -320,7 +320,7 @@ TEST_CASE("Inception-v3 load: missing, mis-shaped and unexpected tensors are nam
   REQUIRE_IREPA_ERROR(net.load(io::SafeTensorsFile(p.string())), "missing 'fc.bias'", "'Conv2d_1a_3x3.conv.weight' has shape [32, 3, 3, 1]");
 }
 
-TEST_CASE("Frechet distance: the sqrtm route and the symmetric one agree; singular covariances take the eps retry", "[adm][stats]") {
+TEST_CASE("Frechet distance: the sqrtm route and the symmetric one agree, and singular covariances take the eps retry", "[adm][stats]") {
   const auto a = test::randn<double>(Shape{60, 12}), b0 = test::randn<double>(Shape{50, 12});
   Tensor<double> b(b0.shape());
   for (std::int64_t i = 0; i < b.numel(); ++i) b[i] = 0.7 * b0[i] + 0.3 * a[i % a.numel()] + 0.2;
@@ -352,7 +352,7 @@ TEST_CASE("Frechet distance: the sqrtm route and the symmetric one agree; singul
   REQUIRE_IREPA_ERROR(metrics::feature_statistics<double>(nan_rows.cview()), "feature 2 of row 1");
 }
 
-TEST_CASE("Inception Score: 1 for identical predictions, the class count for confident distinct ones; chunks of split_size rows", "[adm][stats]") {
+TEST_CASE("Inception Score: 1 for identical predictions, the class count for confident distinct ones, in chunks of split_size rows", "[adm][stats]") {
   const std::int64_t K = 7;
   Tensor<double> same(Shape{20, K});
   const auto row = test::randn<double>(Shape{K});
@@ -369,7 +369,7 @@ TEST_CASE("Inception Score: 1 for identical predictions, the class count for con
   CHECK(std::abs(is.score - mean) < 1e-12);
 }
 
-TEST_CASE("precision and recall: identical sets are 1 and 1; a far set is 0 and 0; radii are 3rd-neighbour squared distances", "[adm][stats]") {
+TEST_CASE("precision and recall: identical sets are 1 and 1, a far set 0 and 0, radii are 3rd-neighbour squared distances", "[adm][stats]") {
   const auto a = test::randn<double>(Shape{40, 6});
   const auto pr = metrics::precision_recall<double>(a.cview(), a.cview(), 3, 7);
   CHECK(pr.precision == 1.0);
