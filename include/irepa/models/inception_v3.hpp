@@ -33,6 +33,7 @@
 #include "irepa/core/context.hpp"
 #include "irepa/core/host_twin.hpp"
 #include "irepa/core/rng.hpp"
+#include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/nn/vit_layers.hpp"
 #include "irepa/ops/activation.hpp"
@@ -197,40 +198,19 @@ struct InceptionV3 {
     v(p + "fc.weight", fc_weight), v(p + "fc.bias", fc_bias);
   }
 
-  /// Every parameter from f under prefix (torch-fidelity's names). Missing, mis-shaped and
-  /// unexpected tensors are named in one error before anything changes; BatchNorm's
-  /// num_batches_tracked counters are ignored.
+  /// Every parameter from f under prefix (torch-fidelity's names) through io::load_params:
+  /// missing, mis-shaped and unexpected tensors are named in one error before anything changes;
+  /// BatchNorm's num_batches_tracked counters are ignored; a non-finite weight is an error.
   void load(const io::SafeTensorsFile& f, std::string_view prefix = {}) {
     update_through_host(*this, false, [&](HostModel& host) {
-      std::vector<std::string> problems, used;
-      std::vector<std::pair<std::string, TensorView<T>>> reads;
-      host.params().for_each([&](std::string_view name, TensorView<T> v, TensorView<T>) {
-        const std::string key = std::string(prefix) + std::string(name);
-        used.push_back(key);
-        if (!f.contains(key)) {
-          problems.push_back("missing '" + key + "' " + v.shape().str());
-        } else if (!(f.info(key).shape == v.shape())) {
-          problems.push_back("'" + key + "' has shape " + f.info(key).shape.str() + ", expected " + v.shape().str());
-        } else {
-          reads.emplace_back(key, v);
-        }
-      });
-      std::sort(used.begin(), used.end());
-      for (const auto& k : f.names()) {
-        if (k.compare(0, prefix.size(), prefix) != 0 || k.ends_with("num_batches_tracked")) continue;
-        if (!std::binary_search(used.begin(), used.end(), k)) problems.push_back("unexpected '" + k + "' " + f.info(k).shape.str());
-      }
-      if (!problems.empty()) {
-        std::string msg;
-        for (std::size_t i = 0; i < problems.size() && i < 20; ++i) msg += "\n  " + problems[i];
-        if (problems.size() > 20) msg += "\n  ... and " + std::to_string(problems.size() - 20) + " more";
-        fail("InceptionV3: '{}' (prefix '{}') does not match the FID Inception's {} parameters:{}", f.path(), prefix, host.params().size(),
-             msg);
-      }
-      for (auto& [key, view] : reads) f.load_into<T>(key, view);
-      for (const auto& [key, view] : reads)
-        for (std::int64_t i = 0; i < view.numel(); ++i)
-          IREPA_CHECK(std::isfinite(static_cast<double>(view.data()[i])), "InceptionV3: '{}' holds a non-finite value in '{}'", f.path(), key);
+      io::LoadParamsOptions opt;  // BatchNorm's counters are in the released file, unused
+      for (const auto& k : f.names())
+        if (k.compare(0, prefix.size(), prefix) == 0 && k.ends_with("num_batches_tracked")) opt.read_by_caller.push_back(k.substr(prefix.size()));
+      io::load_params(f, host.params(), prefix, opt);
+      const auto v = host.params().values();
+      for (std::int64_t i = 0; i < v.numel(); ++i)
+        IREPA_CHECK(std::isfinite(static_cast<double>(v.data()[i])), "InceptionV3: '{}' holds a non-finite weight (value {} of the arena)",
+                    f.path(), i);
       prepare(host);
     });
   }

@@ -145,16 +145,25 @@ inline void check_copy_channels(std::string_view op, const Shape& part, const Sh
 }
 }  // namespace detail
 
+namespace detail {
+/// dst[r, dst_off + j] = src[r, src_off + j] for j < c over rows rows (channels-last blocks).
+template <class T>
+void copy_channel_block(const CpuContext& ctx, const T* src, std::int64_t src_stride, std::int64_t src_off, T* dst,
+                        std::int64_t dst_stride, std::int64_t dst_off, std::int64_t c, std::int64_t rows) {
+  ctx.parallel_for(rows, static_cast<double>(c), [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) std::copy_n(src + r * src_stride + src_off, c, dst + r * dst_stride + dst_off);
+  });
+}
+}  // namespace detail
+
 /// whole[..., offset : offset + c] = part[..., :c]: concatenation along the last (channel) axis of
 /// channels-last maps, one part at a time.
 template <class T>
 void copy_channels(const CpuContext& ctx, In<T> part, std::int64_t offset, TensorView<T> whole) {
   detail::check_copy_channels("copy_channels", part.shape(), whole.shape(), offset);
   check_contiguous("copy_channels", part, whole);
-  const std::int64_t c = part.size(part.rank() - 1), C = whole.size(whole.rank() - 1), rows = c ? part.numel() / c : 0;
-  ctx.parallel_for(rows, static_cast<double>(c), [&](std::int64_t r0, std::int64_t r1) {
-    for (std::int64_t r = r0; r < r1; ++r) std::copy_n(part.data() + r * c, c, whole.data() + r * C + offset);
-  });
+  const std::int64_t c = part.size(part.rank() - 1), C = whole.size(whole.rank() - 1);
+  if (c > 0) detail::copy_channel_block(ctx, part.data(), c, 0, whole.data(), C, offset, c, part.numel() / c);
 }
 
 /// part[..., :c] = whole[..., offset : offset + c]: copy_channels' inverse (a channel slice).
@@ -162,10 +171,8 @@ template <class T>
 void slice_channels(const CpuContext& ctx, In<T> whole, std::int64_t offset, TensorView<T> part) {
   detail::check_copy_channels("slice_channels", part.shape(), whole.shape(), offset);
   check_contiguous("slice_channels", part, whole);
-  const std::int64_t c = part.size(part.rank() - 1), C = whole.size(whole.rank() - 1), rows = c ? part.numel() / c : 0;
-  ctx.parallel_for(rows, static_cast<double>(c), [&](std::int64_t r0, std::int64_t r1) {
-    for (std::int64_t r = r0; r < r1; ++r) std::copy_n(whole.data() + r * C + offset, c, part.data() + r * c);
-  });
+  const std::int64_t c = part.size(part.rank() - 1), C = whole.size(whole.rank() - 1);
+  if (c > 0) detail::copy_channel_block(ctx, whole.data(), C, offset, part.data(), c, 0, c, part.numel() / c);
 }
 
 namespace detail {
