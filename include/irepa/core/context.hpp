@@ -70,14 +70,19 @@ class CpuContext : public detail::TransferCounter {
   CpuContext& operator=(const CpuContext&) = delete;
 
   /// Rebuilds the pool with n threads (n <= 0: one per hardware thread).
+  /// More than max_threads() is refused: a pool of 100,000 threads is a typo, not a setting.
   void set_threads(int n) {
-    if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    IREPA_CHECK(n <= max_threads(), "CpuContext: {} threads asked for; the limit is {} (8 x the {} hardware threads, at least 64)", n,
+                max_threads(), hw);
+    if (n <= 0) n = hw;
     device_.reset();
     pool_ = std::make_unique<Eigen::ThreadPool>(n);
     device_ = std::make_unique<Eigen::ThreadPoolDevice>(pool_.get(), n);
     threads_ = n;
   }
   int threads() const { return threads_; }
+  static int max_threads() { return std::max(64, 8 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))); }
   const Eigen::ThreadPoolDevice& device() const { return *device_; }
   static constexpr std::string_view name() { return "cpu"; }
   void synchronize() const {}

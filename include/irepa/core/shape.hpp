@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "irepa/core/checked.hpp"
 #include "irepa/core/error.hpp"
 
 namespace irepa {
@@ -24,11 +25,8 @@ class Shape {
   int rank() const { return rank_; }
   std::int64_t operator[](int i) const { return d_[static_cast<std::size_t>(i < 0 ? i + rank_ : i)]; }
   std::int64_t& operator[](int i) { return d_[static_cast<std::size_t>(i < 0 ? i + rank_ : i)]; }
-  std::int64_t numel() const {
-    std::int64_t n = 1;
-    for (int i = 0; i < rank_; ++i) n *= d_[static_cast<std::size_t>(i)];
-    return n;
-  }
+  /// The element count; a shape whose product passes 2^62 is an Error, never a wrapped count.
+  std::int64_t numel() const { return checked_numel(dims(), "Shape"); }
   std::span<const std::int64_t> dims() const { return {d_.data(), static_cast<std::size_t>(rank_)}; }
   /// Product of all extents but the last (rows of a [..., D] tensor).
   std::int64_t rows() const { return rank_ == 0 ? 1 : numel() / d_[static_cast<std::size_t>(rank_ - 1)]; }
@@ -56,6 +54,7 @@ class Shape {
       IREPA_CHECK(dims[i] >= 0, "Shape: negative extent {} in dimension {}", dims[i], i);
       d_[i] = dims[i];
     }
+    (void)checked_numel(dims, "Shape");  // a shape from a file's header may claim any product
   }
   std::array<std::int64_t, kMaxRank> d_{};
   int rank_ = 0;

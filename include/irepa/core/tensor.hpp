@@ -211,7 +211,7 @@ class Tensor {
 
   Tensor() = default;
   explicit Tensor(const Shape& shape) : shape_(shape) {
-    const auto bytes = static_cast<std::size_t>(shape.numel()) * sizeof(T);
+    const auto bytes = static_cast<std::size_t>(checked_nbytes(shape.dims(), sizeof(T), "Tensor"));
     data_.reset(static_cast<T*>(D::allocate(bytes)));
   }
   /// A tensor of the given shape with every element v.

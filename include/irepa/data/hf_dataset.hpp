@@ -24,6 +24,8 @@
 
 #include "irepa/data/image_folder.hpp"
 #include "irepa/io/arrow_ipc.hpp"
+#include "irepa/io/files.hpp"
+#include "irepa/io/json.hpp"
 
 namespace irepa::data {
 
@@ -37,9 +39,9 @@ class HfArrowFolder {
     const fs::path state = fs::path(dir) / "state.json";
     if (fs::exists(state)) {
       try {
-        const auto j = nlohmann::json::parse(std::ifstream(state), nullptr, true, false);
+        const auto j = io::parse_json(io::read_regular_file(state.string(), "hf dataset"), state.string());
         for (const auto& f : j.at("_data_files")) names.push_back(f.at("filename").get<std::string>());
-      } catch (const nlohmann::json::exception& e) {
+      } catch (const std::exception& e) {
         fail("hf dataset: '{}' is not a datasets state.json with _data_files [{{filename}}]: {}", state.string(), e.what());
       }
       for (const auto& n : names)

@@ -31,6 +31,7 @@
 #include <fmt/format.h>
 
 #include "irepa/core/dtype.hpp"
+#include "irepa/core/checked.hpp"
 #include "irepa/core/error.hpp"
 #include "irepa/io/mapped_file.hpp"
 
@@ -453,9 +454,8 @@ class ArrowStreamFile {
     const std::int64_t bitmap_bytes = a.length / 8 + (a.length % 8 != 0);  // without overflow for any length
     if (a.null_count > 0) need(a.validity, bitmap_bytes, "validity");
     const auto check_offsets = [&](std::int64_t width, std::int64_t limit, const char* of) {
-      if (a.length >= std::numeric_limits<std::int64_t>::max() / width)
-        bad(meta_at, fmt::format("column '{}' has {} values", f.name, a.length));
-      need(a.offsets, (a.length + 1) * width, "offsets");
+      const std::string what = fmt::format("arrow: '{}' column '{}' offsets", path_, f.name);
+      need(a.offsets, checked_mul(checked_add(a.length, 1, what), width, what), "offsets");
       std::int64_t prev = 0;
       for (std::int64_t i = 0; i <= a.length; ++i) {
         const std::int64_t o = width == 8 ? detail::read_i64(a.offsets.data() + i * 8) : detail::read_i32(a.offsets.data() + i * 4);
@@ -469,8 +469,7 @@ class ArrowStreamFile {
       case ArrowType::Int:
       case ArrowType::Float:
         a.values = next_buffer(c, meta_at, body_at, body_len, f);
-        if (a.length > std::numeric_limits<std::int64_t>::max() / 8) bad(meta_at, fmt::format("column '{}' has {} values", f.name, a.length));
-        need(a.values, a.length * (f.bit_width / 8), "data");
+        need(a.values, checked_mul(a.length, f.bit_width / 8, fmt::format("arrow: '{}' column '{}' data", path_, f.name)), "data");
         break;
       case ArrowType::Bool:
         a.values = next_buffer(c, meta_at, body_at, body_len, f);

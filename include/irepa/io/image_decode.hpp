@@ -29,11 +29,10 @@
 
 #include "irepa/core/error.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/io/files.hpp"
+#include "irepa/io/png.hpp"
 
 namespace irepa::io {
-
-/// Pillow raises DecompressionBombError above twice its MAX_IMAGE_PIXELS.
-inline constexpr std::int64_t kMaxImagePixels = 2 * 89478485;
 
 enum class ImageFormat { Jpeg, Png, Unknown };
 
@@ -45,12 +44,6 @@ inline ImageFormat sniff_image(std::span<const std::uint8_t> b) {
 }
 
 namespace detail {
-inline void check_pixels(std::int64_t H, std::int64_t W, const std::string& what) {
-  IREPA_CHECK(H > 0 && W > 0, "image '{}' has size {}x{}", what, W, H);
-  IREPA_CHECK(H <= kMaxImagePixels / W, "image '{}' has {}x{} pixels, more than the {} Pillow refuses (a decompression bomb?)", what, W, H,
-              kMaxImagePixels);
-}
-
 struct TjHandle {
   tjhandle h = tjInitDecompress();
   ~TjHandle() {
@@ -180,17 +173,8 @@ inline Tensor<std::uint8_t> decode_rgb(std::span<const std::uint8_t> bytes, cons
 
 /// A whole file's bytes (only regular files: a FIFO or a folder is refused, not waited on).
 inline std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
-  std::error_code ec;
-  IREPA_CHECK(std::filesystem::is_regular_file(path, ec), "'{}' is not a regular file", path);
-  std::ifstream f(path, std::ios::binary);
-  IREPA_CHECK(f.good(), "cannot open '{}': {}", path, std::strerror(errno));
-  f.seekg(0, std::ios::end);
-  const auto n = static_cast<std::size_t>(f.tellg());
-  f.seekg(0);
-  std::vector<std::uint8_t> b(n);
-  f.read(reinterpret_cast<char*>(b.data()), static_cast<std::streamsize>(n));
-  IREPA_CHECK(f.good() || n == 0, "cannot read '{}' ({} bytes)", path, n);
-  return b;
+  const std::string b = read_regular_file(path, "image", std::size_t{1} << 32);
+  return {b.begin(), b.end()};
 }
 
 /// An image file (JPEG or PNG) -> RGB [H, W, 3].

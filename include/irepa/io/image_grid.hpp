@@ -24,6 +24,9 @@ Tensor<std::uint8_t> image_grid(ConstView<T> images, const GridOptions& o = {}) 
   IREPA_CHECK(o.hi > o.lo, "image_grid: empty value range [{}, {}]", o.lo, o.hi);
   IREPA_CHECK(o.scale >= 1 && o.padding >= 0, "image_grid: scale {} and padding {} (expected >= 1 and >= 0)", o.scale, o.padding);
   const std::int64_t N = images.size(0), C = images.size(1), s = o.scale, h = images.size(2), w = images.size(3);
+  IREPA_CHECK(N >= 1 && h >= 1 && w >= 1 && o.columns >= 0 && s <= 64,
+              "image_grid: {} images of {}x{} in {} columns at scale {}; expected at least one image, columns >= 0 (0: square) and scale <= 64",
+              N, h, w, o.columns, s);
   const std::int64_t H = h * s, W = w * s;
   const std::int64_t cols = o.columns > 0 ? o.columns : static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(N))));
   const std::int64_t rows = (N + cols - 1) / cols, p = o.padding;

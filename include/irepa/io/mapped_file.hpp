@@ -1,5 +1,7 @@
 #pragma once
-// A read-only memory mapping of a whole file (RAII, move-only), shared by the file readers.
+// A read-only memory mapping of a whole regular file (RAII, move-only), shared by the file
+// readers; or a borrowed span of memory in its place, so that every reader can also read bytes
+// it is handed (the fuzzers, an archive's member).
 
 #include <cerrno>
 #include <cstddef>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "irepa/core/error.hpp"
+#include "irepa/io/files.hpp"
 
 namespace irepa::io {
 
@@ -20,16 +23,11 @@ class MappedFile {
  public:
   MappedFile() = default;
   /// `what` names the reader in error messages ("safetensors", "npy").
+  /// Only regular files are mapped (a FIFO, a folder or a device is an Error, never a wait).
   MappedFile(const std::string& path, const char* what) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) fail("{}: cannot open '{}': {}", what, path, std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) {
-      const int err = errno;
-      release();
-      fail("{}: cannot stat '{}': {}", what, path, std::strerror(err));
-    }
-    size_ = static_cast<std::size_t>(st.st_size);
+    const RegularFile f = open_regular(path, what);
+    fd_ = f.fd;
+    size_ = f.size;
     if (size_ > 0) {
       void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
       if (m == MAP_FAILED) {
@@ -40,14 +38,24 @@ class MappedFile {
       data_ = static_cast<const std::byte*>(m);
     }
   }
+  /// Borrows bytes that the caller keeps alive (nothing is mapped or freed).
+  static MappedFile borrow(const std::byte* data, std::size_t size) {
+    MappedFile m;
+    m.data_ = data;
+    m.size_ = size;
+    m.borrowed_ = true;
+    return m;
+  }
   MappedFile(MappedFile&& o) noexcept
-      : fd_(std::exchange(o.fd_, -1)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+      : fd_(std::exchange(o.fd_, -1)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
+        borrowed_(std::exchange(o.borrowed_, false)) {}
   MappedFile& operator=(MappedFile&& o) noexcept {
     if (this != &o) {
       release();
       fd_ = std::exchange(o.fd_, -1);
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
+      borrowed_ = std::exchange(o.borrowed_, false);
     }
     return *this;
   }
@@ -60,7 +68,7 @@ class MappedFile {
 
  private:
   void release() noexcept {
-    if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+    if (data_ && !borrowed_) ::munmap(const_cast<std::byte*>(data_), size_);
     if (fd_ >= 0) ::close(fd_);
     data_ = nullptr;
     fd_ = -1;
@@ -68,6 +76,7 @@ class MappedFile {
   int fd_ = -1;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
+  bool borrowed_ = false;
 };
 
 }  // namespace irepa::io

@@ -11,10 +11,12 @@
 
 #include <unistd.h>
 
+#include "irepa/core/checked.hpp"
 #include "irepa/core/dtype.hpp"
 #include "irepa/core/error.hpp"
 #include "irepa/core/shape.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/io/files.hpp"
 #include "irepa/io/mapped_file.hpp"
 
 namespace irepa::io {
@@ -25,7 +27,7 @@ struct NpyHeader {
   std::string descr;
   Shape shape;
   std::size_t data_offset = 0;
-  std::size_t nbytes() const { return static_cast<std::size_t>(shape.numel()) * dtype_size(dtype); }
+  std::size_t nbytes() const { return static_cast<std::size_t>(checked_nbytes(shape.dims(), dtype_size(dtype), "npy")); }
 };
 
 /// Parses the .npy image at map [size bytes]; `where` names it in errors (a file, or an .npz
@@ -47,13 +49,16 @@ inline NpyHeader parse_npy_header(const std::byte* map_, std::size_t size_, cons
     fail("npy: '{}' has format version {}, expected 1, 2 or 3", where, major);
   }
   IREPA_CHECK(hlen <= size_ - hstart, "npy: '{}' is truncated: header of {} bytes, file of {}", where, hlen, size_);
+  // numpy itself refuses headers over 10,000 bytes by default; a header is a short dict literal.
+  IREPA_CHECK(hlen <= 65536, "npy: '{}' claims a header of {} bytes; real ones are under 64 KiB", where, hlen);
   const std::string h(reinterpret_cast<const char*>(map_ + hstart), hlen);
+  const std::string brief = h.size() > 120 ? h.substr(0, 120) + "..." : h;  // what errors quote of it
   // The header is a Python dict literal; the value after each key is all we need.
   auto value_after = [&](const char* key) -> std::string_view {
     const auto k = h.find(key);
-    IREPA_CHECK(k != std::string::npos, "npy: '{}' header has no {}: {}", where, key, h);
+    IREPA_CHECK(k != std::string::npos, "npy: '{}' header has no {}: {}", where, key, brief);
     auto v = h.find(':', k);
-    IREPA_CHECK(v != std::string::npos, "npy: '{}' header is malformed after {}: {}", where, key, h);
+    IREPA_CHECK(v != std::string::npos, "npy: '{}' header is malformed after {}: {}", where, key, brief);
     ++v;
     while (v < h.size() && h[v] == ' ') ++v;
     return std::string_view(h).substr(v);
@@ -61,7 +66,7 @@ inline NpyHeader parse_npy_header(const std::byte* map_, std::size_t size_, cons
   NpyHeader r;
   std::string_view dv = value_after("'descr'");
   IREPA_CHECK(!dv.empty() && (dv[0] == '\'' || dv[0] == '"') && dv.find(dv[0], 1) != std::string_view::npos,
-              "npy: '{}' descr is not a string: {}", where, h);
+              "npy: '{}' descr is not a string: {}", where, brief);
   const std::string d(dv.substr(1, dv.find(dv[0], 1) - 1));
   if (d == "<f8") r.dtype = DType::F64;
   else if (d == "<f4") r.dtype = DType::F32;
@@ -75,26 +80,24 @@ inline NpyHeader parse_npy_header(const std::byte* map_, std::size_t size_, cons
   IREPA_CHECK(value_after("'fortran_order'").substr(0, 5) == "False",
               "npy: '{}' is in Fortran order; save it in C order (np.ascontiguousarray)", where);
   std::string_view sv = value_after("'shape'");
-  IREPA_CHECK(!sv.empty() && sv[0] == '(' && sv.find(')') != std::string_view::npos, "npy: '{}' shape is not a tuple: {}", where, h);
+  IREPA_CHECK(!sv.empty() && sv[0] == '(' && sv.find(')') != std::string_view::npos, "npy: '{}' shape is not a tuple: {}", where, brief);
   sv = sv.substr(1, sv.find(')') - 1);
   std::vector<std::int64_t> dims;
-  std::int64_t total = 1;
   for (std::size_t i = 0; i < sv.size();) {
     if (sv[i] < '0' || sv[i] > '9') {
-      IREPA_CHECK(sv[i] == ',' || sv[i] == ' ' || sv[i] == 'L', "npy: '{}' shape has '{}': {}", where, sv[i], h);
+      IREPA_CHECK(sv[i] == ',' || sv[i] == ' ' || sv[i] == 'L', "npy: '{}' shape has '{}': {}", where, sv[i], brief);
       ++i;
       continue;
     }
     std::int64_t n = 0;
     for (; i < sv.size() && sv[i] >= '0' && sv[i] <= '9'; ++i) {
-      IREPA_CHECK(n < (std::int64_t{1} << 48), "npy: '{}' has a dimension too large to be real: {}", where, h);
+      IREPA_CHECK(n < (std::int64_t{1} << 48), "npy: '{}' has a dimension too large to be real: {}", where, brief);
       n = n * 10 + (sv[i] - '0');
     }
-    IREPA_CHECK(n == 0 || total <= (std::int64_t{1} << 48) / n, "npy: '{}' shape is too large to be real: {}", where, h);
-    total *= n;
     dims.push_back(n);
+    IREPA_CHECK(dims.size() <= static_cast<std::size_t>(kMaxRank), "npy: '{}' has more than {} dimensions", where, kMaxRank);
   }
-  IREPA_CHECK(dims.size() <= 8, "npy: '{}' has {} dimensions; at most 8 are read", where, dims.size());
+  (void)checked_nbytes(dims, dtype_size(r.dtype), fmt::format("npy: '{}'", where));
   r.shape = Shape(std::span<const std::int64_t>(dims));
   r.data_offset = hstart + hlen;
   IREPA_CHECK(size_ - r.data_offset >= r.nbytes(), "npy: '{}' is truncated: shape {} of {} needs {} bytes, {} present", where,
@@ -128,9 +131,10 @@ void convert_npy(DType dtype, const std::byte* p, TensorView<T> out, const std::
 
 class NpyFile {
  public:
-  explicit NpyFile(const std::string& path) : path_(path), file_(path, "npy") {
-    header_ = parse_npy_header(file_.data(), file_.size(), path_);
-    data_ = file_.data() + header_.data_offset;
+  explicit NpyFile(const std::string& path) : path_(path), file_(path, "npy") { parse(); }
+  /// Reads bytes the caller keeps alive; `name` stands for the path in errors.
+  NpyFile(std::span<const std::byte> bytes, std::string name) : path_(std::move(name)), file_(MappedFile::borrow(bytes.data(), bytes.size())) {
+    parse();
   }
 
   const std::string& path() const { return path_; }
@@ -158,13 +162,17 @@ class NpyFile {
   }
 
  private:
+  void parse() {
+    header_ = parse_npy_header(file_.data(), file_.size(), path_);
+    data_ = file_.data() + header_.data_offset;
+  }
   std::string path_;
   MappedFile file_;
   NpyHeader header_;
   const std::byte* data_ = nullptr;
 };
 
-/// Writes a C-order little-endian .npy file (version 1.0) of a contiguous tensor.
+/// Writes a C-order little-endian .npy file (version 1.0) of a contiguous tensor, atomically.
 template <class T>
 void write_npy(const std::string& path, ConstView<T> t) {
   IREPA_CHECK(t.is_contiguous(), "write_npy: tensor {} is not contiguous", t.shape().str());
@@ -183,14 +191,13 @@ void write_npy(const std::string& path, ConstView<T> t) {
   std::string h = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   h.append(64 - (10 + h.size() + 1) % 64, ' ');
   h += '\n';
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) fail("write_npy: cannot create '{}': {}", path, std::strerror(errno));
+  AtomicFile f(path, "write_npy");
   const unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<unsigned char>(h.size() & 0xff),
                                  static_cast<unsigned char>(h.size() >> 8)};
-  bool ok = std::fwrite(pre, 1, 10, f) == 10 && std::fwrite(h.data(), 1, h.size(), f) == h.size();
-  ok = ok && (t.numel() == 0 || std::fwrite(t.data(), sizeof(T), static_cast<std::size_t>(t.numel()), f) == static_cast<std::size_t>(t.numel()));
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) fail("write_npy: writing '{}' failed", path);
+  f.write(pre, 10);
+  f.write(h);
+  f.write(t.data(), static_cast<std::size_t>(t.numel()) * sizeof(T));
+  f.commit();
 }
 
 }  // namespace irepa::io

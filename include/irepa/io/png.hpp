@@ -17,8 +17,12 @@
 
 #include "irepa/core/error.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/io/files.hpp"
 
 namespace irepa::io {
+
+/// Pillow raises DecompressionBombError above twice its MAX_IMAGE_PIXELS.
+inline constexpr std::int64_t kMaxImagePixels = 2 * 89478485;
 
 struct PngImage {
   Tensor<std::uint8_t> pixels;  // [H, W] or [H, W, 3]
@@ -38,14 +42,18 @@ inline void png_error_to_longjmp(png_structp png, png_const_charp msg) {
   png_longjmp(png, 1);
 }
 inline void png_warning_ignore(png_structp, png_const_charp) {}
+/// An image's claimed size, checked before its pixels are allocated.
+inline void check_pixels(std::int64_t H, std::int64_t W, const std::string& what) {
+  IREPA_CHECK(H > 0 && W > 0, "image '{}' has size {}x{}", what, W, H);
+  IREPA_CHECK(H <= kMaxImagePixels / W, "image '{}' has {}x{} pixels, more than the {} Pillow refuses (a decompression bomb?)", what, W, H,
+              kMaxImagePixels);
+}
 }  // namespace detail
 
-inline PngImage read_png(const std::string& path) {
-  detail::PngFile file;
-  file.f = std::fopen(path.c_str(), "rb");
-  IREPA_CHECK(file.f != nullptr, "read_png: cannot open '{}': {}", path, std::strerror(errno));
+/// A PNG from an open stream (a file, or fmemopen'd bytes); `path` names it in errors.
+inline PngImage read_png(std::FILE* stream, const std::string& path) {
   unsigned char sig[8];
-  IREPA_CHECK(std::fread(sig, 1, 8, file.f) == 8 && png_sig_cmp(sig, 0, 8) == 0, "read_png: '{}' is not a PNG file", path);
+  IREPA_CHECK(std::fread(sig, 1, 8, stream) == 8 && png_sig_cmp(sig, 0, 8) == 0, "read_png: '{}' is not a PNG file", path);
   std::string err;
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, detail::png_error_to_longjmp, detail::png_warning_ignore);
   IREPA_CHECK(png != nullptr, "read_png: libpng could not start for '{}'", path);
@@ -56,11 +64,15 @@ inline PngImage read_png(const std::string& path) {
     png_destroy_read_struct(&png, &info, nullptr);
     fail("read_png: '{}' is corrupt or truncated: {}", path, err);
   }
-  png_init_io(png, file.f);
+  png_init_io(png, stream);
   png_set_sig_bytes(png, 8);
   png_read_info(png, info);
   const int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
   const std::int64_t H = png_get_image_height(png, info), W = png_get_image_width(png, info);
+  if (H <= 0 || W <= 0 || H > kMaxImagePixels / W) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    detail::check_pixels(H, W, path);
+  }
   std::int64_t C = 1;
   if (color == PNG_COLOR_TYPE_GRAY && depth <= 8) {
     out.mode = depth == 1 ? "1" : "L";
@@ -87,25 +99,31 @@ inline PngImage read_png(const std::string& path) {
   return out;
 }
 
+/// A PNG file (a regular file: a FIFO or a folder is refused, not waited on).
+inline PngImage read_png(const std::string& path) {
+  detail::PngFile file;
+  const RegularFile rf = open_regular(path, "read_png");
+  file.f = ::fdopen(rf.fd, "rb");
+  if (!file.f) ::close(rf.fd);
+  IREPA_CHECK(file.f != nullptr, "read_png: cannot open '{}': {}", path, std::strerror(errno));
+  return read_png(file.f, path);
+}
+
 /// pixels [H, W] (grey) or [H, W, 3] (RGB); atomic (temporary file, then rename).
 inline void write_png(const std::string& path, ConstView<std::uint8_t> pixels) {
   IREPA_CHECK((pixels.rank() == 2 || (pixels.rank() == 3 && pixels.size(2) == 3)) && pixels.is_contiguous(),
               "write_png: pixels have shape {}, expected contiguous [H, W] or [H, W, 3]", pixels.shape().str());
   const std::int64_t H = pixels.size(0), W = pixels.size(1), C = pixels.rank() == 3 ? 3 : 1;
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  detail::PngFile file;
-  file.f = std::fopen(tmp.c_str(), "wb");
-  IREPA_CHECK(file.f != nullptr, "write_png: cannot create '{}': {}", tmp, std::strerror(errno));
+  AtomicFile file(path, "write_png");
   std::string err;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, detail::png_error_to_longjmp, detail::png_warning_ignore);
   png_infop info = png_create_info_struct(png);
   std::vector<png_bytep> rows(static_cast<std::size_t>(H));
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
-    std::remove(tmp.c_str());
-    fail("write_png: writing '{}' failed: {}", path, err);
+    fail("write_png: writing '{}' failed: {}", path, err);  // the temporary goes with `file`
   }
-  png_init_io(png, file.f);
+  png_init_io(png, file.handle());
   png_set_IHDR(png, info, static_cast<png_uint_32>(W), static_cast<png_uint_32>(H), 8,
                C == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
@@ -114,13 +132,7 @@ inline void write_png(const std::string& path, ConstView<std::uint8_t> pixels) {
   png_write_image(png, rows.data());
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
-  const bool ok = std::fflush(file.f) == 0 && ::fsync(::fileno(file.f)) == 0;
-  std::fclose(file.f);
-  file.f = nullptr;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("write_png: could not write '{}': {}", path, std::strerror(errno));
-  }
+  file.commit();
 }
 
 }  // namespace irepa::io

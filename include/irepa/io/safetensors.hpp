@@ -24,11 +24,15 @@
 
 #include <unistd.h>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "irepa/core/checked.hpp"
 #include "irepa/core/dtype.hpp"
 #include "irepa/core/error.hpp"
 #include "irepa/core/tensor.hpp"
+#include "irepa/io/files.hpp"
+#include "irepa/io/json.hpp"
 #include "irepa/io/mapped_file.hpp"
 
 namespace irepa::io {
@@ -72,6 +76,12 @@ class SafeTensorsFile {
  public:
   /// Maps the file and validates its header; throws irepa::Error on any inconsistency.
   explicit SafeTensorsFile(const std::string& path) : path_(path), file_(path, "safetensors") { parse(); }
+  /// Reads bytes the caller keeps alive (an archive member, a fuzzer's input); `name` stands
+  /// for the path in errors.
+  SafeTensorsFile(std::span<const std::byte> bytes, std::string name)
+      : path_(std::move(name)), file_(MappedFile::borrow(bytes.data(), bytes.size())) {
+    parse();
+  }
   SafeTensorsFile(SafeTensorsFile&&) noexcept = default;  // views into the mapping stay valid
   SafeTensorsFile& operator=(SafeTensorsFile&&) noexcept = default;
   SafeTensorsFile(const SafeTensorsFile&) = delete;
@@ -182,12 +192,8 @@ class SafeTensorsFile {
     IREPA_CHECK(n <= (std::uint64_t{100} << 20), "safetensors: '{}' header length {} exceeds 100 MiB", path_, n);
     data_ = map_ + 8 + n;
     data_size_ = size_ - 8 - static_cast<std::size_t>(n);
-    nlohmann::json h;
-    try {
-      h = nlohmann::json::parse(reinterpret_cast<const char*>(map_ + 8), reinterpret_cast<const char*>(map_ + 8 + n));
-    } catch (const nlohmann::json::exception& e) {
-      fail("safetensors: '{}' header is not valid JSON: {}", path_, e.what());
-    }
+    const nlohmann::json h = parse_json(std::string_view(reinterpret_cast<const char*>(map_ + 8), static_cast<std::size_t>(n)),
+                                        fmt::format("safetensors: '{}' header", path_));
     IREPA_CHECK(h.is_object(), "safetensors: '{}' header is a JSON {}, expected an object", path_, h.type_name());
     std::vector<const TensorInfo*> by_offset;
     for (auto it = h.begin(); it != h.end(); ++it) {
@@ -216,26 +222,26 @@ class SafeTensorsFile {
       std::vector<std::int64_t> dims;
       for (const auto& d : v["shape"]) {
         IREPA_CHECK(d.is_number_integer() && d.get<std::int64_t>() >= 0,
-                    "safetensors: '{}' tensor '{}' has a shape entry {} that is not a non-negative integer", path_, key, d.dump());
+                    "safetensors: '{}' tensor '{}' has a shape entry {} that is not a non-negative integer", path_, key, json_brief(d));
         dims.push_back(d.get<std::int64_t>());
       }
       IREPA_CHECK(dims.size() <= static_cast<std::size_t>(kMaxRank), "safetensors: '{}' tensor '{}' has rank {} > {}", path_,
                   key, dims.size(), kMaxRank);
-      t.shape = Shape(std::span<const std::int64_t>(dims));
       const auto& off = v["data_offsets"];
       IREPA_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() && off[1].is_number_unsigned(),
-                  "safetensors: '{}' tensor '{}' data_offsets {} is not [begin, end]", path_, key, off.dump());
+                  "safetensors: '{}' tensor '{}' data_offsets ({}) is not [begin, end]", path_, key, json_brief(off));
       const auto b = off[0].get<std::uint64_t>(), e = off[1].get<std::uint64_t>();
       IREPA_CHECK(b <= e && e <= data_size_,
                   "safetensors: '{}' tensor '{}' data_offsets [{}, {}] fall outside the {}-byte data section (truncated file?)",
                   path_, key, b, e, data_size_);
       t.begin = static_cast<std::size_t>(b);
       t.end = static_cast<std::size_t>(e);
-      // numel * size, guarding against overflow from absurd shapes.
-      uint128_t want = dtype_size(t.dtype);
-      for (auto d : dims) want *= static_cast<uint128_t>(d);
-      IREPA_CHECK(want == t.nbytes(), "safetensors: '{}' tensor '{}' is {} {} ({} bytes) but data_offsets span {} bytes", path_,
-                  key, dtype_name(t.dtype), t.shape.str(), static_cast<std::uint64_t>(want), t.nbytes());
+      // numel * size, checked: an absurd shape is an error, not a product that wraps to the span.
+      const std::int64_t want = checked_nbytes(dims, dtype_size(t.dtype), fmt::format("safetensors: '{}' tensor '{}'", path_, key));
+      IREPA_CHECK(static_cast<std::uint64_t>(want) == t.nbytes(),
+                  "safetensors: '{}' tensor '{}' is {} {} ({} bytes) but data_offsets span {} bytes", path_, key, dtype_name(t.dtype),
+                  fmt::format("[{}]", fmt::join(dims, ", ")), want, t.nbytes());
+      t.shape = Shape(std::span<const std::int64_t>(dims));
       auto [pos, inserted] = tensors_.emplace(key, std::move(t));
       IREPA_CHECK(inserted, "safetensors: '{}' names tensor '{}' twice", path_, key);
       by_offset.push_back(&pos->second);
@@ -314,28 +320,15 @@ class SafeTensorsWriter {
     }
     std::string header = h.dump();
     header.append((8 - header.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail("safetensors writer: cannot create '{}': {}", tmp, std::strerror(errno));
-    bool ok = true;
+    AtomicFile f(path, "safetensors writer");
     const std::uint64_t n = header.size();
-    ok = ok && std::fwrite(&n, 8, 1, f) == 1;
-    ok = ok && std::fwrite(header.data(), 1, header.size(), f) == header.size();
+    f.write(&n, 8);
+    f.write(header);
     for (const auto& name : order_) {
       const auto& b = entries_.at(name).bytes;
-      ok = ok && (b.empty() || std::fwrite(b.data(), 1, b.size(), f) == b.size());
+      f.write(b.data(), b.size());
     }
-    ok = ok && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-    ok = (std::fclose(f) == 0) && ok;
-    if (!ok) {
-      std::remove(tmp.c_str());
-      fail("safetensors writer: writing '{}' failed: {}", tmp, std::strerror(errno));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int err = errno;
-      std::remove(tmp.c_str());
-      fail("safetensors writer: cannot rename '{}' to '{}': {}", tmp, path, std::strerror(err));
-    }
+    f.commit();
   }
 
  private:

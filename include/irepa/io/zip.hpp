@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <span>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "irepa/core/error.hpp"
+#include "irepa/io/files.hpp"
 #include "irepa/io/mapped_file.hpp"
 
 namespace irepa::io {
@@ -87,7 +89,7 @@ class ZipReader {
       return {d.begin(), d.end()};
     }
     // Deflate cannot expand more than ~1032:1; a larger claim is a damaged header, not an allocation to try.
-    IREPA_CHECK(e.size <= e.compressed * 1032 + 1024, "zip: '{}' member '{}' claims {} bytes from {} compressed ones, more than deflate can give",
+    IREPA_CHECK(e.compressed <= (std::uint64_t{1} << 52) && e.size <= e.compressed * 1032 + 1024, "zip: '{}' member '{}' claims {} bytes from {} compressed ones, more than deflate can give",
                 path_, e.name, e.size, e.compressed);
     std::vector<std::byte> out(static_cast<std::size_t>(e.size));
     z_stream zs{};
@@ -203,24 +205,16 @@ class ZipReader {
   std::vector<ZipEntry> entries_;
 };
 
-/// Streams members into a new archive at path (through path + ".tmp", renamed by finish()).
+/// Streams members into a new archive at path (through an AtomicFile, renamed by finish()).
 /// force_zip64 writes the ZIP64 central fields and end records even where the sizes fit in 32
 /// bits (archives of any size then take the large-archive path of a reader: tests).
 class ZipWriter {
  public:
   explicit ZipWriter(std::string path, bool deflate = false, bool force_zip64 = false)
-      : path_(std::move(path)), tmp_(path_ + ".tmp"), deflate_(deflate), force_zip64_(force_zip64) {
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (!f_) fail("zip: cannot create '{}': {}", tmp_, std::strerror(errno));
-  }
+      : path_(std::move(path)), file_(std::make_unique<AtomicFile>(path_, "zip")), tmp_(file_->temp_path()), deflate_(deflate),
+        force_zip64_(force_zip64), f_(file_->handle()) {}
   ZipWriter(const ZipWriter&) = delete;
   ZipWriter& operator=(const ZipWriter&) = delete;
-  ~ZipWriter() {
-    if (f_) {
-      std::fclose(f_);
-      std::remove(tmp_.c_str());
-    }
-  }
 
   void begin(const std::string& name) {
     IREPA_CHECK(!open_ && f_, "zip: '{}': begin('{}') while another member is open or after finish()", path_, name);
@@ -321,19 +315,9 @@ class ZipWriter {
     detail::put32(t, z ? 0xffffffff : static_cast<std::uint32_t>(cd_size)), detail::put32(t, z ? 0xffffffff : static_cast<std::uint32_t>(cd_off));
     detail::put16(t, 0);
     put(t.data(), t.size());
-    const bool ok = std::fflush(f_) == 0 && ::fsync(fileno(f_)) == 0;
-    const bool closed = std::fclose(f_) == 0;
     f_ = nullptr;
-    if (!ok || !closed) {
-      std::remove(tmp_.c_str());
-      fail("zip: writing '{}' failed: {}", tmp_, std::strerror(errno));
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp_, path_, ec);
-    if (ec) {
-      std::remove(tmp_.c_str());
-      fail("zip: cannot rename '{}' to '{}': {}", tmp_, path_, ec.message());
-    }
+    file_->commit();
+    file_.reset();
   }
 
  private:
@@ -356,7 +340,9 @@ class ZipWriter {
     } while (zs_.avail_out == 0 || (flush == Z_FINISH && rc != Z_STREAM_END));
   }
 
-  std::string path_, tmp_;
+  std::string path_;
+  std::unique_ptr<AtomicFile> file_;  // null after finish()
+  std::string tmp_;
   bool deflate_ = false, force_zip64_ = false, open_ = false;
   std::FILE* f_ = nullptr;
   std::uint64_t offset_ = 0;

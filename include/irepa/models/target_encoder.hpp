@@ -19,6 +19,8 @@
 
 #include <fmt/format.h>
 
+#include "irepa/io/files.hpp"
+#include "irepa/io/json.hpp"
 #include "irepa/core/context.hpp"
 #include "irepa/core/tensor.hpp"
 #include "irepa/models/hog.hpp"
@@ -169,12 +171,11 @@ inline TargetEncoder make_target_encoder(std::string_view name, std::int64_t res
                   std::replace(repo.begin(), repo.end(), '_', '-');
                   return repo;
                 }());
-    std::ifstream in(json_path);
     nlohmann::json j;
     try {
-      in >> j;
-    } catch (const nlohmann::json::exception& e) {
-      fail("target encoder '{}': '{}' is not valid JSON: {}", name, json_path.string(), e.what());
+      j = io::parse_json(io::read_regular_file(json_path.string(), "target encoder config"), json_path.string());
+    } catch (const Error& e) {
+      fail("target encoder '{}': {}", name, e.what());
     }
     cfg = vit_config_from_hf_dinov2(j, resolution);
   } else {
