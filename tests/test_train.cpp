@@ -501,7 +501,8 @@ TEST_CASE("the one trainer: a step moves only its batch to the device, the logge
   ctx.reset_transfers();
   trainer.flush();
   CHECK(ctx.transfers().downloads == 1);
-  CHECK(ctx.transfers().download_bytes == 3 * Trainer<Model, SiTObjective>::kLogColumns * 8);
+  // The three steps' scalars and one row of the weights' and moments' sums of squares.
+  CHECK(ctx.transfers().download_bytes == (3 + 1) * Trainer<Model, SiTObjective>::kLogColumns * 8);
   CHECK(ctx.transfers().uploads == 0);
   REQUIRE(trainer.history().size() == 3);
   for (const auto& r : trainer.history()) {

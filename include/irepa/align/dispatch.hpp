@@ -3,6 +3,7 @@
 // choice names a projector and a normalizer, and with_head calls a generic callable with the
 // matching iREPAHead, so the rest of the program is compiled once per combination.
 
+#include <cmath>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,7 +25,10 @@ template <class F>
 decltype(auto) with_head(const HeadChoice& c, F&& f) {
   auto with_norm = [&]<class P>() -> decltype(auto) {
     if (c.spnorm == "none") return f(iREPAHead<P, NoNorm>{});
-    if (c.spnorm == "zscore") return f(iREPAHead<P, SpatialNorm>{SpatialNorm{.alpha = c.zscore_alpha}});
+    if (c.spnorm == "zscore") {
+      IREPA_CHECK(std::isfinite(c.zscore_alpha), "spatial normalisation: zscore alpha is {}, expected a finite value", c.zscore_alpha);
+      return f(iREPAHead<P, SpatialNorm>{SpatialNorm{.alpha = c.zscore_alpha}});
+    }
     fail("spatial normalisation '{}' is not known; expected none or zscore", c.spnorm);
   };
   if (c.projection == "mlp") return with_norm.template operator()<MlpProjector>();

@@ -81,6 +81,15 @@ struct JiTObjective {
   double t_eps = 0.05;
   double proj_coeff = 0.5;
 
+  /// Settings finite and in range (the trainer calls it before the first step).
+  void validate() const {
+    IREPA_CHECK(std::isfinite(P_mean) && std::isfinite(P_std) && P_std > 0,
+                "JiTObjective: P_mean {} and P_std {} must be finite, P_std > 0", P_mean, P_std);
+    IREPA_CHECK(std::isfinite(noise_scale) && noise_scale > 0, "JiTObjective: noise_scale is {}, expected a finite value > 0", noise_scale);
+    IREPA_CHECK(std::isfinite(t_eps) && t_eps > 0 && t_eps < 1, "JiTObjective: t_eps is {}, expected a value in (0, 1)", t_eps);
+    IREPA_CHECK(std::isfinite(proj_coeff) && proj_coeff >= 0, "JiTObjective: proj_coeff is {}, expected a finite value >= 0", proj_coeff);
+  }
+
   /// What the loss keeps: the predicted velocity [B, C, H, W].
   template <class T, class D>
   struct Terms {

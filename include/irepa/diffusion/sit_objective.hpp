@@ -6,6 +6,8 @@
 // plus, through objective_step, the alignment terms; sampling with the reference's samplers.
 // Everything runs on the model's device (ops/diffusion.hpp).
 
+#include <cmath>
+
 #include "irepa/core/concepts.hpp"
 #include "irepa/diffusion/interpolant.hpp"
 #include "irepa/diffusion/objective.hpp"
@@ -19,6 +21,11 @@ struct SiTObjective {
   PathType path = PathType::Linear;
   TimeSampling weighting = TimeSampling::Uniform;
   double proj_coeff = 0.5;
+
+  /// Settings finite and in range (the trainer calls it before the first step).
+  void validate() const {
+    IREPA_CHECK(std::isfinite(proj_coeff) && proj_coeff >= 0, "SiTObjective: proj_coeff is {}, expected a finite value >= 0", proj_coeff);
+  }
 
   /// What the denoising loss keeps: the loss of each image [B].
   template <class T, class D>

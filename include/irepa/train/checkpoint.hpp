@@ -10,6 +10,8 @@
 // A model, optimizer and EMAs on a device are saved and restored through host copies; the file
 // is the same, so a run can resume on another device.
 
+#include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,8 @@
 
 #include "irepa/core/host_twin.hpp"
 #include "irepa/core/rng.hpp"
+#include "irepa/core/checked.hpp"
+#include "irepa/io/json.hpp"
 #include "irepa/io/params.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/train/optim.hpp"
@@ -31,6 +35,74 @@ struct CheckpointInfo {
   std::int64_t step = 0;
   nlohmann::json config;  // the run's settings, as the trainer resolved them
 };
+
+/// A checkpoint's metadata, every field checked for its type and range.
+struct CheckpointMeta {
+  std::int64_t step = 0, optimizer_steps = 0;
+  struct EmaMeta {
+    double decay = 0;
+    std::int64_t every = 1;
+  };
+  std::vector<EmaMeta> emas;
+  std::uint64_t rng_seed = 0, rng_stream = 0, rng_position = 0;
+  nlohmann::json config;  // an object
+};
+
+namespace detail {
+/// A decimal count in [0, 2^62] from metadata text (no sign, no spaces, no exponent).
+inline std::int64_t parse_count(const std::string& text, const std::string& path, const char* key) {
+  IREPA_CHECK(!text.empty() && text.size() <= 19 && text.find_first_not_of("0123456789") == std::string::npos,
+              "load_checkpoint: '{}' metadata '{}' is '{}', expected a count (0, 1, 2, ...)", path, key,
+              text.size() > 40 ? text.substr(0, 40) + "..." : text);
+  const std::int64_t v = std::stoll(text);
+  IREPA_CHECK(v <= kMaxSize, "load_checkpoint: '{}' metadata '{}' is {}, too large to be real", path, key, v);
+  return v;
+}
+inline std::uint64_t json_u64(const nlohmann::json& j, const char* key, const std::string& path, const char* field) {
+  IREPA_CHECK(j.contains(key) && j[key].is_number_unsigned(), "load_checkpoint: '{}' metadata '{}' needs '{}' as a non-negative integer", path,
+              field, key);
+  return j[key].get<std::uint64_t>();
+}
+}  // namespace detail
+
+/// The metadata of an irepa checkpoint, validated: the format, step and optimizer steps (counts,
+/// optimizer steps <= step), the EMAs (decay in [0, 1], update interval >= 1), the RNG state
+/// (unsigned integers) and the config (a JSON object). Anything else is an Error naming the
+/// file, the field and what was found.
+inline CheckpointMeta read_checkpoint_meta(const io::SafeTensorsFile& f) {
+  const std::string& path = f.path();
+  IREPA_CHECK(f.metadata("format") == std::optional<std::string>("irepa-checkpoint-v1"),
+              "load_checkpoint: '{}' is not an irepa checkpoint (metadata format is '{}', expected 'irepa-checkpoint-v1')", path,
+              f.metadata("format").value_or("none").substr(0, 60));
+  for (const char* key : {"step", "optimizer_steps", "emas", "rng", "config"})
+    IREPA_CHECK(f.metadata(key).has_value(), "load_checkpoint: '{}' has no '{}' metadata", path, key);
+  CheckpointMeta m;
+  m.step = detail::parse_count(*f.metadata("step"), path, "step");
+  m.optimizer_steps = detail::parse_count(*f.metadata("optimizer_steps"), path, "optimizer_steps");
+  IREPA_CHECK(m.optimizer_steps <= m.step, "load_checkpoint: '{}' has {} optimizer steps after {} training steps", path, m.optimizer_steps,
+              m.step);
+  const std::string where = fmt::format("load_checkpoint: '{}' metadata", path);
+  const nlohmann::json emas = io::parse_json(*f.metadata("emas"), where + " 'emas'");
+  IREPA_CHECK(emas.is_array() && !emas.empty() && emas.size() <= 2, "{} 'emas' is {}, expected a list of one or two EMAs", where,
+              io::json_brief(emas));
+  for (const auto& e : emas) {
+    IREPA_CHECK(e.is_object() && e.contains("decay") && e["decay"].is_number() && e.contains("every") && e["every"].is_number_integer(),
+                "{} 'emas' has {}, expected {{\"decay\": number, \"every\": integer}}", where, io::json_brief(e));
+    const double d = e["decay"].get<double>();
+    const std::int64_t every = e["every"].get<std::int64_t>();
+    IREPA_CHECK(std::isfinite(d) && d >= 0 && d <= 1 && every >= 1, "{} 'emas' has decay {} every {} steps; expected a decay in [0, 1] and every >= 1",
+                where, d, every);
+    m.emas.push_back({d, every});
+  }
+  const nlohmann::json rng = io::parse_json(*f.metadata("rng"), where + " 'rng'");
+  IREPA_CHECK(rng.is_object(), "{} 'rng' is {}, expected an object", where, io::json_brief(rng));
+  m.rng_seed = detail::json_u64(rng, "seed", path, "rng");
+  m.rng_stream = detail::json_u64(rng, "stream", path, "rng");
+  m.rng_position = detail::json_u64(rng, "position", path, "rng");
+  m.config = io::parse_json(*f.metadata("config"), where + " 'config'");
+  IREPA_CHECK(m.config.is_object(), "{} 'config' is {}, expected an object of settings", where, io::json_brief(m.config));
+  return m;
+}
 
 template <class Model, class T = typename Model::scalar_type, class D = typename Model::device_type>
 void save_checkpoint(const std::string& path, const Model& model, const AdamW<T, D>& opt, const std::vector<const Ema<T, D>*>& emas,
@@ -69,24 +141,9 @@ template <class Model, class T = typename Model::scalar_type, class D = typename
 CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<T, D>& opt, const std::vector<Ema<T, D>*>& emas,
                                Philox& rng) {
   const io::SafeTensorsFile f(path);
-  IREPA_CHECK(f.metadata("format") == std::optional<std::string>("irepa-checkpoint-v1"),
-              "load_checkpoint: '{}' is not an irepa checkpoint (metadata format is '{}', expected 'irepa-checkpoint-v1')", path,
-              f.metadata("format").value_or("none"));
-  for (const char* key : {"step", "optimizer_steps", "emas", "rng", "config"})
-    IREPA_CHECK(f.metadata(key).has_value(), "load_checkpoint: '{}' has no '{}' metadata", path, key);
-  CheckpointInfo info;
-  nlohmann::json rng_state, ema_meta;
-  std::int64_t opt_steps = 0;
-  try {
-    info.step = std::stoll(*f.metadata("step"));
-    opt_steps = std::stoll(*f.metadata("optimizer_steps"));
-    info.config = nlohmann::json::parse(*f.metadata("config"));
-    rng_state = nlohmann::json::parse(*f.metadata("rng"));
-    ema_meta = nlohmann::json::parse(*f.metadata("emas"));
-  } catch (const std::exception& e) {
-    fail("load_checkpoint: '{}' has unreadable metadata: {}", path, e.what());
-  }
-  IREPA_CHECK(ema_meta.size() == emas.size(), "load_checkpoint: '{}' holds {} EMAs, the run has {}", path, ema_meta.size(),
+  const CheckpointMeta meta = read_checkpoint_meta(f);
+  CheckpointInfo info{.step = meta.step, .config = meta.config};
+  IREPA_CHECK(meta.emas.size() == emas.size(), "load_checkpoint: '{}' holds {} EMAs, the run has {}", path, meta.emas.size(),
               emas.size());
   const auto& arena = model.params();
   // Check everything first: the model (names, shapes, nothing extra), then EMAs and moments.
@@ -125,10 +182,10 @@ CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<T, D
   }
   store_values(opt.exp_avg(), keep);
   store_values(opt.exp_avg_sq(), keep_v);
-  opt.set_steps(opt_steps);
+  opt.set_steps(meta.optimizer_steps);
   const std::int64_t shard_rank = rng.shard_rank(), shard_world = rng.shard_world();  // this process's, not the file's
-  rng = Philox(rng_state.at("seed").get<std::uint64_t>(), rng_state.at("stream").get<std::uint64_t>());
-  rng.set_position(rng_state.at("position").get<std::uint64_t>());
+  rng = Philox(meta.rng_seed, meta.rng_stream);
+  rng.set_position(meta.rng_position);
   rng.shard(shard_rank, shard_world);
   return info;
 }

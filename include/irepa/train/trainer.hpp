@@ -58,6 +58,7 @@
 #include "irepa/train/communicator.hpp"
 #include "irepa/train/logger.hpp"
 #include "irepa/train/optim.hpp"
+#include "irepa/train/run_folder.hpp"
 
 namespace irepa {
 
@@ -84,7 +85,53 @@ struct TrainerOptions {
   // Latent sample grids to pixels: scaled latents [B, E, h, w] -> images [B, 3, H, W] in [-1, 1]
   // (the VAE's decode of z / scale + bias). Without it, only 1- or 3-channel data gets grids.
   std::function<Tensor<double>(const Tensor<double>&)> grid_decoder;
+  // Run folder (train/run_folder.hpp): a fresh run into a folder holding a run is refused unless
+  // overwrite (which clears it); on resume these config keys may differ from the checkpoint's.
+  bool overwrite = false;
+  std::vector<std::string> resume_may_change = default_resume_may_change();
+  // Steps whose gradient norm is not finite: 0 stops the run at the first (the default); N > 0
+  // skips up to N of them (no update, no EMA; each logged), as a loss scaler does. On a GPU this
+  // reads the norm back every step.
+  std::int64_t skip_nonfinite_steps = 0;
 };
+
+/// The largest global batch and log interval accepted (a larger request is a typo, not a run).
+inline constexpr std::int64_t kMaxBatch = 65536, kMaxLogEvery = 1000000;
+
+/// Every setting checked before anything runs: finite and in range, or an Error naming it.
+inline void check_trainer_options(const TrainerOptions& o) {
+  auto finite_in = [](const char* what, double v, double lo, double hi, bool hi_open) {
+    IREPA_CHECK(std::isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi), "train: {} is {}, expected a finite value in [{}, {}{}", what, v,
+                lo, std::isinf(hi) ? "inf" : fmt::format("{}", hi), hi_open ? ")" : "]");
+  };
+  IREPA_CHECK(o.batch_size > 0 && o.batch_size <= kMaxBatch, "train: the batch size is {}, expected 1 to {}", o.batch_size, kMaxBatch);
+  IREPA_CHECK(o.max_train_steps > 0 && o.max_train_steps <= kMaxSize, "train: max_train_steps is {}, expected a positive count",
+              o.max_train_steps);
+  IREPA_CHECK(o.checkpointing_steps > 0, "train: checkpointing_steps is {}, expected a positive count", o.checkpointing_steps);
+  IREPA_CHECK(o.log_every > 0 && o.log_every <= kMaxLogEvery, "train: log_every is {}, expected 1 to {}", o.log_every, kMaxLogEvery);
+  IREPA_CHECK(o.sampling_steps >= 0 && o.resume_step >= 0 && o.skip_nonfinite_steps >= 0,
+              "train: sampling_steps {}, resume_step {} and skip_nonfinite_steps {} must not be negative", o.sampling_steps, o.resume_step,
+              o.skip_nonfinite_steps);
+  const double inf = std::numeric_limits<double>::infinity();
+  finite_in("the learning rate", o.schedule.lr, 0, inf, true);
+  finite_in("the minimum learning rate", o.schedule.min_lr, 0, inf, true);
+  IREPA_CHECK(o.schedule.warmup_steps >= 0 && o.schedule.total_steps >= 0, "train: warmup {} and total {} steps of the schedule must not be negative",
+              o.schedule.warmup_steps, o.schedule.total_steps);
+  finite_in("AdamW beta1", o.adamw.beta1, 0, 1, true);
+  finite_in("AdamW beta2", o.adamw.beta2, 0, 1, true);
+  IREPA_CHECK(std::isfinite(o.adamw.eps) && o.adamw.eps > 0, "train: AdamW epsilon is {}, expected a finite value > 0", o.adamw.eps);
+  finite_in("AdamW weight decay", o.adamw.weight_decay, 0, inf, true);
+  IREPA_CHECK(o.max_grad_norm > 0, "train: max_grad_norm is {}, expected a value > 0 (infinity: no clipping)", o.max_grad_norm);
+  for (double d : o.ema_decays) finite_in("an EMA decay", d, 0, 1, false);
+  IREPA_CHECK(o.ema_update_freq >= 1, "train: ema_update_freq is {}, expected >= 1", o.ema_update_freq);
+  finite_in("the label-drop (cfg) probability", o.label_drop_prob, 0, 1, false);
+  IREPA_CHECK(o.classes_in_grid >= 1 && o.samples_per_class >= 1 && o.classes_in_grid * o.samples_per_class <= 10000,
+              "train: sample grids of {} classes x {} samples; expected at least one of each and at most 10000 images", o.classes_in_grid,
+              o.samples_per_class);
+  IREPA_CHECK(o.grid.steps >= 1 && o.grid.steps <= 100000 && std::isfinite(o.grid.cfg_scale),
+              "train: sample grids with {} steps at cfg scale {}; expected 1 to 100000 steps and a finite scale", o.grid.steps, o.grid.cfg_scale);
+  IREPA_CHECK(std::isfinite(o.bucket_mib) && o.bucket_mib > 0, "train: bucket_mib is {}, expected a finite value > 0", o.bucket_mib);
+}
 
 struct TrainRecord {
   std::int64_t step = 0;
@@ -212,9 +259,8 @@ class Trainer {
       : ctx_(ctx), o_(std::move(o)), model_(model), obj_(std::move(obj)), config_(std::move(config_json)),
         opt_(model.params(), o_.adamw), rng_(static_cast<std::uint64_t>(o_.seed), 1), comm_(comm), rank_(comm.rank()),
         world_(comm.world()) {
-    IREPA_CHECK(o_.batch_size > 0 && o_.log_every > 0 && o_.checkpointing_steps > 0,
-                "train: batch size {}, log_every {} and checkpointing_steps {} must be positive", o_.batch_size, o_.log_every,
-                o_.checkpointing_steps);
+    check_trainer_options(o_);
+    if constexpr (requires { obj_.validate(); }) obj_.validate();
     IREPA_CHECK(!o_.ema_decays.empty() && o_.ema_decays.size() <= 2, "train: {} EMAs asked for; one or two are fused into the step",
                 o_.ema_decays.size());
     IREPA_CHECK(o_.batch_size % world_ == 0, "train: the global batch of {} does not split evenly over {} processes", o_.batch_size,
@@ -230,18 +276,27 @@ class Trainer {
     namespace fs = std::filesystem;
     const fs::path run(o_.run_dir);
     if (rank_ == 0) {
-      fs::create_directories(run / "checkpoints");
-      std::ofstream args(run / "args.json");
-      args << config_.dump(2) << "\n";
-      IREPA_CHECK(args.good(), "train: cannot write '{}'", (run / "args.json").string());
+      folder_ = std::make_unique<RunFolder>(run, o_.resume_step > 0, o_.overwrite);
+      if (!o_.quiet && folder_->stale_removed())
+        std::printf("removed %zu temporary file(s) left by an interrupted run\n", folder_->stale_removed());
+      if (!o_.quiet && folder_->cleared()) std::printf("--overwrite: removed %zu file(s) of the earlier run\n", folder_->cleared());
     }
     if (o_.resume_step > 0) {
       const auto path = (run / "checkpoints" / (detail::step_name(o_.resume_step) + ".safetensors")).string();
-      step_ = load_checkpoint(path, model_, opt_, ema_pointers(), rng_).step;
-      if (!o_.quiet && rank_ == 0) std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step_));
+      const CheckpointInfo info = load_checkpoint(path, model_, opt_, ema_pointers(), rng_);
+      IREPA_CHECK(info.step == o_.resume_step, "train: '{}' holds step {}, expected {} (its name)", path, info.step, o_.resume_step);
+      const ConfigDiff diff = compare_run_config(info.config, config_, o_.resume_may_change);
+      IREPA_CHECK(diff.errors.empty(), "train: '{}' was written by a run with other settings; these change the model or the objective:\n  {}",
+                  path, fmt::join(diff.errors, "\n  "));
+      step_ = info.step;
+      if (!o_.quiet && rank_ == 0) {
+        std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step_));
+        for (const auto& c : diff.changes) std::printf("  changed on resume: %s\n", c.c_str());
+      }
     }
+    if (rank_ == 0) io::write_file_atomic((run / "args.json").string(), config_.dump(2) + "\n", "train: args.json");
     if (rank_ == 0) logger_ = std::make_unique<JsonlLogger>((run / "log.jsonl").string());
-    log_ = Tensor<double, D>(Shape{o_.log_every, kLogColumns});
+    log_ = Tensor<double, D>(Shape{o_.log_every + 1, kLogColumns});
     sq_ = Tensor<double, D>(Shape{1}), norm_ = Tensor<double, D>(Shape{1}), scale_ = Tensor<double, D>(Shape{1});
     meter_ = RateMeter(step_);
   }
@@ -269,8 +324,23 @@ class Trainer {
     ops::clip_scale(ctx_, sq_.cview(), o_.max_grad_norm, norm_.view(), scale_.view());
     ++step_;
     const double lr = o_.schedule.at(step_ - 1);
+    bool skip = false;
+    if (o_.skip_nonfinite_steps > 0) {  // the norm read back now: whether to update depends on it
+      const double n = to_host<double>(ctx_, norm_.cview())[0];
+      if (!std::isfinite(n)) {
+        ++skipped_;
+        IREPA_CHECK(skipped_ <= o_.skip_nonfinite_steps,
+                    "train: step {}: the gradient norm is {}, the {}th step with a non-finite norm; --skip-nonfinite-steps allows {}", step_, n,
+                    skipped_, o_.skip_nonfinite_steps);
+        skip = true;
+        pending_skipped_.push_back(step_);
+        if (rank_ == 0)
+          std::fprintf(stderr, "train: step %lld: gradient norm %g: update skipped (%lld of at most %lld)\n", static_cast<long long>(step_), n,
+                       static_cast<long long>(skipped_), static_cast<long long>(o_.skip_nonfinite_steps));
+      }
+    }
     std::vector<Ema<T, D>*> emas = ema_pointers();
-    opt_.step(ctx_, model_.params(), lr, scale_.cview(), std::span<Ema<T, D>* const>(emas), step_);
+    if (!skip) opt_.step(ctx_, model_.params(), lr, scale_.cview(), std::span<Ema<T, D>* const>(emas), step_);
     const TensorView<double, D> row = log_.view().select(0, pending_);
     ops::copy<double>(ctx_, st.scalars.cview().slice(0, 0, 3), row.slice(0, 0, 3));
     ops::copy<double>(ctx_, norm_.cview(), row.slice(0, 3, 1));
@@ -283,7 +353,14 @@ class Trainer {
   void flush(bool progress = false) {
     if (pending_ == 0) return;
     comm_.synchronize(ctx_);  // a GPU engine's sums are done (or a dead peer is found) before the host waits on the stream
-    const Tensor<double> h = to_host<double>(ctx_, log_.cview().slice(0, 0, pending_));
+    // The row after the pending ones gets the sums of squares of the weights and of AdamW's
+    // moments: their finiteness comes back in the same download as the losses.
+    const TensorView<double, D> wrow = log_.view().select(0, pending_);
+    const auto& arena = model_.params();
+    ops::grad_sq_sum<T>(ctx_, arena.values(), wrow.slice(0, 0, 1));
+    ops::grad_sq_sum<T>(ctx_, opt_.exp_avg(), wrow.slice(0, 1, 1));
+    ops::grad_sq_sum<T>(ctx_, opt_.exp_avg_sq(), wrow.slice(0, 2, 1));
+    const Tensor<double> h = to_host<double>(ctx_, log_.cview().slice(0, 0, pending_ + 1));
     Tensor<double> mean = Tensor<double>::copy_of(h.cview());  // the losses averaged over ranks (the norm is already global)
     if (world_ > 1) {
       Tensor<double, D> sum(Shape{pending_, kLogColumns});
@@ -297,6 +374,13 @@ class Trainer {
     for (std::int64_t r = 0; r < pending_; ++r) {
       const TrainRecord rec{step_ - pending_ + 1 + r, mean(r, 0), mean(r, 1), mean(r, 2), mean(r, 3),
                             pending_lrs_[static_cast<std::size_t>(r)]};
+      if (std::find(pending_skipped_.begin(), pending_skipped_.end(), rec.step) != pending_skipped_.end()) {
+        std::map<std::string, double> scalars;  // only what is finite: JSON has no NaN
+        scalars["skipped_nonfinite"] = 1, scalars["lr"] = rec.lr;
+        if (std::isfinite(rec.total)) scalars["loss"] = rec.total;
+        if (logger_) logger_->log(rec.step, scalars);
+        continue;
+      }
       if (!std::isfinite(rec.total) || !std::isfinite(rec.grad_norm)) {
         // Every rank sees the same means, so every rank asks (a collective) which ranks went bad.
         const std::string where = world_ > 1 ? bad_ranks(rec.step, std::isfinite(h(r, 0)) ? 0 : 1) : std::string();
@@ -311,9 +395,11 @@ class Trainer {
       if (logger_) logger_->log(rec.step, scalars);
       history_.push_back(rec);
     }
+    check_weights_finite(step_ - pending_ + 1, h(pending_, 0), h(pending_, 1), h(pending_, 2));  // losses first: the likelier cause
     pending_ = 0;
     pending_lrs_.clear();
-    if (progress && !o_.quiet && rank_ == 0) {
+    pending_skipped_.clear();
+    if (progress && !o_.quiet && rank_ == 0 && !history_.empty()) {
       const TrainRecord& r = history_.back();
       const double rate = meter_.rate(step_, o_.batch_size);
       const std::int64_t total = o_.max_train_steps;
@@ -458,6 +544,32 @@ class Trainer {
     io::write_image_grid<double>((dir / name).string(), px, io::GridOptions{.columns = columns});
   }
 
+  /// Every weight, and AdamW's moments, finite after the updates of steps [first, step_], from
+  /// their sums of squares (reduced on the device at the flush); only when one is not, a host
+  /// scan names the first bad parameter. Runs at every flush, so before anything of those steps
+  /// is saved.
+  void check_weights_finite(std::int64_t first, double sq_values, double sq_m, double sq_v) const {
+    const auto& arena = model_.params();
+    auto check = [&](ConstView<T, D> flat, double sq, const char* what) {
+      if (std::isfinite(sq)) return;
+      Tensor<T> keep;
+      const TensorView<T> h = host_values(TensorView<T, D>(const_cast<T*>(flat.data()), flat.shape()), keep);
+      const std::string steps = first == step_ ? fmt::format("{}", step_) : fmt::format("{}..{}", first, step_);
+      for (const auto& e : arena.entries())
+        for (std::int64_t i = 0; i < e.shape.numel(); ++i) {
+          const double v = static_cast<double>(h.data()[e.offset + i]);
+          if (!std::isfinite(v))
+            fail("train: {} not finite after the update of step {}: '{}' {} holds {} at element {} (nothing of these steps is saved; the "
+                 "last checkpoint is unchanged; lower the learning rate, or see --skip-nonfinite-steps)",
+                 what, steps, e.name, e.shape.str(), v, i);
+        }
+      fail("train: the sum of squares of {} overflows after step {} (values beyond 1e154)", what, steps);
+    };
+    check(arena.values(), sq_values, "the weights are");
+    check(opt_.exp_avg(), sq_m, "AdamW's first moments are");
+    check(opt_.exp_avg_sq(), sq_v, "AdamW's second moments are");
+  }
+
   /// " on rank(s) 1, 3" from every rank's flag (1: its own loss was not finite); a collective.
   std::string bad_ranks(std::int64_t step, std::int64_t mine) {
     const std::vector<std::int64_t> flags = comm_.all_gather(ctx_, mine);
@@ -486,11 +598,14 @@ class Trainer {
   int rank_ = 0, world_ = 1;
   std::unique_ptr<GradientBuckets<T, D>> buckets_;  // world > 1
   std::int64_t step_ = 0;
+  std::unique_ptr<RunFolder> folder_;  // rank 0: the lock on the run folder, held for the run
   std::unique_ptr<JsonlLogger> logger_;
-  Tensor<double, D> log_;                // [log_every, 4]: the scalars of the steps not yet flushed
+  Tensor<double, D> log_;                // [log_every + 1, 4]: the scalars of the steps not yet flushed, then the weights' check
   Tensor<double, D> sq_, norm_, scale_;  // [1] each: squared norm, norm, clip factor
   std::int64_t pending_ = 0;
   std::vector<double> pending_lrs_;
+  std::vector<std::int64_t> pending_skipped_;  // steps since the last flush whose update was skipped
+  std::int64_t skipped_ = 0;                   // skipped steps in this invocation
   std::vector<TrainRecord> history_;
   RateMeter meter_;
 };
