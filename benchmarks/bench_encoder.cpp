@@ -24,6 +24,7 @@
 #include "irepa/models/target_encoder.hpp"
 #if defined(IREPA_WITH_CUDA)
 #include "encoder_cuda.hpp"
+#include "../examples/fail_safe.hpp"
 #endif
 
 namespace {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "irepa/data/image_folder.hpp"
+#include "../examples/fail_safe.hpp"
 
 int main(int argc, char** argv) {
   std::string dir;

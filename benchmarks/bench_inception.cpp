@@ -18,6 +18,7 @@
 
 #include "../examples/eval_job.hpp"
 #include "irepa/core/rng.hpp"
+#include "../examples/fail_safe.hpp"
 
 int main(int argc, char** argv) {
   using namespace irepa;

@@ -22,6 +22,7 @@
 #include "irepa/align/head.hpp"
 #include "irepa/models/sit.hpp"
 #include "train_step_timer.hpp"
+#include "../examples/fail_safe.hpp"
 
 namespace {
 

@@ -31,6 +31,7 @@
 #include "irepa/ops/norm.hpp"
 #include "irepa/ops/reduce.hpp"
 #include "irepa/ops/rope.hpp"
+#include "../examples/fail_safe.hpp"
 
 namespace {
 

@@ -20,6 +20,7 @@
 #include "irepa/align/dispatch.hpp"
 #include "irepa/diffusion/sit_objective.hpp"
 #include "irepa/models/sit.hpp"
+#include "../examples/fail_safe.hpp"
 
 namespace {
 

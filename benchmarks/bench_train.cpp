@@ -18,6 +18,7 @@
 #include "irepa/models/sit.hpp"
 #include "irepa/ops/cpu/sgemm.hpp"
 #include "train_step_timer.hpp"
+#include "../examples/fail_safe.hpp"
 
 namespace {
 

@@ -20,6 +20,7 @@
 #include "irepa/models/sd_vae.hpp"
 #if defined(IREPA_WITH_CUDA)
 #include "vae_cuda.hpp"
+#include "../examples/fail_safe.hpp"
 #endif
 
 namespace {

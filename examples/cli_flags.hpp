@@ -19,6 +19,7 @@
 
 #include <irepa/core/context.hpp>
 #include <irepa/core/error.hpp>
+#include <irepa/io/files.hpp>
 
 namespace irepa::cli {
 
@@ -65,22 +66,33 @@ Flag flag(const std::string& prog, const std::string& name, V& target, const std
           [&target] { return fmt::format("{}", target); }};
 }
 
-/// YAML values into the options: every key must name a flag.
-inline void apply_yaml(const std::string& prog, const std::string& path, std::vector<Flag>& fl) {
+/// YAML text (a config file's contents; `where` names it) into the options: every key must name
+/// a flag, once.
+inline void apply_yaml_text(const std::string& prog, const std::string& text, const std::string& where, std::vector<Flag>& fl) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    fail("{}: cannot read config '{}': {}", prog, path, e.what());
+    fail("{}: cannot read config '{}': {}", prog, where, e.what());
   }
-  IREPA_CHECK(root.IsMap() || root.IsNull(), "{}: config '{}' is not a mapping of flag names to values", prog, path);
+  IREPA_CHECK(root.IsMap() || root.IsNull(), "{}: config '{}' is not a mapping of flag names to values", prog, where);
+  std::vector<std::string> seen;
   for (const auto& kv : root) {
-    const std::string key = dashed(kv.first.as<std::string>());
+    IREPA_CHECK(kv.first.IsScalar(), "{}: config '{}' has a key that is not a name", prog, where);
+    const std::string raw = kv.first.Scalar(), key = dashed(raw);
     auto it = std::find_if(fl.begin(), fl.end(), [&](const Flag& f) { return dashed(f.name) == key; });
-    IREPA_CHECK(it != fl.end(), "{}: config '{}' has the key '{}', which is not a flag (see --help)", prog, path,
-                kv.first.as<std::string>());
+    IREPA_CHECK(it != fl.end(), "{}: config '{}' has the key '{}', which is not a flag (see --help)", prog, where,
+                raw.size() > 80 ? raw.substr(0, 80) + "..." : raw);
+    IREPA_CHECK(std::find(seen.begin(), seen.end(), key) == seen.end(), "{}: config '{}' sets '{}' twice", prog, where, raw);
+    seen.push_back(key);
+    IREPA_CHECK(!kv.second.IsSequence() && !kv.second.IsMap(), "{}: config '{}' key '{}' has a list or mapping, expected one value", prog, where, raw);
     it->from_yaml(kv.second);
   }
+}
+
+/// A YAML config file (a regular file of at most 1 MiB) into the options.
+inline void apply_yaml(const std::string& prog, const std::string& path, std::vector<Flag>& fl) {
+  apply_yaml_text(prog, io::read_regular_file(path, prog + ": config", std::size_t{1} << 20), path, fl);
 }
 
 /// Applies a --config file named on the command line before parsing it (the command line wins).

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include "fail_safe.hpp"
 
 namespace {
 

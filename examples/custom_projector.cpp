@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include "fail_safe.hpp"
 
 namespace {
 

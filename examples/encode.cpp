@@ -34,6 +34,7 @@
 #include <irepa/data/shards.hpp>
 #include <irepa/train/communicator.hpp>
 
+#include "fail_safe.hpp"
 #include "encode_job.hpp"
 #include "tool_support.hpp"
 

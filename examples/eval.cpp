@@ -36,6 +36,7 @@
 #include <irepa/io/npz.hpp>
 #include <irepa/metrics/adm_evaluator.hpp>
 
+#include "fail_safe.hpp"
 #include "eval_job.hpp"
 #include "tool_support.hpp"
 

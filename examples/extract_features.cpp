@@ -22,6 +22,7 @@
 #include <irepa/data/shards.hpp>
 #include <irepa/models/target_encoder.hpp>
 #include <irepa/train/communicator.hpp>
+#include "fail_safe.hpp"
 
 namespace {
 
@@ -35,6 +36,11 @@ int extract(const Dataset& ds, const std::vector<TargetEncoder>& encs, const std
   CpuContext ctx(threads);
   const std::int64_t N = limit > 0 ? std::min(limit, ds.size()) : ds.size();
   const Shape s = ds.sample_shape();  // [C, H, W]
+  // A used folder would mix stale shards into the trainer's dataset: refused (rank 0 looks,
+  // before any rank has written).
+  std::error_code ec;
+  IREPA_CHECK(launch.rank != 0 || !fs::exists(out, ec) || (fs::is_directory(out, ec) && fs::is_empty(out, ec)),
+              "irepa-extract-features: --output-dir '{}' exists and is not an empty folder; its files would mix with the new shards", out);
   fs::create_directories(out);
   std::int64_t written = 0;
   for (std::int64_t start = 0, part = 0; start < N; start += shard_size, ++part) {
@@ -108,6 +114,9 @@ int main(int argc, char** argv) {
     return run(data::ShardedDataset(data_dir));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "irepa-extract-features: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "irepa-extract-features: stopped by an unknown exception\n");
     return 1;
   }
 }

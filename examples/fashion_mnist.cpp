@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include <irepa/irepa.hpp>
@@ -34,6 +35,8 @@
 #include <irepa/metrics/frechet.hpp>
 #include <irepa/models/hog.hpp>
 #include <irepa/train/trainer.hpp>
+#include "fail_safe.hpp"
+#include <irepa/io/files.hpp>
 
 namespace {
 
@@ -43,7 +46,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string output_dir = "runs/fashion-mnist", data_dir = data::kFashionMnistDir, alignment = "irepa";
-  bool compare = false;
+  bool compare = false, overwrite = false;
   // Sized so that the job (after the build) takes 6-8 minutes on a 2-core machine.
   std::int64_t steps = 1400, batch_size = 64, seed = 0, eval_per_class = 50, log_every = 100;
   std::int64_t depth = 4, hidden_size = 96, num_heads = 2, encoder_depth = 2;
@@ -173,6 +176,7 @@ Outcome run_method(const CpuContext& ctx, const Options& o, const Method& m, con
   to.schedule = LrSchedule{.kind = LrSchedule::Kind::Constant, .lr = o.learning_rate};
   to.ema_decays = {o.ema_decay};
   to.label_drop_prob = 0.1;
+  to.overwrite = o.overwrite;
   const SiTObjective objective{.proj_coeff = m.aligned ? o.proj_coeff : 0.0};
   const nlohmann::json args = {{"job", "irepa-fashion"},
                                {"method", m.key},
@@ -238,7 +242,7 @@ Outcome run_method(const CpuContext& ctx, const Options& o, const Method& m, con
 std::string fmt_seconds(double s) { return format_duration(s); }
 
 void write_report(const fs::path& path, const Options& o, const Outcome& r, const Judge& j) {
-  std::ofstream f(path.string() + ".tmp");
+  std::ostringstream f;
   f << "# irepa-fashion: " << r.m.title << " on Fashion-MNIST\n\n";
   f << "| setting | value |\n|---|---|\n";
   f << fmt::format("| model | SiT, depth {}, width {}, {} heads, patch 4 on 28x28 grey (49 tokens), {} parameters |\n", o.depth,
@@ -273,13 +277,11 @@ void write_report(const fs::path& path, const Options& o, const Outcome& r, cons
        "held-out test images (10 classes, equal counts); the real-vs-real value is the floor at this sample count.\n\n"
        "Files: samples.png (one row per class: T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, "
        "Ankle boot), loss_curves.png, log.jsonl (every step), checkpoints/, args.json.\n";
-  f.close();
-  IREPA_CHECK(f.good(), "irepa-fashion: cannot write '{}'", path.string());
-  fs::rename(path.string() + ".tmp", path);
+  io::write_file_atomic(path.string(), f.str(), "irepa-fashion");
 }
 
 void write_compare(const fs::path& dir, const Options& o, const std::vector<Outcome>& runs, const Judge& j) {
-  std::ofstream f((dir / "compare.md").string() + ".tmp");
+  std::ostringstream f;
   f << fmt::format("# Fashion-MNIST: no alignment vs REPA vs iREPA ({} steps x batch {}, seed {}, target {})\n\n", o.steps,
                    o.batch_size, o.seed, kTarget);
   f << "| method | denoising loss (last 100 steps) | alignment loss (last 100) | class accuracy | FD-HOG | train time |\n";
@@ -291,9 +293,7 @@ void write_compare(const fs::path& dir, const Options& o, const std::vector<Outc
   f << fmt::format("\nReal images: the classifier's test accuracy {:.1f}%; FD-HOG real train vs test {:.2f} ({} images each).\n",
                    100 * j.test_accuracy, j.fd_floor, 10 * o.eval_per_class);
   f << "Lower FD-HOG and higher class accuracy are better. One seed: differences of a point or two are within noise.\n";
-  f.close();
-  IREPA_CHECK(f.good(), "irepa-fashion: cannot write compare.md");
-  fs::rename((dir / "compare.md").string() + ".tmp", dir / "compare.md");
+  io::write_file_atomic((dir / "compare.md").string(), f.str(), "irepa-fashion");
   io::write_line_plot((dir / "compare_losses.png").string(), loss_panels(runs));
 }
 
@@ -321,6 +321,7 @@ int main(int argc, char** argv) {
   app.add_option("--eval-per-class", o.eval_per_class, "samples per class for the scores (the grid shows 10)")->capture_default_str();
   app.add_option("--log-every", o.log_every, "progress line every N steps")->capture_default_str();
   app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_flag("--overwrite", o.overwrite, "start again in an output folder that holds an earlier run (its checkpoints and logs are deleted)");
   CLI11_PARSE(app, argc, argv);
   try {
     IREPA_CHECK(o.steps > 0 && o.batch_size > 0 && o.eval_per_class >= 2 && o.sample_steps > 0 && o.log_every > 0,

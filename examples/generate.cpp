@@ -40,6 +40,7 @@
 #include <irepa/train/checkpoint.hpp>
 #include <irepa/train/communicator.hpp>
 
+#include "fail_safe.hpp"
 #include "generate_job.hpp"
 #include "tool_support.hpp"
 
@@ -107,8 +108,8 @@ SiTConfig checkpoint_config(const io::SafeTensorsFile& f, const std::string& pre
   nlohmann::json run;
   if (const auto cfg = f.metadata("config")) {
     try {
-      run = nlohmann::json::parse(*cfg);
-    } catch (const std::exception&) {
+      run = io::parse_json(*cfg, "checkpoint config");
+    } catch (const Error&) {  // a checkpoint without a readable config: --model decides
     }
   }
   std::string name = o.model;

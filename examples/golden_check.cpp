@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fail_safe.hpp"
 #include "golden/golden.hpp"
 #include <irepa/io/safetensors.hpp>
 #include <irepa/metrics/spatial.hpp>

@@ -37,6 +37,8 @@
 #include <irepa/io/safetensors.hpp>
 #include <irepa/metrics/correlation.hpp>
 #include <irepa/metrics/spatial.hpp>
+#include "fail_safe.hpp"
+#include <irepa/io/files.hpp>
 
 namespace {
 
@@ -122,8 +124,7 @@ struct EncoderResult {
 std::string fmt_num(double v) { return std::isnan(v) ? "nan" : fmt::format("{:.6f}", v); }
 
 std::map<std::string, std::map<std::string, double>> read_csv(const std::string& path) {
-  std::ifstream in(path);
-  IREPA_CHECK(in.good(), "irepa-metrics: cannot open '{}'", path);
+  std::istringstream in(io::read_regular_file(path, "irepa-metrics: gFID table"));  // a FIFO is refused, not waited on
   std::string line;
   std::getline(in, line);
   std::vector<std::string> cols;
@@ -355,7 +356,7 @@ int main(int argc, char** argv) {
     }
 
     fs::create_directories(out_dir);
-    std::ofstream csv(fs::path(out_dir) / "metrics.csv"), md(fs::path(out_dir) / "metrics.md");
+    std::ostringstream csv, md;  // written whole at the end (atomically): a report is never half-written
     csv << "encoder,images,lds,cds,srss,srss_valid_images,rmsc\n";
     md << "| encoder | images | LDS | CDS | SRSS | SRSS valid | RMSC |\n|---|---|---|---|---|---|---|\n";
     for (const auto& [name, r] : results) {
@@ -364,6 +365,8 @@ int main(int argc, char** argv) {
       md << "| " << name << " | " << r.images << " | " << fmt_num(r.lds) << " | " << fmt_num(r.cds) << " | "
          << fmt_num(r.srss) << " | " << r.srss_valid << " | " << fmt_num(r.rmsc) << " |\n";
     }
+    io::write_file_atomic((fs::path(out_dir) / "metrics.csv").string(), csv.str(), "irepa-metrics");
+    io::write_file_atomic((fs::path(out_dir) / "metrics.md").string(), md.str(), "irepa-metrics");
     std::printf("wrote %s and %s\n", (fs::path(out_dir) / "metrics.csv").c_str(), (fs::path(out_dir) / "metrics.md").c_str());
 
     if (!gfid_path.empty()) {
@@ -387,7 +390,7 @@ int main(int argc, char** argv) {
         if (it->second.contains("linear_probe")) cols["linear probe"].push_back(it->second.at("linear_probe"));
       }
       IREPA_CHECK(names.size() >= 3, "irepa-metrics: only {} encoders have a gFID; correlations need at least 3", names.size());
-      std::ofstream ccsv(fs::path(out_dir) / "correlations.csv"), cmd(fs::path(out_dir) / "correlations.md");
+      std::ostringstream ccsv, cmd;
       ccsv << "metric,pearson,spearman,kendall,encoders\n";
       cmd << "| metric vs gFID | Pearson r | Spearman rho | Kendall tau | encoders |\n|---|---|---|---|---|\n";
       for (const auto& [metric, v] : cols) {
@@ -396,6 +399,8 @@ int main(int argc, char** argv) {
         ccsv << metric << ',' << fmt_num(p) << ',' << fmt_num(s) << ',' << fmt_num(k) << ',' << v.size() << '\n';
         cmd << "| " << metric << " | " << fmt_num(p) << " | " << fmt_num(s) << " | " << fmt_num(k) << " | " << v.size() << " |\n";
       }
+      io::write_file_atomic((fs::path(out_dir) / "correlations.csv").string(), ccsv.str(), "irepa-metrics");
+      io::write_file_atomic((fs::path(out_dir) / "correlations.md").string(), cmd.str(), "irepa-metrics");
       std::vector<std::pair<std::string, const std::vector<double>*>> panels;
       for (const auto& [metric, v] : cols)
         if (v.size() == gfid.size()) panels.emplace_back(metric, &v);
@@ -409,6 +414,12 @@ int main(int argc, char** argv) {
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {  // a full disk, an output path under a file, memory: one line, status 1
+    std::fprintf(stderr, "irepa-metrics: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "irepa-metrics: stopped by an unknown exception\n");
     return 1;
   }
   return 0;

@@ -16,18 +16,14 @@
 #include <nlohmann/json.hpp>
 
 #include <irepa/core/error.hpp>
+#include <irepa/io/files.hpp>
+#include <irepa/io/json.hpp>
 
 namespace irepa::examples {
 
 /// Writes j to path through a temporary file of this process, renamed into place.
 inline void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j) {
-  const std::filesystem::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << "\n";
-    IREPA_CHECK(f.good(), "cannot write '{}'", tmp.string());
-  }
-  std::filesystem::rename(tmp, path);
+  io::write_file_atomic(path.string(), j.dump(2) + "\n", "json");
 }
 
 /// The manifest of a resumable output folder (dir/man). Rank 0 creates the folder and writes
@@ -42,14 +38,14 @@ inline nlohmann::json claim_folder(const std::filesystem::path& dir, const std::
   if (fs::exists(man)) {
     nlohmann::json have;
     try {
-      have = nlohmann::json::parse(std::ifstream(man));
-    } catch (const nlohmann::json::exception& e) {
+      have = io::parse_json(io::read_regular_file(man.string(), tool), man.string());
+    } catch (const Error& e) {
       fail("{}: '{}' is not a manifest {} wrote ({})", tool, man.string(), tool, e.what());  // (tool first: main prints as is)
     }
     for (const auto& k : keys)
       IREPA_CHECK(have.value(k, nlohmann::json()) == want.at(k),
                   "{}: '{}' was started with {} = {}, this run has {}: continue it with the same settings or use another {}", tool,
-                  dir.string(), k, have.value(k, nlohmann::json()).dump(), want.at(k).dump(), flag);
+                  dir.string(), k, io::json_brief(have.value(k, nlohmann::json())), io::json_brief(want.at(k)), flag);
     return have;
   }
   IREPA_CHECK(rank == 0, "{}: rank {}: rank 0 wrote no '{}' within a minute", tool, rank, man.string());

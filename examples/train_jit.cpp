@@ -25,6 +25,7 @@
 #include <irepa/models/jit.hpp>
 #include <irepa/train/recipes.hpp>
 
+#include "fail_safe.hpp"
 #include "cli_flags.hpp"
 #include "train_job.hpp"
 
@@ -35,7 +36,8 @@ using cli::Flag;
 
 struct Options {
   std::string output_dir = "./exps", exp_name = "jit", data_path, dataset = "shards";
-  std::int64_t resume_step = 0, checkpointing_steps = 10000, sample_grid_freq = 0, log_freq = 100, seed = 0;
+  std::int64_t resume_step = 0, checkpointing_steps = 10000, sample_grid_freq = 0, log_freq = 100, seed = 0, skip_nonfinite_steps = 0;
+  bool overwrite = false;
   cli::Placement place;  // --device, --matmul_precision, --attention, --threads
   std::string model = "JiT-B/16";
   std::int64_t img_size = 0, class_num = 1000;  // img_size 0: the data's
@@ -71,6 +73,9 @@ std::vector<Flag> flags(Options& o) {
            "ADM center crop to --img_size) or fashion-mnist (Debian's package)"),
       flag("data_path", o.data_path, "folder of image shards (images, labels[, features.<encoder>]), or an ImageFolder root"),
       flag("resume_step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
+      flag("overwrite", o.overwrite, "start a fresh run in a folder that holds one (its checkpoints, log and grids are deleted)"),
+      flag("skip_nonfinite_steps", o.skip_nonfinite_steps,
+           "skip up to N steps whose gradient norm is not finite (no update; each logged), as a loss scaler; 0: stop at the first"),
       flag("checkpointing_steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
       flag("sample_grid_freq", o.sample_grid_freq, "write a sample grid every N steps (0: never)"),
       flag("sample_grid_per_class", o.sample_grid_per_class, "sample grids: one row per class (up to 10), this many columns"),
@@ -155,6 +160,7 @@ TrainerOptions trainer_options(const Options& o, std::int64_t n, int world) {
   t.batch_size = o.batch_size * world, t.max_train_steps = o.max_train_steps, t.seed = o.seed;
   t.checkpointing_steps = o.checkpointing_steps, t.sampling_steps = o.sample_grid_freq, t.resume_step = o.resume_step;
   t.log_every = o.log_freq;
+  t.overwrite = o.overwrite, t.skip_nonfinite_steps = o.skip_nonfinite_steps;
   apply_jit_recipe(t, JiTRecipe{.epochs = o.epochs, .blr = o.blr, .lr = o.lr, .min_lr = o.min_lr, .lr_schedule = o.lr_schedule,
                                 .warmup_epochs = o.warmup_epochs, .weight_decay = o.weight_decay, .ema_decay1 = o.ema_decay1,
                                 .ema_decay2 = o.ema_decay2, .hflip = o.hflip},

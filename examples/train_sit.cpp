@@ -28,6 +28,7 @@
 #include <irepa/diffusion/sit_objective.hpp>
 #include <irepa/models/sit.hpp>
 
+#include "fail_safe.hpp"
 #include "cli_flags.hpp"
 #include "train_job.hpp"
 
@@ -41,7 +42,8 @@ struct Options {
   std::string output_dir = "exps", exp_name = "sit", data_dir, dataset = "shards", image_dir;
   std::int64_t resolution = 256;
   std::int64_t sampling_steps = 0, resume_step = 0, checkpointing_steps = 50000, log_every = 100;
-  std::int64_t seed = 0;
+  std::int64_t seed = 0, skip_nonfinite_steps = 0;
+  bool overwrite = false;
   cli::Placement place;  // --device, --matmul-precision, --attention, --threads
   // model
   std::string model = "SiT-B/2";
@@ -72,6 +74,7 @@ TrainerOptions trainer_options(const Options& o) {
   t.batch_size = o.batch_size, t.max_train_steps = o.max_train_steps, t.seed = o.seed;
   t.checkpointing_steps = o.checkpointing_steps, t.sampling_steps = o.sampling_steps, t.resume_step = o.resume_step;
   t.log_every = o.log_every;
+  t.overwrite = o.overwrite, t.skip_nonfinite_steps = o.skip_nonfinite_steps;
   t.adamw = AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = o.adam_epsilon,
                          .weight_decay = o.adam_weight_decay};
   t.schedule = LrSchedule{.kind = LrSchedule::Kind::Constant, .lr = o.learning_rate};
@@ -110,6 +113,9 @@ std::vector<Flag> flags(Options& o) {
       flag("resolution", o.resolution, "image side of --dataset image-folder and --image-dir (ADM center crop)"),
       flag("sampling-steps", o.sampling_steps, "write a sample grid every N steps (0: never)"),
       flag("resume-step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
+      flag("overwrite", o.overwrite, "start a fresh run in a folder that holds one (its checkpoints, log and grids are deleted)"),
+      flag("skip-nonfinite-steps", o.skip_nonfinite_steps,
+           "skip up to N steps whose gradient norm is not finite (no update; each logged), as a loss scaler; 0: stop at the first"),
       flag("samples-per-class", o.samples_per_class, "sample grids: one row per class (up to 10), this many columns"),
       flag("cfg-scale", o.cfg_scale, "classifier-free guidance scale of the sample grids"),
       flag("enc-type", o.enc_type,

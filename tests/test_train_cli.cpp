@@ -25,19 +25,7 @@ using test::slurp;
 
 TEST_CASE("irepa-train: resume is bit-identical through the command line, with YAML and flags", "[train][tool]") {
   const fs::path dir = fs::temp_directory_path() / ("irepa_train_cli_" + std::to_string(test::rng().seed()));
-  fs::create_directories(dir / "shards");
-  for (int s = 0; s < 2; ++s) {  // 2 shards of 12 images [1, 8, 8], labels, HOG-like targets [16, 12]
-    Tensor<std::int64_t> px(Shape{12 * 64}), labels(Shape{12});
-    test::rng().randint(px.view(), 0, 256);
-    test::rng().randint(labels.view(), 0, 10);
-    Tensor<std::uint8_t> img(Shape{12, 1, 8, 8});
-    for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
-    io::SafeTensorsWriter w;
-    w.add("images", img);
-    w.add("labels", labels);
-    w.add("features.hog", test::randn<float>({12, 16, 12}));
-    w.write((dir / "shards" / ("part" + std::to_string(s) + ".safetensors")).string());
-  }
+  test::write_tiny_shards(dir / "shards");  // 2 shards of 12 images [1, 8, 8], labels, HOG-like targets [16, 12]
   {
     std::ofstream y(dir / "irepa.yaml");
     y << "# iREPA\nprojection_layer_type: conv\nproj_coeff: 1.0\nspnorm-method: zscore\nmax_train_steps: 3\n";

@@ -10,6 +10,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "irepa/io/safetensors.hpp"
+#include "test_support.hpp"
+
 namespace irepa::test {
 
 /// Runs `tool args > log 2>&1`; returns the shell's status.
@@ -41,6 +44,24 @@ inline double window_mean(const std::vector<double>& v, std::size_t a, std::size
   double m = 0;
   for (std::size_t i = a; i < a + n; ++i) m += v[i] / static_cast<double>(n);
   return m;
+}
+
+/// Two shards of 12 random images [1, 8, 8] (uint8), labels and HOG-like targets
+/// features.hog [12, 16, 12]: the small dataset the command-line tests train on.
+inline void write_tiny_shards(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  for (int s = 0; s < 2; ++s) {
+    Tensor<std::int64_t> px(Shape{12 * 64}), labels(Shape{12});
+    rng().randint(px.view(), 0, 256);
+    rng().randint(labels.view(), 0, 10);
+    Tensor<std::uint8_t> img(Shape{12, 1, 8, 8});
+    for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
+    io::SafeTensorsWriter w;
+    w.add("images", img);
+    w.add("labels", labels);
+    w.add("features.hog", randn<float>({12, 16, 12}));
+    w.write((dir / ("part" + std::to_string(s) + ".safetensors")).string());
+  }
 }
 
 }  // namespace irepa::test
