@@ -1,11 +1,13 @@
-// libFuzzer target: any bytes as an .npz (io::NpzFile over memory), then every array read whole
+// Fuzz harness: any bytes as an .npz (io::NpzFile over memory), then every array read whole
 // as the evaluator reads them (floats as double, integers as int64). Only irepa::Error may come out.
 #include <cstddef>
 #include <cstdint>
 
+#include "fuzz_target.hpp"
+
 #include "irepa/io/npz.hpp"
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+IREPA_FUZZ_TARGET(npz) {
   try {
     const irepa::io::NpzFile f(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), size), "fuzz.npz");
     for (const auto& name : f.names()) {
@@ -22,5 +24,4 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   } catch (const irepa::Error&) {
   }
-  return 0;
 }

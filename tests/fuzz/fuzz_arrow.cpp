@@ -1,7 +1,9 @@
-// libFuzzer target: any bytes as an Arrow IPC stream (io::ArrowStreamFile), then every value
+// Fuzz harness: any bytes as an Arrow IPC stream (io::ArrowStreamFile), then every value
 // of every column read the way the datasets read them. Only irepa::Error may come out.
 #include <cstddef>
 #include <cstdint>
+
+#include "fuzz_target.hpp"
 
 #include "irepa/io/arrow_ipc.hpp"
 
@@ -33,12 +35,11 @@ void read_all(const irepa::io::ArrowArray& a) {
 }
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+IREPA_FUZZ_TARGET(arrow) {
   try {
     const irepa::io::ArrowStreamFile f(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), size), "fuzz.arrow");
     for (const auto& b : f.batches())
       for (const auto& c : b.columns) read_all(c);
   } catch (const irepa::Error&) {
   }
-  return 0;
 }
