@@ -67,7 +67,9 @@ inline Strides row_major_strides(const Shape& s) {
   std::int64_t acc = 1;
   for (int i = s.rank() - 1; i >= 0; --i) {
     st[static_cast<std::size_t>(i)] = acc;
-    acc *= s[i];
+    // A product of trailing extents can pass 64 bits only when another extent is 0 (the
+    // element count is checked): no element is ever addressed then, so the stride is moot.
+    if (__builtin_mul_overflow(acc, s[i], &acc)) acc = 0;
   }
   return st;
 }

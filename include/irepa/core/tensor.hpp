@@ -51,7 +51,7 @@ class TensorView {
     std::int64_t acc = 1;
     for (int i = rank() - 1; i >= 0; --i) {
       if (shape_[i] != 1 && stride(i) != acc) return false;
-      acc *= shape_[i];
+      if (__builtin_mul_overflow(acc, shape_[i], &acc)) return numel() == 0;  // only an empty view gets here
     }
     return true;
   }
