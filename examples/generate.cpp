@@ -106,7 +106,8 @@ SiTConfig checkpoint_config(const io::SafeTensorsFile& f, const std::string& pre
   c.input_size = side;
   // Heads: --model (the reference's flag), else the run's settings.
   nlohmann::json run;
-  if (const auto cfg = f.metadata("config")) {
+  // An irepa checkpoint's config, or the args of the reference's torch.save checkpoint.
+  if (const auto cfg = f.metadata("config") ? f.metadata("config") : f.metadata("args")) {
     try {
       run = io::parse_json(*cfg, "checkpoint config");
     } catch (const Error&) {  // a checkpoint without a readable config: --model decides
@@ -199,6 +200,7 @@ int run(GenOptions o) {
     io::LoadParamsOptions lo;
     for (const auto& n : ck.names())
       if (n.starts_with(prefix + "projectors.")) lo.read_by_caller.push_back(n.substr(prefix.size()));
+    lo.read_by_caller.push_back("pos_embed");  // the reference's EMA state dict holds the fixed table; the model makes its own
     io::load_params(ck, model.params(), prefix, lo);
   }
   examples::GenerateSpec spec;
@@ -322,7 +324,7 @@ int run(GenOptions o) {
 int main(int argc, char** argv) {
   GenOptions o;
   CLI::App app{"irepa-generate: samples of a trained SiT for FID (the reference's generate.py), as an ADM .npz"};
-  app.add_option("--ckpt", o.ckpt, "a checkpoint irepa-train (or irepa-fashion) wrote")->required();
+  app.add_option("--ckpt", o.ckpt, "a checkpoint irepa-train (or irepa-fashion) wrote, or the reference's train.py .pt")->required();
   app.add_option("--model", o.model, "SiT-S/2 ... SiT-XL/2 (checked against the checkpoint; gives the head count)");
   app.add_option("--ema", o.ema, "which EMA of the checkpoint (0: 'ema.')")->capture_default_str();
   app.add_option("--num-fid-samples", o.num_fid_samples, "samples in the npz")->capture_default_str();

@@ -4,8 +4,8 @@
 //   irepa-metrics --features dinov2-b=feats/dinov2.npy --features mae-l=feats/mae.safetensors
 //                 --masks masks.npy --gfid gfid.csv --out results/
 //
-// Features: [N, T, D] per encoder, .npy (memory-mapped) or .safetensors (tensor "features" or
-// the file's only tensor); all encoders must hold the same N images in the same order. Masks:
+// Features: [N, T, D] per encoder, .npy (memory-mapped), .safetensors (tensor "features" or
+// the file's only tensor) or a torch.save .pt (the released data/features/<enc>.pt: one tensor); all encoders must hold the same N images in the same order. Masks:
 // [N, T] foreground masks (nonzero = foreground), .npy or .safetensors, aligned with the images,
 // or a folder of PNG masks (one per image, in file-name order), prepared as the reference does:
 // resized to 256x256 with Pillow's default filter, foreground = value > 0, max-pooled in 16x16
@@ -52,19 +52,19 @@ class RowSource {
     if (fs::path(path).extension() == ".npy") {
       npy_.emplace(path);
       shape_ = npy_->shape();
-    } else if (fs::path(path).extension() == ".safetensors") {
+    } else if (const auto ext = fs::path(path).extension(); ext == ".safetensors" || ext == ".pt" || ext == ".pth") {
       st_.emplace(path);
       if (st_->contains("features"))
         name_ = "features";
       else if (st_->contains("masks"))
         name_ = "masks";
-      else if (st_->names().size() == 1)
+      else if (st_->names().size() == 1)  // also a torch.save(tensor), named "tensor"
         name_ = st_->names()[0];
       else
         fail("irepa-metrics: '{}' holds {} tensors and none is named 'features' or 'masks'", path, st_->names().size());
       shape_ = st_->info(name_).shape;
     } else {
-      fail("irepa-metrics: '{}': expected a .npy or .safetensors file", path);
+      fail("irepa-metrics: '{}': expected a .npy, .safetensors or .pt file", path);
     }
   }
   const Shape& shape() const { return shape_; }
@@ -87,7 +87,7 @@ class RowSource {
   template <class T>
   Tensor<T> rows(std::int64_t begin, std::int64_t count) const {
     if (npy_) return npy_->load_rows<T>(begin, count);
-    // safetensors: convert just these rows from the mapped bytes.
+    // safetensors or torch.save: convert just these rows from the mapped bytes (a row-major tensor).
     IREPA_CHECK(begin >= 0 && count >= 0 && begin + count <= shape_[0], "irepa-metrics: rows [{}, {}) outside {} of '{}'", begin,
                 begin + count, shape_.str(), path_);
     const auto& info = st_->info(name_);
@@ -237,7 +237,7 @@ int main(int argc, char** argv) {
   std::int64_t viz_image = -1;
   double zscore_alpha = 0.6;
   CLI::App app{"irepa-metrics: spatial metrics (LDS, CDS, SRSS, RMSC) per encoder, and their correlation with gFID"};
-  app.add_option("--features", feature_args, "NAME=PATH of [N, T, D] features (.npy or .safetensors); repeat per encoder")
+  app.add_option("--features", feature_args, "NAME=PATH of [N, T, D] features (.npy, .safetensors or .pt); repeat per encoder")
       ->required();
   metrics::MaskOptions mask_opt;
   app.add_option("--masks", masks_path,

@@ -10,7 +10,7 @@
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh safetensors npy  # some of them
 set -uo pipefail
 cd "$(dirname "$0")/.."
-all=(arrow checkpoint_meta idx image_decode npy npz png safetensors yaml_config)
+all=(arrow checkpoint_meta idx image_decode npy npz png safetensors torch yaml_config)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 cmake --preset fuzz >/dev/null
@@ -24,6 +24,7 @@ seeds() {
     npz) find tests/data/npz -type f ;;
     png) find tests/data/masks tests/data/images -name '*.png' ;;
     safetensors) find tests/fuzz/corpus/safetensors -type f; echo tests/data/resize_cases.safetensors ;;
+    torch) ls tests/data/torch/mixed.pt tests/data/torch/mixed_legacy.pt tests/data/torch/latents_stats.pt tests/data/torch/forbidden_global.pt ;;
     yaml_config) find configs -name '*.yaml' ;;
   esac
 }

@@ -170,3 +170,24 @@ TEST_CASE("irepa-metrics with a folder of PNG masks keeps each mask with its own
   CHECK(std::system(cmd.c_str()) != 0);
   fs::remove_all(dir);
 }
+
+TEST_CASE("irepa-metrics reads the released features as torch.save files (data/features/<enc>.pt)", "[metrics][tool][torch]") {
+  // tests/data/torch/features.pt is a bare [6, 16, 8] tensor written by torch 1.13; features.npy holds the same numbers.
+  const fs::path data = fs::path(IREPA_TEST_DATA_DIR) / "torch";
+  const fs::path dir = fs::temp_directory_path() / ("irepa_metrics_pt_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string tables[2];
+  int k = 0;
+  for (const char* file : {"features.pt", "features.npy"}) {
+    const fs::path out = dir / ("out" + std::to_string(k));
+    const std::string cmd = std::string(IREPA_METRICS_TOOL) + " --features enc=" + (data / file).string() + " --batch 4 --out " +
+                            out.string() + " > " + (dir / "log.txt").string() + " 2>&1";
+    INFO(cmd << "\n" << slurp(dir / "log.txt"));
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    tables[k++] = slurp(out / "metrics.csv");
+  }
+  INFO(tables[0]);
+  CHECK(tables[0].find("enc,") != std::string::npos);
+  CHECK(tables[0] == tables[1]);
+  fs::remove_all(dir);
+}

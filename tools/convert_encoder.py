@@ -2,9 +2,13 @@
 """Convert a released checkpoint (a target encoder, the SD-VAE or its latent statistics, the FID Inception) to
 safetensors with the original parameter names.
 
-irepa reads ViT encoder weights from <dir>/<name>.safetensors (irepa-train --encoder-dir DIR, or
-$IREPA_ENCODER_DIR). This script is the only place PyTorch is needed: it loads the checkpoint
-with torch.load, keeps every tensor under its name (float32), and writes safetensors by hand.
+irepa reads torch.save files directly (docs/interop.md): a plain state dict needs no conversion,
+as <dir>/<name>.pth or .pt beside the .safetensors names (irepa-train --encoder-dir DIR, or
+$IREPA_ENCODER_DIR), and so do the SD-VAE, its latent statistics and the reference's SiT
+checkpoints. This script is for the rest: TorchScript archives (CLIP), wrapped or prefixed dicts
+(MoCo v3, I-JEPA, DINO's teacher, SAM2's original), renames, and anyone who wants safetensors. It
+loads the checkpoint with torch.load, keeps every tensor under its name (float32), and writes
+safetensors by hand.
 
   python3 tools/convert_encoder.py dinov2_vitb14_pretrain.pth encoders/dinov2-vit-b.safetensors
   python3 tools/convert_encoder.py dinov2_vitl14_reg4_pretrain.pth encoders/dinov2reg-vit-l.safetensors

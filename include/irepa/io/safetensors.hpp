@@ -1,5 +1,6 @@
 #pragma once
-// safetensors reading (memory-mapped) and writing.
+// Weights files read memory-mapped (TensorFile: safetensors, or a torch.save file through
+// io/torch_file.hpp, told apart by their first bytes) and safetensors writing.
 // Format: 8-byte little-endian header length N, N bytes of JSON
 //   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {str: str}}
 // then the data section; offsets are relative to its start. Every header claim is checked
@@ -9,6 +10,7 @@
 // the same folder that is renamed over the target, so an existing file is never half-written.
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdint>
 #include <cstdio>
@@ -34,18 +36,11 @@
 #include "irepa/io/files.hpp"
 #include "irepa/io/json.hpp"
 #include "irepa/io/mapped_file.hpp"
+#include "irepa/io/torch_file.hpp"
 
 namespace irepa::io {
 
 static_assert(std::endian::native == std::endian::little, "irepa::io::safetensors assumes a little-endian host");
-
-struct TensorInfo {
-  std::string name;
-  DType dtype = DType::F32;
-  Shape shape;
-  std::size_t begin = 0, end = 0;  // byte offsets into the data section
-  std::size_t nbytes() const { return end - begin; }
-};
 
 namespace detail {
 
@@ -72,22 +67,30 @@ inline bool is_float(DType d) { return d == DType::F64 || d == DType::F32 || d =
 
 }  // namespace detail
 
-class SafeTensorsFile {
+/// A file of named tensors, mapped: safetensors, or a torch.save file (a state dict or a
+/// checkpoint dict; nested dicts give dotted names such as "ema.blocks.0.attn.qkv.weight", and
+/// the non-tensor entries of the top-level dict are its metadata, as text or JSON).
+class TensorFile {
  public:
   /// Maps the file and validates its header; throws irepa::Error on any inconsistency.
-  explicit SafeTensorsFile(const std::string& path) : path_(path), file_(path, "safetensors") { parse(); }
+  explicit TensorFile(const std::string& path) : path_(path), file_(path, "weights") { parse(); }
   /// Reads bytes the caller keeps alive (an archive member, a fuzzer's input); `name` stands
   /// for the path in errors.
-  SafeTensorsFile(std::span<const std::byte> bytes, std::string name)
+  TensorFile(std::span<const std::byte> bytes, std::string name)
       : path_(std::move(name)), file_(MappedFile::borrow(bytes.data(), bytes.size())) {
     parse();
   }
-  SafeTensorsFile(SafeTensorsFile&&) noexcept = default;  // views into the mapping stay valid
-  SafeTensorsFile& operator=(SafeTensorsFile&&) noexcept = default;
-  SafeTensorsFile(const SafeTensorsFile&) = delete;
-  SafeTensorsFile& operator=(const SafeTensorsFile&) = delete;
+  TensorFile(TensorFile&&) noexcept = default;  // views into the mapping stay valid
+  TensorFile& operator=(TensorFile&&) noexcept = default;
+  TensorFile(const TensorFile&) = delete;
+  TensorFile& operator=(const TensorFile&) = delete;
 
   const std::string& path() const { return path_; }
+  /// "safetensors", "torch.save (zip)" or "torch.save (legacy)".
+  const std::string& format() const { return format_; }
+  bool is_torch() const { return format_ != "safetensors"; }
+  /// A torch.save file's whole object as JSON (tensors as {"__tensor__": name}); null otherwise.
+  const nlohmann::json& torch_object() const { return torch_object_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   std::optional<std::string> metadata(std::string_view key) const {
     auto it = metadata_.find(std::string(key));
@@ -110,13 +113,15 @@ class SafeTensorsFile {
         }
       }
       if (shown) hint += ")";
-      fail("safetensors: '{}' has no tensor named '{}' ({} tensors){}", path_, name, order_.size(), hint);
+      fail("{}: '{}' has no tensor named '{}' ({} tensors){}", format_, path_, name, order_.size(), hint);
     }
     return it->second;
   }
-  /// Raw little-endian bytes of a tensor.
+  /// Raw little-endian bytes of a row-major tensor.
   std::span<const std::byte> bytes(std::string_view name) const {
     const TensorInfo& t = info(name);
+    IREPA_CHECK(t.contiguous(), "{}: '{}' tensor '{}' is a strided view ({} strides [{}]); load() it", format_, path_, name, t.shape.str(),
+                fmt::join(t.strides, ", "));
     return {data_ + t.begin, t.nbytes()};
   }
 
@@ -133,7 +138,7 @@ class SafeTensorsFile {
   template <class T>
   Tensor<T> load(std::string_view name, const Shape& expected) const {
     const TensorInfo& t = info(name);
-    IREPA_CHECK(t.shape == expected, "safetensors: '{}' tensor '{}' has shape {}, expected {}", path_, name,
+    IREPA_CHECK(t.shape == expected, "{}: '{}' tensor '{}' has shape {}, expected {}", format_, path_, name,
                 t.shape.str(), expected.str());
     return load<T>(name);
   }
@@ -141,7 +146,7 @@ class SafeTensorsFile {
   template <class T>
   void load_into(std::string_view name, TensorView<T> dst) const {
     const TensorInfo& t = info(name);
-    IREPA_CHECK(t.shape == dst.shape(), "safetensors: '{}' tensor '{}' has shape {}, expected {}", path_, name,
+    IREPA_CHECK(t.shape == dst.shape(), "{}: '{}' tensor '{}' has shape {}, expected {}", format_, path_, name,
                 t.shape.str(), dst.shape().str());
     read_into(t, dst);
   }
@@ -153,35 +158,90 @@ class SafeTensorsFile {
     return i;
   }
 
+  /// Byte offset of every element of t, row-major, relative to t.begin (strides in elements).
+  template <class F>
+  static void for_each_source(const TensorInfo& t, F&& f) {
+    const std::size_t es = dtype_size(t.dtype);
+    const std::int64_t n = t.shape.numel();
+    if (t.contiguous()) {
+      for (std::int64_t i = 0; i < n; ++i) f(es * static_cast<std::size_t>(i));
+      return;
+    }
+    const int r = t.shape.rank();
+    std::array<std::int64_t, kMaxRank> idx{};
+    std::int64_t off = 0;  // in elements; bounded by the index's check against the storage
+    for (std::int64_t i = 0; i < n; ++i) {
+      f(es * static_cast<std::size_t>(off));
+      for (int d = r - 1; d >= 0; --d) {  // odometer: bump the last index, carry leftwards
+        const auto u = static_cast<std::size_t>(d);
+        if (++idx[u] < t.shape[d]) {
+          off += t.strides[u];
+          break;
+        }
+        off -= (idx[u] - 1) * t.strides[u];
+        idx[u] = 0;
+      }
+    }
+  }
+
   template <class T>
   void read_into(const TensorInfo& t, TensorView<T> dst) const {
     const std::byte* p = data_ + t.begin;
-    const std::size_t es = dtype_size(t.dtype);
+    std::vector<std::size_t> src;  // element offsets in dst's iteration order
+    src.reserve(static_cast<std::size_t>(t.shape.numel()));
     if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>) {
-      IREPA_CHECK(detail::is_float(t.dtype), "safetensors: '{}' tensor '{}' is {}, expected a float dtype", path_,
-                  t.name, dtype_name(t.dtype));
-      if (t.dtype == dtype_of<T> && dst.is_contiguous()) {
+      IREPA_CHECK(detail::is_float(t.dtype), "{}: '{}' tensor '{}' is {}, expected a float dtype", format_, path_, t.name,
+                  dtype_name(t.dtype));
+      if (t.dtype == dtype_of<T> && dst.is_contiguous() && t.contiguous()) {
         if (t.nbytes()) std::memcpy(dst.data(), p, t.nbytes());
         return;
       }
-      std::int64_t i = 0;
+      for_each_source(t, [&](std::size_t o) { src.push_back(o); });
+      std::size_t i = 0;
       dst.for_each_index([&](std::int64_t off) {
         if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>)
-          dst.data()[off] = T(static_cast<float>(detail::load_as_double(t.dtype, p + es * static_cast<std::size_t>(i++))));
+          dst.data()[off] = T(static_cast<float>(detail::load_as_double(t.dtype, p + src[i++])));
         else
-          dst.data()[off] = static_cast<T>(detail::load_as_double(t.dtype, p + es * static_cast<std::size_t>(i++)));
+          dst.data()[off] = static_cast<T>(detail::load_as_double(t.dtype, p + src[i++]));
       });
     } else {
-      IREPA_CHECK(!detail::is_float(t.dtype), "safetensors: '{}' tensor '{}' is {}, expected an integer dtype",
-                  path_, t.name, dtype_name(t.dtype));
-      std::int64_t i = 0;
-      dst.for_each_index([&](std::int64_t off) {
-        dst.data()[off] = static_cast<T>(detail::load_as_int(t.dtype, p + es * static_cast<std::size_t>(i++)));
-      });
+      IREPA_CHECK(!detail::is_float(t.dtype), "{}: '{}' tensor '{}' is {}, expected an integer dtype", format_, path_, t.name,
+                  dtype_name(t.dtype));
+      for_each_source(t, [&](std::size_t o) { src.push_back(o); });
+      std::size_t i = 0;
+      dst.for_each_index([&](std::int64_t off) { dst.data()[off] = static_cast<T>(detail::load_as_int(t.dtype, p + src[i++])); });
     }
   }
 
   void parse() {
+    if (is_torch_file({file_.data(), file_.size()})) {
+      parse_torch();
+      return;
+    }
+    parse_safetensors();
+  }
+
+  void parse_torch() {
+    TorchIndex idx = read_torch_index({file_.data(), file_.size()}, path_);
+    format_ = "torch.save (" + idx.layout + ")";
+    data_ = file_.data();
+    data_size_ = file_.size();
+    for (auto& t : idx.tensors) {
+      const std::string name = t.name;
+      IREPA_CHECK(tensors_.emplace(name, std::move(t)).second, "torch: '{}' names tensor '{}' twice (a dotted key beside a nested one?)", path_,
+                  name);
+      order_.push_back(name);
+    }
+    // The top-level entries that hold no tensor (args, steps, ...) as metadata: text stays text.
+    if (idx.tree.is_object())
+      for (auto it = idx.tree.begin(); it != idx.tree.end(); ++it) {
+        if (it.value().dump().find("\"__tensor__\"") != std::string::npos) continue;
+        metadata_[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+      }
+    torch_object_ = std::move(idx.tree);
+  }
+
+  void parse_safetensors() {
     const std::byte* map_ = file_.data();
     const std::size_t size_ = file_.size();
     IREPA_CHECK(size_ >= 8, "safetensors: '{}' is truncated: {} bytes, expected at least 8 (header length)", path_, size_);
@@ -257,6 +317,8 @@ class SafeTensorsFile {
   }
 
   std::string path_;
+  std::string format_ = "safetensors";
+  nlohmann::json torch_object_;
   MappedFile file_;
   const std::byte* data_ = nullptr;
   std::size_t data_size_ = 0;
@@ -264,6 +326,9 @@ class SafeTensorsFile {
   std::vector<std::string> order_;
   std::map<std::string, std::string> metadata_;
 };
+
+/// The name older code knows; a TensorFile reads safetensors and torch.save files alike.
+using SafeTensorsFile = TensorFile;
 
 /// Collects tensors (copied at add time) and metadata, then writes them atomically.
 class SafeTensorsWriter {

@@ -107,8 +107,9 @@ inline TargetEncoder vit_target_encoder(std::string name, std::shared_ptr<const 
   return e;
 }
 
-/// Where ViT encoder weights are looked up: weights_dir/<name>.safetensors, with weights_dir
-/// from the argument, else $IREPA_ENCODER_DIR, else ./encoders.
+/// Where ViT encoder weights are looked up: weights_dir/<name>.safetensors, else the released
+/// torch.save state dict as weights_dir/<name>.pth or .pt (read directly), with weights_dir from
+/// the argument, else $IREPA_ENCODER_DIR, else ./encoders.
 inline std::filesystem::path encoder_weights_path(std::string_view name, const std::string& weights_dir = {}) {
   std::string dir = weights_dir;
   if (dir.empty()) {
@@ -118,7 +119,11 @@ inline std::filesystem::path encoder_weights_path(std::string_view name, const s
   // dinov2mixed(reg) is DINOv2 (with registers) read differently: the same weights file.
   std::string file(name);
   if (file.starts_with("dinov2mixed")) file = "dinov2" + file.substr(11);
-  return std::filesystem::path(dir) / (file + ".safetensors");
+  const auto st = std::filesystem::path(dir) / (file + ".safetensors");
+  if (!std::filesystem::exists(st))
+    for (const char* ext : {".pth", ".pt"})
+      if (const auto pt = std::filesystem::path(dir) / (file + ext); std::filesystem::exists(pt)) return pt;
+  return st;
 }
 
 namespace detail {

@@ -10,7 +10,9 @@
 // A model, optimizer and EMAs on a device are saved and restored through host copies; the file
 // is the same, so a run can resume on another device.
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,7 +35,8 @@ inline std::string ema_prefix(std::size_t k) { return k == 0 ? "ema." : "ema" + 
 /// What a checkpoint holds besides tensors.
 struct CheckpointInfo {
   std::int64_t step = 0;
-  nlohmann::json config;  // the run's settings, as the trainer resolved them
+  nlohmann::json config;  // the run's settings, as the trainer resolved them (the reference's args for its checkpoints)
+  bool reference = false;  // a torch.save checkpoint of the reference's train.py
 };
 
 /// A checkpoint's metadata, every field checked for its type and range.
@@ -134,13 +137,107 @@ void save_checkpoint(const std::string& path, const Model& model, const AdamW<T,
   w.write(path);
 }
 
+/// A checkpoint the reference's train.py saved with torch.save: {"model", "ema", "opt", "args",
+/// "steps"}. The model and its one EMA are read under their state-dict names; AdamW's moments
+/// are opt.state.<i>, where i counts the model's parameters in state-dict order (the reference
+/// builds its optimizer from model.parameters(), and SiT has no buffers, so the two orders agree;
+/// a file where they cannot is refused). Parameters without optimizer state (pos_embed, which
+/// never gets a gradient) keep zero moments. The RNG is the run's own: the reference's torch
+/// generators have no counterpart, so a resumed run continues with other noise draws.
+template <class Model, class T = typename Model::scalar_type, class D = typename Model::device_type>
+CheckpointInfo load_reference_checkpoint(const io::TensorFile& f, Model& model, AdamW<T, D>& opt, const std::vector<Ema<T, D>*>& emas) {
+  const std::string& path = f.path();
+  const nlohmann::json& obj = f.torch_object();
+  IREPA_CHECK(obj.is_object() && obj.contains("model") && obj.contains("ema") && obj.contains("opt") && obj.contains("steps"),
+              "load_checkpoint: '{}' is a torch.save file but not a checkpoint of the reference's train.py (expected the keys model, ema, "
+              "opt, args, steps; found {})",
+              path, io::json_brief(obj));
+  IREPA_CHECK(obj["steps"].is_number_integer() && obj["steps"].get<std::int64_t>() >= 0 && obj["steps"].get<std::int64_t>() <= kMaxSize,
+              "load_checkpoint: '{}' steps is {}, expected a count", path, io::json_brief(obj["steps"]));
+  IREPA_CHECK(emas.size() == 1, "load_checkpoint: '{}' holds the reference's one EMA, the run has {}", path, emas.size());
+  CheckpointInfo info{.step = obj["steps"].get<std::int64_t>(), .config = obj.value("args", nlohmann::json::object()), .reference = true};
+  // The model's parameters in the file's order: optimizer index i is the i-th.
+  std::vector<std::string> order;
+  for (const auto& n : f.names())
+    if (n.starts_with("model.")) order.push_back(n.substr(6));
+  const nlohmann::json& groups = obj["opt"].is_object() ? obj["opt"].value("param_groups", nlohmann::json()) : nlohmann::json();
+  IREPA_CHECK(groups.is_array(), "load_checkpoint: '{}' opt has no param_groups list", path);
+  std::vector<std::int64_t> ids;
+  for (const auto& g : groups) {
+    IREPA_CHECK(g.is_object() && g.contains("params") && g["params"].is_array(), "load_checkpoint: '{}' has a param group without params", path);
+    for (const auto& id : g["params"]) {
+      IREPA_CHECK(id.is_number_integer(), "load_checkpoint: '{}' has a parameter id {}, expected an integer", path, io::json_brief(id));
+      ids.push_back(id.get<std::int64_t>());
+    }
+  }
+  IREPA_CHECK(ids.size() == order.size(),
+              "load_checkpoint: '{}' optimizes {} parameters, its model holds {} tensors; the optimizer's state cannot be matched to names",
+              path, ids.size(), order.size());
+  std::map<std::string, std::int64_t> id_of;
+  for (std::size_t k = 0; k < ids.size(); ++k) id_of[order[k]] = ids[k];
+  // Check everything before anything changes: the EMA's names and shapes, and each moment.
+  const auto& arena = model.params();
+  std::vector<std::string> problems;
+  for (const auto& e : arena.entries()) {
+    const std::string key = "ema." + e.name;
+    if (!f.contains(key))
+      problems.push_back("missing '" + key + "' " + e.shape.str());
+    else if (!(f.info(key).shape == e.shape))
+      problems.push_back("'" + key + "' has shape " + f.info(key).shape.str() + ", expected " + e.shape.str());
+    const auto id = id_of.find(e.name);
+    if (id == id_of.end()) continue;  // the model check names it
+    for (const char* m : {"exp_avg", "exp_avg_sq"}) {
+      const std::string mk = fmt::format("opt.state.{}.{}", id->second, m);
+      if (f.contains(mk) && !(f.info(mk).shape == e.shape))
+        problems.push_back("'" + mk + "' (" + e.name + ") has shape " + f.info(mk).shape.str() + ", expected " + e.shape.str());
+    }
+  }
+  if (!problems.empty()) {
+    std::string msg;
+    for (std::size_t i = 0; i < problems.size() && i < 20; ++i) msg += "\n  " + problems[i];
+    fail("load_checkpoint: '{}' (the reference's layout) does not match the run:{}", path, msg);
+  }
+  model.load(f, "model.");  // checks its own names; throws before writing anything
+  Tensor<T> keep, keep_v;
+  const TensorView<T> ev = host_values(emas[0]->values(), keep);
+  for (const auto& e : arena.entries()) f.template load_into<T>("ema." + e.name, TensorView<T>(ev.data() + e.offset, e.shape));
+  store_values(emas[0]->values(), keep);
+  const TensorView<T> m = host_values(opt.exp_avg(), keep), v = host_values(opt.exp_avg_sq(), keep_v);
+  std::int64_t steps = 0;
+  const nlohmann::json state = obj["opt"].value("state", nlohmann::json());
+  for (const auto& e : arena.entries()) {
+    const auto id = id_of.at(e.name);
+    const std::string base = fmt::format("opt.state.{}.", id);
+    TensorView<T> mv(m.data() + e.offset, e.shape), vv(v.data() + e.offset, e.shape);
+    if (f.contains(base + "exp_avg")) {
+      f.load_into<T>(base + "exp_avg", mv);
+      f.load_into<T>(base + "exp_avg_sq", vv);
+    } else {
+      mv.fill(T(0)), vv.fill(T(0));
+    }
+    if (f.contains(base + "step")) {  // torch >= 1.12: a 0-d tensor
+      steps = std::max(steps, static_cast<std::int64_t>(f.template load<double>(base + "step").data()[0]));
+    } else if (state.is_object() && state.contains(std::to_string(id)) && state[std::to_string(id)].contains("step")) {
+      const nlohmann::json& s = state[std::to_string(id)]["step"];  // older torch: a number
+      IREPA_CHECK(s.is_number(), "load_checkpoint: '{}' opt.state.{}.step is {}", path, id, io::json_brief(s));
+      steps = std::max(steps, static_cast<std::int64_t>(s.get<double>()));
+    }
+  }
+  store_values(opt.exp_avg(), keep);
+  store_values(opt.exp_avg_sq(), keep_v);
+  IREPA_CHECK(steps >= 0 && steps <= info.step, "load_checkpoint: '{}' has {} optimizer steps after {} training steps", path, steps, info.step);
+  opt.set_steps(steps);
+  return info;
+}
+
 /// Restores model, optimizer moments and step, EMAs and the RNG; returns the step and config.
 /// Every missing, unexpected or mis-shaped tensor is named in one error, and then nothing has
 /// been changed.
 template <class Model, class T = typename Model::scalar_type, class D = typename Model::device_type>
 CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<T, D>& opt, const std::vector<Ema<T, D>*>& emas,
                                Philox& rng) {
-  const io::SafeTensorsFile f(path);
+  const io::TensorFile f(path);
+  if (f.is_torch()) return load_reference_checkpoint(f, model, opt, emas);
   const CheckpointMeta meta = read_checkpoint_meta(f);
   CheckpointInfo info{.step = meta.step, .config = meta.config};
   IREPA_CHECK(meta.emas.size() == emas.size(), "load_checkpoint: '{}' holds {} EMAs, the run has {}", path, meta.emas.size(),

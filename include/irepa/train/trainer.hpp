@@ -282,15 +282,20 @@ class Trainer {
       if (!o_.quiet && folder_->cleared()) std::printf("--overwrite: removed %zu file(s) of the earlier run\n", folder_->cleared());
     }
     if (o_.resume_step > 0) {
-      const auto path = (run / "checkpoints" / (detail::step_name(o_.resume_step) + ".safetensors")).string();
+      // Ours (.safetensors), else the reference's train.py checkpoint of that step (.pt).
+      auto path = (run / "checkpoints" / (detail::step_name(o_.resume_step) + ".safetensors")).string();
+      if (const auto pt = (run / "checkpoints" / (detail::step_name(o_.resume_step) + ".pt")).string(); !fs::exists(path) && fs::exists(pt))
+        path = pt;
       const CheckpointInfo info = load_checkpoint(path, model_, opt_, ema_pointers(), rng_);
       IREPA_CHECK(info.step == o_.resume_step, "train: '{}' holds step {}, expected {} (its name)", path, info.step, o_.resume_step);
-      const ConfigDiff diff = compare_run_config(info.config, config_, o_.resume_may_change);
+      // The reference's args use its own flag names: nothing to compare setting by setting.
+      const ConfigDiff diff = info.reference ? ConfigDiff{} : compare_run_config(info.config, config_, o_.resume_may_change);
       IREPA_CHECK(diff.errors.empty(), "train: '{}' was written by a run with other settings; these change the model or the objective:\n  {}",
                   path, fmt::join(diff.errors, "\n  "));
       step_ = info.step;
       if (!o_.quiet && rank_ == 0) {
-        std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step_));
+        std::printf("resumed from %s at step %lld%s\n", path.c_str(), static_cast<long long>(step_),
+                    info.reference ? " (the reference's checkpoint: model, EMA and AdamW moments; this run's settings and noise)" : "");
         for (const auto& c : diff.changes) std::printf("  changed on resume: %s\n", c.c_str());
       }
     }
