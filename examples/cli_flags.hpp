@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -88,6 +89,51 @@ inline void apply_yaml_text(const std::string& prog, const std::string& text, co
     IREPA_CHECK(!kv.second.IsSequence() && !kv.second.IsMap(), "{}: config '{}' key '{}' has a list or mapping, expected one value", prog, where, raw);
     it->from_yaml(kv.second);
   }
+}
+
+/// A flag the reference's scripts take that changes nothing here; `why` says so in --help. It is
+/// accepted so that the reference's command lines and YAML files run as they are.
+template <class V>
+Flag no_effect(const std::string& prog, const std::string& name, V& target, const std::string& why) {
+  return flag(prog, name, target, "the reference's; no effect here: " + why);
+}
+
+/// The reference's alignment losses: --proj-coeff and --projection-loss-type are comma lists of
+/// equal length that it pairs (SILoss adds coeff_i x loss_i). Cosine is the one loss it
+/// registers, so the total coefficient is the sum. `sep` spells the flag names ('-' or '_').
+inline double total_proj_coeff(const std::string& prog, const std::string& coeffs, const std::string& types, char sep) {
+  const auto split = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (const char c : text + ",") {
+      if (c == ',') {
+        const auto b = cur.find_first_not_of(" \t"), e = cur.find_last_not_of(" \t");
+        if (b != std::string::npos) out.push_back(cur.substr(b, e - b + 1));
+        cur.clear();
+      } else {
+        cur += c;
+      }
+    }
+    return out;
+  };
+  const std::string pc = std::string("--proj") + sep + "coeff", plt = std::string("--projection") + sep + "loss" + sep + "type";
+  const auto cs = split(coeffs), ts = split(types);
+  IREPA_CHECK(!cs.empty() && cs.size() == ts.size(), "{}: {} '{}' has {} coefficients and {} '{}' {} loss types; the reference pairs them one to one",
+              prog, pc, coeffs, cs.size(), plt, types, ts.size());
+  double total = 0;
+  for (std::size_t i = 0; i < cs.size(); ++i) {
+    IREPA_CHECK(ts[i] == "cosine", "{}: {} '{}' is not implemented (cosine is the one loss the reference registers)", prog, plt, ts[i]);
+    std::size_t used = 0;
+    double c = 0;
+    try {
+      c = std::stod(cs[i], &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    IREPA_CHECK(used == cs[i].size() && std::isfinite(c) && c >= 0, "{}: {} entry '{}' is not a non-negative number", prog, pc, cs[i]);
+    total += c;
+  }
+  return total;
 }
 
 /// A YAML config file (a regular file of at most 1 MiB) into the options.

@@ -56,6 +56,10 @@ struct GenOptions {
   int num_steps = 50, ema = 0, threads = 0;
   double cfg_scale = 1.5, guidance_low = 0.0, guidance_high = 1.0, latent_scale = 0.18215;
   bool heun = false, save_png = false;
+  // The reference's flags that change nothing here, or that are refused when on.
+  bool tf32 = true, fused_attn = true, qk_norm = false, legacy = false;
+  std::int64_t encoder_depth = 8;
+  std::string z_dims;
 };
 
 class CpuGenerator final : public examples::SampleGenerator {
@@ -332,7 +336,7 @@ int main(int argc, char** argv) {
   app.add_option("--per-proc-batch-size", o.per_proc_batch, "samples per process per iteration")->capture_default_str();
   app.add_option("--global-seed", o.global_seed, "rank r seeds with global_seed x world + r")->capture_default_str();
   app.add_option("--mode", o.mode, "ode or sde")->capture_default_str();
-  app.add_flag("--heun", o.heun, "ODE: Heun's second-order steps");
+  app.add_flag("--heun,!--no-heun", o.heun, "ODE: Heun's second-order steps");
   app.add_option("--num-steps", o.num_steps, "sampler steps")->capture_default_str();
   app.add_option("--cfg-scale", o.cfg_scale, "classifier-free guidance scale (1: none)")->capture_default_str();
   app.add_option("--guidance-low", o.guidance_low, "guidance only for t in [low, high]")->capture_default_str();
@@ -347,8 +351,16 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_flag("--save-png", o.save_png, "also write <index>.png per sample, as the reference does");
   app.add_option("--stop-after-batches", o.stop_after, "stop (exit 3) after this many new batches, as if killed: a test of resuming");
+  app.add_flag("--tf32,!--no-tf32", o.tf32, "the reference's; no effect here: --precision chooses (fp32 by default)");
+  app.add_flag("--fused-attn,!--no-fused-attn", o.fused_attn, "the reference's; no effect here: the same attention");
+  app.add_option("--encoder-depth", o.encoder_depth, "the reference's; no effect here: sampling does not run the projectors");
+  app.add_option("--z-dims", o.z_dims, "the reference's; no effect here: sampling does not run the projectors");
+  app.add_flag("--qk-norm,!--no-qk-norm", o.qk_norm, "refused when on (the reference's SiT cannot enable it)");
+  app.add_flag("--legacy,!--no-legacy", o.legacy, "refused when on: the layout of REPA's first checkpoints (load_legacy_checkpoints) is not read");
   CLI11_PARSE(app, argc, argv);
   try {
+    IREPA_CHECK(!o.qk_norm, "irepa-generate: --qk-norm is not supported (the reference's SiT cannot enable it either)");
+    IREPA_CHECK(!o.legacy, "irepa-generate: --legacy (REPA's first checkpoint layout, renamed by load_legacy_checkpoints) is not read");
     return run(o);
   } catch (const std::exception& e) {
     return examples::report_error("irepa-generate", e);

@@ -57,11 +57,22 @@ struct Options {
               projection_loss_type = "cosine", spnorm_method = "none";
   int proj_kwargs_kernel_size = 3;
   double zscore_alpha = 0.8;
+  // The reference's flags that change nothing here, or that are refused away from their defaults
+  // (docs/reference_flags.md says why for each).
+  double attn_dropout = 0, proj_dropout = 0, cls_token_weight = 0.2;
+  std::int64_t start_epoch = 0, num_workers = 12, num_images = 50000, eval_freq = 40, save_interval = 20, sample_grid_n_images = 64,
+               gen_bsz = 256, save_last_freq = 5, requeue_time = 0, requeue_safety_margin = 10, world_size = 1, local_rank = -1;
+  bool pin_mem = true, no_pin_mem = false, online_eval = false, evaluate_gen = false, sample_grid = false, zscore_proj_skip_std = false, dist_on_itp = false;
+  std::string tmp_gen_path = "ssd/tmp", gen_checkpoint_path, gen_output_dir = "samples", resume, report_to = "all", dist_url = "env://";
 };
 
 template <class V>
 Flag flag(const std::string& name, V& target, const std::string& help) {
   return cli::flag("irepa-train-jit", name, target, help);
+}
+template <class V>
+Flag no_effect(const std::string& name, V& target, const std::string& why) {
+  return cli::no_effect("irepa-train-jit", name, target, why);
 }
 
 std::vector<Flag> flags(Options& o) {
@@ -118,12 +129,40 @@ std::vector<Flag> flags(Options& o) {
       flag("projector_dim", o.projector_dim, "MLP projector hidden width"),
       flag("enc_type", o.enc_type, "online target encoders, comma-separated (hog-x-g16_d128, dinov2-vit-b, pe-vit-l, ...)"),
       flag("encoder_dir", o.encoder_dir, "folder of converted ViT weights <name>.safetensors (default $IREPA_ENCODER_DIR or ./encoders)"),
-      flag("proj_coeff", o.proj_coeff, "alignment loss coefficient"),
+      flag("proj_coeff", o.proj_coeff, "alignment loss coefficient; a comma list pairs with --projection_loss_type (the terms add)"),
       flag("projection_layer_type", o.projection_layer_type, "mlp (REPA), linear or conv (iREPA)"),
       flag("proj_kwargs_kernel_size", o.proj_kwargs_kernel_size, "conv projector kernel (odd)"),
-      flag("projection_loss_type", o.projection_loss_type, "cosine (the only one implemented)"),
+      flag("projection_loss_type", o.projection_loss_type, "alignment losses, comma-separated: cosine (the one the reference registers)"),
       flag("spnorm_method", o.spnorm_method, "target normalisation: none or zscore (iREPA)"),
       flag("zscore_alpha", o.zscore_alpha, "spatial z-score: share of the token mean removed"),
+      flag("attn_dropout", o.attn_dropout, "0 only (the reference's default; dropout is not implemented)"),
+      flag("proj_dropout", o.proj_dropout, "0 only (the reference's default; dropout is not implemented)"),
+      flag("start_epoch", o.start_epoch, "0 only: --resume_step continues a run"),
+      flag("resume", o.resume, "empty only: --resume_step continues a run from its checkpoints/ folder"),
+      flag("online_eval", o.online_eval, "off only for now: sample with irepa-generate and score with irepa-eval"),
+      flag("evaluate_gen", o.evaluate_gen, "off only for now: sample with irepa-generate and score with irepa-eval"),
+      no_effect("cls_token_weight", o.cls_token_weight, "the reference's spatial normalisation ignores it too"),
+      no_effect("zscore_proj_skip_std", o.zscore_proj_skip_std, "the reference's spatial normalisation ignores it too"),
+      no_effect("num_workers", o.num_workers, "--threads sizes the data pipeline"),
+      no_effect("pin_mem", o.pin_mem, "no pinned host copies are made"),
+      no_effect("no_pin_mem", o.no_pin_mem, "no pinned host copies are made"),
+      no_effect("num_images", o.num_images, "online evaluation is irepa-generate's --num-fid-samples"),
+      no_effect("eval_freq", o.eval_freq, "no online evaluation"),
+      no_effect("gen_bsz", o.gen_bsz, "no online evaluation"),
+      no_effect("tmp_gen_path", o.tmp_gen_path, "no online evaluation"),
+      no_effect("gen_checkpoint_path", o.gen_checkpoint_path, "no online evaluation"),
+      no_effect("gen_output_dir", o.gen_output_dir, "no online evaluation"),
+      no_effect("save_interval", o.save_interval, "--checkpointing_steps sets the checkpoints"),
+      no_effect("save_last_freq", o.save_last_freq, "--checkpointing_steps sets the checkpoints"),
+      no_effect("sample_grid", o.sample_grid, "--sample_grid_freq > 0 writes grids"),
+      no_effect("sample_grid_n_images", o.sample_grid_n_images, "grids are --sample_grid_per_class x up to 10 classes"),
+      no_effect("requeue_time", o.requeue_time, "a stopped run resumes with --resume_step"),
+      no_effect("requeue_safety_margin", o.requeue_safety_margin, "a stopped run resumes with --resume_step"),
+      no_effect("report_to", o.report_to, "the step scalars go to log.jsonl"),
+      no_effect("world_size", o.world_size, "the launcher (mpirun, torchrun) sets the processes"),
+      no_effect("local_rank", o.local_rank, "the launcher (mpirun, torchrun) sets the processes"),
+      no_effect("dist_on_itp", o.dist_on_itp, "the launcher (mpirun, torchrun) sets the processes"),
+      no_effect("dist_url", o.dist_url, "the launcher (mpirun, torchrun) sets the processes"),
   };
   for (auto& f : cli::placement_flags("irepa-train-jit", o.place, '_')) fl.push_back(std::move(f));
   return fl;
@@ -174,11 +213,7 @@ TrainerOptions trainer_options(const Options& o, std::int64_t n, int world) {
 
 JiTObjective objective(const Options& o) {
   JiTObjective obj{.P_mean = o.P_mean, .P_std = o.P_std, .noise_scale = o.noise_scale, .t_eps = o.t_eps};
-  try {
-    obj.proj_coeff = std::stod(o.proj_coeff);
-  } catch (const std::exception&) {
-    fail("irepa-train-jit: --proj_coeff '{}' is not a number (one coefficient: only the cosine loss is implemented)", o.proj_coeff);
-  }
+  obj.proj_coeff = cli::total_proj_coeff("irepa-train-jit", o.proj_coeff, o.projection_loss_type, '_');
   return obj;
 }
 
@@ -211,8 +246,12 @@ int main(int argc, char** argv) {
   try {
     IREPA_CHECK(o.batch_size > 0 && o.epochs > 0 && o.max_train_steps >= 0 && o.checkpointing_steps > 0 && o.log_freq > 0,
                 "irepa-train-jit: --batch_size, --epochs, --checkpointing_steps and --log_freq must be positive");
-    IREPA_CHECK(o.projection_loss_type == "cosine", "irepa-train-jit: --projection_loss_type '{}' is not implemented (cosine is)",
-                o.projection_loss_type);
+    IREPA_CHECK(o.attn_dropout == 0 && o.proj_dropout == 0, "irepa-train-jit: --attn_dropout {} / --proj_dropout {}: dropout is not implemented (0, the reference's default)",
+                o.attn_dropout, o.proj_dropout);
+    IREPA_CHECK(o.start_epoch == 0 && o.resume.empty(),
+                "irepa-train-jit: --start_epoch / --resume are the reference's way to continue; here --resume_step N continues from checkpoints/");
+    IREPA_CHECK(!o.online_eval && !o.evaluate_gen,
+                "irepa-train-jit: --online_eval / --evaluate_gen are not built yet; sample with irepa-generate and score with irepa-eval");
     int device = cli::check_placement("irepa-train-jit", o.place);
     if (device >= 0 && o.place.device == "cuda" && dj->distributed()) device = dj->launch().local_rank;  // one GPU per local rank
     const nlohmann::json config_json = cli::resolved(fl);

@@ -15,11 +15,13 @@
 // (model, EMA, optimizer, RNG, config), samples/NNNNNNN.png (EMA model, Euler ODE, when the data
 // has 1 or 3 channels), and a progress line on stdout.
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <filesystem>
 #include <string>
 
+#include <irepa/core/checked.hpp>
 #include <irepa/data/any_dataset.hpp>
 #include <irepa/data/fashion_mnist.hpp>
 #include <irepa/data/hf_dataset.hpp>
@@ -58,7 +60,14 @@ struct Options {
   std::int64_t ema_update_freq = 1;
   // loss
   std::string path_type = "linear", weighting = "uniform", spnorm_method = "none";
-  double cfg_prob = 0.1, proj_coeff = 0.5, zscore_alpha = 0.6;
+  double cfg_prob = 0.1, zscore_alpha = 0.6;
+  std::string proj_coeff = "0.5", projection_loss_type = "cosine";  // comma lists, paired as the reference's
+  bool repa_loss = true;  // the reference's default is false; here alignment follows --enc-type and --no-repa-loss ends it
+  // The reference's flags with no effect here (docs/reference_flags.md says why for each).
+  std::int64_t epochs = 1400, gradient_accumulation_steps = 1, num_workers = 12, n_samples = 256;
+  std::string logging_dir = "logs", report_to = "wandb", mixed_precision = "fp16", prediction = "v";
+  bool fused_attn = true, qk_norm = false, allow_tf32 = true, compile = true, zscore_proj_skip_std = false;
+  double cls_token_weight = 0.2;
   int sample_steps = 50;
   double cfg_scale = 1.0;
   std::int64_t samples_per_class = 8;
@@ -85,11 +94,14 @@ TrainerOptions trainer_options(const Options& o) {
   t.grid = SampleSettings{.steps = o.sample_steps, .heun = false, .cfg_scale = o.cfg_scale};
   t.classes_in_grid = std::min<std::int64_t>(o.num_classes, 10);
   t.samples_per_class = o.samples_per_class;
+  for (const char* k : {"logging-dir", "report-to", "num-workers", "compile", "allow-tf32", "fused-attn", "n-samples", "mixed-precision"})
+    t.resume_may_change.emplace_back(k);  // the reference's flags that change nothing here
   return t;
 }
 
 SiTObjective objective(const Options& o) {
-  return {.path = parse_path_type(o.path_type), .weighting = parse_time_sampling(o.weighting), .proj_coeff = o.proj_coeff};
+  return {.path = parse_path_type(o.path_type), .weighting = parse_time_sampling(o.weighting),
+          .proj_coeff = cli::total_proj_coeff("irepa-train", o.proj_coeff, o.projection_loss_type, '-')};
 }
 
 using cli::Flag;
@@ -112,7 +124,7 @@ std::vector<Flag> flags(Options& o) {
            "the images of --data-dir's posteriors, as an ImageFolder (root/<class>/<image>, same order), for online target encoders"),
       flag("resolution", o.resolution, "image side of --dataset image-folder and --image-dir (ADM center crop)"),
       flag("sampling-steps", o.sampling_steps, "write a sample grid every N steps (0: never)"),
-      flag("resume-step", o.resume_step, "continue from checkpoints/<step>.safetensors"),
+      flag("resume-step", o.resume_step, "continue from checkpoints/<step>.safetensors, or the reference's checkpoints/<step>.pt"),
       flag("overwrite", o.overwrite, "start a fresh run in a folder that holds one (its checkpoints, log and grids are deleted)"),
       flag("skip-nonfinite-steps", o.skip_nonfinite_steps,
            "skip up to N steps whose gradient norm is not finite (no update; each logged), as a loss scaler; 0: stop at the first"),
@@ -120,9 +132,9 @@ std::vector<Flag> flags(Options& o) {
       flag("cfg-scale", o.cfg_scale, "classifier-free guidance scale of the sample grids"),
       flag("enc-type", o.enc_type,
            "online target encoders, comma-separated (hog-x-g16_d128, dinov2-vit-b, dinov2reg-vit-l, ...; grid = the model's token grid)"),
-      flag("encoder-dir", o.encoder_dir, "folder of converted ViT encoder weights <name>.safetensors (default $IREPA_ENCODER_DIR or ./encoders)"),
-      flag("latents-stats", o.latents_stats,
-           "posterior data: latents_scale and latents_bias (safetensors; tools/convert_encoder.py converts the reference's .pt)"),
+      flag("encoder-dir", o.encoder_dir,
+           "folder of ViT encoder weights <name>.safetensors, or the released <name>.pth / .pt (default $IREPA_ENCODER_DIR or ./encoders)"),
+      flag("latents-stats", o.latents_stats, "posterior data: latents_scale and latents_bias (safetensors, or the reference's .pt)"),
       flag("vae", o.vae, "SD-VAE weights (the reference's or diffusers' names): latent sample grids decoded to pixels"),
       flag("checkpointing-steps", o.checkpointing_steps, "write a checkpoint every N steps (and at the end)"),
       flag("log-every", o.log_every, "print the progress line every N steps"),
@@ -151,7 +163,25 @@ std::vector<Flag> flags(Options& o) {
       flag("weighting", o.weighting, "time sampling: uniform or lognormal"),
       flag("spnorm-method", o.spnorm_method, "target normalisation: none or zscore (iREPA)"),
       flag("cfg-prob", o.cfg_prob, "label dropout probability (classifier-free guidance)"),
-      flag("proj-coeff", o.proj_coeff, "alignment loss coefficient"),
+      flag("proj-coeff", o.proj_coeff, "alignment loss coefficient; a comma list pairs with --projection-loss-type (the terms add)"),
+      flag("projection-loss-type", o.projection_loss_type, "alignment losses, comma-separated: cosine (the one the reference registers)"),
+      flag("repa-loss", o.repa_loss,
+           "align to the targets of --enc-type (or the data's features); --no-repa-loss trains without alignment (the reference's "
+           "default is off; here alignment follows --enc-type)"),
+      flag("epochs", o.epochs, "passes over the data at most: training stops at --max-train-steps or after this many epochs, the first"),
+      flag("qk-norm", o.qk_norm, "RMS-normalised queries and keys: refused when on (the reference's SiT cannot enable it either)"),
+      flag("prediction", o.prediction, "v (the reference supports v only)"),
+      flag("gradient-accumulation-steps", o.gradient_accumulation_steps, "1 only (raise --batch-size; several processes share it)"),
+      cli::no_effect("irepa-train", "cls-token-weight", o.cls_token_weight, "the reference's spatial normalisation ignores it too"),
+      cli::no_effect("irepa-train", "zscore-proj-skip-std", o.zscore_proj_skip_std, "the reference's spatial normalisation ignores it too"),
+      cli::no_effect("irepa-train", "logging-dir", o.logging_dir, "logs go to the run folder (log.jsonl)"),
+      cli::no_effect("irepa-train", "report-to", o.report_to, "the step scalars go to log.jsonl"),
+      cli::no_effect("irepa-train", "n-samples", o.n_samples, "sample grids are --samples-per-class x up to 10 classes"),
+      cli::no_effect("irepa-train", "fused-attn", o.fused_attn, "the same attention; --attention chooses the GPU kernel"),
+      cli::no_effect("irepa-train", "allow-tf32", o.allow_tf32, "--matmul-precision chooses (fp32 by default)"),
+      cli::no_effect("irepa-train", "mixed-precision", o.mixed_precision, "float32 weights; --matmul-precision tf32 or bf16 on a GPU"),
+      cli::no_effect("irepa-train", "compile", o.compile, "compiled already"),
+      cli::no_effect("irepa-train", "num-workers", o.num_workers, "--threads sizes the data pipeline"),
       flag("zscore-alpha", o.zscore_alpha, "spatial z-score: share of the token mean removed"),
       flag("sample-steps", o.sample_steps, "Euler steps of the sample grids"),
   };
@@ -209,10 +239,26 @@ int main(int argc, char** argv) {
     if (device >= 0 && o.place.device == "cuda" && dj->distributed()) device = dj->launch().local_rank;  // one GPU per local rank
     const nlohmann::json config_json = cli::resolved(fl);
     const HeadChoice choice{.projection = o.projection_layer_type, .spnorm = o.spnorm_method, .zscore_alpha = o.zscore_alpha};
+    (void)objective(o);  // a bad --proj-coeff list is refused before the data is read
+    IREPA_CHECK(o.prediction == "v", "irepa-train: --prediction '{}' is not supported (v, as the reference)", o.prediction);
+    IREPA_CHECK(o.gradient_accumulation_steps == 1,
+                "irepa-train: --gradient-accumulation-steps {} is not implemented (1); raise --batch-size, which several processes share",
+                o.gradient_accumulation_steps);
+    IREPA_CHECK(!o.qk_norm, "irepa-train: --qk-norm is not supported (the reference's SiT cannot enable it either)");
+    IREPA_CHECK(o.epochs > 0 && o.n_samples > 0 && o.num_workers >= 0, "irepa-train: --epochs and --n-samples must be positive");
+    IREPA_CHECK(o.mixed_precision == "no" || o.mixed_precision == "fp16" || o.mixed_precision == "bf16",
+                "irepa-train: --mixed-precision '{}' is not one of the reference's (no, fp16, bf16)", o.mixed_precision);
+    if (!o.repa_loss) o.enc_type.clear();
     auto run_on = [&](const data::AnyDataset& ds) {
+      IREPA_CHECK(o.repa_loss || ds.encoders().empty(),
+                  "irepa-train: --no-repa-loss, but the data carries target features ({}); use shards without features.<encoder>",
+                  ds.encoders().front());
       auto job = examples::make_job(static_cast<std::uint64_t>(o.seed), trainer_options(o), config_json, dj->threads(o.place.threads), device,
                                     o.place.matmul_precision, o.place.attention);
       job.launch = dj->launch();
+      // The reference loops over --epochs (dropping the last partial batch) and stops at --max-train-steps.
+      if (const std::int64_t per_epoch = ds.size() / o.batch_size; per_epoch > 0)
+        job.options.max_train_steps = std::min(job.options.max_train_steps, checked_mul(per_epoch, o.epochs, "irepa-train: --epochs"));
       if (!o.latents_stats.empty()) job.options.latent_stats = data::LatentStats::load(o.latents_stats);
       job.vae = o.vae;
       job.online = make_target_encoders(o.enc_type, detail::image_side(ds), o.encoder_dir);

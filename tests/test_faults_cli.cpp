@@ -208,7 +208,7 @@ TEST_CASE("bad numbers and requests from the command line: refused with the valu
       {" --cfg-prob nan", "label-drop"},
       {" --max-grad-norm nan", "max_grad_norm is nan"},
       {" --ema-decay 1.5", "EMA decay is 1.5"},
-      {" --proj-coeff nan", "proj_coeff is nan"},
+      {" --proj-coeff nan", "--proj-coeff entry 'nan' is not a non-negative number"},
       {" --zscore-alpha inf", "zscore alpha is inf"},
       {" --samples-per-class 0 --sampling-steps 1", "sample grids"},
       {" --threads 100000", "100000 threads"},

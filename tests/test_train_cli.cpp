@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/wait.h>
+
 #include "irepa/data/fashion_mnist.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/hog.hpp"
@@ -181,4 +183,78 @@ TEST_CASE("irepa-extract-features writes HOG targets into shards that irepa-trai
   CHECK(slurp(dir.string() + "_y.log").find("'radio-vit-h' is not available") != std::string::npos);
   fs::remove_all(dir);
   for (const char* s : {"_x.log", "_t.log", "_y.log"}) fs::remove(dir.string() + s);
+}
+
+TEST_CASE("irepa-train: the reference's YAML files and flags as they are, and its checkpoint resumed", "[train][tool][reference]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_train_reference_" + std::to_string(test::rng().seed()));
+  test::write_tiny_shards(dir / "shards");
+  // ldm/configs/irepa.yaml and repa.yaml of the reference, key for key.
+  {
+    std::ofstream y(dir / "irepa.yaml");
+    y << "# iREPA configuration (improved)\n\nprojection_layer_type: conv\nproj_coeff: \"1.0\"\nspnorm_method: zscore\nrepa_loss: true\n";
+    std::ofstream r(dir / "repa.yaml");
+    r << "# REPA configuration (original)\n\nprojection_layer_type: mlp\nproj_coeff: \"0.5\"\nspnorm_method: none\nrepa_loss: true\n";
+  }
+  const std::string common = "--data-dir " + (dir / "shards").string() + " --output-dir " + (dir / "out").string() +
+                             " --model custom --depth 2 --hidden-size 32 --num-heads 2 --patch-size 2 --num-classes 10"
+                             " --encoder-depth 1 --batch-size 5 --log-every 5 --threads 2 --projector-dim 16";
+  for (const char* cfg : {"irepa", "repa"}) {
+    INFO(cfg);
+    REQUIRE(run(common + " --config " + (dir / (std::string(cfg) + ".yaml")).string() + " --exp-name " + cfg + " --max-train-steps 2",
+                dir / (std::string(cfg) + ".log")) == 0);
+    const std::string args = slurp(dir / "out" / cfg / "args.json");
+    CHECK(args.find(std::string("\"projection-layer-type\": \"") + (cfg == std::string("irepa") ? "conv" : "mlp")) != std::string::npos);
+    CHECK(args.find(std::string("\"proj-coeff\": \"") + (cfg == std::string("irepa") ? "1.0" : "0.5")) != std::string::npos);
+    CHECK(args.find("\"repa-loss\": \"true\"") != std::string::npos);
+  }
+  // The reference's other flags: accepted; --epochs 1 stops after one pass (24 images / 5: 4 steps).
+  const std::string ref_flags = " --epochs 1 --cls-token-weight 0.3 --zscore-proj-skip-std --proj-coeff 0.25,0.5"
+                                " --projection-loss-type cosine,cosine --report-to none --mixed-precision bf16 --allow-tf32 --fused-attn"
+                                " --compile --num-workers 4 --logging-dir logs --n-samples 16 --prediction v --gradient-accumulation-steps 1";
+  REQUIRE(run(common + ref_flags + " --exp-name flags --max-train-steps 10", dir / "flags.log") == 0);
+  CHECK(fs::exists(dir / "out" / "flags" / "checkpoints" / "0000004.safetensors"));
+  CHECK_FALSE(fs::exists(dir / "out" / "flags" / "checkpoints" / "0000005.safetensors"));
+  // Refused, with the reason.
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {" --qk-norm", "--qk-norm is not supported"},
+      {" --gradient-accumulation-steps 2", "--gradient-accumulation-steps 2 is not implemented"},
+      {" --prediction eps", "--prediction 'eps' is not supported"},
+      {" --proj-coeff 0.5,0.5", "has 2 coefficients and --projection-loss-type 'cosine' 1 loss types"},
+      {" --projection-loss-type mse", "'mse' is not implemented"},
+      {" --mixed-precision fp8", "'fp8' is not one of the reference's"},
+      {" --no-repa-loss", "--no-repa-loss, but the data carries target features (hog)"},
+  };
+  int k = 0;
+  for (const auto& [flag, want] : refused) {
+    const fs::path log = dir / ("r" + std::to_string(k++) + ".log");
+    CHECK(WEXITSTATUS(run(common + " --exp-name refused" + flag, log)) == 1);  // refused: status 1, not a crash
+    INFO(flag << ": " << slurp(log));
+    CHECK(slurp(log).find(want) != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(dir / "out" / "refused" / "checkpoints" / "0000001.safetensors"));
+
+  // A checkpoint of the reference's train.py (tests/data/torch/sit_reference.pt, 3 steps) continues here:
+  // its tiny SiT on 4-channel 8x8 latents with one 8-wide target.
+  fs::create_directories(dir / "latents");
+  for (int s = 0; s < 2; ++s) {
+    Tensor<std::int64_t> labels(Shape{6});
+    test::rng().randint(labels.view(), 0, 10);
+    io::SafeTensorsWriter w;
+    w.add("latents", test::randn<float>({6, 4, 8, 8}));
+    w.add("labels", labels);
+    w.add("features.t", test::randn<float>({6, 16, 8}));
+    w.write((dir / "latents" / ("part" + std::to_string(s) + ".safetensors")).string());
+  }
+  fs::create_directories(dir / "out" / "ref" / "checkpoints");
+  fs::copy_file(fs::path(IREPA_TEST_DATA_DIR) / "torch" / "sit_reference.pt", dir / "out" / "ref" / "checkpoints" / "0000003.pt");
+  const std::string tiny = "--data-dir " + (dir / "latents").string() + " --output-dir " + (dir / "out").string() +
+                           " --model custom --depth 2 --hidden-size 16 --num-heads 2 --patch-size 2 --num-classes 10 --encoder-depth 1"
+                           " --projector-dim 32 --batch-size 4 --log-every 1 --threads 2 --exp-name ref";
+  REQUIRE(run(tiny + " --resume-step 3 --max-train-steps 5", dir / "ref.log") == 0);
+  INFO(slurp(dir / "ref.log"));
+  CHECK(slurp(dir / "ref.log").find("0000003.pt at step 3 (the reference's checkpoint") != std::string::npos);
+  const io::TensorFile end((dir / "out" / "ref" / "checkpoints" / "0000005.safetensors").string());
+  CHECK(end.metadata("step") == std::optional<std::string>("5"));
+  CHECK(end.metadata("optimizer_steps") == std::optional<std::string>("5"));  // the reference's 3 AdamW steps, then 2 more
+  fs::remove_all(dir);
 }

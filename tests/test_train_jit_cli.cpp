@@ -5,7 +5,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <vector>
 #include <fstream>
+
+#include <sys/wait.h>
 
 #include "irepa/io/safetensors.hpp"
 #include "test_support.hpp"
@@ -88,6 +91,39 @@ TEST_CASE("irepa-train-jit: resume is bit-identical through the command line, wi
   CHECK(run(common + " --exp_name x --matmul_precision bf16", dir / "g.log") != 0);  // on the CPU
   CHECK(slurp(dir / "g.log").find("--matmul-precision bf16 runs on a GPU only") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "out" / "x"));
+
+  // The reference's jit/configs/{irepa,repa}.yaml key for key, and its other flags: accepted (the
+  // command line wins over the file); the ones not built are refused with the reason.
+  const std::string bare = "--data_path " + (dir / "shards").string() + " --output_dir " + (dir / "out").string() +
+                           " --model custom --depth 3 --hidden_size 32 --num_heads 2 --patch_size 4 --bottleneck_dim 6"
+                           " --in_context_len 2 --in_context_start 1 --class_num 5 --encoder_depth 2 --enc_type hog-x-g4_d32"
+                           " --batch_size 4 --log_freq 4 --threads 2 --max_train_steps 1 --projector_dim 16";
+  {
+    std::ofstream y(dir / "ref_irepa.yaml");
+    y << "# iREPA configuration (improved)\n\nprojection_layer_type: conv\nproj_coeff: \"0.5\"\nspnorm_method: zscore\nenable_repa: true\n";
+    std::ofstream r(dir / "ref_repa.yaml");
+    r << "# REPA configuration (original)\n\nprojection_layer_type: mlp\nproj_coeff: \"0.5\"\nspnorm_method: none\nenable_repa: true\n";
+  }
+  for (const char* cfg : {"ref_irepa", "ref_repa"}) {
+    const int st = run(bare + " --config " + (dir / (std::string(cfg) + ".yaml")).string() + " --exp_name " + cfg +
+                           " --num_workers 2 --pin_mem --no_pin_mem --cls_token_weight 0.1 --zscore_proj_skip_std --report_to none"
+                           " --world_size 1 --local_rank 0 --dist_url env:// --save_last_freq 1 --num_images 8 --eval_freq 1 --gen_bsz 4",
+                       dir / (std::string(cfg) + ".log"));
+    INFO(cfg << ": " << slurp(dir / (std::string(cfg) + ".log")));
+    REQUIRE(st == 0);
+    const std::string run_args = slurp(dir / "out" / cfg / "args.json");
+    CHECK(run_args.find("\"enable_repa\": \"true\"") != std::string::npos);
+    CHECK(run_args.find(std::string("\"spnorm_method\": \"") + (cfg == std::string("ref_irepa") ? "zscore" : "none")) != std::string::npos);
+  }
+  for (const auto& [flag, want] : std::vector<std::pair<std::string, std::string>>{
+           {" --online_eval", "--online_eval / --evaluate_gen are not built yet"},
+           {" --attn_dropout 0.1", "dropout is not implemented"},
+           {" --start_epoch 3", "--resume_step N continues"},
+           {" --proj_coeff 0.5,0.5", "--projection_loss_type 'cosine' 1 loss types"}}) {
+    INFO(flag);
+    CHECK(WEXITSTATUS(run(bare + " --exp_name refused" + flag, dir / "r.log")) == 1);  // refused: status 1, not a crash
+    CHECK(slurp(dir / "r.log").find(want) != std::string::npos);
+  }
 
   // --device cuda: trains on a GPU when there is one; otherwise a clear error and no checkpoint.
   const int gpu = run(common + " --exp_name gpu --device cuda --max_train_steps 2", dir / "h.log");
