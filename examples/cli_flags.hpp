@@ -21,6 +21,7 @@
 #include <irepa/core/context.hpp>
 #include <irepa/core/error.hpp>
 #include <irepa/io/files.hpp>
+#include <irepa/train/tensorboard.hpp>
 
 namespace irepa::cli {
 
@@ -96,6 +97,17 @@ inline void apply_yaml_text(const std::string& prog, const std::string& text, co
 template <class V>
 Flag no_effect(const std::string& prog, const std::string& name, V& target, const std::string& why) {
   return flag(prog, name, target, "the reference's; no effect here: " + why);
+}
+
+/// --report-to (the reference's logging backend) -> the trainer's second log: tensorboard, wandb
+/// and all write TensorBoard event files beside log.jsonl (wandb itself is not linked here;
+/// `wandb sync --sync-tensorboard <run folder>` imports the files); none writes log.jsonl only.
+inline std::function<std::unique_ptr<LogSink>(const std::string&)> report_to_sink(const std::string& prog, const std::string& flag,
+                                                                                  const std::string& value) {
+  if (value == "none") return {};
+  IREPA_CHECK(value == "tensorboard" || value == "wandb" || value == "all",
+              "{}: --{} is '{}', expected tensorboard, wandb, all (each writes TensorBoard event files) or none", prog, flag, value);
+  return tensorboard_sink();
 }
 
 /// The reference's alignment losses: --proj-coeff and --projection-loss-type are comma lists of

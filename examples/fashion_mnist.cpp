@@ -34,6 +34,7 @@
 #include <irepa/metrics/classifier.hpp>
 #include <irepa/metrics/frechet.hpp>
 #include <irepa/models/hog.hpp>
+#include <irepa/train/tensorboard.hpp>
 #include <irepa/train/trainer.hpp>
 #include "fail_safe.hpp"
 #include <irepa/io/files.hpp>
@@ -177,6 +178,7 @@ Outcome run_method(const CpuContext& ctx, const Options& o, const Method& m, con
   to.ema_decays = {o.ema_decay};
   to.label_drop_prob = 0.1;
   to.overwrite = o.overwrite;
+  to.log_sink = tensorboard_sink();  // `tensorboard --logdir <out>` shows the methods side by side
   const SiTObjective objective{.proj_coeff = m.aligned ? o.proj_coeff : 0.0};
   const nlohmann::json args = {{"job", "irepa-fashion"},
                                {"method", m.key},

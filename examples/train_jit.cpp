@@ -158,7 +158,9 @@ std::vector<Flag> flags(Options& o) {
       no_effect("sample_grid_n_images", o.sample_grid_n_images, "grids are --sample_grid_per_class x up to 10 classes"),
       no_effect("requeue_time", o.requeue_time, "a stopped run resumes with --resume_step"),
       no_effect("requeue_safety_margin", o.requeue_safety_margin, "a stopped run resumes with --resume_step"),
-      no_effect("report_to", o.report_to, "the step scalars go to log.jsonl"),
+      flag("report_to", o.report_to,
+           "tensorboard, wandb or all: TensorBoard event files beside log.jsonl (wandb is not linked: `wandb sync --sync-tensorboard` "
+           "imports them); none: log.jsonl only"),
       no_effect("world_size", o.world_size, "the launcher (mpirun, torchrun) sets the processes"),
       no_effect("local_rank", o.local_rank, "the launcher (mpirun, torchrun) sets the processes"),
       no_effect("dist_on_itp", o.dist_on_itp, "the launcher (mpirun, torchrun) sets the processes"),
@@ -200,6 +202,7 @@ TrainerOptions trainer_options(const Options& o, std::int64_t n, int world) {
   t.checkpointing_steps = o.checkpointing_steps, t.sampling_steps = o.sample_grid_freq, t.resume_step = o.resume_step;
   t.log_every = o.log_freq;
   t.overwrite = o.overwrite, t.skip_nonfinite_steps = o.skip_nonfinite_steps;
+  t.log_sink = cli::report_to_sink("irepa-train-jit", "report_to", o.report_to);
   apply_jit_recipe(t, JiTRecipe{.epochs = o.epochs, .blr = o.blr, .lr = o.lr, .min_lr = o.min_lr, .lr_schedule = o.lr_schedule,
                                 .warmup_epochs = o.warmup_epochs, .weight_decay = o.weight_decay, .ema_decay1 = o.ema_decay1,
                                 .ema_decay2 = o.ema_decay2, .hflip = o.hflip},

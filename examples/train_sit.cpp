@@ -84,6 +84,7 @@ TrainerOptions trainer_options(const Options& o) {
   t.checkpointing_steps = o.checkpointing_steps, t.sampling_steps = o.sampling_steps, t.resume_step = o.resume_step;
   t.log_every = o.log_every;
   t.overwrite = o.overwrite, t.skip_nonfinite_steps = o.skip_nonfinite_steps;
+  t.log_sink = cli::report_to_sink("irepa-train", "report-to", o.report_to);
   t.adamw = AdamWOptions{.lr = o.learning_rate, .beta1 = o.adam_beta1, .beta2 = o.adam_beta2, .eps = o.adam_epsilon,
                          .weight_decay = o.adam_weight_decay};
   t.schedule = LrSchedule{.kind = LrSchedule::Kind::Constant, .lr = o.learning_rate};
@@ -94,7 +95,7 @@ TrainerOptions trainer_options(const Options& o) {
   t.grid = SampleSettings{.steps = o.sample_steps, .heun = false, .cfg_scale = o.cfg_scale};
   t.classes_in_grid = std::min<std::int64_t>(o.num_classes, 10);
   t.samples_per_class = o.samples_per_class;
-  for (const char* k : {"logging-dir", "report-to", "num-workers", "compile", "allow-tf32", "fused-attn", "n-samples", "mixed-precision"})
+  for (const char* k : {"logging-dir", "num-workers", "compile", "allow-tf32", "fused-attn", "n-samples", "mixed-precision"})
     t.resume_may_change.emplace_back(k);  // the reference's flags that change nothing here
   return t;
 }
@@ -175,7 +176,9 @@ std::vector<Flag> flags(Options& o) {
       cli::no_effect("irepa-train", "cls-token-weight", o.cls_token_weight, "the reference's spatial normalisation ignores it too"),
       cli::no_effect("irepa-train", "zscore-proj-skip-std", o.zscore_proj_skip_std, "the reference's spatial normalisation ignores it too"),
       cli::no_effect("irepa-train", "logging-dir", o.logging_dir, "logs go to the run folder (log.jsonl)"),
-      cli::no_effect("irepa-train", "report-to", o.report_to, "the step scalars go to log.jsonl"),
+      flag("report-to", o.report_to,
+           "tensorboard, wandb or all: TensorBoard event files beside log.jsonl (wandb is not linked: `wandb sync --sync-tensorboard` "
+           "imports them); none: log.jsonl only"),
       cli::no_effect("irepa-train", "n-samples", o.n_samples, "sample grids are --samples-per-class x up to 10 classes"),
       cli::no_effect("irepa-train", "fused-attn", o.fused_attn, "the same attention; --attention chooses the GPU kernel"),
       cli::no_effect("irepa-train", "allow-tf32", o.allow_tf32, "--matmul-precision chooses (fp32 by default)"),

@@ -10,7 +10,7 @@
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh safetensors npy  # some of them
 set -uo pipefail
 cd "$(dirname "$0")/.."
-all=(arrow checkpoint_meta idx image_decode npy npz png safetensors torch yaml_config)
+all=(arrow checkpoint_meta idx image_decode npy npz png safetensors tfrecord torch yaml_config)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 cmake --preset fuzz >/dev/null
@@ -19,7 +19,7 @@ mkdir -p build/fuzz/crashes build/fuzz/logs
 seeds() {
   case $1 in
     arrow) find tests/data/arrow -type f ;;
-    checkpoint_meta | idx | npy) find "tests/fuzz/corpus/$1" -type f ;;
+    checkpoint_meta | idx | npy | tfrecord) find "tests/fuzz/corpus/$1" -type f ;;
     image_decode) find tests/data/images -type f ;;
     npz) find tests/data/npz -type f ;;
     png) find tests/data/masks tests/data/images -name '*.png' ;;

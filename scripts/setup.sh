@@ -8,6 +8,7 @@ packages=(
   zlib1g-dev libpng-dev libturbojpeg0-dev libflatbuffers-dev libplplot-dev plplot-driver-cairo
   catch2 libbenchmark-dev
   libopenmpi-dev openmpi-bin
+  libprotobuf-dev protobuf-compiler
   dataset-fashion-mnist
 )
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${packages[@]}"; exit 0; fi

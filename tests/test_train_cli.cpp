@@ -2,14 +2,18 @@
 // bit-identical to the run that went straight through; the YAML file sets flags, the command line
 // overrides it; unknown keys and bad values are refused.
 
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include <sys/wait.h>
 
 #include "irepa/data/fashion_mnist.hpp"
+#include "irepa/io/png.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/models/hog.hpp"
 #include "test_support.hpp"
@@ -116,6 +120,181 @@ TEST_CASE("irepa-train: resume is bit-identical through the command line, with Y
     CHECK((h.find("needs a build with CUDA") != std::string::npos || h.find("cudaError") != std::string::npos));
     CHECK_FALSE(fs::exists(dir / "out" / "gpu" / "checkpoints"));
   }
+  fs::remove_all(dir);
+}
+
+namespace {
+/// The records of a TFRecord file, split and CRC-checked here (bit-by-bit CRC-32C, masked as
+/// TensorFlow masks it), independently of the library's reader.
+std::vector<std::string> tfrecords(const std::string& bytes) {
+  auto crc = [](std::string_view s) {
+    std::uint32_t c = 0xFFFFFFFFu;
+    for (const char ch : s) {
+      c ^= static_cast<std::uint8_t>(ch);
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+    }
+    c = ~c;
+    return ((c >> 15) | (c << 17)) + 0xa282ead8u;
+  };
+  auto le = [&](std::size_t at, int n) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= std::uint64_t{static_cast<std::uint8_t>(bytes.at(at + static_cast<std::size_t>(i)))} << (8 * i);
+    return v;
+  };
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at < bytes.size();) {
+    const std::uint64_t n = le(at, 8);
+    REQUIRE(le(at + 8, 4) == crc(std::string_view(bytes).substr(at, 8)));
+    REQUIRE(at + 16 + n <= bytes.size());
+    const std::string data = bytes.substr(at + 12, n);
+    REQUIRE(le(at + 12 + n, 4) == crc(data));
+    out.push_back(data);
+    at += 16 + n;
+  }
+  return out;
+}
+
+/// One Event as `protoc --decode_raw` prints it, flattened: each field's value under its
+/// path of field numbers ("2", "5.1.1", ...); a repeated Summary.Value starts a new group.
+struct RawEvent {
+  std::map<std::string, std::string> top;                 // "1" wall_time, "2" step, "3" file_version
+  std::vector<std::map<std::string, std::string>> values;  // each Summary.Value: "1" tag, "2" float bits, "4.1" height ...
+};
+RawEvent decode_raw(const std::string& record, const fs::path& work) {
+  { std::ofstream(work / "record.bin", std::ios::binary) << record; }
+  const std::string cmd = std::string(IREPA_PROTOC) + " --decode_raw < " + (work / "record.bin").string() + " > " + (work / "record.txt").string();
+  REQUIRE(WEXITSTATUS(std::system(cmd.c_str())) == 0);
+  RawEvent e;
+  std::vector<std::string> path;
+  std::istringstream in(slurp(work / "record.txt"));
+  for (std::string line; std::getline(in, line);) {
+    const auto b = line.find_first_not_of(' ');
+    if (b == std::string::npos) continue;
+    line = line.substr(b);
+    if (line == "}") {
+      path.pop_back();
+      continue;
+    }
+    if (line.ends_with(" {")) {
+      path.push_back(line.substr(0, line.size() - 2));
+      if (path.size() == 2 && path[0] == "5" && path[1] == "1") e.values.emplace_back();
+      continue;
+    }
+    const auto colon = line.find(": ");
+    REQUIRE(colon != std::string::npos);
+    std::string key = line.substr(0, colon);
+    for (std::size_t i = path.size(); i-- > 0;) key = path[i] + "." + key;
+    if (key.starts_with("5.1.")) {
+      REQUIRE(!e.values.empty());
+      e.values.back()[key.substr(4)] = line.substr(colon + 2);
+    } else {
+      e.top[key] = line.substr(colon + 2);
+    }
+  }
+  return e;
+}
+
+/// A fixed32 as decode_raw prints it (0x3f800000) -> the float with those bits.
+float raw_float(const std::string& hex) { return std::bit_cast<float>(static_cast<std::uint32_t>(std::stoul(hex, nullptr, 16))); }
+
+std::vector<fs::path> event_files(const fs::path& run) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(run))
+    if (e.path().filename().string().starts_with("events.out.tfevents.")) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("irepa-train: TensorBoard event files decode record by record with protoc and hold log.jsonl's scalars", "[train][tool][tensorboard]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_train_tb_" + std::to_string(test::rng().seed()));
+  fs::remove_all(dir);
+  test::write_tiny_shards(dir / "shards");
+  const std::string common = "--data-dir " + (dir / "shards").string() + " --output-dir " + (dir / "out").string() +
+                             " --model custom --depth 2 --hidden-size 32 --num-heads 2 --patch-size 2 --num-classes 10"
+                             " --encoder-depth 1 --batch-size 5 --checkpointing-steps 4 --log-every 2 --threads 2"
+                             " --learning-rate 1e-3 --ema-decay 0.9 --sampling-steps 3 --samples-per-class 2 --sample-steps 2"
+                             " --exp-name tb --seed " + std::to_string(test::rng().seed() % 1000);
+  REQUIRE(run(common + " --max-train-steps 6", dir / "a.log") == 0);
+  const fs::path runp = dir / "out" / "tb";
+  auto files = event_files(runp);
+  REQUIRE(files.size() == 1);
+  const std::string first_bytes = slurp(files[0]);
+
+  // Every record decodes; the scalars are log.jsonl's, as float, step by step.
+  std::map<std::int64_t, std::map<std::string, float>> tb_scalars;
+  std::vector<std::pair<std::int64_t, std::map<std::string, std::string>>> images;
+  std::size_t texts = 0;
+  const auto records = tfrecords(first_bytes);
+  REQUIRE(records.size() >= 6);
+  for (std::size_t r = 0; r < records.size(); ++r) {
+    INFO("record " << r);
+    const RawEvent e = decode_raw(records[r], dir);
+    REQUIRE(e.top.contains("1"));  // wall_time
+    if (r == 0) {
+      CHECK(e.top.at("3") == "\"brain.Event:2\"");
+      continue;
+    }
+    const std::int64_t step = e.top.contains("2") ? std::stoll(e.top.at("2")) : 0;  // proto3 leaves a 0 out
+    for (const auto& v : e.values) {
+      if (v.contains("2")) {
+        tb_scalars[step][v.at("1")] = raw_float(v.at("2"));
+      } else if (v.contains("4.1")) {
+        images.emplace_back(step, v);
+      } else {
+        CHECK(v.at("1") == "\"args\"");
+        CHECK(v.at("9.1.1") == "\"text\"");  // the text plugin
+        CHECK(v.at("8.1") == "7");           // DT_STRING
+        ++texts;
+      }
+    }
+  }
+  CHECK(texts == 1);
+  std::ifstream log(runp / "log.jsonl");
+  std::size_t lines = 0, compared = 0;
+  for (std::string l; std::getline(log, l); ++lines) {
+    const auto j = nlohmann::json::parse(l);
+    const std::int64_t step = j.at("step").get<std::int64_t>();
+    INFO("step " << step);
+    REQUIRE(tb_scalars.contains(step));
+    CHECK(tb_scalars.at(step).size() == j.size() - 1);
+    for (const auto& [k, v] : j.items()) {
+      if (k == "step") continue;
+      INFO(k);
+      REQUIRE(tb_scalars.at(step).contains("\"" + k + "\""));
+      CHECK(tb_scalars.at(step).at("\"" + k + "\"") == static_cast<float>(v.get<double>()));
+      ++compared;
+    }
+  }
+  CHECK(lines == 6);
+  CHECK(tb_scalars.size() == 6);
+  CHECK(compared >= 6 * 5);  // loss, denoising_loss, proj_loss, grad_norm, lr
+  for (const std::int64_t s : {1, 6}) CHECK(tb_scalars.at(s).contains("\"denoising_loss\""));
+  // The sample grids of steps 3 and 6, with the PNG files' sizes.
+  REQUIRE(images.size() == 2);
+  for (const auto& [step, v] : images) {
+    INFO("grid of step " << step);
+    CHECK(v.at("1") == "\"samples\"");
+    const auto png = io::read_png((runp / "samples" / fmt::format("{:07}.png", step)).string());
+    CHECK(std::stoll(v.at("4.1")) == png.pixels.size(0));
+    CHECK(std::stoll(v.at("4.2")) == png.pixels.size(1));
+    CHECK(v.at("4.3") == "1");  // grey
+  }
+  CHECK(images[0].first == 3);
+  CHECK(images[1].first == 6);
+
+  // A resumed run adds a second file and leaves the first as it was; --report-to none adds none.
+  REQUIRE(run(common + " --max-train-steps 8 --resume-step 4", dir / "b.log") == 0);
+  files = event_files(runp);
+  REQUIRE(files.size() == 2);
+  CHECK(slurp(files[0]) == first_bytes);
+  const auto resumed = tfrecords(slurp(files[1]));
+  CHECK(resumed.size() >= 6);  // version, args, steps 5-8
+  CHECK(decode_raw(resumed.back(), dir).top.at("2") == "8");
+  REQUIRE(run(common + " --max-train-steps 9 --resume-step 8 --report-to none", dir / "c.log") == 0);
+  CHECK(event_files(runp).size() == 2);
+  CHECK(run(common + " --max-train-steps 10 --resume-step 8 --report-to comet", dir / "d.log") != 0);
+  CHECK(slurp(dir / "d.log").find("--report-to is 'comet', expected tensorboard") != std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "irepa/io/safetensors.hpp"
+#include "irepa/io/tfrecord.hpp"
 #include "test_support.hpp"
 #include "tool_test_support.hpp"
 
@@ -73,6 +74,16 @@ TEST_CASE("irepa-train-jit: resume is bit-identical through the command line, wi
   const std::string args = slurp(dir / "out" / "straight" / "args.json");
   CHECK(args.find("\"spnorm_method\": \"zscore\"") != std::string::npos);  // from the YAML file
   CHECK(args.find("\"max_train_steps\": \"12\"") != std::string::npos);
+  // --report_to all (the default) writes TensorBoard event files beside log.jsonl; the same
+  // trainer writes them as irepa-train's (decoded record by record in test_train_cli).
+  std::size_t events = 0;
+  for (const auto& e : fs::directory_iterator(dir / "out" / "straight")) {
+    if (!e.path().filename().string().starts_with("events.out.tfevents.")) continue;
+    ++events;
+    const auto recs = io::read_tfrecords(slurp(e.path()), e.path().string());
+    CHECK(recs.size() >= 12 + 2);  // version, settings, one per logged step (and the grid)
+  }
+  CHECK(events == 1);
 
   // Errors name what is wrong.
   {

@@ -1,6 +1,9 @@
 // Uses the umbrella header: a linear op, the gradient checker, a safetensors round trip, and a
-// SiT-S/2 with the iREPA head written as the README shows it (one objective evaluation).
+// SiT-S/2 with the iREPA head written as the README shows it (one objective evaluation), and a
+// TensorBoard event file (irepa::tensorboard, the compiled part).
 #include <irepa/irepa.hpp>
+#include <irepa/io/tfrecord.hpp>
+#include <irepa/train/tensorboard.hpp>
 
 #include <cmath>
 #include <cstdio>
@@ -54,7 +57,19 @@ int main() {
   std::printf("SiT-S/2 iREPA: %lld parameters, loss %.4f (denoising %.4f, alignment %.4f)\n",
               static_cast<long long>(model.num_params()), step.total, step.denoising, step.alignment);
 
-  std::printf("irepa %d.%d.%d consumer: %s\n", irepa::version_major, irepa::version_minor, irepa::version_patch,
-              r.ok() && same && sit_ok ? "ok" : "FAILED");
-  return r.ok() && same && sit_ok ? 0 : 1;
+  const auto tb_dir = std::filesystem::temp_directory_path() / "irepa_consumer_tb";
+  std::filesystem::remove_all(tb_dir);
+  std::string tb_path;
+  {
+    irepa::EventFileWriter tb(tb_dir.string());
+    tb.scalars(1, {{"denoising_loss", step.denoising}});
+    tb_path = tb.path();
+  }
+  const bool tb_ok = irepa::io::read_tfrecords(irepa::io::read_regular_file(tb_path, "consumer"), tb_path).size() == 2;
+  std::filesystem::remove_all(tb_dir);
+  std::printf("TensorBoard event file: %s\n", tb_ok ? "2 records" : "FAILED");
+
+  const bool ok = r.ok() && same && sit_ok && tb_ok;
+  std::printf("irepa %d.%d.%d consumer: %s\n", irepa::version_major, irepa::version_minor, irepa::version_patch, ok ? "ok" : "FAILED");
+  return ok ? 0 : 1;
 }

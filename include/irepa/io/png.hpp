@@ -4,7 +4,8 @@
 //    indices as stored) or [H, W, 3] (RGB); other formats (16-bit, alpha) are an error that
 //    names them. The PIL mode it corresponds to is returned too ("L", "1", "P", "RGB"), since PIL
 //    resizes "1" and "P" images with nearest neighbours.
-//  - write_png: uint8 [H, W] or [H, W, 3], written to a temporary file and renamed.
+//  - encode_png: uint8 [H, W] or [H, W, 3] -> the PNG's bytes (sample grids in TensorBoard);
+//    write_png: the same, written to a temporary file and renamed.
 // Needs PNG::PNG (libpng-dev), which irepa::irepa links.
 
 #include <png.h>
@@ -13,6 +14,8 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <string_view>
+#include <vector>
 #include <unistd.h>
 
 #include "irepa/core/error.hpp"
@@ -109,21 +112,24 @@ inline PngImage read_png(const std::string& path) {
   return read_png(file.f, path);
 }
 
-/// pixels [H, W] (grey) or [H, W, 3] (RGB); atomic (temporary file, then rename).
-inline void write_png(const std::string& path, ConstView<std::uint8_t> pixels) {
+/// pixels [H, W] (grey) or [H, W, 3] (RGB) encoded as a PNG in memory; `what` names the caller in errors.
+inline std::string encode_png(ConstView<std::uint8_t> pixels, std::string_view what = "encode_png") {
   IREPA_CHECK((pixels.rank() == 2 || (pixels.rank() == 3 && pixels.size(2) == 3)) && pixels.is_contiguous(),
-              "write_png: pixels have shape {}, expected contiguous [H, W] or [H, W, 3]", pixels.shape().str());
+              "{}: pixels have shape {}, expected contiguous [H, W] or [H, W, 3]", what, pixels.shape().str());
   const std::int64_t H = pixels.size(0), W = pixels.size(1), C = pixels.rank() == 3 ? 3 : 1;
-  AtomicFile file(path, "write_png");
-  std::string err;
+  detail::check_pixels(H, W, std::string(what));
+  std::string out, err;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, detail::png_error_to_longjmp, detail::png_warning_ignore);
   png_infop info = png_create_info_struct(png);
   std::vector<png_bytep> rows(static_cast<std::size_t>(H));
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
-    fail("write_png: writing '{}' failed: {}", path, err);  // the temporary goes with `file`
+    fail("{}: encoding a {}x{} PNG failed: {}", what, W, H, err);
   }
-  png_init_io(png, file.handle());
+  const auto append = [](png_structp p, png_bytep data, png_size_t n) {
+    static_cast<std::string*>(png_get_io_ptr(p))->append(reinterpret_cast<const char*>(data), n);
+  };
+  png_set_write_fn(png, &out, append, nullptr);
   png_set_IHDR(png, info, static_cast<png_uint_32>(W), static_cast<png_uint_32>(H), 8,
                C == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
@@ -132,7 +138,12 @@ inline void write_png(const std::string& path, ConstView<std::uint8_t> pixels) {
   png_write_image(png, rows.data());
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
-  file.commit();
+  return out;
+}
+
+/// pixels [H, W] (grey) or [H, W, 3] (RGB) as a PNG file; atomic (temporary file, then rename).
+inline void write_png(const std::string& path, ConstView<std::uint8_t> pixels) {
+  write_file_atomic(path, encode_png(pixels, "write_png"), "write_png");
 }
 
 }  // namespace irepa::io

@@ -2,13 +2,15 @@
 // Training logs: every logged scalar as one JSON object per line (JSONL, each line flushed as it
 // is written; the trainer writes a step's line when its scalars come back from the device, at
 // the next log, checkpoint or sample step), and the human progress line (step, rate, ETA,
-// losses, grad norm).
+// losses, grad norm). LogSink: where else the records go (TensorBoard's event files,
+// train/tensorboard.hpp), chosen by whoever builds the trainer.
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <fmt/format.h>
@@ -37,6 +39,21 @@ class JsonlLogger {
  private:
   std::string path_;
   std::ofstream out_;
+};
+
+/// A second destination of a run's records, written on rank 0 beside log.jsonl: the step
+/// scalars (the same values as its lines), sample grids as encoded PNGs, and text (the run's
+/// settings). TensorBoard's event files implement it (irepa::tensorboard); so can a user's own.
+class LogSink {
+ public:
+  virtual ~LogSink() = default;
+  virtual void scalars(std::int64_t step, const std::map<std::string, double>& values) = 0;
+  /// png: an encoded PNG of height x width pixels with channels 1 (grey) or 3 (RGB).
+  virtual void image(std::int64_t step, const std::string& tag, const std::string& png, std::int64_t height, std::int64_t width,
+                     int channels) = 0;
+  virtual void text(std::int64_t step, const std::string& tag, const std::string& markdown) = 0;
+  /// Everything written so far reaches the file (called at checkpoints and at the end).
+  virtual void flush() {}
 };
 
 /// Seconds -> "1d 05:12:09" or "05:12:09" ("?" when unknown).

@@ -35,7 +35,7 @@ inline std::vector<std::string> default_resume_may_change() {
           "sample-grid-freq", "sample-grid-per-class", "log-every", "log-freq", "learning-rate", "lr", "blr", "min-lr",
           "threads", "device", "matmul-precision", "attention", "data-dir", "data-path", "image-dir", "encoder-dir", "vae",
           "samples-per-class", "cfg-scale", "cfg", "sample-steps", "num-sampling-steps", "sampling-method", "interval-min",
-          "interval-max", "config", "overwrite", "skip-nonfinite-steps", "quiet", "eval-per-class", "compare", "steps"};
+          "interval-max", "config", "overwrite", "skip-nonfinite-steps", "quiet", "eval-per-class", "compare", "steps", "report-to"};
 }
 
 namespace detail {
@@ -106,13 +106,16 @@ class RunFolder {
   std::size_t cleared() const { return cleared_; }
 
  private:
-  /// The files that make a folder a run: args.json, log.jsonl, checkpoints/*.safetensors, samples/*.png.
+  /// The files that make a folder a run: args.json, log.jsonl, TensorBoard's events.out.tfevents.*,
+  /// checkpoints/*.safetensors, samples/*.png.
   std::vector<std::filesystem::path> run_files() const {
     namespace fs = std::filesystem;
     std::vector<fs::path> out;
     std::error_code ec;
     for (const char* f : {"args.json", "log.jsonl"})
       if (fs::exists(dir_ / f, ec)) out.push_back(dir_ / f);
+    for (const auto& e : fs::directory_iterator(dir_, ec))
+      if (e.is_regular_file(ec) && e.path().filename().string().starts_with("events.out.tfevents.")) out.push_back(e.path());
     for (const auto& [sub, ext] : {std::pair{"checkpoints", ".safetensors"}, std::pair{"samples", ".png"}}) {
       if (!fs::is_directory(dir_ / sub, ec)) continue;
       for (const auto& e : fs::directory_iterator(dir_ / sub))

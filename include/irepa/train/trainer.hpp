@@ -93,6 +93,9 @@ struct TrainerOptions {
   // skips up to N of them (no update, no EMA; each logged), as a loss scaler does. On a GPU this
   // reads the norm back every step.
   std::int64_t skip_nonfinite_steps = 0;
+  // A second destination of the records (rank 0), made once the run folder is locked:
+  // tensorboard_sink() (train/tensorboard.hpp) writes TensorBoard event files into the folder.
+  std::function<std::unique_ptr<LogSink>(const std::string& run_dir)> log_sink;
 };
 
 /// The largest global batch and log interval accepted (a larger request is a typo, not a run).
@@ -301,6 +304,10 @@ class Trainer {
     }
     if (rank_ == 0) io::write_file_atomic((run / "args.json").string(), config_.dump(2) + "\n", "train: args.json");
     if (rank_ == 0) logger_ = std::make_unique<JsonlLogger>((run / "log.jsonl").string());
+    if (rank_ == 0 && o_.log_sink) {
+      sink_ = o_.log_sink(o_.run_dir);
+      if (sink_) sink_->text(step_, "args", "```\n" + config_.dump(2) + "\n```");
+    }
     log_ = Tensor<double, D>(Shape{o_.log_every + 1, kLogColumns});
     sq_ = Tensor<double, D>(Shape{1}), norm_ = Tensor<double, D>(Shape{1}), scale_ = Tensor<double, D>(Shape{1});
     meter_ = RateMeter(step_);
@@ -383,7 +390,7 @@ class Trainer {
         std::map<std::string, double> scalars;  // only what is finite: JSON has no NaN
         scalars["skipped_nonfinite"] = 1, scalars["lr"] = rec.lr;
         if (std::isfinite(rec.total)) scalars["loss"] = rec.total;
-        if (logger_) logger_->log(rec.step, scalars);
+        record(rec.step, scalars);
         continue;
       }
       if (!std::isfinite(rec.total) || !std::isfinite(rec.grad_norm)) {
@@ -397,7 +404,7 @@ class Trainer {
       std::map<std::string, double> scalars;
       scalars["loss"] = rec.total, scalars["denoising_loss"] = rec.denoising, scalars["proj_loss"] = rec.alignment;
       scalars["grad_norm"] = rec.grad_norm, scalars["lr"] = rec.lr;
-      if (logger_) logger_->log(rec.step, scalars);
+      record(rec.step, scalars);
       history_.push_back(rec);
     }
     check_weights_finite(step_ - pending_ + 1, h(pending_, 0), h(pending_, 1), h(pending_, 2));  // losses first: the likelier cause
@@ -424,6 +431,7 @@ class Trainer {
     irepa::save_checkpoint((std::filesystem::path(o_.run_dir) / "checkpoints" / (detail::step_name(step_) + ".safetensors")).string(),
                            model_, opt_, std::vector<const Ema<T, D>*>(p.begin(), p.end()), rng_,
                            CheckpointInfo{.step = step_, .config = config_});
+    if (sink_) sink_->flush();
   }
 
   /// samples/<step>.png: the class-conditional grid from the first EMA's weights, drawn by the
@@ -434,7 +442,7 @@ class Trainer {
     ops::copy<T>(ctx_, emas_.front()->values(), ema_model.params().values());
     const auto y = class_grid_labels(std::min(o_.classes_in_grid, model_.config.num_classes), o_.samples_per_class);
     const Tensor<double> x = obj_.sample(ctx_, ema_model, y.cview(), static_cast<std::uint64_t>(o_.seed), o_.grid);
-    write_grid(detail::step_name(step_) + ".png", x, o_.samples_per_class);
+    write_grid(detail::step_name(step_) + ".png", "samples", x, o_.samples_per_class);
   }
 
   /// samples/ground_truth.png: the first batch's drawn latents (up to one grid's worth) through
@@ -444,7 +452,7 @@ class Trainer {
     const std::int64_t n = std::min(z.size(0), std::min(o_.classes_in_grid, model_.config.num_classes) * o_.samples_per_class);
     Tensor<double> x(Shape{n, z.size(1), z.size(2), z.size(3)});
     for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = static_cast<double>(z.data()[i]);
-    write_grid("ground_truth.png", x, o_.samples_per_class);
+    write_grid("ground_truth.png", "gt_samples", x, o_.samples_per_class);
   }
 
   /// Trains on ds until max_train_steps. Alignment targets: the dataset's features (in
@@ -519,6 +527,7 @@ class Trainer {
       if (grid) write_sample_grid();
     }
     flush();
+    if (sink_) sink_->flush();
     TrainResult<T> res;
     res.history = history_;
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -541,12 +550,22 @@ class Trainer {
   std::size_t gradient_buckets() const { return buckets_ ? buckets_->size() : 0; }
 
  private:
-  /// samples/<name>: x [B, C, H, W] in [-1, 1] as a grid, decoded to pixels first when a decoder is set.
-  void write_grid(const std::string& name, const Tensor<double>& x, std::int64_t columns) const {
+  /// A step's scalars to log.jsonl and the sink.
+  void record(std::int64_t step, const std::map<std::string, double>& scalars) {
+    if (logger_) logger_->log(step, scalars);
+    if (sink_) sink_->scalars(step, scalars);
+  }
+
+  /// samples/<name>: x [B, C, H, W] in [-1, 1] as a grid, decoded to pixels first when a decoder
+  /// is set; the same PNG goes to the sink under `tag` (the reference's: samples, gt_samples).
+  void write_grid(const std::string& name, const std::string& tag, const Tensor<double>& x, std::int64_t columns) const {
     const std::filesystem::path dir = std::filesystem::path(o_.run_dir) / "samples";
     std::filesystem::create_directories(dir);
     const Tensor<double> px = o_.grid_decoder ? o_.grid_decoder(x) : Tensor<double>::copy_of(x.cview());
-    io::write_image_grid<double>((dir / name).string(), px, io::GridOptions{.columns = columns});
+    const Tensor<std::uint8_t> grid = io::image_grid<double>(px.cview(), io::GridOptions{.columns = columns});  // [H, W] or [H, W, 3]
+    const std::string png = io::encode_png(grid.cview(), "train: sample grid");
+    io::write_file_atomic((dir / name).string(), png, "train: sample grid");
+    if (sink_) sink_->image(step_, tag, png, grid.size(0), grid.size(1), grid.rank() == 3 ? 3 : 1);
   }
 
   /// Every weight, and AdamW's moments, finite after the updates of steps [first, step_], from
@@ -605,6 +624,7 @@ class Trainer {
   std::int64_t step_ = 0;
   std::unique_ptr<RunFolder> folder_;  // rank 0: the lock on the run folder, held for the run
   std::unique_ptr<JsonlLogger> logger_;
+  std::unique_ptr<LogSink> sink_;  // rank 0, when options.log_sink makes one
   Tensor<double, D> log_;                // [log_every + 1, 4]: the scalars of the steps not yet flushed, then the weights' check
   Tensor<double, D> sq_, norm_, scale_;  // [1] each: squared norm, norm, clip factor
   std::int64_t pending_ = 0;
