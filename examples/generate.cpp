@@ -52,7 +52,8 @@ namespace fs = std::filesystem;
 struct GenOptions {
   std::string model, ckpt, sample_dir = "samples", mode = "ode", path_type = "linear", vae, latents_stats, device = "cpu",
                        precision = "fp32";
-  std::int64_t num_fid_samples = 50000, per_proc_batch = 32, global_seed = 0, resolution = 256, num_classes = 0, stop_after = 0;
+  std::int64_t num_fid_samples = 50000, per_proc_batch = 32, global_seed = 0, resolution = 256, num_classes = 0, stop_after = 0,
+               num_heads = 0;
   int num_steps = 50, ema = 0, threads = 0;
   double cfg_scale = 1.5, guidance_low = 0.0, guidance_high = 1.0, latent_scale = 0.18215;
   bool heun = false, save_png = false;
@@ -125,13 +126,19 @@ SiTConfig checkpoint_config(const io::SafeTensorsFile& f, const std::string& pre
     IREPA_CHECK(byname.depth == c.depth && byname.hidden_size == c.hidden_size && byname.patch_size == c.patch_size,
                 "irepa-generate: model '{}' is depth {} width {} patch {}, the checkpoint depth {} width {} patch {}", name, byname.depth,
                 byname.hidden_size, byname.patch_size, c.depth, c.hidden_size, c.patch_size);
+    IREPA_CHECK(o.num_heads == 0 || o.num_heads == byname.num_heads, "irepa-generate: --num-heads {}, but {} has {} heads", o.num_heads, name,
+                byname.num_heads);
     c.num_heads = byname.num_heads;
+  } else if (o.num_heads > 0) {
+    c.num_heads = o.num_heads;
   } else if (run.is_object() && run.contains("num_heads")) {
     const auto& h = run["num_heads"];
     c.num_heads = h.is_string() ? std::stoll(h.get<std::string>()) : h.get<std::int64_t>();
   }
   IREPA_CHECK(c.num_heads > 0 && c.hidden_size % c.num_heads == 0,
-              "irepa-generate: the head count of '{}' is unknown (its settings name no model or num_heads): pass --model SiT-X/p", f.path());
+              "irepa-generate: the head count of '{}' is unknown (its settings name no model or num_heads, or {} heads do not divide width {}): "
+              "pass --model SiT-X/p, or --model custom --num-heads N",
+              f.path(), c.num_heads, c.hidden_size);
   const Shape fl = shape("final_layer.linear.weight");
   IREPA_CHECK(fl[0] == c.patch_size * c.patch_size * c.in_channels,
               "irepa-generate: final_layer.linear has {} outputs, expected patch^2 x channels = {} (learned sigma is not a model this library trains)",
@@ -329,7 +336,8 @@ int main(int argc, char** argv) {
   GenOptions o;
   CLI::App app{"irepa-generate: samples of a trained SiT for FID (the reference's generate.py), as an ADM .npz"};
   app.add_option("--ckpt", o.ckpt, "a checkpoint irepa-train (or irepa-fashion) wrote, or the reference's train.py .pt")->required();
-  app.add_option("--model", o.model, "SiT-S/2 ... SiT-XL/2 (checked against the checkpoint; gives the head count)");
+  app.add_option("--model", o.model, "SiT-S/2 ... SiT-XL/2 (checked against the checkpoint; gives the head count), or custom");
+  app.add_option("--num-heads", o.num_heads, "--model custom: the attention heads (the checkpoint's tensors give the rest)");
   app.add_option("--ema", o.ema, "which EMA of the checkpoint (0: 'ema.')")->capture_default_str();
   app.add_option("--num-fid-samples", o.num_fid_samples, "samples in the npz")->capture_default_str();
   app.add_option("--sample-dir", o.sample_dir, "where the batch folder and the npz go")->capture_default_str();

@@ -17,10 +17,17 @@
 // "linear_probe" column), also OUT/correlations.csv and .md: Pearson, Spearman and Kendall of
 // each metric (and linear-probe accuracy) with gFID across the encoders listed in both, and
 // OUT/correlations.png: one scatter plot per metric against gFID with the fitted line.
+// With --data DIR, the reference's released layout (its metrics/data folder) is read as it is:
+// DIR/features/<enc>.pt (or .npy / .safetensors) for each encoder, DIR/masks/ (PNG masks) when
+// present, the gFID at --steps from DIR/stats/fid/<run>.csv (columns Steps and FID; the file
+// of each encoder named as the reference's spatial_metrics_comparison.py names it for
+// --model-type), and the linear-probe accuracy from DIR/stats/lp/<enc>-none-mean/metrics.json
+// (best_val_acc). --features, --masks and --gfid given as well take precedence.
 // With --viz I: OUT/spatialnorm_<encoder>.png, the cosine-similarity maps of a few reference
 // tokens of image I, raw and after spatial z-score normalisation (alpha --zscore-alpha).
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -39,6 +46,9 @@
 #include <irepa/metrics/spatial.hpp>
 #include "fail_safe.hpp"
 #include <irepa/io/files.hpp>
+#include <irepa/io/json.hpp>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -123,29 +133,129 @@ struct EncoderResult {
 
 std::string fmt_num(double v) { return std::isnan(v) ? "nan" : fmt::format("{:.6f}", v); }
 
-std::map<std::string, std::map<std::string, double>> read_csv(const std::string& path) {
-  std::istringstream in(io::read_regular_file(path, "irepa-metrics: gFID table"));  // a FIFO is refused, not waited on
-  std::string line;
-  std::getline(in, line);
+/// A numeric CSV table: its header's column names and the rows, first column as text (the row's
+/// name), the others as numbers (pandas' "nan" and empty fields are NaN). `what` names it in errors.
+struct CsvTable {
   std::vector<std::string> cols;
-  for (std::stringstream ss(line); std::getline(ss, line, ',');) cols.push_back(line);
-  IREPA_CHECK(cols.size() >= 2 && cols[0] == "encoder" && cols[1] == "gfid",
-              "irepa-metrics: '{}' must start with the header 'encoder,gfid[,linear_probe]'", path);
-  std::map<std::string, std::map<std::string, double>> out;
+  std::vector<std::pair<std::string, std::vector<double>>> rows;
+  std::size_t col(const std::string& name) const {
+    const auto it = std::find(cols.begin(), cols.end(), name);
+    return it == cols.end() ? cols.size() : static_cast<std::size_t>(it - cols.begin());
+  }
+};
+CsvTable read_csv_table(const std::string& path, const std::string& what) {
+  std::istringstream in(io::read_regular_file(path, "irepa-metrics: " + what));  // a FIFO is refused, not waited on
+  auto fields = [](std::string line) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    if (!line.empty() && line.back() == ',') f.emplace_back();
+    return f;
+  };
+  CsvTable t;
+  std::string line;
+  IREPA_CHECK(std::getline(in, line), "irepa-metrics: {} '{}' is empty, expected a header line", what, path);
+  t.cols = fields(line);
   int lineno = 1;
   while (std::getline(in, line)) {
     ++lineno;
-    if (line.empty()) continue;
-    std::vector<std::string> f;
-    for (std::stringstream ss(line); std::getline(ss, line, ',');) f.push_back(line);
-    IREPA_CHECK(f.size() == cols.size(), "irepa-metrics: '{}' line {} has {} fields, expected {}", path, lineno, f.size(),
-                cols.size());
-    for (std::size_t c = 1; c < cols.size(); ++c) {
-      try {
-        out[f[0]][cols[c]] = std::stod(f[c]);
-      } catch (const std::exception&) {
-        fail("irepa-metrics: '{}' line {}: '{}' is not a number", path, lineno, f[c]);
+    if (line.empty() || line == "\r") continue;
+    const std::vector<std::string> f = fields(line);
+    IREPA_CHECK(f.size() == t.cols.size(), "irepa-metrics: {} '{}' line {} has {} fields, expected {} ({})", what, path, lineno, f.size(),
+                t.cols.size(), fmt::join(t.cols, ","));
+    std::vector<double> v;
+    for (std::size_t c = 1; c < f.size(); ++c) {
+      if (f[c].empty() || f[c] == "nan" || f[c] == "NaN") {
+        v.push_back(std::nan(""));
+        continue;
       }
+      std::size_t used = 0;
+      double x = 0;
+      try {
+        x = std::stod(f[c], &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      IREPA_CHECK(used == f[c].size(), "irepa-metrics: {} '{}' line {}: '{}' ({}) is not a number", what, path, lineno, f[c], t.cols[c]);
+      v.push_back(x);
+    }
+    t.rows.emplace_back(f[0], std::move(v));
+  }
+  return t;
+}
+
+using GfidTable = std::map<std::string, std::map<std::string, double>>;  // encoder -> gfid, linear_probe
+
+GfidTable read_csv(const std::string& path) {
+  const CsvTable t = read_csv_table(path, "gFID table");
+  IREPA_CHECK(t.cols.size() >= 2 && t.cols[0] == "encoder" && t.cols[1] == "gfid",
+              "irepa-metrics: '{}' must start with the header 'encoder,gfid[,linear_probe]'", path);
+  GfidTable out;
+  for (const auto& [name, v] : t.rows)
+    for (std::size_t c = 1; c < t.cols.size(); ++c) out[name][t.cols[c]] = v[c - 1];
+  return out;
+}
+
+/// The reference's evaluation CSV of each encoder's SiT run (spatial_metrics_comparison.py):
+/// for sit-xl-2 the released runs' names, else its pattern for the 100K-step runs.
+std::string released_fid_csv(const std::string& model_type, const std::string& enc) {
+  static const std::map<std::string, std::string> xl = {
+      {"dinov2-vit-b", "enc8-dinov2-b"}, {"dinov2-vit-l", "enc8-dinov2-l"}, {"dinov2-vit-g", "enc8-dinov2-g"},
+      {"dinov3-vit-b16", "dinov3-b16-enc8-cosine0.5"}, {"dinov3-vit-l16", "enc8-dinov3-l16"},
+      {"dinov3-vit-h16plus", "enc8-dinov3-h16plus"}, {"dinov3-vit-7b16", "enc8-dinov3-7b16"},
+      {"webssl-vit-dino300m_full2b_224", "enc8-webssl300m224"}, {"webssl-vit-dino1b_full2b_224", "enc8-webssl1b224"},
+      {"webssl-vit-dino2b_full2b_224", "enc8-webssl2b224"}, {"webssl-vit-dino3b_full2b_224", "enc8-webssl3b224"},
+      {"pe-vit-b", "enc8-pe-b"}, {"pe-vit-l", "enc8-pe-l"}, {"pe-vit-g", "enc8-pe-g"},
+      {"langpe-vit-l", "enc8-langpe-l"}, {"langpe-vit-g", "enc8-langpe-g"},
+      // The reference reads spatialpe-vit-l's gFID from the langpe-l run's file; kept, so that the numbers are its.
+      {"spatialpe-vit-b", "enc8-spatialpe-b"}, {"spatialpe-vit-l", "enc8-langpe-l"}, {"spatialpe-vit-g", "enc8-spatialpe-g"},
+      {"cradio-vit-b", "cradio-b-enc8-coeff0.5"}, {"cradio-vit-l", "cradio-l-enc8-cosine0.5"},
+      {"dino-vit-b", "dino-b-enc8-cosine0.5"}, {"clip-vit-L", "clip-l-enc8-cosine0.5"},
+      {"mocov3-vit-b", "mocov3-b-enc8-cosine0.5"}, {"mocov3-vit-l", "mocov3-l-enc8-cosine0.5"},
+      {"jepa-vit-h", "jepa-h-enc8-cosine0.5"}, {"mae-vit-l", "mae-l-enc8-cosine0.5"}};
+  const std::string tail = "_cfg1.0-seed0-modesde-steps250.csv";
+  if (model_type == "sit-xl-2") {
+    const auto it = xl.find(enc);
+    return it == xl.end() ? std::string() : "sit-xl-2-sdvae-" + it->second + tail;
+  }
+  return model_type + "-sdvae-" + enc + "-enc8-coeff0.5-loss-cosine-projlayer-mlp-100000-v1" + tail;
+}
+
+/// The gFID at `steps` and the linear-probe accuracy of each encoder from the released layout;
+/// an encoder without a gFID file or row is reported and left out, as the reference does.
+GfidTable read_released_stats(const fs::path& data, const std::vector<std::string>& encoders, const std::string& model_type,
+                              std::int64_t steps) {
+  GfidTable out;
+  for (const auto& enc : encoders) {
+    const std::string file = released_fid_csv(model_type, enc);
+    const fs::path csv = data / "stats" / "fid" / file;
+    if (file.empty() || !fs::exists(csv)) {
+      std::fprintf(stderr, "irepa-metrics: %s: no gFID file (%s)\n", enc.c_str(),
+                   file.empty() ? ("no released " + model_type + " run").c_str() : csv.c_str());
+      continue;
+    }
+    const CsvTable t = read_csv_table(csv.string(), "gFID file");
+    const std::size_t cs = t.col("Steps"), cf = t.col("FID");
+    IREPA_CHECK(cs < t.cols.size() && cf < t.cols.size() && cf > 0, "irepa-metrics: '{}' has the columns {}, expected Steps and FID",
+                csv.string(), fmt::join(t.cols, ","));
+    std::optional<double> fid;
+    for (const auto& [first, v] : t.rows)  // Steps may follow pandas' unnamed index column
+      if (cs == 0 ? first == std::to_string(steps) : v[cs - 1] == static_cast<double>(steps)) {
+        IREPA_CHECK(!fid, "irepa-metrics: '{}' has two rows for step {}", csv.string(), steps);
+        fid = v[cf - 1];
+      }
+    if (!fid) {
+      std::fprintf(stderr, "irepa-metrics: %s: %s has no row for step %lld\n", enc.c_str(), csv.c_str(), static_cast<long long>(steps));
+      continue;
+    }
+    out[enc]["gfid"] = *fid;
+    const fs::path lp = data / "stats" / "lp" / (enc + "-none-mean") / "metrics.json";
+    if (fs::exists(lp)) {
+      const nlohmann::json j = io::parse_json(io::read_regular_file(lp.string(), "irepa-metrics: linear-probe metrics"), lp.string());
+      IREPA_CHECK(j.is_object() && j.contains("best_val_acc") && j.at("best_val_acc").is_number(),
+                  "irepa-metrics: '{}' has no number 'best_val_acc'", lp.string());
+      out[enc]["linear_probe"] = j.at("best_val_acc").get<double>();
     }
   }
   return out;
@@ -237,8 +347,14 @@ int main(int argc, char** argv) {
   std::int64_t viz_image = -1;
   double zscore_alpha = 0.6;
   CLI::App app{"irepa-metrics: spatial metrics (LDS, CDS, SRSS, RMSC) per encoder, and their correlation with gFID"};
-  app.add_option("--features", feature_args, "NAME=PATH of [N, T, D] features (.npy, .safetensors or .pt); repeat per encoder")
-      ->required();
+  app.add_option("--features", feature_args, "NAME=PATH of [N, T, D] features (.npy, .safetensors or .pt); repeat per encoder");
+  std::string data_dir, model_type = "sit-xl-2";
+  std::int64_t fid_steps = 100000;
+  app.add_option("--data", data_dir,
+                 "the reference's released folder: features/<enc>.pt, masks/, stats/fid/*.csv, stats/lp/<enc>-none-mean/metrics.json");
+  app.add_option("--model-type", model_type, "--data: whose gFID files (sit-xl-2: the released runs; others: the reference's pattern)")
+      ->capture_default_str();
+  app.add_option("--steps", fid_steps, "--data: the training step whose gFID is used")->check(CLI::PositiveNumber)->capture_default_str();
   metrics::MaskOptions mask_opt;
   app.add_option("--masks", masks_path,
                  "[N, T] foreground masks (.npy or .safetensors) aligned with the images, or a folder of PNG masks (one per "
@@ -264,6 +380,26 @@ int main(int argc, char** argv) {
 
   try {
     CpuContext ctx(threads);
+    std::optional<GfidTable> released;
+    if (!data_dir.empty()) {
+      const fs::path data(data_dir);
+      IREPA_CHECK(fs::is_directory(data), "irepa-metrics: --data '{}' is not a folder", data_dir);
+      std::vector<std::string> encoders;
+      if (feature_args.empty()) {
+        IREPA_CHECK(fs::is_directory(data / "features"), "irepa-metrics: --data '{}' has no features/ folder", data_dir);
+        std::vector<fs::path> files;
+        for (const auto& e : fs::directory_iterator(data / "features")) {
+          const auto ext = e.path().extension();
+          if (e.is_regular_file() && (ext == ".pt" || ext == ".pth" || ext == ".npy" || ext == ".safetensors")) files.push_back(e.path());
+        }
+        std::sort(files.begin(), files.end());
+        for (const auto& f : files) feature_args.push_back(f.stem().string() + "=" + f.string());
+      }
+      for (const auto& a : feature_args) encoders.push_back(a.substr(0, a.find('=')));
+      if (masks_path.empty() && fs::is_directory(data / "masks")) masks_path = (data / "masks").string();
+      if (gfid_path.empty()) released = read_released_stats(data, encoders, model_type, fid_steps);
+    }
+    IREPA_CHECK(!feature_args.empty(), "irepa-metrics: no features: give --features NAME=PATH or --data with a features/ folder");
     std::optional<RowSource> masks;
     std::optional<metrics::GridMasks> png_masks;
     if (!masks_path.empty() && fs::is_directory(masks_path)) {
@@ -369,45 +505,55 @@ int main(int argc, char** argv) {
     io::write_file_atomic((fs::path(out_dir) / "metrics.md").string(), md.str(), "irepa-metrics");
     std::printf("wrote %s and %s\n", (fs::path(out_dir) / "metrics.csv").c_str(), (fs::path(out_dir) / "metrics.md").c_str());
 
-    if (!gfid_path.empty()) {
-      const auto table = read_csv(gfid_path);
-      std::vector<std::string> names;
-      std::vector<double> gfid;
-      std::map<std::string, std::vector<double>> cols;
+    if (!gfid_path.empty() || released) {
+      const GfidTable table = released ? *released : read_csv(gfid_path);
+      if (released) gfid_path = fmt::format("{}/stats/fid (step {})", data_dir, fid_steps);
+      // Each metric against gFID over the encoders that have both (the linear probe may be known
+      // for only some of them, as in the released stats; SRSS is NaN without masks).
+      struct Series {
+        std::vector<double> x, gfid;
+        std::vector<std::string> names;
+      };
+      std::map<std::string, Series> cols;
+      std::size_t with_gfid = 0;
       for (const auto& [name, r] : results) {
         auto it = table.find(name);
-        if (it == table.end()) {
+        if (it == table.end() || !std::isfinite(it->second.at("gfid"))) {
           std::fprintf(stderr, "irepa-metrics: %s has no gFID in %s; left out of the correlations\n", name.c_str(),
                        gfid_path.c_str());
           continue;
         }
-        names.push_back(name);
-        gfid.push_back(it->second.at("gfid"));
-        cols["LDS"].push_back(r.lds);
-        cols["CDS"].push_back(r.cds);
-        cols["SRSS"].push_back(r.srss);
-        cols["RMSC"].push_back(r.rmsc);
-        if (it->second.contains("linear_probe")) cols["linear probe"].push_back(it->second.at("linear_probe"));
+        ++with_gfid;
+        const double g = it->second.at("gfid");
+        auto add = [&](const std::string& metric, double x) {
+          Series& c = cols[metric];
+          if (!std::isfinite(x)) return;  // SRSS without masks, a probe not run
+          c.x.push_back(x), c.gfid.push_back(g), c.names.push_back(name);
+        };
+        add("LDS", r.lds), add("CDS", r.cds), add("SRSS", r.srss), add("RMSC", r.rmsc);
+        if (const auto lp = it->second.find("linear_probe"); lp != it->second.end()) add("linear probe", lp->second);
       }
-      IREPA_CHECK(names.size() >= 3, "irepa-metrics: only {} encoders have a gFID; correlations need at least 3", names.size());
+      IREPA_CHECK(with_gfid >= 3, "irepa-metrics: only {} encoders have a gFID; correlations need at least 3", with_gfid);
       std::ostringstream ccsv, cmd;
       ccsv << "metric,pearson,spearman,kendall,encoders\n";
       cmd << "| metric vs gFID | Pearson r | Spearman rho | Kendall tau | encoders |\n|---|---|---|---|---|\n";
-      for (const auto& [metric, v] : cols) {
-        if (v.size() != gfid.size()) continue;  // linear probe given for only some encoders
-        const double p = metrics::pearson(v, gfid), s = metrics::spearman(v, gfid), k = metrics::kendall_tau_b(v, gfid);
-        ccsv << metric << ',' << fmt_num(p) << ',' << fmt_num(s) << ',' << fmt_num(k) << ',' << v.size() << '\n';
-        cmd << "| " << metric << " | " << fmt_num(p) << " | " << fmt_num(s) << " | " << fmt_num(k) << " | " << v.size() << " |\n";
+      std::vector<std::pair<std::string, const Series*>> panels;
+      for (const auto& [metric, c] : cols) {
+        if (c.x.size() < 3) {
+          std::fprintf(stderr, "irepa-metrics: %s is known for %zu encoders; its correlation needs 3\n", metric.c_str(), c.x.size());
+          continue;
+        }
+        const double p = metrics::pearson(c.x, c.gfid), sp = metrics::spearman(c.x, c.gfid), k = metrics::kendall_tau_b(c.x, c.gfid);
+        ccsv << metric << ',' << fmt_num(p) << ',' << fmt_num(sp) << ',' << fmt_num(k) << ',' << c.x.size() << '\n';
+        cmd << "| " << metric << " | " << fmt_num(p) << " | " << fmt_num(sp) << " | " << fmt_num(k) << " | " << c.x.size() << " |\n";
+        panels.emplace_back(metric, &c);
       }
       io::write_file_atomic((fs::path(out_dir) / "correlations.csv").string(), ccsv.str(), "irepa-metrics");
       io::write_file_atomic((fs::path(out_dir) / "correlations.md").string(), cmd.str(), "irepa-metrics");
-      std::vector<std::pair<std::string, const std::vector<double>*>> panels;
-      for (const auto& [metric, v] : cols)
-        if (v.size() == gfid.size()) panels.emplace_back(metric, &v);
       const int nx = 2, ny = static_cast<int>((panels.size() + 1) / 2);
       const std::string png = (fs::path(out_dir) / "correlations.png").string();
       begin_png(png, 1000, 420 * ny, nx, ny);
-      for (const auto& [metric, v] : panels) scatter_panel(metric, *v, gfid, names);
+      for (const auto& [metric, c] : panels) scatter_panel(metric, c->x, c->gfid, c->names);
       plend();
       std::printf("wrote %s, %s and %s\n", (fs::path(out_dir) / "correlations.csv").c_str(),
                   (fs::path(out_dir) / "correlations.md").c_str(), png.c_str());

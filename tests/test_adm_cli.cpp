@@ -10,6 +10,7 @@
 
 #include <sys/wait.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -17,6 +18,7 @@
 
 #include "irepa/data/fashion_mnist.hpp"
 #include "irepa/io/npz.hpp"
+#include "irepa/models/sd_vae.hpp"
 #include "sit_checkpoint_fixture.hpp"
 #include "test_support.hpp"
 #include "tool_test_support.hpp"
@@ -177,6 +179,55 @@ TEST_CASE("irepa-generate -> npz -> irepa-eval: resumable, deterministic, bad ba
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
   fails_with((dir / "cut.npz").string(), "end-of-central-directory", "cut");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-generate --ckpt takes the reference's train.py .pt as it is: the same samples as its converted safetensors", "[adm][tool][torch]") {
+  // tests/data/torch/sit_reference.pt: a tiny SiT (depth 2, width 16, patch 2, 4 latent channels,
+  // 8x8) saved as the reference's train.py saves it; sit_reference_ema.safetensors: its tensors
+  // written by hand. Decoded through a small random SD-VAE with the reference's stats file.
+  const fs::path data = fs::path(IREPA_TEST_DATA_DIR) / "torch";
+  const fs::path dir = fs::temp_directory_path() / ("irepa_generate_pt_" + std::to_string(test::rng().seed()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "pt");
+  fs::create_directories(dir / "st");
+  SdVaeConfig vc;
+  vc.ch = 8, vc.ch_mult = {1, 2, 2, 2}, vc.num_res_blocks = 1, vc.groups = 4, vc.attn_resolutions = {};
+  SdVae<float> vae(vc);
+  vae.init_random(test::rng().seed(), 0.1f);
+  save_sd_vae(vae, (dir / "vae.safetensors").string());
+  // The same stem for both, so that both runs name their npz alike.
+  fs::copy_file(data / "sit_reference.pt", dir / "pt" / "0000003.pt");
+  fs::copy_file(data / "sit_reference_ema.safetensors", dir / "st" / "0000003.safetensors");
+  const std::string common = " --model custom --num-heads 2 --vae " + (dir / "vae.safetensors").string() + " --latents-stats " +
+                             (data / "latents_stats.pt").string() + " --num-fid-samples 6 --per-proc-batch-size 4 --num-steps 3 --mode sde"
+                             " --cfg-scale 1.5 --threads 2 --global-seed " + std::to_string(test::rng().seed() % 1000);
+  for (const char* k : {"pt", "st"}) {
+    const fs::path ck = dir / k / (std::string("0000003") + (std::string(k) == "pt" ? ".pt" : ".safetensors"));
+    const int rc = generate_tool("--ckpt " + ck.string() + common + " --sample-dir " + (dir / k / "out").string(), dir / (std::string(k) + ".log"));
+    INFO(test::slurp(dir / (std::string(k) + ".log")));
+    REQUIRE(rc == 0);
+  }
+  std::vector<fs::path> npz;
+  for (const char* k : {"pt", "st"})
+    for (const auto& e : fs::directory_iterator(dir / k / "out"))
+      if (e.path().extension() == ".npz") npz.push_back(e.path());
+  REQUIRE(npz.size() == 2);
+  CHECK(npz[0].filename() == npz[1].filename());
+  const io::NpzFile a(npz[0].string()), b(npz[1].string());
+  const auto x = a.array("arr_0"), y = b.array("arr_0");
+  CHECK(x.shape == Shape({6, 64, 64, 3}));
+  REQUIRE(x.data.size() == y.data.size());
+  CHECK(std::memcmp(x.data.data(), y.data.data(), x.data.size()) == 0);
+  // Not a constant image: the model and the decoder did something.
+  std::int64_t distinct = 0;
+  for (std::size_t i = 1; i < x.data.size(); ++i) distinct += x.data[i] != x.data[i - 1];
+  CHECK(distinct > 1000);
+  // The checkpoint's own args name SiT-B/2, which its tensors are not: refused, naming both.
+  CHECK(generate_tool("--ckpt " + (dir / "pt" / "0000003.pt").string() + " --vae " + (dir / "vae.safetensors").string() +
+                          " --num-fid-samples 2 --per-proc-batch-size 2 --num-steps 2 --sample-dir " + (dir / "bad").string(),
+                      dir / "bad.log") != 0);
+  CHECK(test::slurp(dir / "bad.log").find("model 'SiT-B/2' is depth 12 width 768 patch 2, the checkpoint depth 2 width 16") != std::string::npos);
   fs::remove_all(dir);
 }
 

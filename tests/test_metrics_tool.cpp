@@ -7,6 +7,8 @@
 #include <sstream>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include "irepa/io/npy.hpp"
 #include "irepa/io/png.hpp"
 #include "irepa/metrics/masks.hpp"
@@ -189,5 +191,73 @@ TEST_CASE("irepa-metrics reads the released features as torch.save files (data/f
   INFO(tables[0]);
   CHECK(tables[0].find("enc,") != std::string::npos);
   CHECK(tables[0] == tables[1]);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-metrics --data reads the released layout: features/*.pt, stats/fid/*.csv, stats/lp/*/metrics.json", "[metrics][tool][torch]") {
+  // Four encoders of the released sit-xl-2 runs: one as the torch.save fixture ([6, 16, 8]),
+  // three as .npy of that shape. Their gFID at 100K steps sits in the reference's CSV files
+  // (one with pandas' index column), the linear-probe accuracy of three in metrics.json files.
+  const fs::path dir = fs::temp_directory_path() / ("irepa_metrics_released_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const fs::path data = dir / "data";
+  fs::create_directories(data / "features");
+  fs::copy_file(fs::path(IREPA_TEST_DATA_DIR) / "torch" / "features.pt", data / "features" / "dinov2-vit-b.pt");
+  const std::vector<std::string> encs{"clip-vit-L", "dinov2-vit-b", "mae-vit-l", "pe-vit-b"};  // name order
+  const std::vector<std::string> runs{"clip-l-enc8-cosine0.5", "enc8-dinov2-b", "mae-l-enc8-cosine0.5", "enc8-pe-b"};
+  const auto fids = test::rand_uniform<double>(Shape{4}, 5.0, 40.0), lps = test::rand_uniform<double>(Shape{4}, 50.0, 85.0);
+  std::ostringstream gfid_csv;
+  gfid_csv << "encoder,gfid,linear_probe\n";
+  std::string features_args;
+  for (std::size_t e = 0; e < encs.size(); ++e) {
+    const auto i = static_cast<std::int64_t>(e);
+    if (encs[e] != "dinov2-vit-b") {
+      auto x = test::randn<float>({6, 16, 8});
+      for (std::int64_t k = 0; k < x.numel(); ++k) x[k] += static_cast<float>(i * std::sin(0.7 * static_cast<double>((k / 8) % 16)));
+      io::write_npy<float>((data / "features" / (encs[e] + ".npy")).string(), x);
+      features_args += " --features " + encs[e] + "=" + (data / "features" / (encs[e] + ".npy")).string();
+    } else {
+      features_args += " --features " + encs[e] + "=" + (data / "features" / "dinov2-vit-b.pt").string();
+    }
+    fs::create_directories(data / "stats" / "fid");
+    std::ofstream csv(data / "stats" / "fid" / ("sit-xl-2-sdvae-" + runs[e] + "_cfg1.0-seed0-modesde-steps250.csv"));
+    const std::string fid = fmt::format("{:.17g}", fids[i]);
+    if (e == 2)
+      csv << ",Steps,FID,sFID,IS\n0,50000,61.5,9.1,20.2\n1,100000," << fid << ",8.2,30.5\n";
+    else
+      csv << "Steps,FID,sFID,IS\n50000,61.5,9.1,20.2\n100000," << fid << ",8.2,30.5\n400000,3.1,4.2,200.1\n";
+    std::string lp = "nan";
+    if (e != 3) {
+      lp = fmt::format("{:.17g}", lps[i]);
+      fs::create_directories(data / "stats" / "lp" / (encs[e] + "-none-mean"));
+      std::ofstream(data / "stats" / "lp" / (encs[e] + "-none-mean") / "metrics.json") << "{\"best_val_acc\": " << lp << ", \"epochs\": 90}";
+    }
+    gfid_csv << encs[e] << ',' << fid << ',' << lp << '\n';
+  }
+  { std::ofstream(dir / "gfid.csv") << gfid_csv.str(); }
+  auto run = [&](const std::string& args, const fs::path& out) {
+    const std::string cmd = std::string(IREPA_METRICS_TOOL) + args + " --batch 4 --out " + out.string() + " > " + (dir / "log.txt").string() + " 2>&1";
+    INFO(cmd << "\n" << slurp(dir / "log.txt"));
+    return std::system(cmd.c_str());
+  };
+  REQUIRE(run(" --data " + data.string() + " --model-type sit-xl-2 --steps 100000", dir / "released") == 0);
+  REQUIRE(run(features_args + " --gfid " + (dir / "gfid.csv").string(), dir / "explicit") == 0);
+  // The released layout gives exactly the tables of the same numbers passed explicitly.
+  const std::string corr = slurp(dir / "released" / "correlations.csv");
+  INFO(corr);
+  CHECK(corr == slurp(dir / "explicit" / "correlations.csv"));
+  CHECK(slurp(dir / "released" / "metrics.csv") == slurp(dir / "explicit" / "metrics.csv"));
+  CHECK(corr.find("LDS,") != std::string::npos);
+  CHECK(corr.find("linear probe,") != std::string::npos);
+  CHECK(corr.find(",3\n") != std::string::npos);  // the linear probe over the three encoders that have it
+  CHECK(corr.find(",4\n") != std::string::npos);  // the metrics over all four
+
+  // A step with no row leaves every encoder out: too few for correlations, and the log says why.
+  CHECK(run(" --data " + data.string() + " --steps 123", dir / "nostep") != 0);
+  CHECK(slurp(dir / "log.txt").find("has no row for step 123") != std::string::npos);
+  // A damaged gFID file is an error naming it.
+  { std::ofstream(data / "stats" / "fid" / ("sit-xl-2-sdvae-" + runs[0] + "_cfg1.0-seed0-modesde-steps250.csv")) << "Steps,FID\n100000,abc\n"; }
+  CHECK(run(" --data " + data.string(), dir / "bad") != 0);
+  CHECK(slurp(dir / "log.txt").find("'abc' (FID) is not a number") != std::string::npos);
   fs::remove_all(dir);
 }
