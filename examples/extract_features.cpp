@@ -29,6 +29,31 @@ namespace {
 using namespace irepa;
 namespace fs = std::filesystem;
 
+std::string shard_name(std::int64_t part) { return fmt::format("part-{:05d}.safetensors", part); }
+
+/// A used folder would mix stale shards into the trainer's dataset: refused. Each process looks
+/// before it writes, and the processes do not wait for each other, so a process may already
+/// see the shards (and temporaries) of the others: those are allowed, nothing else. A stale
+/// file is still found: under another name by every process, and under a shard's name by the
+/// process whose shard it is, which cannot have written it yet.
+void refuse_used_folder(const std::string& out, std::int64_t parts, const LaunchInfo& launch) {
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return;
+  IREPA_CHECK(fs::is_directory(out, ec), "irepa-extract-features: --output-dir '{}' exists and is not a folder", out);
+  for (const auto& e : fs::directory_iterator(out)) {
+    const std::string n = e.path().filename().string();
+    // part-NNNNN.safetensors (or its temporary) of a shard another process of this job writes?
+    bool others = false;
+    std::int64_t p = -1;
+    int used = 0;
+    if (launch.world > 1 && std::sscanf(n.c_str(), "part-%ld.safetensors%n", &p, &used) == 1 && used > 0 &&
+        (static_cast<std::size_t>(used) == n.size() || n.compare(static_cast<std::size_t>(used), 5, ".tmp.") == 0))
+      others = p >= 0 && p < parts && p % launch.world != launch.rank && n.starts_with(shard_name(p));
+    IREPA_CHECK(others, "irepa-extract-features: --output-dir '{}' exists and is not an empty folder ('{}'); its files would mix with the new shards",
+                out, n);
+  }
+}
+
 template <class Dataset>
 int extract(const Dataset& ds, const std::vector<TargetEncoder>& encs, const std::string& out, std::int64_t shard_size,
             std::int64_t batch, std::int64_t limit, int threads, const LaunchInfo& launch) {
@@ -36,11 +61,8 @@ int extract(const Dataset& ds, const std::vector<TargetEncoder>& encs, const std
   CpuContext ctx(threads);
   const std::int64_t N = limit > 0 ? std::min(limit, ds.size()) : ds.size();
   const Shape s = ds.sample_shape();  // [C, H, W]
-  // A used folder would mix stale shards into the trainer's dataset: refused (rank 0 looks,
-  // before any rank has written).
-  std::error_code ec;
-  IREPA_CHECK(launch.rank != 0 || !fs::exists(out, ec) || (fs::is_directory(out, ec) && fs::is_empty(out, ec)),
-              "irepa-extract-features: --output-dir '{}' exists and is not an empty folder; its files would mix with the new shards", out);
+  const std::int64_t parts = (N + shard_size - 1) / shard_size;
+  refuse_used_folder(out, parts, launch);
   fs::create_directories(out);
   std::int64_t written = 0;
   for (std::int64_t start = 0, part = 0; start < N; start += shard_size, ++part) {
@@ -70,7 +92,7 @@ int extract(const Dataset& ds, const std::vector<TargetEncoder>& encs, const std
     w.add("images", images);
     w.add("labels", labels);
     for (std::size_t j = 0; j < encs.size(); ++j) w.add("features." + encs[j].name, feats[j]);
-    const auto path = (fs::path(out) / fmt::format("part-{:05d}.safetensors", part)).string();
+    const auto path = (fs::path(out) / shard_name(part)).string();
     w.write(path);
     written += n;
     std::printf("%swrote %s: %lld images (%lld / %lld)\n", launch.distributed() ? fmt::format("rank {}: ", launch.rank).c_str() : "", path.c_str(), static_cast<long long>(n), static_cast<long long>(written),

@@ -252,5 +252,28 @@ TEST_CASE("irepa-extract-features refuses an output folder that already holds fi
   fs::remove(dir / "features" / "part-00007.safetensors");
   CHECK(status_of(test::run_tool(IREPA_EXTRACT_TOOL, args, dir / "y.log")) == 0);
   CHECK(fs::exists(dir / "features" / "part-00000.safetensors"));
+
+  // As rank 0 of 2 (Open MPI's variables, no mpirun: the processes do not talk): the other
+  // rank's shards and temporaries may already be there, since it does not wait; a stale shard
+  // of this rank's, or any other file, is refused.
+  const fs::path two = dir / "two";
+  const std::string rank0 = "OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 " + std::string(IREPA_EXTRACT_TOOL);
+  const std::string args2 = "--dataset fashion-mnist --split test --limit 60 --shard-size 20 --enc-type hog-x-g7_d32 --threads 1 --output-dir " +
+                            two.string();  // parts 0 and 2 are rank 0's, part 1 rank 1's
+  auto attempt = [&](const std::vector<std::string>& present, const fs::path& log) {
+    fs::remove_all(two);
+    fs::create_directories(two);
+    for (const auto& f : present) std::ofstream(two / f) << "x";
+    return status_of(test::run_tool(rank0, args2, log));
+  };
+  CHECK(attempt({"part-00001.safetensors", "part-00001.safetensors.tmp.4242"}, dir / "r0.log") == 0);
+  CHECK(fs::exists(two / "part-00000.safetensors"));
+  CHECK(fs::exists(two / "part-00002.safetensors"));
+  CHECK(test::slurp(two / "part-00001.safetensors") == "x");  // the other rank's: untouched
+  CHECK(attempt({"part-00002.safetensors"}, dir / "r1.log") == 1);  // this rank's own: stale
+  CHECK(test::slurp(dir / "r1.log").find("('part-00002.safetensors')") != std::string::npos);
+  CHECK(attempt({"part-00003.safetensors"}, dir / "r2.log") == 1);  // past the job's 3 parts
+  CHECK(attempt({"part-1.safetensors"}, dir / "r3.log") == 1);      // not a shard's name
+  CHECK(attempt({"notes.txt"}, dir / "r4.log") == 1);
   fs::remove_all(dir);
 }
