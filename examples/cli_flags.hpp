@@ -21,6 +21,7 @@
 #include <irepa/core/context.hpp>
 #include <irepa/core/error.hpp>
 #include <irepa/io/files.hpp>
+#include <irepa/train/run_folder.hpp>
 #include <irepa/train/tensorboard.hpp>
 
 namespace irepa::cli {
@@ -32,10 +33,7 @@ struct Flag {
   std::function<std::string()> value;  // the current value as text
 };
 
-inline std::string dashed(std::string s) {
-  std::replace(s.begin(), s.end(), '_', '-');
-  return s;
-}
+using irepa::dashed_key;
 
 /// "--name" plus, when the name has '_' or '-', the other spelling as an alias.
 inline std::string option_names(const std::string& name) {
@@ -81,8 +79,8 @@ inline void apply_yaml_text(const std::string& prog, const std::string& text, co
   std::vector<std::string> seen;
   for (const auto& kv : root) {
     IREPA_CHECK(kv.first.IsScalar(), "{}: config '{}' has a key that is not a name", prog, where);
-    const std::string raw = kv.first.Scalar(), key = dashed(raw);
-    auto it = std::find_if(fl.begin(), fl.end(), [&](const Flag& f) { return dashed(f.name) == key; });
+    const std::string raw = kv.first.Scalar(), key = dashed_key(raw);
+    auto it = std::find_if(fl.begin(), fl.end(), [&](const Flag& f) { return dashed_key(f.name) == key; });
     IREPA_CHECK(it != fl.end(), "{}: config '{}' has the key '{}', which is not a flag (see --help)", prog, where,
                 raw.size() > 80 ? raw.substr(0, 80) + "..." : raw);
     IREPA_CHECK(std::find(seen.begin(), seen.end(), key) == seen.end(), "{}: config '{}' sets '{}' twice", prog, where, raw);

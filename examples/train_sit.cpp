@@ -248,7 +248,9 @@ int main(int argc, char** argv) {
                 "irepa-train: --gradient-accumulation-steps {} is not implemented (1); raise --batch-size, which several processes share",
                 o.gradient_accumulation_steps);
     IREPA_CHECK(!o.qk_norm, "irepa-train: --qk-norm is not supported (the reference's SiT cannot enable it either)");
-    IREPA_CHECK(o.epochs > 0 && o.n_samples > 0 && o.num_workers >= 0, "irepa-train: --epochs and --n-samples must be positive");
+    IREPA_CHECK(o.epochs > 0 && o.n_samples > 0 && o.num_workers >= 0,
+                "irepa-train: --epochs {} and --n-samples {} must be positive, --num-workers {} not negative", o.epochs, o.n_samples,
+                o.num_workers);
     IREPA_CHECK(o.mixed_precision == "no" || o.mixed_precision == "fp16" || o.mixed_precision == "bf16",
                 "irepa-train: --mixed-precision '{}' is not one of the reference's (no, fp16, bf16)", o.mixed_precision);
     if (!o.repa_loss) o.enc_type.clear();

@@ -158,15 +158,11 @@ class TensorFile {
     return i;
   }
 
-  /// Byte offset of every element of t, row-major, relative to t.begin (strides in elements).
+  /// Byte offset of every element of a strided view t, row-major, relative to t.begin (strides in elements).
   template <class F>
   static void for_each_source(const TensorInfo& t, F&& f) {
     const std::size_t es = dtype_size(t.dtype);
     const std::int64_t n = t.shape.numel();
-    if (t.contiguous()) {
-      for (std::int64_t i = 0; i < n; ++i) f(es * static_cast<std::size_t>(i));
-      return;
-    }
     const int r = t.shape.rank();
     std::array<std::int64_t, kMaxRank> idx{};
     std::int64_t off = 0;  // in elements; bounded by the index's check against the storage
@@ -187,30 +183,33 @@ class TensorFile {
   template <class T>
   void read_into(const TensorInfo& t, TensorView<T> dst) const {
     const std::byte* p = data_ + t.begin;
-    std::vector<std::size_t> src;  // element offsets in dst's iteration order
-    src.reserve(static_cast<std::size_t>(t.shape.numel()));
-    if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>) {
-      IREPA_CHECK(detail::is_float(t.dtype), "{}: '{}' tensor '{}' is {}, expected a float dtype", format_, path_, t.name,
-                  dtype_name(t.dtype));
-      if (t.dtype == dtype_of<T> && dst.is_contiguous() && t.contiguous()) {
-        if (t.nbytes()) std::memcpy(dst.data(), p, t.nbytes());
-        return;
-      }
-      for_each_source(t, [&](std::size_t o) { src.push_back(o); });
-      std::size_t i = 0;
-      dst.for_each_index([&](std::int64_t off) {
-        if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>)
-          dst.data()[off] = T(static_cast<float>(detail::load_as_double(t.dtype, p + src[i++])));
-        else
-          dst.data()[off] = static_cast<T>(detail::load_as_double(t.dtype, p + src[i++]));
-      });
-    } else {
-      IREPA_CHECK(!detail::is_float(t.dtype), "{}: '{}' tensor '{}' is {}, expected an integer dtype", format_, path_, t.name,
-                  dtype_name(t.dtype));
-      for_each_source(t, [&](std::size_t o) { src.push_back(o); });
-      std::size_t i = 0;
-      dst.for_each_index([&](std::int64_t off) { dst.data()[off] = static_cast<T>(detail::load_as_int(t.dtype, p + src[i++])); });
+    constexpr bool want_float = std::is_floating_point_v<T> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
+    IREPA_CHECK(want_float == detail::is_float(t.dtype), "{}: '{}' tensor '{}' is {}, expected {} dtype", format_, path_, t.name,
+                dtype_name(t.dtype), want_float ? "a float" : "an integer");
+    if (t.dtype == dtype_of<T> && dst.is_contiguous() && t.contiguous()) {
+      if (t.nbytes()) std::memcpy(dst.data(), p, t.nbytes());
+      return;
     }
+    // Source byte offsets in dst's iteration order: computed for a contiguous source, listed
+    // once for a strided view (torch.save).
+    const std::size_t es = dtype_size(t.dtype);
+    const bool contiguous = t.contiguous();
+    std::vector<std::size_t> strided;
+    if (!contiguous) {
+      strided.reserve(static_cast<std::size_t>(t.shape.numel()));
+      for_each_source(t, [&](std::size_t o) { strided.push_back(o); });
+    }
+    std::size_t i = 0;
+    dst.for_each_index([&](std::int64_t off) {
+      const std::byte* q = p + (contiguous ? es * i : strided[i]);
+      ++i;
+      if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>)
+        dst.data()[off] = T(static_cast<float>(detail::load_as_double(t.dtype, q)));
+      else if constexpr (want_float)
+        dst.data()[off] = static_cast<T>(detail::load_as_double(t.dtype, q));
+      else
+        dst.data()[off] = static_cast<T>(detail::load_as_int(t.dtype, q));
+    });
   }
 
   void parse() {

@@ -177,26 +177,18 @@ CheckpointInfo load_reference_checkpoint(const io::TensorFile& f, Model& model, 
   for (std::size_t k = 0; k < ids.size(); ++k) id_of[order[k]] = ids[k];
   // Check everything before anything changes: the EMA's names and shapes, and each moment.
   const auto& arena = model.params();
-  std::vector<std::string> problems;
+  io::TensorMismatches problems;
   for (const auto& e : arena.entries()) {
-    const std::string key = "ema." + e.name;
-    if (!f.contains(key))
-      problems.push_back("missing '" + key + "' " + e.shape.str());
-    else if (!(f.info(key).shape == e.shape))
-      problems.push_back("'" + key + "' has shape " + f.info(key).shape.str() + ", expected " + e.shape.str());
+    problems.expect(f, "ema." + e.name, e.shape);
     const auto id = id_of.find(e.name);
     if (id == id_of.end()) continue;  // the model check names it
     for (const char* m : {"exp_avg", "exp_avg_sq"}) {
       const std::string mk = fmt::format("opt.state.{}.{}", id->second, m);
       if (f.contains(mk) && !(f.info(mk).shape == e.shape))
-        problems.push_back("'" + mk + "' (" + e.name + ") has shape " + f.info(mk).shape.str() + ", expected " + e.shape.str());
+        problems.add("'" + mk + "' (" + e.name + ") has shape " + f.info(mk).shape.str() + ", expected " + e.shape.str());
     }
   }
-  if (!problems.empty()) {
-    std::string msg;
-    for (std::size_t i = 0; i < problems.size() && i < 20; ++i) msg += "\n  " + problems[i];
-    fail("load_checkpoint: '{}' (the reference's layout) does not match the run:{}", path, msg);
-  }
+  problems.fail_if_any("load_checkpoint: '{}' (the reference's layout) does not match the run", path);
   model.load(f, "model.");  // checks its own names; throws before writing anything
   Tensor<T> keep, keep_v;
   const TensorView<T> ev = host_values(emas[0]->values(), keep);
@@ -244,24 +236,14 @@ CheckpointInfo load_checkpoint(const std::string& path, Model& model, AdamW<T, D
               emas.size());
   const auto& arena = model.params();
   // Check everything first: the model (names, shapes, nothing extra), then EMAs and moments.
-  std::vector<std::string> problems;
-  auto want = [&](const std::string& key, const Shape& shape) {
-    if (!f.contains(key))
-      problems.push_back("missing '" + key + "' " + shape.str());
-    else if (!(f.info(key).shape == shape))
-      problems.push_back("'" + key + "' has shape " + f.info(key).shape.str() + ", expected " + shape.str());
-  };
+  io::TensorMismatches problems;
   for (std::size_t k = 0; k < emas.size(); ++k)
-    for (const auto& e : arena.entries()) want(ema_prefix(k) + e.name, e.shape);
+    for (const auto& e : arena.entries()) problems.expect(f, ema_prefix(k) + e.name, e.shape);
   for (const auto& e : arena.entries()) {
-    want("optim.exp_avg." + e.name, e.shape);
-    want("optim.exp_avg_sq." + e.name, e.shape);
+    problems.expect(f, "optim.exp_avg." + e.name, e.shape);
+    problems.expect(f, "optim.exp_avg_sq." + e.name, e.shape);
   }
-  if (!problems.empty()) {
-    std::string msg;
-    for (std::size_t i = 0; i < problems.size() && i < 20; ++i) msg += "\n  " + problems[i];
-    fail("load_checkpoint: '{}' does not match the run:{}", path, msg);
-  }
+  problems.fail_if_any("load_checkpoint: '{}' does not match the run", path);
   model.load(f, "model.");  // checks its own names; throws before writing anything
   // On a device: staged on the host (a copy of the current values, so that anything a file
   // does not hold stays as it was), then uploaded.

@@ -38,13 +38,13 @@ inline std::vector<std::string> default_resume_may_change() {
           "interval-max", "config", "overwrite", "skip-nonfinite-steps", "quiet", "eval-per-class", "compare", "steps", "report-to"};
 }
 
-namespace detail {
+/// A setting's name with '_' spelled '-': the reference's SiT flags use dashes, its JiT flags
+/// underscores, and both name the same setting (config keys, flags, YAML keys).
 inline std::string dashed_key(std::string s) {
   for (auto& c : s)
     if (c == '_') c = '-';
   return s;
 }
-}  // namespace detail
 
 /// The differences between a checkpoint's settings and the run's: `errors` for the fields that
 /// must agree, `changes` for those in may_change. Each line names the field and both values.
@@ -63,7 +63,7 @@ inline ConfigDiff compare_run_config(const nlohmann::json& stored, const nlohman
     const nlohmann::json b = current.contains(k) ? current[k] : nlohmann::json("(absent)");
     if (a == b) continue;
     bool ok = false;
-    for (const auto& m : may_change) ok = ok || detail::dashed_key(m) == detail::dashed_key(k);
+    for (const auto& m : may_change) ok = ok || dashed_key(m) == dashed_key(k);
     (ok ? d.changes : d.errors).push_back(fmt::format("{}: {} in the checkpoint, {} now", k, io::json_brief(a), io::json_brief(b)));
   }
   return d;
