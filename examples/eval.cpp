@@ -35,6 +35,7 @@
 
 #include <irepa/io/npz.hpp>
 #include <irepa/metrics/adm_evaluator.hpp>
+#include <irepa/metrics/online_fid.hpp>
 
 #include "fail_safe.hpp"
 #include "eval_job.hpp"
@@ -102,16 +103,7 @@ metrics::Gaussian statistics(const io::NpzFile& f, const char* mu_key, const cha
     IREPA_CHECK(features.numel() > 0, "irepa-eval: '{}' has neither images (arr_0) nor {} / {}", f.path(), mu_key, sigma_key);
     return metrics::feature_statistics<float>(features.cview());
   }
-  IREPA_CHECK(f.contains(sigma_key), "irepa-eval: '{}' has {} but no {}", f.path(), mu_key, sigma_key);
-  const auto mu = f.array(mu_key).load<double>(), sigma = f.array(sigma_key).load<double>();
-  IREPA_CHECK(mu.shape() == Shape{D} && sigma.shape() == Shape({D, D}),
-              "irepa-eval: '{}' stores {} {} and {} {}, but the features have dimension {} (expected [{}] and [{}, {}])", f.path(), mu_key,
-              mu.shape().str(), sigma_key, sigma.shape().str(), D, D, D, D);
-  metrics::Gaussian g;
-  g.mean = Eigen::Map<const Eigen::VectorXd>(mu.data(), D);
-  g.cov = Eigen::Map<const Eigen::Matrix<double, -1, -1, Eigen::RowMajor>>(sigma.data(), D, D);
-  IREPA_CHECK(g.mean.allFinite() && g.cov.allFinite(), "irepa-eval: '{}' {} / {} hold NaN or Inf", f.path(), mu_key, sigma_key);
-  return g;
+  return metrics::stored_gaussian(f, mu_key, sigma_key, D);
 }
 
 int run(const EvalOptions& o) {
@@ -133,14 +125,10 @@ int run(const EvalOptions& o) {
   const io::NpyArray ref_images = ref_has_images ? images_of(ref) : io::NpyArray{};
   const std::int64_t ref_count = ref_has_images ? ref_images.shape[0] : 0;
 
-  InceptionV3<float> host;
+  const InceptionV3<float> host = metrics::load_fid_inception(weights, o.prefix);
   const bool random = weights.starts_with("random:");
-  if (random) {
-    host.init_random(std::stoull(weights.substr(7)));
+  if (random)
     std::printf("warning: random Inception weights (%s): the numbers below are a consistency check, not FID / IS\n", weights.c_str());
-  } else {
-    host.load(io::SafeTensorsFile(weights), o.prefix);
-  }
   std::unique_ptr<examples::InceptionRunner> net;
   if (o.device == "cpu") {
     net = std::make_unique<CpuInception>(InceptionV3<float>::from_host(host), o.threads);

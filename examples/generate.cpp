@@ -2,6 +2,10 @@
 // class-conditional images (labels uniform over the classes), decoded by the SD-VAE for latent
 // models, converted to uint8 as the reference does, written as the ADM suite's .npz (arr_0
 // uint8 [N, H, W, 3], ZIP64) and, with --save-png, as <index>.png files.
+// A JiT checkpoint (irepa-train-jit's) is sampled as the JiT engine's evaluate samples: image i
+// has class i / (N / classes), its sampler (--heun: Heun then a last Euler step, else Euler;
+// --cfg-scale inside --guidance-low/high as its interval; noise scale and t_eps from the run's
+// settings), uint8 rounded rather than truncated.
 //
 //   irepa-generate --ckpt runs/x/checkpoints/0400000.safetensors --vae vae/sdvae-ft-mse-f8d4.safetensors
 //       --num-fid-samples 50000 --mode sde --num-steps 250 --cfg-scale 1.8 --guidance-high 0.7   (one line)
@@ -24,6 +28,8 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -63,9 +69,10 @@ struct GenOptions {
   std::string z_dims;
 };
 
+template <class Model>
 class CpuGenerator final : public examples::SampleGenerator {
  public:
-  CpuGenerator(examples::GenSiT<> model, std::optional<SdVae<float>> vae, examples::GenerateSpec spec, int threads)
+  CpuGenerator(Model model, std::optional<SdVae<float>> vae, examples::GenerateSpec spec, int threads)
       : model_(std::move(model)), vae_(std::move(vae)), spec_(std::move(spec)), ctx_(threads) {}
   Tensor<std::uint8_t> generate(const Tensor<std::int64_t>& labels, std::uint64_t seed) override {
     return examples::generate_batch(ctx_, model_, vae_ ? &*vae_ : nullptr, spec_, labels, seed);
@@ -73,11 +80,83 @@ class CpuGenerator final : public examples::SampleGenerator {
   std::string where() const override { return "cpu (" + std::to_string(ctx_.threads()) + " threads)"; }
 
  private:
-  examples::GenSiT<> model_;
+  Model model_;
   std::optional<SdVae<float>> vae_;
   examples::GenerateSpec spec_;
   CpuContext ctx_;
 };
+
+/// The settings of the run that wrote the checkpoint: an irepa checkpoint's config, or the args of
+/// the reference's torch.save checkpoint; empty when there are none (flags decide then).
+nlohmann::json run_settings(const io::SafeTensorsFile& f) {
+  if (const auto cfg = f.metadata("config") ? f.metadata("config") : f.metadata("args")) {
+    try {
+      return io::parse_json(*cfg, "checkpoint config");
+    } catch (const Error&) {
+    }
+  }
+  return {};
+}
+
+/// A number among the run's settings (our tools store flags as strings), or `fallback`.
+double run_number(const nlohmann::json& run, const std::string& key, double fallback) {
+  if (!run.is_object() || !run.contains(key)) return fallback;
+  const auto& v = run[key];
+  if (v.is_number()) return v.get<double>();
+  if (v.is_string()) {
+    try {
+      return std::stod(v.get<std::string>());
+    } catch (const std::exception&) {
+    }
+  }
+  return fallback;
+}
+
+/// Whether the checkpoint holds a JiT (its bottleneck patch embedding) rather than a SiT.
+bool holds_jit(const io::SafeTensorsFile& f, const std::string& prefix) { return f.contains(prefix + "x_embedder.proj1.weight"); }
+
+/// The JiT of a checkpoint's EMA weights (one irepa-train-jit wrote): sizes read off the tensors;
+/// heads, the in-context start and the image size from --model / --num-heads or the run's settings.
+JiTConfig jit_checkpoint_config(const io::SafeTensorsFile& f, const std::string& prefix, const GenOptions& o, const nlohmann::json& run) {
+  const auto shape = [&](const std::string& name) {
+    IREPA_CHECK(f.contains(prefix + name), "irepa-generate: '{}' has no '{}{}': not a JiT checkpoint of this library (or another --ema)",
+                f.path(), prefix, name);
+    return f.info(prefix + name).shape;
+  };
+  JiTConfig c;
+  const Shape p1 = shape("x_embedder.proj1.weight"), p2 = shape("x_embedder.proj2.weight");  // [b, C, p, p], [D, b, 1, 1]
+  c.bottleneck_dim = p1[0], c.in_channels = p1[1], c.patch_size = p1[2], c.hidden_size = p2[0];
+  c.depth = 0;
+  while (f.contains(prefix + "blocks." + std::to_string(c.depth) + ".attn.qkv.weight")) ++c.depth;
+  IREPA_CHECK(c.depth > 0, "irepa-generate: '{}' has no '{}blocks.0.attn.qkv.weight'", f.path(), prefix);
+  c.num_classes = shape("y_embedder.embedding_table.weight")[0] - 1;
+  c.in_context_len = f.contains(prefix + "in_context_posemb") ? shape("in_context_posemb")[1] : 0;
+  c.z_dims.clear();
+  if (o.num_classes > 0)
+    IREPA_CHECK(o.num_classes == c.num_classes, "irepa-generate: --num-classes {}, the checkpoint's label table has {} classes (+ null)",
+                o.num_classes, c.num_classes);
+  std::string name = o.model;
+  if (name.empty() && run.is_object() && run.contains("model") && run["model"].is_string()) name = run["model"].get<std::string>();
+  if (!name.empty() && name != "custom") {
+    JiTConfig byname;
+    apply_jit_model_name(byname, name);
+    IREPA_CHECK(byname.depth == c.depth && byname.hidden_size == c.hidden_size && byname.patch_size == c.patch_size,
+                "irepa-generate: model '{}' is depth {} width {} patch {}, the checkpoint depth {} width {} patch {}", name, byname.depth,
+                byname.hidden_size, byname.patch_size, c.depth, c.hidden_size, c.patch_size);
+    c.num_heads = byname.num_heads, c.in_context_start = byname.in_context_start;
+  } else {
+    c.num_heads = o.num_heads > 0 ? o.num_heads : static_cast<std::int64_t>(run_number(run, "num_heads", 0));
+    c.in_context_start = static_cast<std::int64_t>(run_number(run, "in_context_start", -1));
+  }
+  IREPA_CHECK(c.num_heads > 0 && c.hidden_size % c.num_heads == 0,
+              "irepa-generate: the head count of '{}' is unknown (its settings name no model or num_heads, or {} heads do not divide width {}): "
+              "pass --model JiT-X/p, or --model custom --num-heads N",
+              f.path(), c.num_heads, c.hidden_size);
+  // The run's --img_size when it set one, else --resolution.
+  const auto img = static_cast<std::int64_t>(run_number(run, "img_size", 0));
+  c.input_size = img > 0 ? img : o.resolution;
+  return c;
+}
 
 /// The SiT of a checkpoint's EMA weights under prefix: sizes read off the tensors, the head count
 /// from --model or the run's settings. Projectors are not built (inference does not use them).
@@ -110,14 +189,7 @@ SiTConfig checkpoint_config(const io::SafeTensorsFile& f, const std::string& pre
   }
   c.input_size = side;
   // Heads: --model (the reference's flag), else the run's settings.
-  nlohmann::json run;
-  // An irepa checkpoint's config, or the args of the reference's torch.save checkpoint.
-  if (const auto cfg = f.metadata("config") ? f.metadata("config") : f.metadata("args")) {
-    try {
-      run = io::parse_json(*cfg, "checkpoint config");
-    } catch (const Error&) {  // a checkpoint without a readable config: --model decides
-    }
-  }
+  const nlohmann::json run = run_settings(f);
   std::string name = o.model;
   if (name.empty() && run.is_object() && run.contains("model") && run["model"].is_string()) name = run["model"].get<std::string>();
   if (!name.empty() && name != "custom") {
@@ -146,8 +218,9 @@ SiTConfig checkpoint_config(const io::SafeTensorsFile& f, const std::string& pre
   return c;
 }
 
-nlohmann::json manifest(const GenOptions& o, const LaunchInfo& launch, const SiTConfig& c) {
+nlohmann::json manifest(const GenOptions& o, const LaunchInfo& launch, bool jit, std::int64_t image_side) {
   return {{"tool", "irepa-generate"},
+          {"family", jit ? "jit" : "sit"},
           {"ckpt", fs::absolute(o.ckpt).lexically_normal().string()},
           {"ema", o.ema},
           {"vae", o.vae.empty() ? "" : fs::absolute(o.vae).lexically_normal().string()},
@@ -163,17 +236,10 @@ nlohmann::json manifest(const GenOptions& o, const LaunchInfo& launch, const SiT
           {"guidance_low", o.guidance_low},
           {"guidance_high", o.guidance_high},
           {"path_type", o.path_type},
-          {"image_size", c.input_size * (o.vae.empty() ? 1 : 8)},
+          {"image_size", image_side},
           {"finished", false}};
 }
 
-/// 64 well-mixed bits of x (SplitMix64's finaliser): batch seeds from (rank seed, iteration).
-std::uint64_t mix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 fs::path batch_path(const fs::path& dir, int rank, std::int64_t it) { return dir / fmt::format("batch-r{:03d}-i{:06d}.npy", rank, it); }
 
@@ -200,38 +266,80 @@ int run(GenOptions o) {
   const LaunchInfo launch = LaunchInfo::from_env();
   const io::SafeTensorsFile ck(o.ckpt);
   const std::string prefix = ema_prefix(static_cast<std::size_t>(o.ema));
-  const SiTConfig cfg = checkpoint_config(ck, prefix, o);
-  IREPA_CHECK(o.vae.empty() || cfg.in_channels == 4, "irepa-generate: --vae given, but the model makes {}-channel images, not latents",
-              cfg.in_channels);
-  IREPA_CHECK(!o.vae.empty() || (cfg.in_channels == 1 || cfg.in_channels == 3),
-              "irepa-generate: the model makes {}-channel latents: pass --vae (the SD-VAE they decode with)", cfg.in_channels);
-
-  examples::GenSiT<> model(cfg, REPAHead{});
-  {
+  const bool jit = holds_jit(ck, prefix);
+  const nlohmann::json run_cfg = run_settings(ck);
+  const auto load = [&](auto& model) {
     io::LoadParamsOptions lo;
     for (const auto& n : ck.names())
       if (n.starts_with(prefix + "projectors.")) lo.read_by_caller.push_back(n.substr(prefix.size()));
     lo.read_by_caller.push_back("pos_embed");  // the reference's EMA state dict holds the fixed table; the model makes its own
     io::load_params(ck, model.params(), prefix, lo);
-  }
+  };
+  // Each family's model on the host, turned into the generator once the folder is claimed.
   examples::GenerateSpec spec;
-  spec.sampler = SamplerOptions{.kind = o.mode == "sde" ? SamplerKind::EulerMaruyama : o.heun ? SamplerKind::Heun : SamplerKind::Euler,
-                                .num_steps = o.num_steps, .cfg_scale = o.cfg_scale, .guidance_low = o.guidance_low,
-                                .guidance_high = o.guidance_high, .path = parse_path_type(o.path_type)};
-  std::optional<SdVae<float>> vae;
-  if (!o.vae.empty()) {
-    vae.emplace(load_sd_vae<float>(o.vae));
-    data::LatentStats st;
-    if (!o.latents_stats.empty()) {
-      st = data::LatentStats::load(o.latents_stats);
-    } else {  // the reference's default for the SD-VAE: scale 0.18215, bias 0
-      st.scale = Tensor<double>(Shape{vae->latent_channels()}), st.bias = Tensor<double>(Shape{vae->latent_channels()});
-      st.scale.fill(o.latent_scale), st.bias.fill(0.0);
+  std::function<std::unique_ptr<examples::SampleGenerator>()> make_generator;
+  const auto generator_of = [&](auto model, std::optional<SdVae<float>> vae) {
+    auto m = std::make_shared<decltype(model)>(std::move(model));
+    auto v = std::make_shared<std::optional<SdVae<float>>>(std::move(vae));
+    make_generator = [&o, &launch, &spec, m, v]() -> std::unique_ptr<examples::SampleGenerator> {
+      if (o.device == "cpu") {
+        int threads = o.threads;
+        if (threads == 0 && launch.local_world > 1) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_world);
+        return std::make_unique<CpuGenerator<typename decltype(m)::element_type>>(std::move(*m), std::move(*v), std::move(spec), threads);
+      }
+#if defined(IREPA_WITH_CUDA)
+      return examples::make_cuda_generator(*m, *v ? &**v : nullptr, std::move(spec),
+                                           o.device == "cuda" ? launch.local_rank : std::stoi(o.device.substr(5)), o.precision);
+#else
+      fail("irepa-generate: --device {} needs a build with CUDA", o.device);
+#endif
+    };
+  };
+  std::int64_t image_side = 0, num_classes = 0;
+  std::string what;
+  if (jit) {  // pixels from the JiT sampler, class-balanced as the JiT engine draws them
+    IREPA_CHECK(o.vae.empty(), "irepa-generate: '{}' holds a JiT, which makes pixels: --vae does not apply", o.ckpt);
+    IREPA_CHECK(o.mode == "ode", "irepa-generate: JiT's sampler is an ODE (Heun with --heun, else Euler): --mode {} does not apply", o.mode);
+    const JiTConfig cfg = jit_checkpoint_config(ck, prefix, o, run_cfg);
+    IREPA_CHECK(o.num_fid_samples % cfg.num_classes == 0,
+                "irepa-generate: a JiT's samples are class-balanced (the JiT engine's rule): --num-fid-samples {} is not a multiple of its {} classes",
+                o.num_fid_samples, cfg.num_classes);
+    examples::GenJiT<> model(cfg, REPAHead{});
+    load(model);
+    spec.jit_sampler = JiTSamplerOptions{.num_steps = o.num_steps, .heun = o.heun, .cfg_scale = o.cfg_scale, .interval_min = o.guidance_low,
+                                         .interval_max = o.guidance_high, .t_eps = run_number(run_cfg, "t_eps", 0.05)};
+    spec.noise_scale = run_number(run_cfg, "noise_scale", 1.0);
+    image_side = cfg.input_size, num_classes = cfg.num_classes;
+    what = fmt::format("JiT depth {} width {} patch {}", cfg.depth, cfg.hidden_size, cfg.patch_size);
+    generator_of(std::move(model), std::nullopt);
+  } else {
+    const SiTConfig cfg = checkpoint_config(ck, prefix, o);
+    IREPA_CHECK(o.vae.empty() || cfg.in_channels == 4, "irepa-generate: --vae given, but the model makes {}-channel images, not latents",
+                cfg.in_channels);
+    IREPA_CHECK(!o.vae.empty() || (cfg.in_channels == 1 || cfg.in_channels == 3),
+                "irepa-generate: the model makes {}-channel latents: pass --vae (the SD-VAE they decode with)", cfg.in_channels);
+    examples::GenSiT<> model(cfg, REPAHead{});
+    load(model);
+    spec.sampler = SamplerOptions{.kind = o.mode == "sde" ? SamplerKind::EulerMaruyama : o.heun ? SamplerKind::Heun : SamplerKind::Euler,
+                                  .num_steps = o.num_steps, .cfg_scale = o.cfg_scale, .guidance_low = o.guidance_low,
+                                  .guidance_high = o.guidance_high, .path = parse_path_type(o.path_type)};
+    std::optional<SdVae<float>> vae;
+    if (!o.vae.empty()) {
+      vae.emplace(load_sd_vae<float>(o.vae));
+      data::LatentStats st;
+      if (!o.latents_stats.empty()) {
+        st = data::LatentStats::load(o.latents_stats);
+      } else {  // the reference's default for the SD-VAE: scale 0.18215, bias 0
+        st.scale = Tensor<double>(Shape{vae->latent_channels()}), st.bias = Tensor<double>(Shape{vae->latent_channels()});
+        st.scale.fill(o.latent_scale), st.bias.fill(0.0);
+      }
+      st.expect_channels(vae->latent_channels(), o.vae);
+      std::tie(spec.latents_scale, spec.latents_bias) = st.as<float>();
     }
-    st.expect_channels(vae->latent_channels(), o.vae);
-    std::tie(spec.latents_scale, spec.latents_bias) = st.as<float>();
+    image_side = cfg.input_size * (vae ? vae->config.factor() : 1), num_classes = cfg.num_classes;
+    what = fmt::format("SiT depth {} width {} patch {}", cfg.depth, cfg.hidden_size, cfg.patch_size);
+    generator_of(std::move(model), std::move(vae));
   }
-  const std::int64_t image_side = cfg.input_size * (vae ? vae->config.factor() : 1);
 
   // The reference's bookkeeping: whole global batches, the first N kept.
   const std::int64_t n = o.per_proc_batch, G = n * launch.world;
@@ -239,7 +347,7 @@ int run(GenOptions o) {
   const std::string name = fmt::format("{}-size-{}-cfg-{}-seed-{}-{}{}{}", fs::path(o.ckpt).stem().string(), image_side, o.cfg_scale,
                                        o.global_seed, o.mode, o.heun ? "-heun" : "", o.num_steps != 50 ? fmt::format("-steps-{}", o.num_steps) : "");
   const fs::path dir = fs::path(o.sample_dir) / name, npz = fs::path(o.sample_dir) / (name + ".npz"), man = dir / "generate.json";
-  const nlohmann::json want = manifest(o, launch, cfg);
+  const nlohmann::json want = manifest(o, launch, jit, image_side);
   std::vector<std::string> keys;
   for (const auto& [k, v] : want.items())
     if (k != "finished") keys.push_back(k);
@@ -249,27 +357,14 @@ int run(GenOptions o) {
     return 0;
   }
 
-  std::unique_ptr<examples::SampleGenerator> gen;
-  if (o.device == "cpu") {
-    int threads = o.threads;
-    if (threads == 0 && launch.local_world > 1) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / launch.local_world);
-    gen = std::make_unique<CpuGenerator>(std::move(model), std::move(vae), std::move(spec), threads);
-  } else {
-#if defined(IREPA_WITH_CUDA)
-    gen = examples::make_cuda_generator(model, vae ? &*vae : nullptr, std::move(spec), o.device == "cuda" ? launch.local_rank : std::stoi(o.device.substr(5)),
-                                        o.precision);
-#else
-    fail("irepa-generate: --device {} needs a build with CUDA", o.device);
-#endif
-  }
+  const std::unique_ptr<examples::SampleGenerator> gen = make_generator();
   const std::string who = launch.distributed() ? fmt::format("rank {}: ", launch.rank) : std::string();
   const Shape batch_shape{n, image_side, image_side, 3};
   std::int64_t already = 0;
   for (std::int64_t it = 0; it < iterations; ++it) already += batch_done(batch_path(dir, launch.rank, it), batch_shape) ? n : 0;
-  std::printf("%s%lld samples (%lld iterations of %lld x %d processes) of SiT depth %lld width %lld patch %lld, %lldx%lld, on %s%s\n",
-              who.c_str(), static_cast<long long>(o.num_fid_samples), static_cast<long long>(iterations), static_cast<long long>(n), launch.world,
-              static_cast<long long>(cfg.depth), static_cast<long long>(cfg.hidden_size), static_cast<long long>(cfg.patch_size),
-              static_cast<long long>(image_side), static_cast<long long>(image_side), gen->where().c_str(),
+  std::printf("%s%lld samples (%lld iterations of %lld x %d processes) of %s, %lldx%lld, on %s%s\n", who.c_str(),
+              static_cast<long long>(o.num_fid_samples), static_cast<long long>(iterations), static_cast<long long>(n), launch.world,
+              what.c_str(), static_cast<long long>(image_side), static_cast<long long>(image_side), gen->where().c_str(),
               already ? fmt::format(", continuing ({} already there)", already).c_str() : "");
   std::fflush(stdout);
   examples::Progress progress(who + "samples", iterations * n, already);
@@ -284,7 +379,14 @@ int run(GenOptions o) {
     }
     const std::uint64_t seed = mix64(rank_seed << 32 ^ static_cast<std::uint64_t>(it));
     Tensor<std::int64_t> labels(Shape{n});
-    Philox(seed, 9).randint(labels.view(), 0, cfg.num_classes);
+    if (jit) {  // image index -> its class (the JiT engine's np.arange(classes).repeat(N / classes)); the padding past N: class 0
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t index = it * G + i * launch.world + launch.rank;
+        labels[i] = index < o.num_fid_samples ? index / (o.num_fid_samples / num_classes) : 0;
+      }
+    } else {
+      Philox(seed, 9).randint(labels.view(), 0, num_classes);
+    }
     const Tensor<std::uint8_t> images = gen->generate(labels, seed);
     const std::string tmp = p.string() + ".tmp." + std::to_string(::getpid());
     io::write_npy<std::uint8_t>(tmp, images.cview());
@@ -334,9 +436,9 @@ int run(GenOptions o) {
 
 int main(int argc, char** argv) {
   GenOptions o;
-  CLI::App app{"irepa-generate: samples of a trained SiT for FID (the reference's generate.py), as an ADM .npz"};
+  CLI::App app{"irepa-generate: samples of a trained SiT or JiT for FID (the reference's generate.py), as an ADM .npz"};
   app.add_option("--ckpt", o.ckpt, "a checkpoint irepa-train (or irepa-fashion) wrote, or the reference's train.py .pt")->required();
-  app.add_option("--model", o.model, "SiT-S/2 ... SiT-XL/2 (checked against the checkpoint; gives the head count), or custom");
+  app.add_option("--model", o.model, "SiT-S/2 ... SiT-XL/2, JiT-B/16 ... (checked against the checkpoint; gives the head count), or custom");
   app.add_option("--num-heads", o.num_heads, "--model custom: the attention heads (the checkpoint's tensors give the rest)");
   app.add_option("--ema", o.ema, "which EMA of the checkpoint (0: 'ema.')")->capture_default_str();
   app.add_option("--num-fid-samples", o.num_fid_samples, "samples in the npz")->capture_default_str();
@@ -344,7 +446,7 @@ int main(int argc, char** argv) {
   app.add_option("--per-proc-batch-size", o.per_proc_batch, "samples per process per iteration")->capture_default_str();
   app.add_option("--global-seed", o.global_seed, "rank r seeds with global_seed x world + r")->capture_default_str();
   app.add_option("--mode", o.mode, "ode or sde")->capture_default_str();
-  app.add_flag("--heun,!--no-heun", o.heun, "ODE: Heun's second-order steps");
+  app.add_flag("--heun,!--no-heun", o.heun, "ODE: Heun's second-order steps (a JiT: Heun and a last Euler step, its engine's default)");
   app.add_option("--num-steps", o.num_steps, "sampler steps")->capture_default_str();
   app.add_option("--cfg-scale", o.cfg_scale, "classifier-free guidance scale (1: none)")->capture_default_str();
   app.add_option("--guidance-low", o.guidance_low, "guidance only for t in [low, high]")->capture_default_str();

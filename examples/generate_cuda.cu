@@ -1,13 +1,14 @@
-// irepa-generate --device cuda: sampling and VAE decoding on a GPU (see generate_job.hpp).
+// irepa-generate --device cuda: sampling (SiT or JiT) and VAE decoding on a GPU (see generate_job.hpp).
 
 #include "generate_job.hpp"
 
 namespace irepa::examples {
 
 namespace {
+template <template <class> class Gen>
 class CudaGenerator final : public SampleGenerator {
  public:
-  CudaGenerator(const GenSiT<>& host, const SdVae<float>* vae, GenerateSpec spec, int device, const std::string& precision)
+  CudaGenerator(const Gen<Cpu>& host, const SdVae<float>* vae, GenerateSpec spec, int device, const std::string& precision)
       : ctx_(device), model_(host.config, REPAHead{}), spec_(std::move(spec)), device_(device), precision_(precision) {
     ctx_.set_matmul_precision(parse_matmul_precision(precision));
     copy_from_host(model_.params().values(), ConstView<float>(host.params().values()));
@@ -20,7 +21,7 @@ class CudaGenerator final : public SampleGenerator {
 
  private:
   CudaContext ctx_;
-  GenSiT<Cuda> model_;
+  Gen<Cuda> model_;
   std::optional<SdVae<float, Cuda>> vae_;
   GenerateSpec spec_;
   int device_;
@@ -30,7 +31,11 @@ class CudaGenerator final : public SampleGenerator {
 
 std::unique_ptr<SampleGenerator> make_cuda_generator(const GenSiT<>& model, const SdVae<float>* vae, GenerateSpec spec, int device,
                                                      const std::string& precision) {
-  return std::make_unique<CudaGenerator>(model, vae, std::move(spec), device, precision);
+  return std::make_unique<CudaGenerator<GenSiT>>(model, vae, std::move(spec), device, precision);
+}
+std::unique_ptr<SampleGenerator> make_cuda_generator(const GenJiT<>& model, const SdVae<float>* vae, GenerateSpec spec, int device,
+                                                     const std::string& precision) {
+  return std::make_unique<CudaGenerator<GenJiT>>(model, vae, std::move(spec), device, precision);
 }
 
 }  // namespace irepa::examples

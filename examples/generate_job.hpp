@@ -1,6 +1,6 @@
 #pragma once
 // irepa-generate's model half: a SiT's EMA weights (with the SD-VAE's decoder for latent models)
-// turning labels and a seed into uint8 images, on the CPU (generate.cpp) or a GPU
+// or a JiT's, turning labels and a seed into uint8 images, on the CPU (generate.cpp) or a GPU
 // (generate_cuda.cu, compiled by nvcc). Inference only: the alignment projectors are not built.
 
 #include <memory>
@@ -8,7 +8,10 @@
 #include <string>
 
 #include <irepa/align/head.hpp>
+#include <irepa/diffusion/jit_objective.hpp>
 #include <irepa/diffusion/samplers.hpp>
+#include <irepa/metrics/online_fid.hpp>
+#include <irepa/models/jit.hpp>
 #include <irepa/models/sd_vae.hpp>
 #include <irepa/models/sit.hpp>
 #include <irepa/ops/latent.hpp>
@@ -17,10 +20,14 @@ namespace irepa::examples {
 
 template <class Dev = Cpu>
 using GenSiT = SiT<Dynamic, DynamicPatch, REPAHead, float, Dev>;
+template <class Dev = Cpu>
+using GenJiT = JiT<Dynamic, DynamicPatch, REPAHead, float, Dev>;
 
 /// What one batch needs besides its labels and seed.
 struct GenerateSpec {
-  SamplerOptions sampler;
+  SamplerOptions sampler;                     // SiT
+  JiTSamplerOptions jit_sampler;              // JiT
+  double noise_scale = 1.0;                   // JiT: the std of its starting noise
   Tensor<float> latents_scale, latents_bias;  // [E] (VAE models)
 };
 
@@ -61,8 +68,23 @@ Tensor<std::uint8_t> generate_batch(const Ctx& ctx, const GenSiT<typename Ctx::d
   return to_rgb_uint8(to_host(ctx, vae->decode(ctx, u.cview()).cview()));
 }
 
-/// The generator on GPU `device` (a build with CUDA): the model and VAE copied from the host ones.
+/// A JiT's batch on ctx's device: its sampler (noise from seed), then uint8 as the JiT engine
+/// rounds (metrics::rounded_uint8_images); JiT makes pixels, so there is no VAE.
+template <class Ctx>
+Tensor<std::uint8_t> generate_batch(const Ctx& ctx, const GenJiT<typename Ctx::device_type>& model,
+                                    const SdVae<float, typename Ctx::device_type>* vae, const GenerateSpec& spec,
+                                    const Tensor<std::int64_t>& labels, std::uint64_t seed) {
+  IREPA_CHECK(vae == nullptr, "irepa-generate: a JiT makes pixels; it has no VAE");
+  const Tensor<float> f = metrics::rounded_uint8_images(sample_jit(ctx, model, labels.cview(), seed, spec.jit_sampler, spec.noise_scale));
+  Tensor<std::uint8_t> u(f.shape());
+  for (std::int64_t i = 0; i < f.numel(); ++i) u[i] = static_cast<std::uint8_t>(f[i]);
+  return u;
+}
+
+/// The generator on GPU `device` (a build with CUDA): the model (and VAE) copied from the host ones.
 std::unique_ptr<SampleGenerator> make_cuda_generator(const GenSiT<>& model, const SdVae<float>* vae, GenerateSpec spec, int device,
+                                                     const std::string& precision);
+std::unique_ptr<SampleGenerator> make_cuda_generator(const GenJiT<>& model, const SdVae<float>* vae, GenerateSpec spec, int device,
                                                      const std::string& precision);
 
 }  // namespace irepa::examples

@@ -22,6 +22,7 @@
 #include <irepa/data/image_folder.hpp>
 #include <irepa/data/shards.hpp>
 #include <irepa/diffusion/jit_objective.hpp>
+#include <irepa/metrics/online_fid.hpp>
 #include <irepa/models/jit.hpp>
 #include <irepa/train/recipes.hpp>
 
@@ -64,6 +65,7 @@ struct Options {
                gen_bsz = 256, save_last_freq = 5, requeue_time = 0, requeue_safety_margin = 10, world_size = 1, local_rank = -1;
   bool pin_mem = true, no_pin_mem = false, online_eval = false, evaluate_gen = false, sample_grid = false, zscore_proj_skip_std = false, dist_on_itp = false;
   std::string tmp_gen_path = "ssd/tmp", gen_checkpoint_path, gen_output_dir = "samples", resume, report_to = "all", dist_url = "env://";
+  std::string fid_stats, inception;  // online evaluation (ours: the reference hard-codes both)
 };
 
 template <class V>
@@ -139,19 +141,24 @@ std::vector<Flag> flags(Options& o) {
       flag("proj_dropout", o.proj_dropout, "0 only (the reference's default; dropout is not implemented)"),
       flag("start_epoch", o.start_epoch, "0 only: --resume_step continues a run"),
       flag("resume", o.resume, "empty only: --resume_step continues a run from its checkpoints/ folder"),
-      flag("online_eval", o.online_eval, "off only for now: sample with irepa-generate and score with irepa-eval"),
-      flag("evaluate_gen", o.evaluate_gen, "off only for now: sample with irepa-generate and score with irepa-eval"),
+      flag("online_eval", o.online_eval,
+           "every --eval_freq epochs and at the end: --num_images class-balanced samples of the first EMA (the grid's sampler "
+           "settings), FID against --fid_stats and the Inception Score, logged as fid_cfg<cfg>_res<size> / is_cfg<cfg>_res<size>"),
+      flag("evaluate_gen", o.evaluate_gen, "score the checkpoint of --resume_step as --online_eval does, and stop"),
+      flag("eval_freq", o.eval_freq, "online evaluation every N epochs"),
+      flag("num_images", o.num_images, "online evaluation: samples (a multiple of --class_num)"),
+      flag("gen_bsz", o.gen_bsz, "online evaluation: samples per process and round"),
+      flag("fid_stats", o.fid_stats, "online evaluation: .npz with mu and sigma of pool_3 (default fid_stats/jit_in<img_size>_stats.npz)"),
+      flag("inception", o.inception,
+           "online evaluation: FID Inception-v3 weights (safetensors, torch-fidelity's names) or random:SEED; default $IREPA_INCEPTION"),
       no_effect("cls_token_weight", o.cls_token_weight, "the reference's spatial normalisation ignores it too"),
       no_effect("zscore_proj_skip_std", o.zscore_proj_skip_std, "the reference's spatial normalisation ignores it too"),
       no_effect("num_workers", o.num_workers, "--threads sizes the data pipeline"),
       no_effect("pin_mem", o.pin_mem, "no pinned host copies are made"),
       no_effect("no_pin_mem", o.no_pin_mem, "no pinned host copies are made"),
-      no_effect("num_images", o.num_images, "online evaluation is irepa-generate's --num-fid-samples"),
-      no_effect("eval_freq", o.eval_freq, "no online evaluation"),
-      no_effect("gen_bsz", o.gen_bsz, "no online evaluation"),
-      no_effect("tmp_gen_path", o.tmp_gen_path, "no online evaluation"),
-      no_effect("gen_checkpoint_path", o.gen_checkpoint_path, "no online evaluation"),
-      no_effect("gen_output_dir", o.gen_output_dir, "no online evaluation"),
+      no_effect("tmp_gen_path", o.tmp_gen_path, "online evaluation scores the samples in memory; no image files are written"),
+      no_effect("gen_checkpoint_path", o.gen_checkpoint_path, "--evaluate_gen scores the checkpoint of --resume_step"),
+      no_effect("gen_output_dir", o.gen_output_dir, "online evaluation scores the samples in memory; no image files are written"),
       no_effect("save_interval", o.save_interval, "--checkpointing_steps sets the checkpoints"),
       no_effect("save_last_freq", o.save_last_freq, "--checkpointing_steps sets the checkpoints"),
       no_effect("sample_grid", o.sample_grid, "--sample_grid_freq > 0 writes grids"),
@@ -211,6 +218,9 @@ TrainerOptions trainer_options(const Options& o, std::int64_t n, int world) {
   t.grid = SampleSettings{.steps = o.num_sampling_steps, .heun = o.sampling_method == "heun", .cfg_scale = o.cfg,
                           .guidance_low = o.interval_min, .guidance_high = o.interval_max};
   t.classes_in_grid = std::min<std::int64_t>(o.class_num, 10), t.samples_per_class = o.sample_grid_per_class;
+  // Online evaluation after every eval_freq-th epoch (and the last step); the evaluator is built on the job's device.
+  if (o.online_eval) t.eval_steps = o.eval_freq * JiTRecipe{.epochs = o.epochs}.steps_per_epoch(n, t.batch_size);
+  t.evaluate_only = o.evaluate_gen;
   return t;
 }
 
@@ -218,6 +228,38 @@ JiTObjective objective(const Options& o) {
   JiTObjective obj{.P_mean = o.P_mean, .P_std = o.P_std, .noise_scale = o.noise_scale, .t_eps = o.t_eps};
   obj.proj_coeff = cli::total_proj_coeff("irepa-train-jit", o.proj_coeff, o.projection_loss_type, '_');
   return obj;
+}
+
+/// A float as Python's str() writes it (1.0, not fmt's 1): the reference's logged names.
+std::string python_float(double v) {
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".en") == std::string::npos) s += ".0";
+  return s;
+}
+
+/// --online_eval / --evaluate_gen: the Inception weights, the reference statistics and the
+/// evaluation's settings (the names logged: the reference's fid_cfg<cfg>_res<size>).
+examples::OnlineEvalJob online_evaluation(const Options& o, std::int64_t img_size) {
+  IREPA_CHECK(o.eval_freq > 0 && o.num_images > 0 && o.gen_bsz > 0, "irepa-train-jit: --eval_freq {}, --num_images {} and --gen_bsz {} must be positive",
+              o.eval_freq, o.num_images, o.gen_bsz);
+  IREPA_CHECK(!o.evaluate_gen || o.resume_step > 0, "irepa-train-jit: --evaluate_gen scores a checkpoint: give its step with --resume_step");
+  std::string stats = o.fid_stats;
+  if (stats.empty()) {
+    IREPA_CHECK(img_size == 256 || img_size == 512,
+                "irepa-train-jit: no --fid_stats, and the reference has statistics for 256 and 512 pixels only (these images are {})", img_size);
+    stats = fmt::format("fid_stats/jit_in{}_stats.npz", img_size);
+  }
+  examples::OnlineEvalJob e;
+  e.inception = o.inception;
+  if (e.inception.empty())
+    if (const char* env = std::getenv("IREPA_INCEPTION")) e.inception = env;
+  IREPA_CHECK(!e.inception.empty(),
+              "irepa-train-jit: online evaluation needs the FID Inception weights: pass --inception FILE.safetensors (or set "
+              "IREPA_INCEPTION); convert torch-fidelity's weights-inception-2015-12-05-6726825d.pth with tools/convert_encoder.py");
+  e.reference = metrics::stored_gaussian(io::NpzFile(stats), "mu", "sigma", InceptionV3<float>::kPool3);
+  e.options = metrics::OnlineFidOptions{.num_images = o.num_images, .batch = o.gen_bsz, .num_classes = o.class_num,
+                                        .seed = static_cast<std::uint64_t>(o.seed), .suffix = "_cfg" + python_float(o.cfg) + "_res" + std::to_string(img_size)};
+  return e;
 }
 
 /// The run on the CPU, or on GPU N with --device cuda[:N] (train_cuda.cu).
@@ -253,8 +295,6 @@ int main(int argc, char** argv) {
                 o.attn_dropout, o.proj_dropout);
     IREPA_CHECK(o.start_epoch == 0 && o.resume.empty(),
                 "irepa-train-jit: --start_epoch / --resume are the reference's way to continue; here --resume_step N continues from checkpoints/");
-    IREPA_CHECK(!o.online_eval && !o.evaluate_gen,
-                "irepa-train-jit: --online_eval / --evaluate_gen are not built yet; sample with irepa-generate and score with irepa-eval");
     int device = cli::check_placement("irepa-train-jit", o.place);
     if (device >= 0 && o.place.device == "cuda" && dj->distributed()) device = dj->launch().local_rank;  // one GPU per local rank
     const nlohmann::json config_json = cli::resolved(fl);
@@ -267,6 +307,7 @@ int main(int argc, char** argv) {
                                     device, o.place.matmul_precision, o.place.attention);
       job.launch = dj->launch();
       if (o.enable_repa) job.online = make_target_encoders(o.enc_type, ds.sample_shape()[1], o.encoder_dir);
+      if (o.online_eval || o.evaluate_gen) job.online_eval = online_evaluation(o, ds.sample_shape()[1]);
       return run(o, job, choice, model_config(o, ds, job.online), ds);
     };
     if (o.dataset == "fashion-mnist")

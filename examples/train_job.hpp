@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -23,6 +24,7 @@
 #include <irepa/data/shards.hpp>
 #include <irepa/diffusion/jit_objective.hpp>
 #include <irepa/diffusion/sit_objective.hpp>
+#include <irepa/metrics/online_fid.hpp>
 #include <irepa/models/jit.hpp>
 #include <irepa/models/sd_vae.hpp>
 #include <irepa/models/sit.hpp>
@@ -31,6 +33,13 @@
 #include <irepa/train/trainer.hpp>
 
 namespace irepa::examples {
+
+/// An online evaluation (irepa-train-jit --online_eval): the evaluator is built where the job runs.
+struct OnlineEvalJob {
+  std::string inception;        // safetensors weights, or random:SEED
+  metrics::Gaussian reference;  // pool_3 mu / sigma (a fid_stats .npz)
+  metrics::OnlineFidOptions options;
+};
 
 struct TrainJob {
   std::uint64_t seed = 0;          // initialisation
@@ -43,13 +52,14 @@ struct TrainJob {
   bool fused_attention = false;
   LaunchInfo launch;               // this process's place in a data-parallel job
   std::string vae;                 // SD-VAE weights: latent sample grids decoded to pixels on the job's device
+  std::optional<OnlineEvalJob> online_eval;
 };
 
 /// A job from the trainer's options, the run's settings and where it runs (device -1: the CPU).
 inline TrainJob make_job(std::uint64_t seed, TrainerOptions options, nlohmann::json config, int threads, int device,
                          const std::string& matmul_precision, const std::string& attention) {
   return TrainJob{.seed = seed, .options = std::move(options), .online = {}, .config = std::move(config), .threads = threads,
-                  .device = device, .precision = parse_matmul_precision(matmul_precision), .fused_attention = attention == "fused", .launch = {}, .vae = {}};
+                  .device = device, .precision = parse_matmul_precision(matmul_precision), .fused_attention = attention == "fused", .launch = {}, .vae = {}, .online_eval = {}};
 }
 
 /// Where the model runs, in words: "" on the CPU, " on cuda:N (matmul fp32, materialized attention)" on a GPU.
@@ -112,6 +122,12 @@ void run_job(const Ctx& ctx, const TrainJob& job, const Config& cfg, const typen
   if (!job.vae.empty()) {
     IREPA_CHECK(options.latent_stats, "--vae {}: decoding latent sample grids needs the latent statistics as well", job.vae);
     options.grid_decoder = vae_grid_decoder(ctx, job.vae, *options.latent_stats);
+  }
+  if (job.online_eval) {
+    const auto& e = *job.online_eval;
+    using Net = InceptionV3<float, typename Ctx::device_type>;
+    auto net = std::make_shared<const Net>(Net::from_host(metrics::load_fid_inception(e.inception)));
+    options.evaluate = metrics::online_fid_evaluator(ctx, std::move(net), e.reference, e.options);
   }
   auto comm = make_communicator(ctx, job.launch);
   if (comm->rank() == 0) {

@@ -140,6 +140,32 @@ TEST_CASE("irepa-train-jit: --batch_size is per process, so 2 x 8 is the 1-proce
   fs::remove_all(dir);
 }
 
+TEST_CASE("irepa-train-jit --evaluate_gen on 2 processes: the 1-process FID and IS (each rank its rounds, the sums added)", "[train][tool][mpi][online]") {
+  if (!have_data()) return;
+  const fs::path dir = fs::temp_directory_path() / ("irepa_dp_eval_" + std::to_string(test::rng().seed()));
+  fs::create_directories(dir);
+  test::write_fid_stats(dir / "stats.npz");
+  // Grey 28x28 samples (the channel repeated), 20 class-balanced images in rounds of 3 per process.
+  const std::string args = "--dataset fashion-mnist --model custom --depth 2 --hidden_size 32 --num_heads 2 --patch_size 4 --bottleneck_dim 8"
+                           " --class_num 10 --in_context_len 0 --max_train_steps 2 --log_freq 1 --checkpointing_steps 2 --blr 5e-4 --seed 4"
+                           " --batch_size 8 --num_sampling_steps 2 --cfg 2.0 --num_images 20 --gen_bsz 3 --inception random:9"
+                           " --output_dir " + (dir / "out").string() + " --exp_name e --fid_stats " + (dir / "stats.npz").string();
+  REQUIRE(test::run_tool(IREPA_TRAIN_JIT_TOOL, args + " --threads 2", dir / "train.log") == 0);
+  REQUIRE(test::run_tool(IREPA_TRAIN_JIT_TOOL, args + " --threads 2 --resume_step 2 --evaluate_gen", dir / "one.log") == 0);
+  REQUIRE(run_ranks(2, IREPA_TRAIN_JIT_TOOL, args + " --threads 1 --resume_step 2 --evaluate_gen", dir / "two.log") == 0);
+  std::vector<std::pair<double, double>> scores;
+  for (const auto& l : lines(dir / "out" / "e" / "log.jsonl")) {
+    const auto j = nlohmann::json::parse(l);
+    if (j.contains("fid_cfg2.0_res28")) scores.emplace_back(j["fid_cfg2.0_res28"].get<double>(), j["is_cfg2.0_res28"].get<double>());
+  }
+  INFO(test::slurp(dir / "two.log"));
+  REQUIRE(scores.size() == 2);
+  CHECK(std::isfinite(scores[0].first));
+  CHECK(rel(scores[1].first, scores[0].first) <= 1e-9);
+  CHECK(rel(scores[1].second, scores[0].second) <= 1e-12);
+  fs::remove_all(dir);
+}
+
 namespace {
 /// The pid of the process whose environment has OMPI_COMM_WORLD_RANK=<rank> and whose command
 /// line mentions `marker`, or -1.
@@ -240,15 +266,7 @@ TEST_CASE("irepa-encode on 2 processes writes the 1-process posterior shards fil
   const fs::path dir = fs::temp_directory_path() / ("irepa_dp_encode_" + std::to_string(test::rng().seed()));
   fs::create_directories(dir / "img");
   {  // 10 random 32 px images and a small random VAE (four levels, f = 8)
-    Tensor<std::int64_t> px(Shape{10 * 3 * 32 * 32}), labels(Shape{10});
-    test::rng().randint(px.view(), 0, 256);
-    test::rng().randint(labels.view(), 0, 5);
-    Tensor<std::uint8_t> img(Shape{10, 3, 32, 32});
-    for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
-    io::SafeTensorsWriter w;
-    w.add("images", img);
-    w.add("labels", labels);
-    w.write((dir / "img" / "part.safetensors").string());
+    test::write_rgb_shard(dir / "img" / "part.safetensors", 10, 32, 5);
     SdVaeConfig c;
     c.ch = 8, c.ch_mult = {1, 2, 2, 2}, c.num_res_blocks = 1, c.groups = 4, c.attn_resolutions = {};
     SdVae<float> vae(c);

@@ -10,6 +10,10 @@
 
 #include <sys/wait.h>
 
+#include <nlohmann/json.hpp>
+
+#include "generate_job.hpp"
+#include "irepa/io/npz.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/io/tfrecord.hpp"
 #include "test_support.hpp"
@@ -26,18 +30,8 @@ int run(const std::string& args, const fs::path& log) { return test::run_tool(IR
 
 TEST_CASE("irepa-train-jit: resume is bit-identical through the command line, with the shipped iREPA config", "[train][jit][tool]") {
   const fs::path dir = fs::temp_directory_path() / ("irepa_train_jit_cli_" + std::to_string(test::rng().seed()));
-  fs::create_directories(dir / "shards");
-  for (int s = 0; s < 2; ++s) {  // 2 shards of 10 RGB images [3, 16, 16] and labels
-    Tensor<std::int64_t> px(Shape{10 * 3 * 256}), labels(Shape{10});
-    test::rng().randint(px.view(), 0, 256);
-    test::rng().randint(labels.view(), 0, 5);
-    Tensor<std::uint8_t> img(Shape{10, 3, 16, 16});
-    for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
-    io::SafeTensorsWriter w;
-    w.add("images", img);
-    w.add("labels", labels);
-    w.write((dir / "shards" / ("part" + std::to_string(s) + ".safetensors")).string());
-  }
+  for (int s = 0; s < 2; ++s)  // 2 shards of 10 RGB images [3, 16, 16] and labels
+    test::write_rgb_shard(dir / "shards" / ("part" + std::to_string(s) + ".safetensors"), 10, 16, 5);
   const std::string common = "--data_path " + (dir / "shards").string() + " --output_dir " + (dir / "out").string() +
                              " --config " + IREPA_SOURCE_DIR + "/configs/jit_irepa.yaml" +
                              " --model custom --depth 3 --hidden_size 32 --num_heads 2 --patch_size 4 --bottleneck_dim 6"
@@ -127,7 +121,7 @@ TEST_CASE("irepa-train-jit: resume is bit-identical through the command line, wi
     CHECK(run_args.find(std::string("\"spnorm_method\": \"") + (cfg == std::string("ref_irepa") ? "zscore" : "none")) != std::string::npos);
   }
   for (const auto& [flag, want] : std::vector<std::pair<std::string, std::string>>{
-           {" --online_eval", "--online_eval / --evaluate_gen are not built yet"},
+           {" --online_eval", "the reference has statistics for 256 and 512 pixels only (these images are 16)"},
            {" --attn_dropout 0.1", "dropout is not implemented"},
            {" --start_epoch 3", "--resume_step N continues"},
            {" --proj_coeff 0.5,0.5", "--projection_loss_type 'cosine' 1 loss types"}}) {
@@ -147,6 +141,108 @@ TEST_CASE("irepa-train-jit: resume is bit-identical through the command line, wi
     CHECK((h.find("needs a build with CUDA") != std::string::npos || h.find("cudaError") != std::string::npos));
     CHECK_FALSE(fs::exists(dir / "out" / "gpu" / "checkpoints" / "0000002.safetensors"));
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-train-jit --online_eval logs FID and IS, and --evaluate_gen scores a checkpoint to the same bits",
+          "[train][jit][tool][online]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_train_jit_eval_" + std::to_string(test::rng().seed()));
+  test::write_rgb_shard(dir / "shards" / "part0.safetensors", 20, 16, 5);
+  test::write_fid_stats(dir / "stats.npz");
+  // 20 images at 4 per step: an epoch is 5 steps, so --eval_freq 1 evaluates after steps 5 and 6 (the last).
+  const std::string common = "--data_path " + (dir / "shards").string() + " --output_dir " + (dir / "out").string() +
+                             " --model custom --depth 2 --hidden_size 32 --num_heads 2 --patch_size 4 --bottleneck_dim 6"
+                             " --in_context_len 2 --in_context_start 1 --class_num 5 --batch_size 4 --checkpointing_steps 3"
+                             " --log_freq 2 --threads 2 --lr 1e-3 --ema_decay1 0.9 --seed 3 --num_sampling_steps 2 --cfg 1.5"
+                             " --gen_bsz 8 --eval_freq 1 --inception random:5";
+  const std::string scored = common + " --num_images 20 --fid_stats " + (dir / "stats.npz").string();  // 2 images per IS split
+  REQUIRE(run(scored + " --exp_name a --max_train_steps 6 --online_eval", dir / "a.log") == 0);
+  auto scores = [&](const std::string& exp) {
+    std::vector<std::pair<std::int64_t, std::pair<double, double>>> out;
+    std::ifstream log(dir / "out" / exp / "log.jsonl");
+    for (std::string l; std::getline(log, l);) {
+      const auto j = nlohmann::json::parse(l);
+      if (j.contains("fid_cfg1.5_res16")) out.push_back({j["step"].get<std::int64_t>(), {j["fid_cfg1.5_res16"], j["is_cfg1.5_res16"]}});
+      else CHECK_FALSE(j.contains("is_cfg1.5_res16"));
+    }
+    return out;
+  };
+  const auto a = scores("a");
+  INFO(slurp(dir / "a.log"));
+  REQUIRE(a.size() == 2);
+  CHECK(a[0].first == 5);
+  CHECK(a[1].first == 6);
+  for (const auto& [step, v] : a) {
+    CHECK(std::isfinite(v.first));
+    CHECK(v.first > 0);
+    CHECK(v.second >= 1.0 - 1e-12);  // exp(mean KL) >= 1; near 1 with random weights (near-uniform softmax)
+  }
+  CHECK(a[0].second.first != a[1].second.first);  // another step: other weights and noise
+  CHECK(slurp(dir / "a.log").find("FID: ") != std::string::npos);
+
+  // --evaluate_gen: the checkpoint of step 6 scored again (its EMA, the same noise): the same bits,
+  // and nothing trained or written besides the log.
+  REQUIRE(run(scored + " --exp_name a --max_train_steps 6 --resume_step 6 --evaluate_gen", dir / "b.log") == 0);
+  const auto b = scores("a");
+  REQUIRE(b.size() == 3);
+  CHECK(b[2].first == 6);
+  CHECK(b[2].second.first == a[1].second.first);
+  CHECK(b[2].second.second == a[1].second.second);
+  CHECK_FALSE(fs::exists(dir / "out" / "a" / "checkpoints" / "0000007.safetensors"));
+
+  // irepa-generate on the JiT checkpoint: class-balanced labels, the JiT sampler and rounded uint8,
+  // as the engine's evaluate draws them; batch 0 rebuilt here from the checkpoint's EMA.
+  REQUIRE(test::run_tool(IREPA_GENERATE_TOOL, "--ckpt " + (dir / "out" / "a" / "checkpoints" / "0000006.safetensors").string() +
+                                                  " --num-fid-samples 20 --per-proc-batch-size 8 --num-steps 2 --heun --cfg-scale 1.5 --threads 2 --resolution 16"
+                                                  " --sample-dir " + (dir / "gen").string(),
+                         dir / "gen.log") == 0);
+  INFO(slurp(dir / "gen.log"));
+  CHECK(slurp(dir / "gen.log").find("of JiT depth 2 width 32 patch 4, 16x16") != std::string::npos);
+  fs::path npz;
+  for (const auto& e : fs::directory_iterator(dir / "gen"))
+    if (e.path().extension() == ".npz") npz = e.path();
+  REQUIRE_FALSE(npz.empty());
+  const io::NpzFile zf(npz.string());
+  const io::NpyArray arr = zf.array("arr_0");
+  REQUIRE(arr.shape == Shape({20, 16, 16, 3}));
+  {
+    JiTConfig c;
+    c.depth = 2, c.hidden_size = 32, c.num_heads = 2, c.patch_size = 4, c.bottleneck_dim = 6, c.in_context_len = 2, c.in_context_start = 1;
+    c.num_classes = 5, c.input_size = 16, c.z_dims.clear();
+    examples::GenJiT<> m(c, REPAHead{});
+    io::LoadParamsOptions lo;
+    io::load_params(io::SafeTensorsFile((dir / "out" / "a" / "checkpoints" / "0000006.safetensors").string()), m.params(), "ema.", lo);
+    Tensor<std::int64_t> y(Shape{8});
+    for (std::int64_t i = 0; i < 8; ++i) y[i] = i / 4;  // 20 images of 5 classes: 4 each
+    examples::GenerateSpec spec;
+    spec.jit_sampler = JiTSamplerOptions{.num_steps = 2, .heun = true, .cfg_scale = 1.5, .interval_min = 0, .interval_max = 1, .t_eps = 0.05};
+    const CpuContext ctx(2);
+    const Tensor<std::uint8_t> want = examples::generate_batch(ctx, m, nullptr, spec, y, mix64(std::uint64_t{0} << 32 ^ 0));
+    const Tensor<std::uint8_t> got = arr.load_rows<std::uint8_t>(0, 8);
+    REQUIRE(got.shape() == want.shape());
+    std::int64_t same = 0;
+    for (std::int64_t i = 0; i < want.numel(); ++i) same += got[i] == want[i];
+    CHECK(same == want.numel());
+  }
+  CHECK(test::run_tool(IREPA_GENERATE_TOOL, "--ckpt " + (dir / "out" / "a" / "checkpoints" / "0000006.safetensors").string() +
+                                                " --num-fid-samples 21 --sample-dir " + (dir / "gen").string(),
+                       dir / "gen2.log") != 0);
+  CHECK(slurp(dir / "gen2.log").find("--num-fid-samples 21 is not a multiple of its 5 classes") != std::string::npos);
+
+  // Refused: no weights, classes that do not divide the images, --evaluate_gen without a step.
+  CHECK(test::run_tool("env -u IREPA_INCEPTION " + std::string(IREPA_TRAIN_JIT_TOOL),
+                       "--data_path " + (dir / "shards").string() + " --output_dir " + (dir / "out").string() +
+                           " --exp_name x --class_num 5 --max_train_steps 1 --online_eval --fid_stats " + (dir / "stats.npz").string(),
+                       dir / "d.log") != 0);
+  CHECK(slurp(dir / "d.log").find("online evaluation needs the FID Inception weights") != std::string::npos);
+  CHECK(run(common + " --exp_name y --max_train_steps 1 --online_eval --num_images 11 --fid_stats " + (dir / "stats.npz").string(), dir / "e.log") != 0);
+  CHECK(slurp(dir / "e.log").find("the same number of images in every class") != std::string::npos);
+  CHECK(run(scored + " --exp_name z --max_train_steps 1 --evaluate_gen", dir / "f.log") != 0);
+  CHECK(slurp(dir / "f.log").find("--evaluate_gen scores a checkpoint: give its step with --resume_step") != std::string::npos);
+  CHECK(run(common + " --exp_name z --max_train_steps 1 --online_eval --fid_stats " + (dir / "shards" / "part0.safetensors").string(),
+            dir / "g.log") != 0);
+  CHECK(slurp(dir / "g.log").find("part0.safetensors") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "out" / "x" / "checkpoints"));
   fs::remove_all(dir);
 }
 

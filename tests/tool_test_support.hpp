@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "irepa/io/npz.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "test_support.hpp"
 
@@ -62,6 +63,30 @@ inline void write_tiny_shards(const std::filesystem::path& dir) {
     w.add("features.hog", randn<float>({12, 16, 12}));
     w.write((dir / ("part" + std::to_string(s) + ".safetensors")).string());
   }
+}
+
+/// A shard of n random RGB images [n, 3, side, side] (uint8) and labels in [0, classes).
+inline void write_rgb_shard(const std::filesystem::path& path, std::int64_t n, std::int64_t side, std::int64_t classes) {
+  std::filesystem::create_directories(path.parent_path());
+  Tensor<std::int64_t> px(Shape{n * 3 * side * side}), labels(Shape{n});
+  rng().randint(px.view(), 0, 256);
+  rng().randint(labels.view(), 0, classes);
+  Tensor<std::uint8_t> img(Shape{n, 3, side, side});
+  for (std::int64_t i = 0; i < img.numel(); ++i) img[i] = static_cast<std::uint8_t>(px[i]);
+  io::SafeTensorsWriter w;
+  w.add("images", img);
+  w.add("labels", labels);
+  w.write(path.string());
+}
+
+/// Reference statistics as a fid_stats .npz holds them: mu [2048] random, sigma [2048, 2048] diagonal.
+inline void write_fid_stats(const std::filesystem::path& path) {
+  io::NpzWriter stats(path.string());
+  Tensor<double> mu = rand_uniform(Shape{2048}, 0.0, 0.5), sigma(Shape{2048, 2048});
+  for (std::int64_t i = 0; i < 2048; ++i) sigma(i, i) = 0.01 + 0.01 * mu[i];
+  stats.add<double>("mu", mu.cview());
+  stats.add<double>("sigma", sigma.cview());
+  stats.finish();
 }
 
 }  // namespace irepa::test

@@ -352,4 +352,13 @@ class Philox {
   std::int64_t rank_ = 0, world_ = 1;  // shard()
 };
 
+/// 64 well-mixed bits of x (SplitMix64's finaliser): seeds of independent batches from a run's
+/// seed and a batch's coordinates (irepa-generate, online evaluation).
+constexpr std::uint64_t mix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
 }  // namespace irepa

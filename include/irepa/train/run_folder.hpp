@@ -35,7 +35,8 @@ inline std::vector<std::string> default_resume_may_change() {
           "sample-grid-freq", "sample-grid-per-class", "log-every", "log-freq", "learning-rate", "lr", "blr", "min-lr",
           "threads", "device", "matmul-precision", "attention", "data-dir", "data-path", "image-dir", "encoder-dir", "vae",
           "samples-per-class", "cfg-scale", "cfg", "sample-steps", "num-sampling-steps", "sampling-method", "interval-min",
-          "interval-max", "config", "overwrite", "skip-nonfinite-steps", "quiet", "eval-per-class", "compare", "steps", "report-to"};
+          "interval-max", "config", "overwrite", "skip-nonfinite-steps", "quiet", "eval-per-class", "compare", "steps", "report-to",
+          "online-eval", "evaluate-gen", "eval-freq", "num-images", "gen-bsz", "fid-stats", "inception"};
 }
 
 /// A setting's name with '_' spelled '-': the reference's SiT flags use dashes, its JiT flags

@@ -57,6 +57,7 @@
 #include "irepa/train/checkpoint.hpp"
 #include "irepa/train/communicator.hpp"
 #include "irepa/train/logger.hpp"
+#include "irepa/train/evaluation.hpp"
 #include "irepa/train/optim.hpp"
 #include "irepa/train/run_folder.hpp"
 
@@ -96,6 +97,12 @@ struct TrainerOptions {
   // A second destination of the records (rank 0), made once the run folder is locked:
   // tensorboard_sink() (train/tensorboard.hpp) writes TensorBoard event files into the folder.
   std::function<std::unique_ptr<LogSink>(const std::string& run_dir)> log_sink;
+  // Online evaluation (train/evaluation.hpp; metrics/online_fid.hpp is JiT's FID / IS): every
+  // eval_steps steps and at the last (0: never), every rank calls evaluate; rank 0 logs what it
+  // returns. evaluate_only: evaluate the resumed checkpoint once and stop, without a step.
+  std::int64_t eval_steps = 0;
+  Evaluator evaluate;
+  bool evaluate_only = false;
 };
 
 /// The largest global batch and log interval accepted (a larger request is a typo, not a run).
@@ -134,6 +141,11 @@ inline void check_trainer_options(const TrainerOptions& o) {
   IREPA_CHECK(o.grid.steps >= 1 && o.grid.steps <= 100000 && std::isfinite(o.grid.cfg_scale),
               "train: sample grids with {} steps at cfg scale {}; expected 1 to 100000 steps and a finite scale", o.grid.steps, o.grid.cfg_scale);
   IREPA_CHECK(std::isfinite(o.bucket_mib) && o.bucket_mib > 0, "train: bucket_mib is {}, expected a finite value > 0", o.bucket_mib);
+  IREPA_CHECK(o.eval_steps >= 0, "train: eval_steps is {}, expected >= 0 (0: no online evaluation)", o.eval_steps);
+  IREPA_CHECK((o.eval_steps == 0 && !o.evaluate_only) || o.evaluate,
+              "train: an online evaluation was asked for (eval_steps {}{}) without an evaluator", o.eval_steps,
+              o.evaluate_only ? ", evaluate_only" : "");
+  IREPA_CHECK(!o.evaluate_only || o.resume_step > 0, "train: evaluate_only evaluates a checkpoint: a resume step is needed");
 }
 
 struct TrainRecord {
@@ -445,6 +457,37 @@ class Trainer {
     write_grid(detail::step_name(step_) + ".png", "samples", x, o_.samples_per_class);
   }
 
+  /// The online evaluation at this step, on every rank (a collective): the evaluator draws
+  /// samples of the first EMA's weights through the objective's sampler; rank 0 logs its scalars.
+  void evaluate_online() {
+    flush();
+    Model ema_model(model_.config, model_.head);
+    ops::copy<T>(ctx_, emas_.front()->values(), ema_model.params().values());
+    EvalRequest req;
+    req.step = step_, req.rank = rank_, req.world = world_;
+    req.sample = [&](const Tensor<std::int64_t>& y, std::uint64_t seed) -> Tensor<double> {
+      Tensor<double> x = obj_.sample(ctx_, ema_model, y.cview(), seed, o_.grid);
+      if (o_.grid_decoder) return o_.grid_decoder(x);
+      return x;
+    };
+    req.sum_over_ranks = [&](std::vector<double>& v) {
+      if (world_ == 1 || v.empty()) return;
+      Tensor<double> h(Shape{static_cast<std::int64_t>(v.size())});
+      std::copy(v.begin(), v.end(), h.data());
+      Tensor<double, D> d = to_device(ctx_, h.cview());
+      comm_.all_reduce_sum(ctx_, d.view());
+      comm_.synchronize(ctx_);
+      const Tensor<double> back = to_host<double>(ctx_, d.cview());
+      std::copy_n(back.data(), v.size(), v.begin());
+    };
+    const std::map<std::string, double> scalars = o_.evaluate(req);
+    if (rank_ == 0) {
+      record(step_, scalars);
+      if (sink_) sink_->flush();
+    }
+    meter_ = RateMeter(step_);  // the next progress line's rate counts training only
+  }
+
   /// samples/ground_truth.png: the first batch's drawn latents (up to one grid's worth) through
   /// the grid decoder, as the reference's gt_samples; only with a decoder, on rank 0.
   void write_ground_truth_grid(ConstView<T> z) {
@@ -493,6 +536,14 @@ class Trainer {
       std::printf("target encoders: %s\n", describe_placement(placed).c_str());
       std::fflush(stdout);
     }
+    if (o_.evaluate_only) {  // the checkpoint's EMA scored, nothing trained
+      evaluate_online();
+      if (sink_) sink_->flush();
+      TrainResult<T> res;
+      Tensor<T> keep;
+      res.ema = Tensor<T>::copy_of(host_values(emas_.front()->values(), keep));
+      return res;
+    }
     const std::int64_t share = B / world_;  // this rank's share of each batch
     auto loader = data::epoch_loader<T>(ds, B, o_.seed, step_, rank_, world_);
     const std::int64_t first = step_ + 1, total = o_.max_train_steps;
@@ -525,6 +576,7 @@ class Trainer {
       if (step_ % o_.log_every == 0 || last) flush(/*progress=*/true);
       if (checkpoint) save_checkpoint();
       if (grid) write_sample_grid();
+      if (o_.eval_steps > 0 && (step_ % o_.eval_steps == 0 || last)) evaluate_online();
     }
     flush();
     if (sink_) sink_->flush();
