@@ -17,7 +17,7 @@
 #       cuda: the SD-VAE's encode and decode at 256 px in FP32, TF32 and bf16 products, and irepa-encode
 #       --device cuda over 512 random images; irepa-bench-inception --device cuda (the FID
 #       Inception-v3, FP32, batch 200) and irepa-eval --device cuda on two random 256 px npz
-#       batches; irepa-train-jit --device cuda with an online
+#       batches; irepa-train-jit --device cuda --online_eval (FID / IS of 100 samples); irepa-train-jit --device cuda with an online
 #       dinov2-vit-b target of random weights on random 3x256x256 image shards, whose log must say
 #       the encoder runs on cuda), then the same in PyTorch (eager float, and
 #       torch.compile with bf16 autocast: DESIGN.md's anchors) when python3 has torch with CUDA,
@@ -149,6 +149,14 @@ for n in ('ref', 'sample'): np.savez('$ie/' + n + '.npz', arr_0=r.integers(0, 25
       --dataset shards --data_path "$od/shards" --model JiT-B/16 --config configs/jit_irepa.yaml --enc_type dinov2-vit-b \
       --encoder_dir "$od/enc" --batch_size 64 --max_train_steps 20 --log_freq 5 --output_dir "$od/runs"
     step online-encoder-on-gpu grep -q "target encoders: dinov2-vit-b on cuda" "$log/train-jit-online-dinov2.log"
+    # --online_eval on the GPU: 100 class-balanced samples through the JiT sampler and the FID
+    # Inception (random weights) after the last step; FID / IS logged.
+    step online-eval-setup bash -c "python3 scripts/random_image_shard.py $od/shards10 --count 64 --classes 10 && python3 -c \"import numpy as np
+np.savez('$od/stats.npz', mu=np.random.default_rng(0).random(2048) * 0.5, sigma=np.eye(2048) * 0.01)\""
+    step train-jit-online-eval "$bundle/bench/irepa-train-jit" --device cuda --dataset shards --data_path "$od/shards10" --model JiT-B/16 \
+      --class_num 10 --batch_size 32 --max_train_steps 4 --log_freq 2 --output_dir "$od/runs" --exp_name eval --online_eval \
+      --num_images 100 --gen_bsz 50 --num_sampling_steps 5 --cfg 2.0 --inception random:1 --fid_stats "$od/stats.npz"
+    step online-eval-logged grep -q '"fid_cfg2.0_res256"' "$od/runs/eval/log.jsonl"
   fi
   if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     tv=benchmarks/reference/vit_forward_torch.py
@@ -179,6 +187,10 @@ for n in ('ref', 'sample'): np.savez('$ie/' + n + '.npz', arr_0=r.integers(0, 25
   if [ -f "$log/train-jit-online-dinov2.log" ]; then
     echo; echo "== irepa-train-jit --device cuda, JiT-B/16 batch 64 with an online dinov2-vit-b target"
     grep -h 'target encoders\|step\|img/s' "$log/train-jit-online-dinov2.log" | tail -n 8
+  fi
+  if [ -f "$log/train-jit-online-eval.log" ]; then
+    echo; echo "== irepa-train-jit --device cuda --online_eval: 100 samples (5 Heun steps) and the FID Inception, random weights"
+    grep -h 'online evaluation\|FID' "$log/train-jit-online-eval.log" | tail -n 3
   fi
   echo
   echo "| step | result | time |"
