@@ -450,8 +450,7 @@ class Trainer {
   /// objective's sampler on the model's device.
   void write_sample_grid() {
     if (rank_ != 0) return;
-    Model ema_model(model_.config, model_.head);
-    ops::copy<T>(ctx_, emas_.front()->values(), ema_model.params().values());
+    const Model ema_model = first_ema_model();
     const auto y = class_grid_labels(std::min(o_.classes_in_grid, model_.config.num_classes), o_.samples_per_class);
     const Tensor<double> x = obj_.sample(ctx_, ema_model, y.cview(), static_cast<std::uint64_t>(o_.seed), o_.grid);
     write_grid(detail::step_name(step_) + ".png", "samples", x, o_.samples_per_class);
@@ -461,8 +460,7 @@ class Trainer {
   /// samples of the first EMA's weights through the objective's sampler; rank 0 logs its scalars.
   void evaluate_online() {
     flush();
-    Model ema_model(model_.config, model_.head);
-    ops::copy<T>(ctx_, emas_.front()->values(), ema_model.params().values());
+    const Model ema_model = first_ema_model();
     EvalRequest req;
     req.step = step_, req.rank = rank_, req.world = world_;
     req.sample = [&](const Tensor<std::int64_t>& y, std::uint64_t seed) -> Tensor<double> {
@@ -538,10 +536,8 @@ class Trainer {
     }
     if (o_.evaluate_only) {  // the checkpoint's EMA scored, nothing trained
       evaluate_online();
-      if (sink_) sink_->flush();
       TrainResult<T> res;
-      Tensor<T> keep;
-      res.ema = Tensor<T>::copy_of(host_values(emas_.front()->values(), keep));
+      res.ema = first_ema_host();
       return res;
     }
     const std::int64_t share = B / world_;  // this rank's share of each batch
@@ -585,8 +581,7 @@ class Trainer {
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::int64_t done = total - first + 1;
     res.images_per_second = done > 0 && res.seconds > 0 ? static_cast<double>(done * B) / res.seconds : 0;
-    Tensor<T> keep;
-    res.ema = Tensor<T>::copy_of(host_values(emas_.front()->values(), keep));
+    res.ema = first_ema_host();
     return res;
   }
 
@@ -654,6 +649,18 @@ class Trainer {
       if (flags[r]) bad.push_back(static_cast<int>(r));
     if (bad.empty()) return fmt::format(" (step {}: every rank's own loss was finite: a gradient went bad)", step);
     return fmt::format(" on rank(s) {} of {}", fmt::join(bad, ", "), world_);
+  }
+
+  /// The model with the first EMA's weights (sample grids, evaluations).
+  Model first_ema_model() const {
+    Model m(model_.config, model_.head);
+    ops::copy<T>(ctx_, emas_.front()->values(), m.params().values());
+    return m;
+  }
+  /// The first EMA's weights on the host (flat, arena order).
+  Tensor<T> first_ema_host() const {
+    Tensor<T> keep;
+    return Tensor<T>::copy_of(host_values(emas_.front()->values(), keep));
   }
 
   std::vector<Ema<T, D>*> ema_pointers() const {
