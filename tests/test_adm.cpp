@@ -85,6 +85,10 @@ TEST_CASE("npz: arrays written stored, deflated and with ZIP64 records read back
       CHECK(std::memcmp(s.data(), sigma.data(), 36 * sizeof(double)) == 0);
       REQUIRE_IREPA_ERROR(f.array("mu_s"), "no array 'mu_s'", "arr_0, mu, sigma");
       REQUIRE_IREPA_ERROR(f.array("mu").load<std::int64_t>(), "holds F32", "cannot be read as I64");
+      // An array outlives the reader it came from (it holds the mapping or its inflated bytes).
+      const io::NpyArray kept = io::NpzFile(p.string()).array("arr_0");
+      const auto again = kept.load<std::uint8_t>();
+      CHECK(std::equal(images.data(), images.data() + images.numel(), again.data()));
       fs::remove(p);
     }
 }

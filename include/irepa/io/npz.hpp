@@ -22,7 +22,8 @@
 
 namespace irepa::io {
 
-/// One array of an .npz: its header and bytes (a view of the mapping, or owned when inflated).
+/// One array of an .npz: its header and bytes (a view of the mapping, or owned when inflated);
+/// it keeps what its bytes live in, so it outlives the NpzFile it came from.
 struct NpyArray {
   std::string where;  // "file.npz:name", for errors
   std::string descr;  // '|u1', '<f4', ...
@@ -49,23 +50,23 @@ struct NpyArray {
     return out;
   }
 
-  std::shared_ptr<const std::vector<std::byte>> owned;  // inflated bytes (data points into them)
+  std::shared_ptr<const void> owner;  // what data points into: the archive's reader (its mapping), or the inflated bytes
 };
 
 class NpzFile {
  public:
-  explicit NpzFile(const std::string& path) : zip_(path) { list(); }
-  /// An archive in memory (bytes must outlive the reader); name is used in errors.
-  NpzFile(std::span<const std::byte> bytes, std::string name) : zip_(bytes, std::move(name)) { list(); }
+  explicit NpzFile(const std::string& path) : zip_(std::make_shared<const ZipReader>(path)) { list(); }
+  /// An archive in memory (bytes must outlive the reader and its arrays); name is used in errors.
+  NpzFile(std::span<const std::byte> bytes, std::string name) : zip_(std::make_shared<const ZipReader>(bytes, std::move(name))) { list(); }
 
-  const std::string& path() const { return zip_.path(); }
+  const std::string& path() const { return zip_->path(); }
   /// The arrays' names (members without ".npy"), in archive order.
   const std::vector<std::string>& names() const { return names_; }
-  bool contains(std::string_view name) const { return zip_.find(std::string(name) + ".npy") != nullptr; }
+  bool contains(std::string_view name) const { return zip_->find(std::string(name) + ".npy") != nullptr; }
 
   /// The array `name` (member name.npy); an Error listing the archive's arrays when it is absent.
   NpyArray array(std::string_view name) const {
-    const ZipEntry* e = zip_.find(std::string(name) + ".npy");
+    const ZipEntry* e = zip_->find(std::string(name) + ".npy");
     if (!e) {
       std::string have;
       for (const auto& n : names_) have += (have.empty() ? "" : ", ") + n;
@@ -74,10 +75,12 @@ class NpzFile {
     NpyArray a;
     a.where = path() + ":" + std::string(name);
     if (e->method == 0) {
-      a.data = zip_.stored(*e);
+      a.data = zip_->stored(*e);
+      a.owner = zip_;
     } else {
-      a.owned = std::make_shared<const std::vector<std::byte>>(zip_.extract(*e));
-      a.data = *a.owned;
+      auto bytes = std::make_shared<const std::vector<std::byte>>(zip_->extract(*e));
+      a.data = *bytes;
+      a.owner = std::move(bytes);
     }
     const NpyHeader h = parse_npy_header(a.data.data(), a.data.size(), a.where);
     a.descr = h.descr, a.dtype = h.dtype, a.shape = h.shape;
@@ -87,10 +90,10 @@ class NpzFile {
 
  private:
   void list() {
-    for (const auto& e : zip_.entries())
+    for (const auto& e : zip_->entries())
       if (e.name.size() > 4 && e.name.ends_with(".npy")) names_.push_back(e.name.substr(0, e.name.size() - 4));
   }
-  ZipReader zip_;
+  std::shared_ptr<const ZipReader> zip_;  // shared with the stored arrays handed out
   std::vector<std::string> names_;
 };
 
