@@ -2,7 +2,7 @@
 // class-conditional images (labels uniform over the classes), decoded by the SD-VAE for latent
 // models, converted to uint8 as the reference does, written as the ADM suite's .npz (arr_0
 // uint8 [N, H, W, 3], ZIP64) and, with --save-png, as <index>.png files.
-// A JiT checkpoint (irepa-train-jit's) is sampled as the JiT engine's evaluate samples: image i
+// A JiT checkpoint (irepa-train-jit's, or the reference main_jit.py's .pth as it is) is sampled as the JiT engine's evaluate samples: image i
 // has class i / (N / classes), its sampler (--heun: Heun then a last Euler step, else Euler;
 // --cfg-scale inside --guidance-low/high as its interval; noise scale and t_eps from the run's
 // settings), uint8 rounded rather than truncated.
@@ -112,6 +112,38 @@ double run_number(const nlohmann::json& run, const std::string& key, double fall
   return fallback;
 }
 
+/// Where the chosen EMA's weights sit: "ema." / "emaK." in this library's checkpoints and in the
+/// reference SiT's .pt; main_jit.py's .pth keeps its two EMAs as model_ema1 / model_ema2 of its
+/// Denoiser, whose JiT is "net.".
+std::string weights_prefix(const io::SafeTensorsFile& f, int ema) {
+  IREPA_CHECK(ema >= 0, "irepa-generate: --ema {} is negative", ema);
+  const std::string ours = ema_prefix(static_cast<std::size_t>(ema));
+  if (f.contains(ours + "x_embedder.proj1.weight") || f.contains(ours + "x_embedder.proj.weight") ||
+      !f.contains("model_ema1.net.x_embedder.proj1.weight"))
+    return ours;
+  const std::string ref = fmt::format("model_ema{}.net.", ema + 1);
+  IREPA_CHECK(f.contains(ref + "x_embedder.proj1.weight"),
+              "irepa-generate: '{}' is a JiT checkpoint of the reference's main_jit.py with no '{}x_embedder.proj1.weight': "
+              "--ema 0 reads its model_ema1, --ema 1 its model_ema2",
+              f.path(), ref);
+  return ref;
+}
+
+/// The image side (in model inputs) the checkpoint's model was built for, read off its fixed
+/// pos_embed [1, T, D] (our checkpoints keep it as "model.pos_embed", the reference's EMA state
+/// dicts under the EMA's prefix); 0 when the file has neither.
+std::int64_t pos_embed_side(const io::SafeTensorsFile& f, const std::string& prefix, std::int64_t patch) {
+  for (const std::string name : {std::string("model.pos_embed"), prefix + "pos_embed"}) {
+    if (!f.contains(name)) continue;
+    const Shape s = f.info(name).shape;
+    IREPA_CHECK(s.rank() == 3, "irepa-generate: '{}' {} has shape {}, expected [1, tokens, width]", f.path(), name, s.str());
+    const std::int64_t T = s[1], g = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(T))));
+    IREPA_CHECK(g * g == T, "irepa-generate: '{}' {} has {} tokens, not a square grid", f.path(), name, T);
+    return g * patch;
+  }
+  return 0;
+}
+
 /// Whether the checkpoint holds a JiT (its bottleneck patch embedding) rather than a SiT.
 bool holds_jit(const io::SafeTensorsFile& f, const std::string& prefix) { return f.contains(prefix + "x_embedder.proj1.weight"); }
 
@@ -152,9 +184,10 @@ JiTConfig jit_checkpoint_config(const io::SafeTensorsFile& f, const std::string&
               "irepa-generate: the head count of '{}' is unknown (its settings name no model or num_heads, or {} heads do not divide width {}): "
               "pass --model JiT-X/p, or --model custom --num-heads N",
               f.path(), c.num_heads, c.hidden_size);
-  // The run's --img_size when it set one, else --resolution.
+  // The grid of its pos_embed, else the run's --img_size when it set one, else --resolution.
   const auto img = static_cast<std::int64_t>(run_number(run, "img_size", 0));
-  c.input_size = img > 0 ? img : o.resolution;
+  const std::int64_t side = pos_embed_side(f, prefix, c.patch_size);
+  c.input_size = side > 0 ? side : img > 0 ? img : o.resolution;
   return c;
 }
 
@@ -180,14 +213,9 @@ SiTConfig checkpoint_config(const io::SafeTensorsFile& f, const std::string& pre
   if (o.num_classes > 0)
     IREPA_CHECK(o.num_classes == c.num_classes, "irepa-generate: --num-classes {}, the checkpoint's label table has {} classes (+ null)",
                 o.num_classes, c.num_classes);
-  // Grid: model.pos_embed [1, T, D] when the file has it, else --resolution (/ 8 through the VAE).
-  std::int64_t side = o.vae.empty() ? o.resolution : o.resolution / 8;
-  if (f.contains("model.pos_embed")) {
-    const std::int64_t T = f.info("model.pos_embed").shape[1], g = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(T))));
-    IREPA_CHECK(g * g == T, "irepa-generate: model.pos_embed has {} tokens, not a square grid", T);
-    side = g * c.patch_size;
-  }
-  c.input_size = side;
+  // Grid: the file's pos_embed when it has one, else --resolution (/ 8 through the VAE).
+  const std::int64_t side = pos_embed_side(f, prefix, c.patch_size);
+  c.input_size = side > 0 ? side : o.vae.empty() ? o.resolution : o.resolution / 8;
   // Heads: --model (the reference's flag), else the run's settings.
   const nlohmann::json run = run_settings(f);
   std::string name = o.model;
@@ -265,7 +293,7 @@ int run(GenOptions o) {
   IREPA_CHECK(o.device == "cpu" || o.device.starts_with("cuda"), "irepa-generate: --device '{}' is not cpu, cuda or cuda:N", o.device);
   const LaunchInfo launch = LaunchInfo::from_env();
   const io::SafeTensorsFile ck(o.ckpt);
-  const std::string prefix = ema_prefix(static_cast<std::size_t>(o.ema));
+  const std::string prefix = weights_prefix(ck, o.ema);
   const bool jit = holds_jit(ck, prefix);
   const nlohmann::json run_cfg = run_settings(ck);
   const auto load = [&](auto& model) {
@@ -437,10 +465,10 @@ int run(GenOptions o) {
 int main(int argc, char** argv) {
   GenOptions o;
   CLI::App app{"irepa-generate: samples of a trained SiT or JiT for FID (the reference's generate.py), as an ADM .npz"};
-  app.add_option("--ckpt", o.ckpt, "a checkpoint irepa-train (or irepa-fashion) wrote, or the reference's train.py .pt")->required();
+  app.add_option("--ckpt", o.ckpt, "a checkpoint irepa-train, irepa-train-jit or irepa-fashion wrote, or the reference's train.py .pt or jit/main_jit.py .pth")->required();
   app.add_option("--model", o.model, "SiT-S/2 ... SiT-XL/2, JiT-B/16 ... (checked against the checkpoint; gives the head count), or custom");
   app.add_option("--num-heads", o.num_heads, "--model custom: the attention heads (the checkpoint's tensors give the rest)");
-  app.add_option("--ema", o.ema, "which EMA of the checkpoint (0: 'ema.')")->capture_default_str();
+  app.add_option("--ema", o.ema, "which EMA of the checkpoint (0: 'ema.', or model_ema1 of the reference's JiT .pth; 1: 'ema1.', or model_ema2)")->capture_default_str();
   app.add_option("--num-fid-samples", o.num_fid_samples, "samples in the npz")->capture_default_str();
   app.add_option("--sample-dir", o.sample_dir, "where the batch folder and the npz go")->capture_default_str();
   app.add_option("--per-proc-batch-size", o.per_proc_batch, "samples per process per iteration")->capture_default_str();

@@ -14,6 +14,11 @@ mixed_legacy.pt            the same dict written with _use_new_zipfile_serializa
 mixed_expected.safetensors every tensor of mixed.pt, contiguous, in its own dtype
 latents_stats.pt           {latents_scale, latents_bias} of shape [1, 4, 1, 1], as the reference ships them
 features.pt, features.npy  a bare [6, 16, 8] tensor, as the released spatial-metrics data/features/<enc>.pt, and numpy's copy
+jit_reference.pth          a tiny JiT checkpoint dict as the reference's jit/main_jit.py saves it:
+                           {model, optimizer, epoch, args (argparse.Namespace), model_ema1, model_ema2}, the
+                           Denoiser's "net." names
+jit_reference_ema.safetensors  the same weights under this library's names ("model.", "ema." = model_ema1,
+                           "ema1." = model_ema2) and a run config, for the bit-for-bit comparison
 forbidden_global.pt        a dict holding an instance of a class of this script: must be refused
 torchscript.pt             a scripted module (constants.pkl, code/): must be refused with a pointer to the converter
 
@@ -119,6 +124,78 @@ class TinySiT(nn.Module):
         self.final_layer = Final(d, p * p * c)
 
 
+class RMSNorm(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+
+
+class JiTAttention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.q_norm = RMSNorm(d // heads)
+        self.k_norm = RMSNorm(d // heads)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d, h):
+        super().__init__()
+        h = int(h * 2 / 3)
+        self.w12 = nn.Linear(d, 2 * h)
+        self.w3 = nn.Linear(h, d)
+
+
+class JiTBlock(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.norm1 = RMSNorm(d)
+        self.attn = JiTAttention(d, heads)
+        self.norm2 = RMSNorm(d)
+        self.mlp = SwiGLU(d, 4 * d)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+
+
+class JiTFinal(nn.Module):
+    def __init__(self, d, out):
+        super().__init__()
+        self.norm_final = RMSNorm(d)
+        self.linear = nn.Linear(d, out)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+
+
+class BottleneckEmbed(nn.Module):
+    def __init__(self, c, b, d, p):
+        super().__init__()
+        self.proj1 = nn.Conv2d(c, b, p, p, bias=False)
+        self.proj2 = nn.Conv2d(b, d, 1, 1)
+
+
+class TinyJiTNet(nn.Module):
+    """The reference JiT's parameter names and order (not its forward): depth 2, width 16, 2 heads, patch 4,
+    bottleneck 8, 4 in-context tokens, RGB 16x16, 10 classes, one MLP projector."""
+
+    def __init__(self, depth=2, d=16, heads=2, p=4, b=8, ctx=4, side=16, classes=10, proj_hidden=32, z=8):
+        super().__init__()
+        self.t_embedder = TEmb(d)
+        self.y_embedder = YEmb(classes, d)
+        self.x_embedder = BottleneckEmbed(3, b, d, p)
+        self.pos_embed = nn.Parameter(torch.zeros(1, (side // p) ** 2, d), requires_grad=False)
+        self.in_context_posemb = nn.Parameter(torch.zeros(1, ctx, d))
+        self.blocks = nn.ModuleList([JiTBlock(d, heads) for _ in range(depth)])
+        self.projectors = nn.ModuleList([Projector(d, proj_hidden, z)])
+        self.final_layer = JiTFinal(d, p * p * 3)
+
+
+class TinyDenoiser(nn.Module):
+    """main_jit.py's Denoiser holds the JiT as .net, so its state dict names are "net.<JiT name>"."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = TinyJiTNet()
+
+
 class Payload:
     """Anything that is not a state-dict type: a reader must refuse it by name."""
 
@@ -199,7 +276,40 @@ def main():
     np.save(os.path.join(a.out, "features.npy"), feats.numpy())
     torch.save({"weight": torch.ones(2), "extra": Payload()}, os.path.join(a.out, "forbidden_global.pt"))
     torch.jit.save(torch.jit.script(nn.Linear(2, 2)), os.path.join(a.out, "torchscript.pt"))
+    jit_fixture(a.out)
     print("torch", torch.__version__, "->", a.out, file=sys.stderr)
+
+
+def jit_fixture(out):
+    """A JiT checkpoint as jit/util/misc.py's save_model writes it, and the same weights for this library."""
+    torch.manual_seed(20261207)
+    den = TinyDenoiser()
+    with torch.no_grad():
+        for p in den.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    opt = torch.optim.AdamW(den.parameters(), lr=1e-4, weight_decay=0)  # no step taken: an empty state, as at epoch 0
+    ema1, ema2 = {}, {}
+    for name, value in den.state_dict().items():
+        ema1[name] = value + torch.randn_like(value) * 0.01
+        ema2[name] = value + torch.randn_like(value) * 0.01
+    # The reference's flags (main_jit.py); in_context_start is the named model's, which this custom size has no name for.
+    args = argparse.Namespace(model="custom", img_size=16, class_num=10, attn_dropout=0.0, proj_dropout=0.0, P_mean=-0.8,
+                              P_std=0.8, noise_scale=1.0, t_eps=0.05, label_drop_prob=0.1, ema_decay1=0.9999, ema_decay2=0.9996,
+                              sampling_method="heun", num_sampling_steps=50, cfg=2.9, interval_min=0.1, interval_max=1.0,
+                              encoder_depth=1, projector_dim=32, z_dims=[8], projection_layer_type="mlp",
+                              proj_kwargs_kernel_size=1, enc_type="dinov2-vit-b", proj_coeff="0.5", projection_loss_type="cosine",
+                              batch_size=4, blr=5e-5, epochs=1, output_dir="output", in_context_start=1)
+    ckpt = {"model": den.state_dict(), "optimizer": opt.state_dict(), "epoch": 1, "args": args, "model_ema1": ema1,
+            "model_ema2": ema2}
+    torch.save(ckpt, os.path.join(out, "jit_reference.pth"))
+    flat = {}
+    for prefix, sd in (("model.", ckpt["model"]), ("ema.", ema1), ("ema1.", ema2)):
+        for k, v in sd.items():
+            assert k.startswith("net.")
+            flat[prefix + k[len("net."):]] = v
+    config = {"model": "custom", "num_heads": "2", "in_context_start": "1", "img_size": "16", "noise_scale": "1.0", "t_eps": "0.05"}
+    write_safetensors(os.path.join(out, "jit_reference_ema.safetensors"), flat,
+                      {"source": "scripts/make_torch_fixtures.py", "config": json.dumps(config)})
 
 
 if __name__ == "__main__":

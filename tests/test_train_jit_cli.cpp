@@ -3,6 +3,7 @@
 // shipped configs/jit_irepa.yaml; a small iREPA JiT with the online HOG target learns
 // Fashion-MNIST in 200 steps; unknown keys and bad values are refused.
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <vector>
@@ -193,7 +194,7 @@ TEST_CASE("irepa-train-jit --online_eval logs FID and IS, and --evaluate_gen sco
   // irepa-generate on the JiT checkpoint: class-balanced labels, the JiT sampler and rounded uint8,
   // as the engine's evaluate draws them; batch 0 rebuilt here from the checkpoint's EMA.
   REQUIRE(test::run_tool(IREPA_GENERATE_TOOL, "--ckpt " + (dir / "out" / "a" / "checkpoints" / "0000006.safetensors").string() +
-                                                  " --num-fid-samples 20 --per-proc-batch-size 8 --num-steps 2 --heun --cfg-scale 1.5 --threads 2 --resolution 16"
+                                                  " --num-fid-samples 20 --per-proc-batch-size 8 --num-steps 2 --heun --cfg-scale 1.5 --threads 2"
                                                   " --sample-dir " + (dir / "gen").string(),
                          dir / "gen.log") == 0);
   INFO(slurp(dir / "gen.log"));
@@ -243,6 +244,56 @@ TEST_CASE("irepa-train-jit --online_eval logs FID and IS, and --evaluate_gen sco
             dir / "g.log") != 0);
   CHECK(slurp(dir / "g.log").find("part0.safetensors") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "out" / "x" / "checkpoints"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-generate samples the reference's JiT checkpoint (main_jit.py's .pth) as its converted safetensors, bit for bit",
+          "[generate][jit][tool][reference]") {
+  // tests/data/torch/jit_reference.pth: {model, optimizer, epoch, args, model_ema1, model_ema2} with
+  // the Denoiser's "net." names; jit_reference_ema.safetensors: the same tensors under this
+  // library's names (scripts/make_torch_fixtures.py).
+  const fs::path data = fs::path(IREPA_SOURCE_DIR) / "tests" / "data" / "torch";
+  const fs::path dir = fs::temp_directory_path() / ("irepa_generate_jit_ref_" + std::to_string(test::rng().seed()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::int64_t seed = static_cast<std::int64_t>(test::rng().seed() % 100000);
+  INFO("global seed " << seed);
+  const auto generate = [&](const std::string& ckpt, int ema, const std::string& tag) {
+    const int rc = test::run_tool(IREPA_GENERATE_TOOL, "--ckpt " + (data / ckpt).string() + " --ema " + std::to_string(ema) +
+                                                           " --num-heads 2 --num-fid-samples 10 --per-proc-batch-size 4 --num-steps 3 --heun"
+                                                           " --cfg-scale 2.0 --guidance-low 0.1 --threads 2 --global-seed " + std::to_string(seed) +
+                                                           " --sample-dir " + (dir / tag).string(),
+                                  dir / (tag + ".log"));
+    INFO(slurp(dir / (tag + ".log")));
+    REQUIRE(rc == 0);
+    CHECK(slurp(dir / (tag + ".log")).find("of JiT depth 2 width 16 patch 4, 16x16") != std::string::npos);
+    fs::path npz;
+    for (const auto& e : fs::directory_iterator(dir / tag))
+      if (e.path().extension() == ".npz") npz = e.path();
+    REQUIRE_FALSE(npz.empty());
+    const io::NpyArray arr = io::NpzFile(npz.string()).array("arr_0");
+    REQUIRE(arr.shape == Shape({10, 16, 16, 3}));
+    return arr.load_rows<std::uint8_t>(0, 10);
+  };
+  const auto same = [](const Tensor<std::uint8_t>& a, const Tensor<std::uint8_t>& b) {
+    std::int64_t n = 0;
+    for (std::int64_t i = 0; i < a.numel(); ++i) n += a[i] == b[i];
+    return n;
+  };
+  const Tensor<std::uint8_t> ref0 = generate("jit_reference.pth", 0, "ref0"), ours0 = generate("jit_reference_ema.safetensors", 0, "ours0");
+  const Tensor<std::uint8_t> ref1 = generate("jit_reference.pth", 1, "ref1"), ours1 = generate("jit_reference_ema.safetensors", 1, "ours1");
+  CHECK(same(ref0, ours0) == ref0.numel());  // model_ema1 is this library's ema.
+  CHECK(same(ref1, ours1) == ref1.numel());  // model_ema2 is ema1.
+  CHECK(same(ref0, ref1) < ref0.numel() / 2);  // the two EMAs differ, and --ema picks between them
+  std::int64_t lo = 255, hi = 0;
+  for (std::int64_t i = 0; i < ref0.numel(); ++i) lo = std::min<std::int64_t>(lo, ref0[i]), hi = std::max<std::int64_t>(hi, ref0[i]);
+  CHECK(hi - lo > 50);  // images, not a constant
+
+  // The reference keeps two EMAs: a third is refused with what there is.
+  CHECK(test::run_tool(IREPA_GENERATE_TOOL, "--ckpt " + (data / "jit_reference.pth").string() +
+                                                " --ema 2 --num-heads 2 --num-fid-samples 10 --sample-dir " + (dir / "bad").string(),
+                       dir / "bad.log") != 0);
+  CHECK(slurp(dir / "bad.log").find("--ema 0 reads its model_ema1, --ema 1 its model_ema2") != std::string::npos);
   fs::remove_all(dir);
 }
 
