@@ -133,7 +133,7 @@ std::string weights_prefix(const io::SafeTensorsFile& f, int ema) {
 /// pos_embed [1, T, D] (our checkpoints keep it as "model.pos_embed", the reference's EMA state
 /// dicts under the EMA's prefix); 0 when the file has neither.
 std::int64_t pos_embed_side(const io::SafeTensorsFile& f, const std::string& prefix, std::int64_t patch) {
-  for (const std::string name : {std::string("model.pos_embed"), prefix + "pos_embed"}) {
+  for (const std::string& name : {std::string("model.pos_embed"), prefix + "pos_embed"}) {
     if (!f.contains(name)) continue;
     const Shape s = f.info(name).shape;
     IREPA_CHECK(s.rank() == 3, "irepa-generate: '{}' {} has shape {}, expected [1, tokens, width]", f.path(), name, s.str());
