@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "golden/golden.hpp"
+#include "golden/adm.hpp"
 #include "irepa/io/npz.hpp"
 #include "irepa/metrics/adm_evaluator.hpp"
 #include "irepa/models/inception_v3.hpp"

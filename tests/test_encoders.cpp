@@ -1,7 +1,7 @@
 // Target encoders: the weight-free HOG encoder against the reference's golden file and
 // scikit-image cases (tests/data/golden/hog_extra_*), its name parsing, and what HOG means.
 
-#include "golden/golden.hpp"
+#include "golden/encoders.hpp"
 #include <irepa/models/hog.hpp>
 
 #include <map>

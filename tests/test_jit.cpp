@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "golden/golden.hpp"
+#include "golden/objectives.hpp"
 #include "irepa/check/gradient_check.hpp"
 #include "irepa/diffusion/jit_objective.hpp"
 #include "irepa/io/safetensors.hpp"

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "golden/golden.hpp"
+#include "golden/samplers.hpp"
 #include "irepa/diffusion/samplers.hpp"
 #include "test_support.hpp"
 

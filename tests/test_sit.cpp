@@ -5,7 +5,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "golden/golden.hpp"
+#include "golden/objectives.hpp"
 #include "irepa/diffusion/sit_objective.hpp"
 #include "irepa/check/gradient_check.hpp"
 #include "irepa/io/safetensors.hpp"

@@ -8,7 +8,7 @@
 
 #include <unistd.h>
 
-#include "golden/golden.hpp"
+#include "golden/vae.hpp"
 #include "irepa/models/sd_vae.hpp"
 #include "test_support.hpp"
 
