@@ -1,7 +1,15 @@
-# Builds and runs the consumer project. Variables: IREPA_SOURCE, IREPA_BUILD, WORK, MODE.
+# Builds and runs the consumer project. Variables: IREPA_SOURCE, IREPA_BUILD, WORK, MODE, and the
+# irepa build's type and flags, which the consumer is built with: IREPA_BUILD_TYPE,
+# IREPA_CXX_FLAGS, IREPA_CONFIG_CXX_FLAGS (that type's flags), IREPA_LINKER_FLAGS.
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
-set(_args -S ${CMAKE_CURRENT_LIST_DIR} -B ${WORK}/build -DIREPA_CONSUMER_MODE=${MODE} -DCMAKE_BUILD_TYPE=Release)
+if(NOT IREPA_BUILD_TYPE)
+  set(IREPA_BUILD_TYPE Release)
+endif()
+string(TOUPPER ${IREPA_BUILD_TYPE} _type)
+set(_args -S ${CMAKE_CURRENT_LIST_DIR} -B ${WORK}/build -DIREPA_CONSUMER_MODE=${MODE} -DCMAKE_BUILD_TYPE=${IREPA_BUILD_TYPE}
+          "-DCMAKE_CXX_FLAGS=${IREPA_CXX_FLAGS}" "-DCMAKE_CXX_FLAGS_${_type}=${IREPA_CONFIG_CXX_FLAGS}"
+          "-DCMAKE_EXE_LINKER_FLAGS=${IREPA_LINKER_FLAGS}")
 if(MODE STREQUAL "find_package")
   execute_process(COMMAND ${CMAKE_COMMAND} --install ${IREPA_BUILD} --prefix ${WORK}/prefix
                   RESULT_VARIABLE rc)
