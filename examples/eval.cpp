@@ -11,7 +11,7 @@
 // mu_s, sigma_s, no arr_0: JiT's fid_stats files, or one --save-stats wrote) gives FID (and sFID)
 // but no precision / recall. IS uses the sample batch's logits (pool_3 @ W, no bias)
 // in chunks of --split-size rows. The Frechet distance's square root: --sqrt symmetric (the
-// eigendecompositions of the symmetric form, fast) or sqrtm (scipy's route through a Schur form,
+// eigenvalues of a symmetric form of the product, fast) or sqrtm (scipy's route through a Schur form,
 // with the evaluator's eps retry); they agree to ~1e-11 relative.
 //
 // Weights: the released pt_inception-2015-12-05 graph as torch-fidelity converted it

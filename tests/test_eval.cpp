@@ -48,6 +48,26 @@ TEST_CASE("Frechet distance: closed forms and an independent computation", "[met
   const double general = (f.mean - g.mean).squaredNorm() + f.cov.trace() + g.cov.trace() - 2 * cross;
   CHECK(metrics::frechet_distance(f, g) == Approx(general).epsilon(1e-9));
   CHECK(metrics::frechet_distance(f, f) == Approx(0.0).margin(1e-9));
+  // Singular covariances (fewer samples than dimensions) on either side, or both: each of the
+  // three routes to the trace term (a Cholesky factor of the first, of the second, the first's
+  // eigenvectors) against the eigenvalues of S1 S2.
+  const auto from_rows = [](std::int64_t n) {
+    const auto x = test::randn<double>(Shape{n, d});
+    return metrics::fit_gaussian<double>(x.cview());
+  };
+  metrics::Gaussian r4 = from_rows(4), r3 = from_rows(3);
+  const auto independent = [](const metrics::Gaussian& p, const metrics::Gaussian& q) {
+    Eigen::EigenSolver<Eigen::MatrixXd> pe(p.cov * q.cov);
+    double tr = 0;
+    for (Eigen::Index i = 0; i < d; ++i) tr += std::sqrt(std::max(pe.eigenvalues()[i].real(), 0.0));
+    return (p.mean - q.mean).squaredNorm() + p.cov.trace() + q.cov.trace() - 2 * tr;
+  };
+  for (const auto& [p, q] : {std::pair{&r4, &f}, std::pair{&f, &r4}, std::pair{&r4, &r3}}) {
+    const double want_pq = independent(*p, *q);
+    CHECK(want_pq > 0.1);
+    CHECK(metrics::frechet_distance(*p, *q) == Approx(want_pq).epsilon(1e-7));
+  }
+  CHECK(metrics::frechet_distance(r4, r4) == Approx(0.0).margin(1e-6));
   // From samples: the fitted mean and covariance are the textbook ones.
   const auto x = test::randn<float>(Shape{50, 3});
   const auto fit = metrics::fit_gaussian<float>(x);

@@ -3,7 +3,7 @@
 // computes them, from Inception features:
 //  - FID / sFID: mu = mean, sigma = np.cov (N - 1) of pool_3 (or the 2023-d spatial features);
 //    |mu_s - mu_r|^2 + tr S_s + tr S_r - 2 tr Re sqrtm(S_s S_r). Two ways to the trace term:
-//    SqrtMethod::Symmetric (frechet.hpp's eigendecompositions of the symmetric form, fast) and
+//    SqrtMethod::Symmetric (frechet.hpp: a factor of one covariance and the symmetric form, fast) and
 //    SqrtMethod::Sqrtm (the matrix square root of the product through a complex Schur form, as
 //    scipy's sqrtm, with the evaluator's retry on (S_s + eps I)(S_r + eps I) when the root is
 //    not finite, and its refusal of a large imaginary diagonal).
