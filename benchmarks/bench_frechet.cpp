@@ -20,32 +20,30 @@
 
 #include "irepa/core/rng.hpp"
 #include "irepa/metrics/adm_evaluator.hpp"
+#include "irepa/metrics/online_fid.hpp"
 
 namespace {
 
-/// [n, d] features: relu(z M), z standard normal, M a fixed random mixing (seeded).
+/// [n, d] features: relu(z M), z standard normal, M a fixed random mixing (seeded), added to
+/// FeatureMoments in chunks of rows, so 50k x 2048 needs no 800 MB matrix.
 irepa::metrics::Gaussian statistics(std::int64_t n, std::int64_t d, std::uint64_t seed) {
   using namespace irepa;
   Tensor<double> mix(Shape{d, d}), z(Shape{std::min<std::int64_t>(n, 4096), d});
   Philox(7).normal(mix.view());
   const Eigen::Map<const Eigen::MatrixXd> m(mix.data(), d, d);
-  // Moments accumulated in chunks of rows, so 50k x 2048 needs no 800 MB matrix.
-  Eigen::VectorXd sum = Eigen::VectorXd::Zero(d);
-  Eigen::MatrixXd outer = Eigen::MatrixXd::Zero(d, d);
+  metrics::FeatureMoments moments(Eigen::VectorXd::Zero(d));
   Philox rng(seed);
   for (std::int64_t done = 0; done < n;) {
     const std::int64_t rows = std::min(z.size(0), n - done);
     rng.normal(z.view());
     const Eigen::Map<const Eigen::MatrixXd> zr(z.data(), d, z.size(0));  // column = row of features
     const Eigen::MatrixXd x = ((m.transpose() * zr.leftCols(rows)) / std::sqrt(static_cast<double>(d))).cwiseMax(0.0);
-    sum += x.rowwise().sum();
-    outer.noalias() += x * x.transpose();
+    Tensor<double> features(Shape{rows, d});  // x's columns are its rows
+    std::copy_n(x.data(), features.numel(), features.data());
+    moments.add<double>(features.cview());
     done += rows;
   }
-  metrics::Gaussian g;
-  g.mean = sum / static_cast<double>(n);
-  g.cov = (outer - static_cast<double>(n) * g.mean * g.mean.transpose()) / static_cast<double>(n - 1);
-  return g;
+  return moments.gaussian();
 }
 
 }  // namespace
