@@ -2,6 +2,7 @@
 // loss-curve plots.
 
 #include <optional>
+#include <tuple>
 
 #include <Eigen/Eigenvalues>
 
@@ -48,26 +49,73 @@ TEST_CASE("Frechet distance: closed forms and an independent computation", "[met
   const double general = (f.mean - g.mean).squaredNorm() + f.cov.trace() + g.cov.trace() - 2 * cross;
   CHECK(metrics::frechet_distance(f, g) == Approx(general).epsilon(1e-9));
   CHECK(metrics::frechet_distance(f, f) == Approx(0.0).margin(1e-9));
-  // Singular covariances (fewer samples than dimensions) on either side, or both: each of the
-  // three routes to the trace term (a Cholesky factor of the first, of the second, the first's
-  // eigenvectors) against the eigenvalues of S1 S2.
-  const auto from_rows = [](std::int64_t n) {
-    const auto x = test::randn<double>(Shape{n, d});
-    return metrics::fit_gaussian<double>(x.cview());
+  // Singular covariances (fewer samples than dimensions) on either side, or both: S = Y^T Y for
+  // k random rows Y (rank k), where eig(S Q) = eig(Y Q Y^T), a k x k positive definite matrix,
+  // gives the trace term without any rank decision. Every route: low_rank_limit 0 takes a
+  // Cholesky factor of a positive definite side (or, both singular, the first's eigenvectors);
+  // 2 takes the pivoted factor of a side of rank <= 2 and else the former; d takes the pivoted
+  // factor of any singular side. A Cholesky factor against a singular side leaves the square
+  // roots of its zero eigenvalues' rounding in the sum (~1e-8); a pivoted factor does not.
+  struct LowRank {
+    metrics::Gaussian g;
+    Eigen::MatrixXd y;  // [k, d]
   };
-  metrics::Gaussian r4 = from_rows(4), r3 = from_rows(3);
-  const auto independent = [](const metrics::Gaussian& p, const metrics::Gaussian& q) {
-    Eigen::EigenSolver<Eigen::MatrixXd> pe(p.cov * q.cov);
-    double tr = 0;
-    for (Eigen::Index i = 0; i < d; ++i) tr += std::sqrt(std::max(pe.eigenvalues()[i].real(), 0.0));
-    return (p.mean - q.mean).squaredNorm() + p.cov.trace() + q.cov.trace() - 2 * tr;
+  const auto low_rank = [](std::int64_t k) {
+    const auto t = test::randn<double>(Shape{k, d});
+    const Eigen::MatrixXd y = Eigen::Map<const Eigen::Matrix<double, -1, -1, Eigen::RowMajor>>(t.data(), k, d);
+    return LowRank{{random_vec(d), y.transpose() * y}, y};
   };
-  for (const auto& [p, q] : {std::pair{&r4, &f}, std::pair{&f, &r4}, std::pair{&r4, &r3}}) {
-    const double want_pq = independent(*p, *q);
+  const LowRank r5 = low_rank(5), r3 = low_rank(3), r2 = low_rank(2);
+  const auto exact_trace = [](const LowRank& p, const Eigen::MatrixXd& q) {
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> small(p.y * q * p.y.transpose(), Eigen::EigenvaluesOnly);
+    return small.eigenvalues().cwiseSqrt().sum();
+  };
+  const metrics::Gaussian* spd = &f;
+  const std::tuple<const metrics::Gaussian*, const metrics::Gaussian*, double> cases[] = {
+      {&r3.g, spd, exact_trace(r3, f.cov)},       {spd, &r3.g, exact_trace(r3, f.cov)},
+      {&r2.g, spd, exact_trace(r2, f.cov)},       {&r5.g, spd, exact_trace(r5, f.cov)},
+      {spd, &r5.g, exact_trace(r5, f.cov)},       {&r3.g, &r2.g, exact_trace(r2, r3.g.cov)},
+      {&r2.g, &r3.g, exact_trace(r2, r3.g.cov)},  {&r5.g, &r3.g, exact_trace(r3, r5.g.cov)},
+      {&r3.g, &r5.g, exact_trace(r3, r5.g.cov)}};
+  for (const auto& [p, q, tr] : cases) {
+    const double want_pq = (p->mean - q->mean).squaredNorm() + p->cov.trace() + q->cov.trace() - 2 * tr;
     CHECK(want_pq > 0.1);
     CHECK(metrics::frechet_distance(*p, *q) == Approx(want_pq).epsilon(1e-7));
+    for (const Eigen::Index limit : {Eigen::Index{0}, Eigen::Index{2}, Eigen::Index{d}}) {
+      INFO("rank limit " << limit << ", ranks " << p->cov.fullPivLu().rank() << " and " << q->cov.fullPivLu().rank());
+      CHECK(metrics::detail::trace_sqrt_product(p->cov, q->cov, limit) == Approx(tr).epsilon(1e-7));
+    }
+    CHECK(metrics::detail::trace_sqrt_product(p->cov, q->cov, d) == Approx(tr).epsilon(1e-11));
   }
-  CHECK(metrics::frechet_distance(r4, r4) == Approx(0.0).margin(1e-6));
+  CHECK(metrics::frechet_distance(r3.g, r3.g) == Approx(0.0).margin(1e-9));
+  // The pivoted factor of a rank-k covariance has k columns and gives the covariance back; a
+  // limit below the rank is refused, and a zero covariance has an empty factor.
+  for (const auto* lr : {&r5, &r3, &r2}) {
+    const auto u = metrics::detail::pivoted_cholesky(lr->g.cov, d);
+    REQUIRE(u);
+    CHECK(u->cols() == lr->y.rows());
+    CHECK((*u * u->transpose() - lr->g.cov).norm() < 1e-12 * lr->g.cov.norm());
+    CHECK_FALSE(metrics::detail::pivoted_cholesky(lr->g.cov, u->cols() - 1));
+  }
+  CHECK_FALSE(metrics::detail::pivoted_cholesky(f.cov, d - 1));
+  // A covariance that is rounding noise (constant features): indefinite, with a diagonal spread
+  // over many scales. A pivoted factor of it would blow the off-diagonal noise up (~1e-12 where
+  // the noise is 1e-16); it is refused, and the trace term stays at the noise's scale, as on the
+  // Cholesky route.
+  Eigen::MatrixXd noise(d, d);
+  {
+    const auto t = test::randn<double>(Shape{d, d});
+    const Eigen::Map<const Eigen::MatrixXd> m(t.data(), d, d);
+    noise = 1e-16 * (m + m.transpose());
+    for (Eigen::Index i = 0; i < d; ++i) noise(i, i) = std::pow(10.0, -16.0 - 2.0 * static_cast<double>(i));
+  }
+  CHECK_FALSE(metrics::detail::low_rank_factor(noise, d));
+  const double noise_bound = static_cast<double>(d) * std::sqrt(noise.norm() * f.cov.norm());
+  for (const Eigen::Index limit : {Eigen::Index{0}, Eigen::Index{d}}) {
+    INFO("rank limit " << limit);
+    CHECK(metrics::detail::trace_sqrt_product(noise, f.cov, limit) <= noise_bound);
+    CHECK(metrics::detail::trace_sqrt_product(f.cov, noise, limit) <= noise_bound);
+  }
   // From samples: the fitted mean and covariance are the textbook ones.
   const auto x = test::randn<float>(Shape{50, 3});
   const auto fit = metrics::fit_gaussian<float>(x);
@@ -80,6 +128,9 @@ TEST_CASE("Frechet distance: closed forms and an independent computation", "[met
   CHECK(fit.cov(0, 1) == Approx(c01).epsilon(1e-6));
   REQUIRE_IREPA_ERROR(metrics::fit_gaussian<float>(test::randn<float>(Shape{1, 3})), "expected contiguous [N >= 2, D]");
   REQUIRE_IREPA_ERROR(metrics::frechet_distance(a, metrics::Gaussian{random_vec(3), random_spd(3)}), "dimension 7 and 3");
+  metrics::Gaussian nan_cov = r3.g;
+  nan_cov.cov(1, 2) = NAN;
+  REQUIRE_IREPA_ERROR(metrics::frechet_distance(nan_cov, f), "holds NaN or Inf");
 }
 
 TEST_CASE("MlpClassifier learns separable classes and its hidden features are usable", "[metrics][classifier]") {
