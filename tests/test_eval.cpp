@@ -98,9 +98,11 @@ TEST_CASE("Frechet distance: closed forms and an independent computation", "[met
     CHECK_FALSE(metrics::detail::pivoted_cholesky(lr->g.cov, u->cols() - 1));
   }
   CHECK_FALSE(metrics::detail::pivoted_cholesky(f.cov, d - 1));
+  CHECK(metrics::detail::pivoted_cholesky(Eigen::MatrixXd::Zero(d, d), 0)->cols() == 0);
+  CHECK(metrics::detail::trace_sqrt_product(Eigen::MatrixXd::Zero(d, d), f.cov) == 0.0);
   // A covariance that is rounding noise (constant features): indefinite, with a diagonal spread
-  // over many scales. A pivoted factor of it would blow the off-diagonal noise up (~1e-12 where
-  // the noise is 1e-16); it is refused, and the trace term stays at the noise's scale, as on the
+  // over many scales. Pivoting on its tiny diagonal would blow the off-diagonal noise up by
+  // orders of magnitude; the factor is refused, and the trace term stays at the noise's scale, as on the
   // Cholesky route.
   Eigen::MatrixXd noise(d, d);
   {
