@@ -35,7 +35,7 @@ void write_bytes(const fs::path& p, const std::vector<char>& b) {
   f.write(b.data(), static_cast<std::streamsize>(b.size()));
 }
 
-Tensor<std::uint8_t> random_images(std::int64_t n, std::int64_t h, std::int64_t w) {
+Tensor<std::uint8_t> random_uint8_images(std::int64_t n, std::int64_t h, std::int64_t w) {
   Tensor<std::int64_t> v(Shape{n, h, w, 3});
   test::rng().randint(v.view(), 0, 256);
   Tensor<std::uint8_t> u(v.shape());
@@ -60,7 +60,7 @@ void write_sample_npz(const fs::path& p, bool compressed, bool zip64, const Tens
 }  // namespace
 
 TEST_CASE("npz: arrays written stored, deflated and with ZIP64 records read back bit for bit", "[npz]") {
-  const auto images = random_images(5, 7, 9);
+  const auto images = random_uint8_images(5, 7, 9);
   const auto mu = test::randn<float>(Shape{6});
   const auto sigma = test::randn<double>(Shape{6, 6});
   for (const bool compressed : {false, true})
@@ -124,7 +124,7 @@ TEST_CASE("npz: equal contents give equal files, and a deflated archive is small
 }
 
 TEST_CASE("npz: truncated, corrupted and foreign files are clear errors", "[npz]") {
-  const auto images = random_images(3, 8, 8);
+  const auto images = random_uint8_images(3, 8, 8);
   const auto mu = test::randn<float>(Shape{4});
   const auto sigma = test::randn<double>(Shape{4, 4});
   for (const bool compressed : {false, true}) {
@@ -284,7 +284,7 @@ TEST_CASE("Inception-v3: float and double agree on random weights, and features 
     f.load(io::SafeTensorsFile(p.string()));
     return f;
   }();
-  const auto u8 = random_images(2, 40, 33);
+  const auto u8 = random_uint8_images(2, 40, 33);
   Tensor<double> x(u8.shape());
   Tensor<float> xf(u8.shape());
   for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = u8[i], xf[i] = u8[i];

@@ -19,7 +19,7 @@ namespace {
 
 const fs::path kArrow = fs::path(IREPA_TEST_DATA_DIR) / "arrow";
 
-fs::path temp_dir(const std::string& name) {
+fs::path arrow_temp_dir(const std::string& name) {
   const auto d = fs::temp_directory_path() / ("irepa_arrow_" + name + "_" + std::to_string(::getpid()) + "_" + std::to_string(test::rng().seed()));
   fs::remove_all(d);
   fs::create_directories(d);
@@ -113,7 +113,7 @@ TEST_CASE("Hugging Face folders that do not fit are named: columns, shapes, size
   const data::HfImageDataset images((kArrow / "imagenet-latents-images").string());
   const data::HfLatentDataset val((kArrow / "imagenet-latents-sdvae-ft-mse-f8d4" / "val").string());
   REQUIRE_IREPA_ERROR(data::PairedDataset(images, val), "7 images and 3 latents");
-  const auto dir = temp_dir("state");
+  const auto dir = arrow_temp_dir("state");
   fs::copy(kArrow / "imagenet-latents-images", dir / "imgs", fs::copy_options::recursive);
   fs::remove(dir / "imgs" / "data-00001-of-00002.arrow");
   REQUIRE_IREPA_ERROR(data::HfImageDataset((dir / "imgs").string()), "data-00001-of-00002.arrow");
@@ -128,7 +128,7 @@ TEST_CASE("truncated and corrupt Arrow files: an error naming the file and offse
   const fs::path src = kArrow / "imagenet-latents-sdvae-ft-mse-f8d4" / "data-00000-of-00002.arrow";
   const auto bytes = read_all(src);
   const io::ArrowStreamFile good(src.string());
-  const auto dir = temp_dir("corrupt");
+  const auto dir = arrow_temp_dir("corrupt");
   const fs::path p = dir / "x.arrow";
   // Every truncation point: refused (the end-of-stream marker is required).
   for (std::size_t cut = 0; cut < bytes.size(); cut += 1 + cut / 16) {

@@ -27,7 +27,7 @@ namespace {
 const char* const kJiTFiles[] = {"jit_irepa_conv3_zscore", "jit_repa_mlp_early"};
 
 template <class T>
-void check_golden_file(const std::string& stem, double tol) {
+void check_jit_golden_file(const std::string& stem, double tol) {
   io::SafeTensorsFile f((golden_dir() / (stem + ".safetensors")).string());
   const auto rows = golden::check_jit<T>(f, tol);
   REQUIRE(rows.size() > 40);  // 4 images, 2 alignment tensors, 3 losses and every gradient
@@ -39,7 +39,7 @@ void check_golden_file(const std::string& stem, double tol) {
 
 /// Depth 3, width 32, 2 heads (head dim 16), a 3x3 grid of 4x4 patches over 3 channels,
 /// bottleneck 5, 3 in-context tokens entering before block 1, two target encoders.
-JiTConfig small_config() {
+JiTConfig small_jit_config() {
   JiTConfig c;
   c.input_size = 12;
   c.in_channels = 3;
@@ -87,32 +87,32 @@ void gradient_check_whole_model(Head head, JiTConfig cfg) {
 
 TEST_CASE("JiT matches every golden file in double to 1e-9", "[jit][golden]") {
   if (!have_golden()) return;
-  for (const char* stem : kJiTFiles) check_golden_file<double>(stem, 1e-9);
+  for (const char* stem : kJiTFiles) check_jit_golden_file<double>(stem, 1e-9);
 }
 
 TEST_CASE("JiT matches every golden file in float to 1e-4", "[jit][golden]") {
   if (!have_golden()) return;
-  for (const char* stem : kJiTFiles) check_golden_file<float>(stem, 1e-4);
+  for (const char* stem : kJiTFiles) check_jit_golden_file<float>(stem, 1e-4);
 }
 
 TEST_CASE("JiT: whole-model gradients of the total loss on fresh random shapes", "[jit][gradcheck]") {
   SECTION("iREPA, aligned after the in-context tokens entered (stripped before the projector)") {
-    gradient_check_whole_model(iREPAHead<ConvProjector<0>, SpatialNorm>{SpatialNorm{.alpha = 0.8}}, small_config());
+    gradient_check_whole_model(iREPAHead<ConvProjector<0>, SpatialNorm>{SpatialNorm{.alpha = 0.8}}, small_jit_config());
   }
   SECTION("REPA, aligned before the in-context tokens enter") {
-    auto cfg = small_config();
+    auto cfg = small_jit_config();
     cfg.encoder_depth = 1;
     cfg.in_context_start = 2;
     gradient_check_whole_model(REPAHead{}, cfg);
   }
   SECTION("in-context tokens from the first block, aligned after the last") {
-    auto cfg = small_config();
+    auto cfg = small_jit_config();
     cfg.in_context_start = 0;
     cfg.encoder_depth = 3;
     gradient_check_whole_model(iREPAHead<ConvProjector<0>, NoNorm>{}, cfg);
   }
   SECTION("no in-context tokens, one encoder") {
-    auto cfg = small_config();
+    auto cfg = small_jit_config();
     cfg.in_context_len = 0;
     cfg.z_dims = {9};
     gradient_check_whole_model(iREPAHead<LinearProjector, SpatialNorm>{}, cfg);
@@ -234,13 +234,13 @@ TEST_CASE("JiT: model names and configuration errors", "[jit]") {
   REQUIRE_IREPA_ERROR(apply_jit_model_name(c, "JiT-XL/16"), "JiT-XL/16");
   REQUIRE_IREPA_ERROR(apply_jit_model_name(c, "JiT-B/8"), "patch size must be 16 or 32");
 
-  auto cfg = small_config();
+  auto cfg = small_jit_config();
   cfg.in_context_start = 3;  // == depth: the tokens would never enter
   REQUIRE_IREPA_ERROR((JiT<Dynamic, DynamicPatch, REPAHead, double>(cfg)), "in-context");
-  cfg = small_config();
+  cfg = small_jit_config();
   cfg.num_heads = 16;  // head dim 2: 2-D RoPE needs a multiple of 4
   REQUIRE_IREPA_ERROR((JiT<Dynamic, DynamicPatch, REPAHead, double>(cfg)), "head dim");
-  cfg = small_config();
+  cfg = small_jit_config();
   JiT<Dynamic, DynamicPatch, REPAHead, double> m(cfg);
   auto data = random_batch(m, 2);
   data.y[1] = cfg.num_classes + 1;
@@ -253,7 +253,7 @@ TEST_CASE("JiT: model names and configuration errors", "[jit]") {
 }
 
 TEST_CASE("JiT: save and load round-trip, and a file of another model is named", "[jit]") {
-  auto cfg = small_config();
+  auto cfg = small_jit_config();
   JiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>, double> a(cfg), b(cfg);
   randomize(a);
   const auto path =
@@ -273,7 +273,7 @@ TEST_CASE("JiT: save and load round-trip, and a file of another model is named",
 }
 
 TEST_CASE("JiT sampler: Heun then a final Euler step, guidance on the predicted image inside its interval", "[jit][sampler]") {
-  auto cfg = small_config();
+  auto cfg = small_jit_config();
   cfg.z_dims = {};
   JiT<Dynamic, DynamicPatch, REPAHead, double> m(cfg);
   randomize(m, 0.5);
@@ -362,7 +362,7 @@ TEST_CASE("JiT in-context token ops: prepend and its backward and slicing tokens
 
 TEST_CASE("JiT: the sampling forward (infer) gives the training forward's output bit for bit", "[jit]") {
   for (const std::int64_t start : {0, 1, 2}) {  // in-context tokens from the first, a middle and the last block
-    auto cfg = small_config();
+    auto cfg = small_jit_config();
     cfg.in_context_start = start;
     JiT<Dynamic, DynamicPatch, iREPAHead<ConvProjector<0>, SpatialNorm>, float> m(cfg);
     randomize(m, 0.5);

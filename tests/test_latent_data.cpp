@@ -77,9 +77,7 @@ data::LatentStats stats_of(std::vector<double> scale, std::vector<double> bias) 
   return s;
 }
 
-bool same_bits(ConstView<float> a, ConstView<float> b) {
-  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.numel()) * sizeof(float)) == 0;
-}
+using test::same_bits;
 
 }  // namespace
 

@@ -33,9 +33,7 @@ namespace {
 using test::draw;
 using test::write_bytes;
 
-bool same_bits(TensorView<float> a, TensorView<float> b) {
-  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.numel()) * sizeof(float)) == 0;
-}
+using test::same_bits;
 
 using Model = SiT<Dynamic, DynamicPatch, iREPAHead<Conv3x3, SpatialNorm>, float>;
 
@@ -46,7 +44,7 @@ SiTConfig tiny() {
   return c;
 }
 
-data::ImageDataset tiny_images() {
+data::ImageDataset fault_images() {
   Tensor<std::uint8_t> img(Shape{24, 1, 8, 8});
   Tensor<std::int64_t> px(Shape{img.numel()}), labels(Shape{24});
   test::rng().randint(px.view(), 0, 256);
@@ -66,7 +64,7 @@ TrainResult<float> run_tiny(const TrainerOptions& o, const nlohmann::json& cfg =
   CpuContext ctx(2);
   Model m(tiny());
   m.init(5);
-  return train(ctx, o, m, SiTObjective{}, tiny_images(), {}, cfg);
+  return train(ctx, o, m, SiTObjective{}, fault_images(), {}, cfg);
 }
 }  // namespace
 
@@ -208,7 +206,7 @@ TEST_CASE("numbers: non-finite or out-of-range settings are refused before train
   {
     CpuContext ctx(1);
     Model m(tiny());
-    REQUIRE_IREPA_ERROR(train(ctx, tiny_options(d / "p"), m, SiTObjective{.proj_coeff = std::nan("")}, tiny_images(), {}, nlohmann::json::object()),
+    REQUIRE_IREPA_ERROR(train(ctx, tiny_options(d / "p"), m, SiTObjective{.proj_coeff = std::nan("")}, fault_images(), {}, nlohmann::json::object()),
                         "proj_coeff");
   }
   // A finite but absurd rate: the loss and the norm of step 1 are finite, the weights after it

@@ -24,7 +24,7 @@ namespace {
 const char* const kSiTFiles[] = {"sit_irepa_conv3_zscore", "sit_repa_mlp", "sit_two_encoders_cosine_path"};
 
 template <class T>
-void check_golden_file(const std::string& stem, double tol) {
+void check_sit_golden_file(const std::string& stem, double tol) {
   io::SafeTensorsFile f((golden_dir() / (stem + ".safetensors")).string());
   const auto rows = golden::check_sit<T>(f, tol);
   // Everything the file pins down is compared: 3 model tensors, 2 per encoder, 4 losses, grads.
@@ -39,12 +39,12 @@ void check_golden_file(const std::string& stem, double tol) {
 
 TEST_CASE("SiT matches every golden file in double to 1e-9", "[sit][golden]") {
   if (!have_golden()) return;
-  for (const char* stem : kSiTFiles) check_golden_file<double>(stem, 1e-9);
+  for (const char* stem : kSiTFiles) check_sit_golden_file<double>(stem, 1e-9);
 }
 
 TEST_CASE("SiT matches every golden file in float to 1e-4", "[sit][golden]") {
   if (!have_golden()) return;
-  for (const char* stem : kSiTFiles) check_golden_file<float>(stem, 1e-4);
+  for (const char* stem : kSiTFiles) check_sit_golden_file<float>(stem, 1e-4);
 }
 
 namespace {

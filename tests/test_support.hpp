@@ -2,6 +2,7 @@
 // Helpers shared by the tests: fresh random tensors, golden-file location, error matching.
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -46,6 +47,11 @@ double rel_error(const A& a, const B& b) {
     n += y * y;
   }
   return n == 0 ? std::sqrt(d) : std::sqrt(d / n);
+}
+
+/// The same floats, bit for bit (resume and reproducibility checks).
+inline bool same_bits(ConstView<float> a, ConstView<float> b) {
+  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.numel()) * sizeof(float)) == 0;
 }
 
 inline std::filesystem::path golden_dir() {

@@ -289,9 +289,7 @@ struct Run {
   }
 };
 
-bool same_bits(TensorView<float> a, TensorView<float> b) {
-  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.numel()) * sizeof(float)) == 0;
-}
+using test::same_bits;
 }  // namespace
 
 TEST_CASE("resume is bit-identical: N steps straight = N/2, checkpoint, new process state, N/2", "[train][checkpoint]") {
