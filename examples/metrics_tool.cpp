@@ -379,6 +379,12 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    {  // before any work: an output path under a regular file or without permission fails now, not at the end
+      std::error_code ec;
+      fs::create_directories(out_dir, ec);
+      IREPA_CHECK(!ec && fs::is_directory(out_dir), "irepa-metrics: --out '{}' cannot be a folder: {}", out_dir,
+                  ec ? ec.message() : std::string("a file of that name is in the way"));
+    }
     CpuContext ctx(threads);
     std::optional<GfidTable> released;
     if (!data_dir.empty()) {
@@ -473,7 +479,6 @@ int main(int argc, char** argv) {
         const std::vector<std::int64_t> refs{(gh / 4) * gw + gw / 4, (gh / 2) * gw + gw / 2, (3 * gh / 4) * gw + 3 * gw / 4,
                                              (gh / 4) * gw + 3 * gw / 4};
         const std::string png = (fs::path(out_dir) / ("spatialnorm_" + name + ".png")).string();
-        fs::create_directories(out_dir);
         begin_png(png, 560, 270 * static_cast<int>(refs.size()), 2, static_cast<int>(refs.size()));
         plscmap1n(256);
         const PLFLT pos[3] = {0, 0.5, 1}, r[3] = {0.23, 0.87, 0.70}, g[3] = {0.30, 0.87, 0.02}, b[3] = {0.75, 0.87, 0.15};
@@ -491,7 +496,6 @@ int main(int argc, char** argv) {
       results.push_back({name, {M::mean(lds), M::mean(cds), M::mean(srss), M::mean(rmsc), n_images, valid}});
     }
 
-    fs::create_directories(out_dir);
     std::ostringstream csv, md;  // written whole at the end (atomically): a report is never half-written
     csv << "encoder,images,lds,cds,srss,srss_valid_images,rmsc\n";
     md << "| encoder | images | LDS | CDS | SRSS | SRSS valid | RMSC |\n|---|---|---|---|---|---|---|\n";

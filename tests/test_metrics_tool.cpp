@@ -1,10 +1,12 @@
 // irepa-metrics end to end: encoders whose features have more or less spatial structure, a
 // gFID table that falls as the structure grows, and the tables the tool writes.
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -259,5 +261,32 @@ TEST_CASE("irepa-metrics --data reads the released layout: features/*.pt, stats/
   { std::ofstream(data / "stats" / "fid" / ("sit-xl-2-sdvae-" + runs[0] + "_cfg1.0-seed0-modesde-steps250.csv")) << "Steps,FID\n100000,abc\n"; }
   CHECK(run(" --data " + data.string(), dir / "bad") != 0);
   CHECK(slurp(dir / "log.txt").find("'abc' (FID) is not a number") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("irepa-metrics refuses an output folder it cannot make before any work: one line, status 1", "[metrics][tool]") {
+  const fs::path dir = fs::temp_directory_path() / ("irepa_metrics_out_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  io::write_npy<float>((dir / "f.npy").string(), features(4, 1.0));
+  {
+    std::ofstream b(dir / "blocker");
+    b << "a regular file the output must not replace\n";
+  }
+  // --out under a regular file, and --out naming the file itself.
+  for (const fs::path& out : {dir / "blocker" / "out", dir / "blocker"}) {
+    const std::string cmd = std::string(IREPA_METRICS_TOOL) + " --features f=" + (dir / "f.npy").string() + " --out " +
+                            out.string() + " >" + (dir / "stdout").string() + " 2>" + (dir / "stderr").string();
+    INFO(cmd);
+    const int status = std::system(cmd.c_str());
+    REQUIRE(WIFEXITED(status));  // not a signal: no abort, no core dump
+    CHECK(WEXITSTATUS(status) == 1);
+    const std::string err = slurp(dir / "stderr");
+    INFO(err);
+    CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+    CHECK(err.find("--out '" + out.string() + "'") != std::string::npos);
+    CHECK(slurp(dir / "stdout").empty());  // refused before any encoder was measured
+    CHECK(slurp(dir / "blocker") == "a regular file the output must not replace\n");
+  }
   fs::remove_all(dir);
 }
