@@ -86,6 +86,13 @@ TEST_CASE("irepa-generate -> npz -> irepa-eval: resumable, deterministic, bad ba
   CHECK(test::slurp(dir / "b3.log").find("is complete") != std::string::npos);
   CHECK(exit_code(generate_tool(gen_args(4) + (dir / "b").string(), dir / "b4.log")) == 1);
   CHECK(test::slurp(dir / "b4.log").find("was started with per_proc_batch_size = 8") != std::string::npos);
+  // A non-empty folder that no irepa-generate made is refused, and what is in it stays.
+  fs::create_directories(dir / "d" / name);
+  std::ofstream(dir / "d" / name / "mine.txt") << "someone's file";
+  CHECK(exit_code(generate_tool(gen + (dir / "d").string(), dir / "d.log")) == 1);
+  CHECK(test::slurp(dir / "d.log").find("is not an irepa-generate folder") != std::string::npos);
+  CHECK(test::slurp(dir / "d" / name / "mine.txt") == "someone's file");
+  CHECK_FALSE(fs::exists(dir / "d" / name / "generate.json"));
   // Another seed gives other samples.
   REQUIRE(generate_tool(gen + (dir / "c").string() + " --global-seed 1", dir / "c.log") == 0);
   CHECK(bytes_of(npz_a) != bytes_of(dir / "c" / "0000100-size-16-cfg-1.5-seed-1-sde-steps-4.npz"));
