@@ -16,16 +16,13 @@
 #include "irepa/metrics/masks.hpp"
 #include "irepa/io/safetensors.hpp"
 #include "irepa/metrics/spatial.hpp"
-#include "test_support.hpp"
+#include "tool_test_support.hpp"
 
 using namespace irepa;
 namespace fs = std::filesystem;
 
 namespace {
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  return {std::istreambuf_iterator<char>(f), {}};
-}
+using test::slurp;
 /// Features on an 8x8 grid: a smooth field of strength s plus unit noise.
 Tensor<float> features(std::int64_t N, double s) {
   auto x = test::randn<float>({N, 64, 12});
