@@ -14,6 +14,9 @@ endforeach()
 # Catch2 ANDs the excluded tags: what is listed is in none of the files.
 execute_process(COMMAND ${GROUP} ${spec} --list-test-names-only
                 OUTPUT_VARIABLE orphans ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc MATCHES "^[0-9]+$")  # a crash (a signal's name here) would list nothing and hide the orphans
+  message(FATAL_ERROR "${GROUP}: listing the cases outside its files failed (${rc}): ${err}")
+endif()
 string(STRIP "${orphans}" orphans)
 if(NOT orphans STREQUAL "")
   string(REPLACE "\n" "\n  " orphans "${orphans}")
